@@ -1,0 +1,22 @@
+"""Optimizers, looked up by name through a registry users can extend."""
+
+from metatune.optimizers import random as _random  # noqa: F401  (registers "random")
+from metatune.optimizers.base import (
+    Optimizer,
+    SuggestContext,
+    available_optimizers,
+    make_optimizer,
+    register_optimizer,
+)
+from metatune.optimizers.gp import GPOptimizer  # registers "gp"
+from metatune.optimizers.random import RandomOptimizer
+
+__all__ = [
+    "Optimizer",
+    "SuggestContext",
+    "GPOptimizer",
+    "RandomOptimizer",
+    "available_optimizers",
+    "make_optimizer",
+    "register_optimizer",
+]

@@ -1,0 +1,1 @@
+"""Reports: live progress, summary tables and plots."""

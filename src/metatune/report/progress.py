@@ -1,0 +1,62 @@
+"""A live rich progress bar for `Study.optimize`, silent when disabled (e.g. not a terminal)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from metatune.trial import Trial, TrialState
+
+if TYPE_CHECKING:
+    from metatune.study import Study
+
+
+class StudyProgress:
+    """Shows trials done, the best value so far and failures, per `update(trial)`."""
+
+    def __init__(
+        self, study: Study, n_trials: int | None, timeout: float | None, enabled: bool
+    ) -> None:
+        self._enabled = enabled
+        self._sign = 1.0 if study.direction == "minimize" else -1.0
+        self._best = math.inf
+        self._failed = 0
+        self._total = n_trials
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._name = study.name
+
+    def __enter__(self) -> StudyProgress:
+        if self._enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("best {task.fields[best]}"),
+                TextColumn("[red]{task.fields[failed]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                self._name, total=self._total, best="-", failed=""
+            )
+        return self
+
+    def update(self, trial: Trial) -> None:
+        if trial.state is TrialState.COMPLETE and trial.value is not None:
+            self._best = min(self._best, self._sign * trial.value)
+        elif trial.state is TrialState.FAILED:
+            self._failed += 1
+        if self._progress is not None:
+            best = "-" if math.isinf(self._best) else f"{self._sign * self._best:.6g}"
+            failed = f"{self._failed} failed" if self._failed else ""
+            self._progress.update(self._task, advance=1, best=best, failed=failed)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)

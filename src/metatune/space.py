@@ -1,0 +1,332 @@
+"""Search spaces: parameter types, validation, sampling and the unit-cube encoding the GP sees.
+
+Every parameter has two views of the unit cube:
+
+* a *sampling* view, one dimension per parameter, used by Sobol and random search
+  (a uniform point maps to a uniform draw in the parameter's own scale);
+* a *model* view used by surrogate models, where a categorical parameter becomes a one-hot
+  block (so choices are never treated as ordered) and an integer the centre of its bin.
+
+`Space.decode(Space.encode(params)) == params` holds exactly for integers and categoricals and
+to floating-point precision for floats (which are then clipped into their bounds).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Float", "Int", "Categorical", "Space", "Param"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_CHOICE_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Float:
+    """A real-valued parameter in [low, high]; `log=True` searches it on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        low = _check_number("Float low", self.low)
+        high = _check_number("Float high", self.high)
+        if low >= high:
+            raise ValueError(f"Float needs low < high, got low={low!r}, high={high!r}")
+        if self.log and low <= 0:
+            raise ValueError(f"Float with log=True needs low > 0, got low={low!r}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @property
+    def model_dims(self) -> int:
+        return 1
+
+    def _bounds(self) -> tuple[float, float]:
+        if self.log:
+            return math.log(self.low), math.log(self.high)
+        return self.low, self.high
+
+    def from_uniform(self, u: float) -> float:
+        a, b = self._bounds()
+        v = a + float(u) * (b - a)
+        x = math.exp(v) if self.log else v
+        return min(max(x, self.low), self.high)
+
+    def encode(self, value: Any) -> list[float]:
+        a, b = self._bounds()
+        v = math.log(value) if self.log else float(value)
+        return [(v - a) / (b - a)]
+
+    def decode(self, u: Sequence[float]) -> float:
+        return self.from_uniform(min(max(float(u[0]), 0.0), 1.0))
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool)
+            and self.low <= float(value) <= self.high
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer parameter in [low, high] (both included); `log=True` for a log scale."""
+
+    low: int
+    high: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        for label, v in (("low", self.low), ("high", self.high)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"Int {label} must be an integer, got {v!r}")
+        low, high = int(self.low), int(self.high)
+        if low >= high:
+            raise ValueError(f"Int needs low < high, got low={low!r}, high={high!r}")
+        if self.log and low <= 0:
+            raise ValueError(f"Int with log=True needs low >= 1, got low={low!r}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @property
+    def model_dims(self) -> int:
+        return 1
+
+    @property
+    def n_values(self) -> int:
+        return self.high - self.low + 1
+
+    def _bounds(self) -> tuple[float, float]:
+        # Bins of equal width (linear) or equal log-width (log) around every integer.
+        if self.log:
+            return math.log(self.low - 0.5), math.log(self.high + 0.5)
+        return self.low - 0.5, self.high + 0.5
+
+    def _from_scaled(self, v: float) -> int:
+        x = math.exp(v) if self.log else v
+        return int(min(max(round(x), self.low), self.high))
+
+    def from_uniform(self, u: float) -> int:
+        a, b = self._bounds()
+        return self._from_scaled(a + float(u) * (b - a))
+
+    def encode(self, value: Any) -> list[float]:
+        a, b = self._bounds()
+        v = math.log(int(value)) if self.log else float(int(value))
+        return [(v - a) / (b - a)]
+
+    def decode(self, u: Sequence[float]) -> int:
+        return self.from_uniform(min(max(float(u[0]), 0.0), 1.0))
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+            return False
+        if not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        return self.low <= int(value) <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """An unordered choice among strings, numbers, booleans or None."""
+
+    choices: tuple[Any, ...]
+
+    def __init__(self, choices: Sequence[Any]) -> None:
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+            raise TypeError(f"Categorical choices must be a list or tuple, got {choices!r}")
+        choices = tuple(choices)
+        if not choices:
+            raise ValueError("Categorical needs at least one choice, got an empty list")
+        for c in choices:
+            if not isinstance(c, _CHOICE_TYPES) or (isinstance(c, float) and not math.isfinite(c)):
+                raise TypeError(
+                    f"Categorical choices must be str, int, finite float, bool or None; got {c!r}"
+                )
+        keys = [(type(c), c) for c in choices]
+        if len(set(keys)) != len(keys):
+            dupes = sorted({repr(c) for c, k in zip(choices, keys) if keys.count(k) > 1})
+            raise ValueError(f"Categorical choices must be distinct, duplicated: {', '.join(dupes)}")
+        object.__setattr__(self, "choices", choices)
+
+    @property
+    def model_dims(self) -> int:
+        return len(self.choices)
+
+    def index(self, value: Any) -> int:
+        for i, c in enumerate(self.choices):
+            if type(c) is type(value) and c == value:
+                return i
+        for i, c in enumerate(self.choices):  # e.g. numpy scalars or 1 vs 1.0 from JSON
+            if not isinstance(c, bool) and not isinstance(value, bool) and c == value:
+                return i
+        raise ValueError(f"{value!r} is not one of the choices {list(self.choices)!r}")
+
+    def from_uniform(self, u: float) -> Any:
+        i = min(int(float(u) * len(self.choices)), len(self.choices) - 1)
+        return self.choices[max(i, 0)]
+
+    def encode(self, value: Any) -> list[float]:
+        out = [0.0] * len(self.choices)
+        out[self.index(value)] = 1.0
+        return out
+
+    def decode(self, u: Sequence[float]) -> Any:
+        return self.choices[int(np.argmax(np.asarray(u, dtype=float)))]
+
+    def contains(self, value: Any) -> bool:
+        try:
+            self.index(value)
+        except ValueError:
+            return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "categorical", "choices": list(self.choices)}
+
+
+Param = Float | Int | Categorical
+
+
+def _param_from_dict(d: Mapping[str, Any]) -> Param:
+    kind = d.get("type")
+    if kind == "float":
+        return Float(d["low"], d["high"], log=bool(d.get("log", False)))
+    if kind == "int":
+        return Int(int(d["low"]), int(d["high"]), log=bool(d.get("log", False)))
+    if kind == "categorical":
+        return Categorical(d["choices"])
+    raise ValueError(f"unknown parameter type {kind!r}; allowed: float, int, categorical")
+
+
+class Space(Mapping[str, Param]):
+    """An ordered, named collection of parameters, e.g. ``Space({"lr": Float(1e-4, 1, log=True)})``."""
+
+    def __init__(self, params: Mapping[str, Param]) -> None:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"Space takes a dict of name -> parameter, got {type(params).__name__}")
+        if not params:
+            raise ValueError("Space needs at least one parameter, got an empty dict")
+        for name, p in params.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ValueError(
+                    f"bad parameter name {name!r}: use letters, digits, '_', '.', '-', "
+                    "starting with a letter or '_'"
+                )
+            if not isinstance(p, (Float, Int, Categorical)):
+                raise TypeError(
+                    f"parameter {name!r} must be Float, Int or Categorical, got {type(p).__name__}"
+                )
+        self._params: dict[str, Param] = dict(params)
+        self._slices: dict[str, slice] = {}
+        start = 0
+        for name, p in self._params.items():
+            self._slices[name] = slice(start, start + p.model_dims)
+            start += p.model_dims
+        self._dim = start
+
+    # Mapping protocol -------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Param:
+        return self._params[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self._params.items())
+        return f"Space({{{inner}}})"
+
+    # Encoding -----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Number of dimensions of the model encoding (one-hot categoricals count per choice)."""
+        return self._dim
+
+    def slice_of(self, name: str) -> slice:
+        """Columns of the model encoding that belong to parameter `name`."""
+        return self._slices[name]
+
+    def encode(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Map a complete, valid parameter dict to a point of the model unit cube."""
+        self.validate(params)
+        out = np.empty(self._dim)
+        for name, p in self._params.items():
+            out[self._slices[name]] = p.encode(params[name])
+        return out
+
+    def decode(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
+        """Map a point of the model unit cube (any real values) back to valid parameters."""
+        u = np.asarray(u, dtype=float).reshape(-1)
+        if u.shape[0] != self._dim:
+            raise ValueError(f"expected a vector of length {self._dim}, got {u.shape[0]}")
+        return {name: p.decode(u[self._slices[name]]) for name, p in self._params.items()}
+
+    def round(self, U: np.ndarray) -> np.ndarray:
+        """Snap model-space points to the encodings of valid parameters (integers, one-hots)."""
+        U = np.atleast_2d(np.asarray(U, dtype=float))
+        return np.stack([self.encode(self.decode(u)) for u in U])
+
+    def from_uniform(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
+        """Map a point of the sampling cube [0, 1)^len(space) to parameters."""
+        u = np.asarray(u, dtype=float).reshape(-1)
+        if u.shape[0] != len(self._params):
+            raise ValueError(f"expected a vector of length {len(self._params)}, got {u.shape[0]}")
+        return {name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u)}
+
+    def sample(self, rng: np.random.Generator | int | None = None) -> dict[str, Any]:
+        """One independent uniform draw (log-uniform for log parameters)."""
+        rng = np.random.default_rng(rng)
+        return self.from_uniform(rng.random(len(self._params)))
+
+    # Validation and serialization --------------------------------------------------------------
+    def validate(self, params: Mapping[str, Any]) -> None:
+        """Raise a clear error if `params` is not a complete, in-range assignment of this space."""
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict, got {type(params).__name__}")
+        missing = [k for k in self._params if k not in params]
+        extra = [k for k in params if k not in self._params]
+        if missing or extra:
+            raise ValueError(f"params do not match the space: missing {missing}, unknown {extra}")
+        for name, p in self._params.items():
+            if not p.contains(params[name]):
+                raise ValueError(f"parameter {name!r}={params[name]!r} is outside {p!r}")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: p.to_dict() for name, p in self._params.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Mapping[str, Any]]) -> Space:
+        return cls({name: _param_from_dict(pd) for name, pd in d.items()})

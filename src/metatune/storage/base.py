@@ -1,0 +1,160 @@
+"""The storage protocol: where studies and trials live, shared by every backend.
+
+A backend must make `create_trial` hand out dense, unique trial numbers even when several
+processes share it, and must make `finish_trial` durable before it returns, so that a process
+killed at any moment loses no completed trial.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from metatune.trial import Trial, TrialState, utcnow
+
+__all__ = ["BaseStorage", "StudyRecord", "DuplicateStudyError", "process_owner", "owner_is_dead"]
+
+
+class DuplicateStudyError(ValueError):
+    """Raised when creating a study whose name is already taken in the storage."""
+
+
+@dataclass
+class StudyRecord:
+    """What a storage keeps about a study besides its trials."""
+
+    id: int
+    name: str
+    direction: str
+    space: dict[str, Any]
+    optimizer: str
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def process_owner() -> str:
+    """An identifier of this process, stored with every trial it runs: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` names a process on this host that no longer exists."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # A zombie child still answers kill(0); treat it as dead if /proc says so.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+class BaseStorage(abc.ABC):
+    """Abstract storage; see `InMemoryStorage` and `SQLStorage`."""
+
+    # Studies ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_study(
+        self,
+        name: str,
+        direction: str,
+        space: dict[str, Any],
+        optimizer: str,
+        optimizer_options: dict[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> StudyRecord:
+        """Create a study; raise DuplicateStudyError if `name` exists."""
+
+    @abc.abstractmethod
+    def get_study(self, name: str) -> StudyRecord | None:
+        """The study called `name`, or None."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[StudyRecord]:
+        """All studies, oldest first."""
+
+    @abc.abstractmethod
+    def delete_study(self, name: str) -> None:
+        """Remove a study and its trials; KeyError if absent."""
+
+    # Trials -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_trial(
+        self,
+        study_id: int,
+        params: dict[str, Any],
+        system_attrs: dict[str, Any] | None = None,
+    ) -> Trial:
+        """Insert a RUNNING trial owned by this process with the next free number."""
+
+    @abc.abstractmethod
+    def set_trial_params(self, study_id: int, number: int, params: dict[str, Any]) -> None:
+        """Set the parameters of a RUNNING trial (a trial is numbered first, then suggested)."""
+
+    @abc.abstractmethod
+    def finish_trial(
+        self,
+        study_id: int,
+        number: int,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        user_attrs: dict[str, Any] | None = None,
+        system_attrs: dict[str, Any] | None = None,
+    ) -> Trial:
+        """Mark a RUNNING trial finished, durably; ValueError if it is already finished."""
+
+    @abc.abstractmethod
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[Trial]:
+        """Trials of a study ordered by number, optionally filtered by state."""
+
+    @abc.abstractmethod
+    def heartbeat(self, study_id: int, number: int) -> None:
+        """Record that the trial's owner is still alive."""
+
+    @abc.abstractmethod
+    def _running_owners(self, study_id: int) -> list[tuple[int, str | None, datetime | None]]:
+        """(number, owner, last heartbeat) of every RUNNING trial."""
+
+    def fail_stale_trials(self, study_id: int, grace_seconds: float = 60.0) -> list[int]:
+        """Fail RUNNING trials whose owner is gone: a dead local process or a stale heartbeat.
+
+        A trial is stale when its owner process on this host no longer exists, or when no
+        heartbeat arrived for `grace_seconds` (for owners on other machines). Returns the numbers
+        of the trials failed.
+        """
+        now = utcnow()
+        failed = []
+        for number, owner, beat in self._running_owners(study_id):
+            dead = owner_is_dead(owner)
+            stale = beat is not None and (now - beat).total_seconds() > grace_seconds
+            if dead or stale:
+                reason = "owner process died" if dead else f"no heartbeat for {grace_seconds:g}s"
+                try:
+                    self.finish_trial(
+                        study_id, number, TrialState.FAILED, error=f"stale trial: {reason}"
+                    )
+                except ValueError:  # finished by its owner in the meantime
+                    continue
+                failed.append(number)
+        return failed
+
+    def close(self) -> None:
+        """Release connections; the default does nothing."""

@@ -1,0 +1,337 @@
+"""Studies: ask / tell / optimize over a space, persisted in a storage and resumable by name."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import numbers
+import secrets
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from metatune.optimizers import Optimizer, SuggestContext, make_optimizer
+from metatune.space import Space
+from metatune.storage import BaseStorage, DuplicateStudyError, InMemoryStorage, get_storage
+from metatune.trial import Trial, TrialState
+
+__all__ = ["Study", "load_study", "Objective", "Callback"]
+
+log = logging.getLogger("metatune")
+
+Objective = Callable[[dict[str, Any]], Any]
+Callback = Callable[["Study", Trial], None]
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def _describe_error(exc: BaseException) -> str:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3))
+    return f"{type(exc).__name__}: {exc}\n{tb}".strip()
+
+
+class _Heartbeat:
+    """Background thread that tells the storage a trial's owner is alive while it runs."""
+
+    def __init__(self, storage: BaseStorage, study_id: int, number: int, interval: float):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(storage, study_id, number, interval), daemon=True
+        )
+
+    def _run(self, storage: BaseStorage, study_id: int, number: int, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                storage.heartbeat(study_id, number)
+            except Exception:  # a missed heartbeat must never kill the trial
+                log.debug("heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Study:
+    """An optimization of one objective over `space`, stored under `name` in `storage`.
+
+    Opening a name that already exists in the storage resumes that study (its space must match).
+    `direction` defaults to "minimize" and `optimizer` to "gp" for new studies, and to the stored
+    values for resumed ones. `seed` makes every suggestion reproducible; without one a seed is
+    drawn once and stored, so a resumed study continues the same sequence.
+    """
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Any] | None = None,
+        direction: str | None = None,
+        optimizer: str | Optimizer | None = None,
+        storage: str | BaseStorage | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        optimizer_options: dict[str, Any] | None = None,
+        heartbeat_interval: float = 10.0,
+        stale_after: float = 120.0,
+    ) -> None:
+        if space is not None and not isinstance(space, Space):
+            space = Space(space)
+        if direction is not None and direction not in _DIRECTIONS:
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        for label, v in (("heartbeat_interval", heartbeat_interval), ("stale_after", stale_after)):
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"{label} must be a positive number of seconds, got {v!r}")
+        if isinstance(optimizer, Optimizer) or optimizer is None:
+            opt_name = getattr(optimizer, "name", None)
+        else:
+            opt_name = optimizer
+        # Build the optimizer first so a bad name or option fails before anything is stored.
+        self._optimizer = (
+            make_optimizer(optimizer, optimizer_options) if optimizer is not None else None
+        )
+
+        self._storage = get_storage(storage)
+        self._heartbeat_interval = float(heartbeat_interval)
+        record = self._storage.get_study(name) if name is not None else None
+        if record is None:
+            if space is None:
+                where = "in this storage" if name else "(no name given)"
+                raise ValueError(f"study {name!r} not found {where}; pass a space to create it")
+            try:
+                record = self._storage.create_study(
+                    name=name or f"study-{uuid.uuid4().hex[:8]}",
+                    direction=direction or "minimize",
+                    space=space.to_dict(),
+                    optimizer=opt_name or "gp",
+                    optimizer_options=optimizer_options or {},
+                    seed=int(seed) if seed is not None else secrets.randbelow(2**31),
+                )
+            except DuplicateStudyError:  # another process created it first: resume it
+                record = self._storage.get_study(name)  # type: ignore[arg-type]
+                assert record is not None
+        stored_space = Space.from_dict(record.space)
+        if space is not None and space != stored_space:
+            raise ValueError(
+                f"study {record.name!r} exists with a different space: stored "
+                f"{stored_space.to_dict()}, given {space.to_dict()}; use another name"
+            )
+        if direction is not None and direction != record.direction:
+            raise ValueError(
+                f"study {record.name!r} exists with direction {record.direction!r}, "
+                f"given {direction!r}"
+            )
+        self._record = record
+        self.space = stored_space
+        if self._optimizer is None:
+            self._optimizer = make_optimizer(record.optimizer, record.optimizer_options)
+        if not isinstance(self._storage, InMemoryStorage):
+            failed = self._storage.fail_stale_trials(record.id, grace_seconds=stale_after)
+            if failed:
+                log.warning("marked stale running trials as failed: %s", failed)
+
+    # Properties ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def direction(self) -> str:
+        return self._record.direction
+
+    @property
+    def seed(self) -> int:
+        return int(self._record.seed or 0)
+
+    @property
+    def optimizer(self) -> Optimizer:
+        assert self._optimizer is not None
+        return self._optimizer
+
+    @property
+    def storage(self) -> BaseStorage:
+        return self._storage
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, ordered by number, as currently stored."""
+        return self._storage.get_trials(self._record.id)
+
+    def completed_trials(self) -> list[Trial]:
+        return self._storage.get_trials(self._record.id, [TrialState.COMPLETE])
+
+    @property
+    def best(self) -> Trial:
+        """The best completed trial (the earliest among ties)."""
+        done = self.completed_trials()
+        if not done:
+            raise ValueError(f"study {self.name!r} has no completed trial yet")
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        return min(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.best.params
+
+    @property
+    def best_value(self) -> float:
+        return float(self.best.value)  # type: ignore[arg-type]
+
+    # Ask / tell ----------------------------------------------------------------------------
+    def ask(self, extra: dict[str, Any] | None = None) -> Trial:
+        """Create the next trial: reserve its number, then let the optimizer choose its params."""
+        trial = self._storage.create_trial(self._record.id, {})
+        try:
+            trials = self._storage.get_trials(self._record.id)
+            history = [t for t in trials if t.state.finished]
+            pending = [t for t in trials if not t.state.finished and t.number != trial.number]
+            pending = [t for t in pending if t.params]
+            context = SuggestContext(
+                space=self.space,
+                direction=self.direction,
+                seed=self.seed,
+                trial_number=trial.number,
+                extra=dict(extra or {}),
+            )
+            params = self.optimizer.suggest(history, pending, context)
+            self.space.validate(params)
+            self._storage.set_trial_params(self._record.id, trial.number, params)
+        except BaseException as exc:
+            self._storage.finish_trial(
+                self._record.id, trial.number, TrialState.FAILED, error=_describe_error(exc)
+            )
+            raise
+        trial.params = dict(params)
+        return trial
+
+    def tell(
+        self,
+        trial: Trial | int,
+        value: Any = None,
+        *,
+        error: BaseException | str | None = None,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> Trial:
+        """Record the outcome of a RUNNING trial: a finite value, or `error` to mark it failed.
+
+        A value that is NaN, infinite or not a number marks the trial failed. `value` may also be
+        a dict with key "objective" plus extra metrics, which are stored in `user_attrs`.
+        """
+        number = trial.number if isinstance(trial, Trial) else trial
+        if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+            raise TypeError(f"trial must be a Trial or a trial number, got {trial!r}")
+        attrs = dict(user_attrs or {})
+        if error is None and isinstance(value, Mapping):
+            if "objective" not in value:
+                raise ValueError(
+                    f"a dict result needs an 'objective' key, got keys {sorted(value)}"
+                )
+            attrs.update({k: v for k, v in value.items() if k != "objective"})
+            value = value["objective"]
+        if error is None and value is None:
+            raise ValueError("tell needs a value, or error=... to mark the trial failed")
+        state, stored = TrialState.COMPLETE, None
+        if error is not None:
+            state = TrialState.FAILED
+            error = error if isinstance(error, str) else _describe_error(error)
+        else:
+            try:
+                stored = float(value)
+            except (TypeError, ValueError):
+                state, error = TrialState.FAILED, f"objective returned a non-number: {value!r}"
+            else:
+                if not math.isfinite(stored):
+                    state, error, stored = TrialState.FAILED, f"objective returned {stored}", None
+        return self._storage.finish_trial(
+            self._record.id, int(number), state, value=stored, error=error, user_attrs=attrs
+        )
+
+    # Optimize ----------------------------------------------------------------------------
+    def optimize(
+        self,
+        objective: Objective,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        callbacks: Iterable[Callback] = (),
+        show_progress: bool | None = None,
+    ) -> None:
+        """Run `objective(params)` on asked trials until `n_trials` or `timeout` seconds.
+
+        An objective that raises or returns NaN/inf fails its trial, and the study goes on.
+        Ctrl-C fails the running trial with "interrupted", keeps every finished one, and
+        re-raises KeyboardInterrupt.
+        """
+        if not callable(objective):
+            raise TypeError(f"objective must be callable, got {objective!r}")
+        if n_trials is not None and (
+            isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1
+        ):
+            raise ValueError(f"n_trials must be a positive integer or None, got {n_trials!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"every callback must be callable, got {cb!r}")
+        if show_progress is None:
+            show_progress = sys.stderr.isatty()
+
+        from metatune.report.progress import StudyProgress
+
+        start = time.monotonic()
+        with StudyProgress(self, n_trials, timeout, enabled=bool(show_progress)) as progress:
+            done = 0
+            while n_trials is None or done < n_trials:
+                if timeout is not None and time.monotonic() - start >= timeout:
+                    break
+                finished = self._run_one(objective)
+                done += 1
+                progress.update(finished)
+                for cb in callbacks:
+                    cb(self, finished)
+
+    def _run_one(self, objective: Objective) -> Trial:
+        trial = self.ask()
+        keepalive = (
+            contextlib.nullcontext()
+            if isinstance(self._storage, InMemoryStorage)
+            else _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
+        )
+        try:
+            with keepalive:
+                result = objective(dict(trial.params))
+        except KeyboardInterrupt:
+            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)")
+            raise
+        except Exception as exc:
+            log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+            return self.tell(trial, error=exc)
+        finished = self.tell(trial, result)
+        if finished.state is TrialState.FAILED:
+            log.warning("trial %d failed: %s", trial.number, finished.error)
+        return finished
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
+
+
+def load_study(name: str, storage: str | BaseStorage, optimizer: str | Optimizer | None = None) -> Study:
+    """Open an existing study by name; its space, direction and optimizer come from storage."""
+    if storage is None:
+        raise ValueError("load_study needs a storage (a URL like 'sqlite:///study.db')")
+    store = get_storage(storage)
+    if store.get_study(name) is None:
+        known = [s.name for s in store.list_studies()]
+        raise ValueError(f"no study named {name!r} in this storage; studies: {known}")
+    return Study(name=name, storage=store, optimizer=optimizer)

@@ -1,0 +1,52 @@
+"""Trials: one evaluation of the objective at one point of the space, and its outcome."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["Trial", "TrialState"]
+
+
+class TrialState(str, enum.Enum):
+    """Lifecycle of a trial: RUNNING until told, then COMPLETE (with a value) or FAILED."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self is not TrialState.RUNNING
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Trial:
+    """A snapshot of a trial as stored; `number` is unique and dense within its study."""
+
+    number: int
+    params: dict[str, Any]
+    state: TrialState = TrialState.RUNNING
+    value: float | None = None
+    error: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Wall seconds from start to finish, or None while running."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def __repr__(self) -> str:
+        value = "" if self.value is None else f", value={self.value:.6g}"
+        return f"Trial(number={self.number}, state={self.state.value}{value}, params={self.params})"

@@ -76,6 +76,12 @@ class Float:
     def decode(self, u: Sequence[float]) -> float:
         return self.from_uniform(min(max(float(u[0]), 0.0), 1.0))
 
+    def round_model(self, cols: np.ndarray) -> np.ndarray:
+        return np.clip(cols, 0.0, 1.0)
+
+    def uniform_to_model(self, u: np.ndarray) -> np.ndarray:
+        return np.clip(u, 0.0, 1.0)[:, None]
+
     def contains(self, value: Any) -> bool:
         return (
             isinstance(value, (int, float, np.integer, np.floating))
@@ -137,6 +143,21 @@ class Int:
     def decode(self, u: Sequence[float]) -> int:
         return self.from_uniform(min(max(float(u[0]), 0.0), 1.0))
 
+    def _snap(self, scaled: np.ndarray) -> np.ndarray:
+        """Vectorized: scaled coordinates -> model coordinates of the nearest valid integers."""
+        a, b = self._bounds()
+        x = np.exp(scaled) if self.log else scaled
+        k = np.clip(np.round(x), self.low, self.high)
+        v = np.log(k) if self.log else k
+        return ((v - a) / (b - a))[:, None]
+
+    def round_model(self, cols: np.ndarray) -> np.ndarray:
+        a, b = self._bounds()
+        return self._snap(a + np.clip(cols[:, 0], 0.0, 1.0) * (b - a))
+
+    def uniform_to_model(self, u: np.ndarray) -> np.ndarray:
+        return self.round_model(u[:, None])
+
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):
             return False
@@ -169,7 +190,7 @@ class Categorical:
                 )
         keys = [(type(c), c) for c in choices]
         if len(set(keys)) != len(keys):
-            dupes = sorted({repr(c) for c, k in zip(choices, keys) if keys.count(k) > 1})
+            dupes = sorted({repr(c) for c, k in zip(choices, keys, strict=False) if keys.count(k) > 1})
             raise ValueError(f"Categorical choices must be distinct, duplicated: {', '.join(dupes)}")
         object.__setattr__(self, "choices", choices)
 
@@ -197,6 +218,13 @@ class Categorical:
 
     def decode(self, u: Sequence[float]) -> Any:
         return self.choices[int(np.argmax(np.asarray(u, dtype=float)))]
+
+    def round_model(self, cols: np.ndarray) -> np.ndarray:
+        return np.eye(len(self.choices))[np.argmax(cols, axis=1)]
+
+    def uniform_to_model(self, u: np.ndarray) -> np.ndarray:
+        idx = np.clip((u * len(self.choices)).astype(int), 0, len(self.choices) - 1)
+        return np.eye(len(self.choices))[idx]
 
     def contains(self, value: Any) -> bool:
         try:
@@ -294,17 +322,28 @@ class Space(Mapping[str, Param]):
             raise ValueError(f"expected a vector of length {self._dim}, got {u.shape[0]}")
         return {name: p.decode(u[self._slices[name]]) for name, p in self._params.items()}
 
-    def round(self, U: np.ndarray) -> np.ndarray:
-        """Snap model-space points to the encodings of valid parameters (integers, one-hots)."""
+    def round(self, X: np.ndarray) -> np.ndarray:
+        """Snap model-space points (n, dim) to encodings of valid parameters, vectorized."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        out = np.empty_like(X)
+        for name, p in self._params.items():
+            sl = self._slices[name]
+            out[:, sl] = p.round_model(X[:, sl])
+        return out
+
+    def uniform_to_model(self, U: np.ndarray) -> np.ndarray:
+        """Map sampling-cube points (n, len(space)) to model-space points (n, dim), vectorized."""
         U = np.atleast_2d(np.asarray(U, dtype=float))
-        return np.stack([self.encode(self.decode(u)) for u in U])
+        return np.concatenate(
+            [p.uniform_to_model(U[:, i]) for i, p in enumerate(self._params.values())], axis=1
+        )
 
     def from_uniform(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
         """Map a point of the sampling cube [0, 1)^len(space) to parameters."""
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != len(self._params):
             raise ValueError(f"expected a vector of length {len(self._params)}, got {u.shape[0]}")
-        return {name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u)}
+        return {name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u, strict=False)}
 
     def sample(self, rng: np.random.Generator | int | None = None) -> dict[str, Any]:
         """One independent uniform draw (log-uniform for log parameters)."""

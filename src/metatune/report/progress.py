@@ -42,9 +42,7 @@ class StudyProgress:
                 transient=False,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(
-                self._name, total=self._total, best="-", failed=""
-            )
+            self._task = self._progress.add_task(self._name, total=self._total, best="-", failed="")
         return self
 
     def update(self, trial: Trial) -> None:

@@ -146,7 +146,11 @@ class BaseStorage(abc.ABC):
             dead = owner_is_dead(owner)
             stale = beat is not None and (now - beat).total_seconds() > grace_seconds
             if dead or stale:
-                reason = "owner process died" if dead else f"no heartbeat for {grace_seconds:g}s"
+                reason = (
+                    f"owner process {owner} died"
+                    if dead
+                    else f"no heartbeat from {owner} for {grace_seconds:g}s"
+                )
                 try:
                     self.finish_trial(
                         study_id, number, TrialState.FAILED, error=f"stale trial: {reason}"
@@ -156,5 +160,5 @@ class BaseStorage(abc.ABC):
                 failed.append(number)
         return failed
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Release connections; the default does nothing."""

@@ -1,5 +1,7 @@
 """Optimizers, looked up by name through a registry users can extend."""
 
+from typing import Any
+
 from metatune.optimizers import random as _random  # noqa: F401  (registers "random")
 from metatune.optimizers.base import (
     Optimizer,
@@ -8,7 +10,6 @@ from metatune.optimizers.base import (
     make_optimizer,
     register_optimizer,
 )
-from metatune.optimizers.gp import GPOptimizer  # registers "gp"
 from metatune.optimizers.random import RandomOptimizer
 
 __all__ = [
@@ -20,3 +21,11 @@ __all__ = [
     "make_optimizer",
     "register_optimizer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GPOptimizer":  # imported lazily: BoTorch takes seconds to import
+        from metatune.optimizers.gp import GPOptimizer
+
+        return GPOptimizer
+    raise AttributeError(name)

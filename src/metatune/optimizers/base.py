@@ -9,6 +9,7 @@ serves ask/tell, `optimize` and many workers sharing one storage.
 from __future__ import annotations
 
 import abc
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ class Optimizer(abc.ABC):
 
 
 _O = TypeVar("_O", bound=type[Optimizer])
-_REGISTRY: dict[str, type[Optimizer]] = {}
+# name -> class, or "module:Class" for built-ins imported on first use (BoTorch is slow to import)
+_REGISTRY: dict[str, type[Optimizer] | str] = {"gp": "metatune.optimizers.gp:GPOptimizer"}
 
 
 def register_optimizer(name: str) -> Callable[[_O], _O]:
@@ -78,6 +80,15 @@ def register_optimizer(name: str) -> Callable[[_O], _O]:
     return deco
 
 
+def _resolve(name: str) -> type[Optimizer]:
+    entry = _REGISTRY[name]
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        _REGISTRY[name] = entry
+    return entry
+
+
 def available_optimizers() -> list[str]:
     """Names accepted by ``Study(optimizer=...)``."""
     return sorted(_REGISTRY)
@@ -93,7 +104,7 @@ def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None)
         raise ValueError(
             f"unknown optimizer {spec!r}; available: {', '.join(available_optimizers())}"
         )
-    cls = _REGISTRY[spec]
+    cls = _resolve(spec)
     options = dict(options or {})
     accepted = inspect.signature(cls.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):

@@ -1,0 +1,124 @@
+"""Flat exports of trials (CSV or JSON), one row per trial, one column per parameter.
+
+Columns: number, state, value, error (first line), started_at, finished_at (ISO 8601, UTC),
+duration (seconds), then ``params.<name>`` for every parameter and ``user_attrs.<name>`` for
+every extra metric a trial reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from metatune.trial import Trial
+
+__all__ = ["FORMATS", "trial_columns", "trial_rows", "write_csv", "write_json", "write_trials"]
+
+FORMATS = ("csv", "json")
+_BASE_COLUMNS = ["number", "state", "value", "error", "started_at", "finished_at", "duration"]
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.isoformat(timespec="microseconds") + "Z"
+
+
+def _first_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = text.strip().splitlines()
+    return lines[0] if lines else None
+
+
+def _names(dicts: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for d in dicts:
+        for k in d:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def trial_columns(trials: Sequence[Trial]) -> list[str]:
+    """Column names for `trials`: the fixed ones, then params.*, then user_attrs.*."""
+    params = _names(t.params for t in trials)
+    attrs = _names(t.user_attrs for t in trials)
+    return _BASE_COLUMNS + [f"params.{n}" for n in params] + [f"user_attrs.{n}" for n in attrs]
+
+
+def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """One flat dict per trial with every column of `trial_columns` (missing ones are None)."""
+    columns = trial_columns(trials)
+    rows = []
+    for t in trials:
+        duration = t.duration
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.value,
+            "value": t.value,
+            "error": _first_line(t.error),
+            "started_at": _iso(t.started_at),
+            "finished_at": _iso(t.finished_at),
+            "duration": None if duration is None else round(duration, 6),
+        }
+        row.update({f"params.{k}": v for k, v in t.params.items()})
+        row.update({f"user_attrs.{k}": _jsonable(v) for k, v in t.user_attrs.items()})
+        rows.append({c: row.get(c) for c in columns})
+    return rows
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    item = getattr(v, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    try:
+        json.dumps(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return v
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return v
+
+
+def write_csv(trials: Sequence[Trial], fp: IO[str]) -> None:
+    """Write `trials` as CSV with a header row; empty cells for missing values."""
+    columns = trial_columns(trials)
+    writer = csv.writer(fp, lineterminator="\n")
+    writer.writerow(columns)
+    for row in trial_rows(trials):
+        writer.writerow([_csv_cell(row[c]) for c in columns])
+
+
+def write_json(trials: Sequence[Trial], fp: IO[str]) -> None:
+    """Write `trials` as a JSON list of flat objects (null for missing values)."""
+    json.dump(trial_rows(trials), fp, indent=2, allow_nan=False)
+    fp.write("\n")
+
+
+def write_trials(trials: Sequence[Trial], fp: IO[str], format: str) -> None:
+    """Write `trials` in `format` ("csv" or "json")."""
+    if format == "csv":
+        write_csv(trials, fp)
+    elif format == "json":
+        write_json(trials, fp)
+    else:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")

@@ -94,7 +94,9 @@ def spaces(draw):
 @settings(max_examples=200, deadline=None)
 @given(spaces(), st.data())
 def test_encode_decode_round_trip(space, data):
-    u = data.draw(st.lists(st.floats(0, 1, exclude_max=True), min_size=len(space), max_size=len(space)))
+    u = data.draw(
+        st.lists(st.floats(0, 1, exclude_max=True), min_size=len(space), max_size=len(space))
+    )
     params = space.from_uniform(u)
     space.validate(params)
     x = space.encode(params)
@@ -146,6 +148,8 @@ def test_sampling_is_uniform_in_the_parameters_scale():
 
 
 def test_serialization_round_trip():
-    s = Space({"a": Float(0.1, 2, log=True), "b": Int(-3, 7), "c": Categorical([1, "x", None, 2.5])})
+    s = Space(
+        {"a": Float(0.1, 2, log=True), "b": Int(-3, 7), "c": Categorical([1, "x", None, 2.5])}
+    )
     assert Space.from_dict(s.to_dict()) == s
     assert Space.from_dict(s.to_dict()).to_dict() == s.to_dict()

@@ -106,8 +106,16 @@ def test_callbacks_and_timeout():
     [
         ({"direction": "up"}, ValueError, "direction must be 'minimize' or 'maximize'"),
         ({"optimizer": "nope"}, ValueError, "unknown optimizer 'nope'; available: .*gp.*random"),
-        ({"optimizer": "gp", "optimizer_options": {"acq": "ei"}}, ValueError, r"unknown option.*\['acq'\]"),
-        ({"optimizer": "gp", "optimizer_options": {"acquisition": "pi"}}, ValueError, "acquisition must be one of"),
+        (
+            {"optimizer": "gp", "optimizer_options": {"acq": "ei"}},
+            ValueError,
+            r"unknown option.*\['acq'\]",
+        ),
+        (
+            {"optimizer": "gp", "optimizer_options": {"acquisition": "pi"}},
+            ValueError,
+            "acquisition must be one of",
+        ),
         ({"seed": 1.5}, TypeError, "seed must be an integer"),
         ({"name": ""}, ValueError, "name must be a non-empty string"),
         ({"storage": "not-a-url"}, ValueError, "SQLAlchemy URL"),

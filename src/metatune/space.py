@@ -190,8 +190,12 @@ class Categorical:
                 )
         keys = [(type(c), c) for c in choices]
         if len(set(keys)) != len(keys):
-            dupes = sorted({repr(c) for c, k in zip(choices, keys, strict=False) if keys.count(k) > 1})
-            raise ValueError(f"Categorical choices must be distinct, duplicated: {', '.join(dupes)}")
+            dupes = sorted(
+                {repr(c) for c, k in zip(choices, keys, strict=False) if keys.count(k) > 1}
+            )
+            raise ValueError(
+                f"Categorical choices must be distinct, duplicated: {', '.join(dupes)}"
+            )
         object.__setattr__(self, "choices", choices)
 
     @property
@@ -343,7 +347,9 @@ class Space(Mapping[str, Param]):
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != len(self._params):
             raise ValueError(f"expected a vector of length {len(self._params)}, got {u.shape[0]}")
-        return {name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u, strict=False)}
+        return {
+            name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u, strict=False)
+        }
 
     def sample(self, rng: np.random.Generator | int | None = None) -> dict[str, Any]:
         """One independent uniform draw (log-uniform for log parameters)."""

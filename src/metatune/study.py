@@ -279,7 +279,9 @@ class Study:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+            raise ValueError(
+                f"timeout must be a positive number of seconds or None, got {timeout!r}"
+            )
         callbacks = list(callbacks)
         for cb in callbacks:
             if not callable(cb):
@@ -326,7 +328,9 @@ class Study:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
 
 
-def load_study(name: str, storage: str | BaseStorage, optimizer: str | Optimizer | None = None) -> Study:
+def load_study(
+    name: str, storage: str | BaseStorage, optimizer: str | Optimizer | None = None
+) -> Study:
     """Open an existing study by name; its space, direction and optimizer come from storage."""
     if storage is None:
         raise ValueError("load_study needs a storage (a URL like 'sqlite:///study.db')")

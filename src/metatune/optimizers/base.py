@@ -111,7 +111,5 @@ def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None)
         bad = sorted(set(options) - set(accepted) - {"self"})
         if bad:
             allowed = sorted(set(accepted) - {"self"})
-            raise ValueError(
-                f"unknown option(s) {bad} for optimizer {spec!r}; allowed: {allowed}"
-            )
+            raise ValueError(f"unknown option(s) {bad} for optimizer {spec!r}; allowed: {allowed}")
     return cls(**options)

@@ -4,16 +4,21 @@ What differs from the plain BoTorch loop, and why:
 * outputs are power-transformed (Yeo-Johnson) then standardized, so heavy-tailed objectives
   such as Rosenbrock do not flatten the model around the optimum;
 * the noise is constrained low (objectives are usually deterministic up to small noise);
-* hyperparameters are warm-started from the previous fit, which makes refitting cheap;
-* the acquisition is maximized from the best of many cheap candidates (Sobol points plus local
-  perturbations of the best trials), with gradient steps on continuous dimensions only and a
-  neighbour search on integers and categoricals, so every suggestion is a valid point;
+* hyperparameters are warm-started from the previous fit and refined by a few L-BFGS steps, so
+  successive trials continue one optimization of the marginal likelihood instead of restarting;
+* the acquisition is maximized by a multi-start local search: Sobol points and perturbations of
+  the best trials are scored in one batched posterior call, then the 8 best are refined in
+  rounds of shrinking steps (each round one batched call). Through GPyTorch a gradient step
+  costs about as much as scoring a thousand points, so gradient polishing (`polish_iters`) is
+  optional. Integers and categoricals move only to valid neighbours, so every suggestion is a
+  valid point and categoricals (one-hot) are never treated as ordered;
 * running (pending) and failed trials enter as "kriging believer" fantasies, so concurrent
   asks spread out and a failing region is not proposed again.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -37,11 +42,16 @@ from metatune.optimizers.random import sobol_point
 from metatune.space import Categorical, Float, Int, Space
 from metatune.trial import Trial, TrialState
 
+log = logging.getLogger("metatune")
+
 _ACQUISITIONS = ("logei", "ucb")
 _KERNELS = ("matern52", "rbf")
 _OUTPUT_TRANSFORMS = ("yeo-johnson", "standardize")
 
 
+# Step sizes (in the unit cube) of the local-search rounds around the best acquisition values:
+# each round scores 8 x 16 perturbed points in one batched posterior call.
+_REFINE_SCALES = (0.05, 0.01, 0.002, 4e-4, 1e-4)
 _YJ_LAMBDAS = np.linspace(-2.0, 2.0, 81)
 
 
@@ -53,12 +63,12 @@ def _yeo_johnson(z: np.ndarray) -> np.ndarray:
         safe = np.where(np.abs(lam) < 1e-8, 1.0, lam)
         safe2 = np.where(np.abs(lam - 2) < 1e-8, 1.0, 2 - lam)
         t_pos = np.where(np.abs(lam) < 1e-8, np.log1p(z), ((1 + z) ** lam - 1) / safe)
-        t_neg = np.where(
-            np.abs(lam - 2) < 1e-8, -np.log1p(-z), -((1 - z) ** (2 - lam) - 1) / safe2
-        )
+        t_neg = np.where(np.abs(lam - 2) < 1e-8, -np.log1p(-z), -((1 - z) ** (2 - lam) - 1) / safe2)
         T = np.where(pos, t_pos, t_neg)
         var = T.var(axis=1)
-        llf = -0.5 * len(z) * np.log(var) + (lam[:, 0] - 1) * np.sum(np.sign(z) * np.log1p(np.abs(z)))
+        llf = -0.5 * len(z) * np.log(var) + (lam[:, 0] - 1) * np.sum(
+            np.sign(z) * np.log1p(np.abs(z))
+        )
     llf[~np.isfinite(llf)] = -np.inf
     best = int(np.argmax(llf))
     return T[best] if np.isfinite(llf[best]) else z
@@ -125,8 +135,16 @@ class GPOptimizer(Optimizer):
         acquisition: "logei" (default) or "ucb".
         ucb_beta: exploration weight of UCB.
         n_candidates: Sobol candidates scored per suggestion.
-        n_restarts: candidates refined by gradient steps.
+        n_restarts: best candidates polished by L-BFGS-B when `polish_iters` > 0.
+        polish_iters: L-BFGS-B iterations on the acquisition after the local search (0: none).
+        fit_iters: L-BFGS iterations of a warm-started hyperparameter fit (a cold fit runs to
+            convergence).
         min_noise: lower bound on the GP noise variance (on standardized outputs).
+        kernel: "matern52" (default) or "rbf", both with BoTorch's dimension-scaled priors.
+        output_transform: "yeo-johnson" (default) or "standardize".
+
+    If the GP cannot be fitted (numerical failure), the trial gets a Sobol point and a warning
+    is logged, so a study never stops because of the model.
     """
 
     def __init__(
@@ -136,16 +154,18 @@ class GPOptimizer(Optimizer):
         ucb_beta: float = 2.0,
         n_candidates: int = 1024,
         n_restarts: int = 3,
-        polish_iters: int = 10,
-        fit_iters: int = 20,
-        min_noise: float = 1e-6,
+        polish_iters: int = 0,
+        fit_iters: int = 6,
+        min_noise: float = 1e-8,
         kernel: str = "matern52",
         output_transform: str = "yeo-johnson",
     ) -> None:
         if n_startup_trials is not None and (
             not isinstance(n_startup_trials, int) or n_startup_trials < 1
         ):
-            raise ValueError(f"n_startup_trials must be a positive integer, got {n_startup_trials!r}")
+            raise ValueError(
+                f"n_startup_trials must be a positive integer, got {n_startup_trials!r}"
+            )
         if acquisition not in _ACQUISITIONS:
             raise ValueError(f"acquisition must be one of {_ACQUISITIONS}, got {acquisition!r}")
         if not ucb_beta > 0:
@@ -154,6 +174,10 @@ class GPOptimizer(Optimizer):
             raise ValueError(f"n_candidates must be an integer >= 16, got {n_candidates!r}")
         if not (isinstance(n_restarts, int) and n_restarts >= 1):
             raise ValueError(f"n_restarts must be a positive integer, got {n_restarts!r}")
+        if not (isinstance(polish_iters, int) and polish_iters >= 0):
+            raise ValueError(f"polish_iters must be an integer >= 0, got {polish_iters!r}")
+        if not (isinstance(fit_iters, int) and fit_iters >= 1):
+            raise ValueError(f"fit_iters must be a positive integer, got {fit_iters!r}")
         if not min_noise > 0:
             raise ValueError(f"min_noise must be positive, got {min_noise!r}")
         self.n_startup_trials = n_startup_trials
@@ -188,12 +212,19 @@ class GPOptimizer(Optimizer):
         done = self.completed(history)
         if len(done) < self._startup(space):
             return sobol_point(space, context.seed, context.trial_number)
-        gen = torch.Generator().manual_seed((context.seed * 1_000_003 + context.trial_number) % 2**63)
+        gen = torch.Generator().manual_seed(
+            (context.seed * 1_000_003 + context.trial_number) % 2**63
+        )
         rng = np.random.default_rng([context.seed, context.trial_number])
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
-            x = self._suggest_point(space, done, history, pending, context.sign, rng)
+            try:
+                x = self._suggest_point(space, done, history, pending, context.sign, rng)
+            except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+                log.warning("GP suggestion failed (%s); using a Sobol point instead", exc)
+                self._warm_state = None
+                return sobol_point(space, context.seed, context.trial_number)
         params = space.decode(x)
         seen = {repr(sorted(t.params.items())) for t in list(history) + list(pending)}
         if repr(sorted(params.items())) in seen:  # never repeat a point exactly: explore instead
@@ -208,7 +239,8 @@ class GPOptimizer(Optimizer):
         covar = get_covar_module_with_dim_scaled_prior(
             ard_num_dims=X.shape[-1], use_rbf_kernel=self.kernel == "rbf"
         )
-        return SingleTaskGP(X, Y, likelihood=likelihood, covar_module=covar)
+        # Outputs are already transformed and standardized: no outcome transform to undo per call.
+        return SingleTaskGP(X, Y, likelihood=likelihood, covar_module=covar, outcome_transform=None)
 
     def _fit(self, X: torch.Tensor, Y: torch.Tensor, key: Any) -> SingleTaskGP:
         model = self._make_model(X, Y)
@@ -240,7 +272,9 @@ class GPOptimizer(Optimizer):
         layout = _Layout(space)
         X_np = np.stack([space.encode(t.params) for t in done])
         y = np.array([sign * float(t.value) for t in done])  # a loss to minimize
-        z = -_transform_outputs(y, power=self.output_transform == "yeo-johnson")  # BoTorch maximizes
+        z = -_transform_outputs(
+            y, power=self.output_transform == "yeo-johnson"
+        )  # BoTorch maximizes
         X = torch.tensor(X_np, dtype=torch.float64)
         Y = torch.tensor(z, dtype=torch.float64).unsqueeze(-1)
         model = self._fit(X, Y, key=(space.dim,))
@@ -251,7 +285,9 @@ class GPOptimizer(Optimizer):
             t for t in history if t.state is TrialState.FAILED and t.params
         ]
         if others:
-            Xo = torch.tensor(np.stack([space.encode(t.params) for t in others]), dtype=torch.float64)
+            Xo = torch.tensor(
+                np.stack([space.encode(t.params) for t in others]), dtype=torch.float64
+            )
             with torch.no_grad():
                 Yo = model.posterior(Xo).mean
             fantasy = self._make_model(torch.cat([X, Xo]), torch.cat([Y, Yo]))
@@ -265,7 +301,12 @@ class GPOptimizer(Optimizer):
         return self._maximize(acqf, space, layout, X_np, z, rng)
 
     def _candidates(
-        self, space: Space, layout: _Layout, X_np: np.ndarray, z: np.ndarray, rng: np.random.Generator
+        self,
+        space: Space,
+        layout: _Layout,
+        X_np: np.ndarray,
+        z: np.ndarray,
+        rng: np.random.Generator,
     ) -> np.ndarray:
         """Valid points to score: Sobol points plus perturbations of the best observed points."""
         sobol = qmc.Sobol(d=len(space), scramble=True, seed=rng)
@@ -309,14 +350,14 @@ class GPOptimizer(Optimizer):
 
         C = self._candidates(space, layout, X_np, z, rng)
         vals = score(C)
-        for scale in (0.03, 0.005):  # cheap zeroth-order refinement of the 8 best candidates
+        for scale in _REFINE_SCALES:  # cheap zeroth-order refinement of the 8 best candidates
             top = C[torch.argsort(vals, descending=True)[:8].numpy()]
             P = self._perturb(np.repeat(top, 16, axis=0), layout, space, rng, scale)
             C, vals = np.vstack([C, P]), torch.cat([vals, score(P)])
         order = torch.argsort(vals, descending=True).numpy()
         best_x, best_v = C[order[0]], float(vals[order[0]])
 
-        if layout.continuous.any() and self.n_restarts:
+        if layout.continuous.any() and self.n_restarts and self.polish_iters:
             starts = torch.from_numpy(C[order[: self.n_restarts]])
             xs = self._polish(acqf, starts, torch.from_numpy(layout.continuous))
             xs = space.round(xs.numpy())

@@ -120,9 +120,7 @@ class BaseStorage(abc.ABC):
         """Mark a RUNNING trial finished, durably; ValueError if it is already finished."""
 
     @abc.abstractmethod
-    def get_trials(
-        self, study_id: int, states: Iterable[TrialState] | None = None
-    ) -> list[Trial]:
+    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         """Trials of a study ordered by number, optionally filtered by state."""
 
     @abc.abstractmethod

@@ -57,7 +57,9 @@ class InMemoryStorage(BaseStorage):
     def create_trial(self, study_id: int, params: dict[str, Any], system_attrs=None) -> Trial:
         with self._lock:
             trials = self._trials[study_id]
-            t = Trial(number=len(trials), params=dict(params), system_attrs=dict(system_attrs or {}))
+            t = Trial(
+                number=len(trials), params=dict(params), system_attrs=dict(system_attrs or {})
+            )
             trials.append(t)
             self._meta[(study_id, t.number)] = (process_owner(), utcnow())
             return copy.deepcopy(t)

@@ -198,3 +198,29 @@ def test_optimizer_returning_invalid_params_fails_the_trial_not_silently():
     with pytest.raises(ValueError, match="'x'=99.0 is outside"):
         study.ask()
     assert study.trials[0].state is TrialState.FAILED
+
+
+def test_malformed_dict_result_fails_the_trial_only():
+    study = Study(_space(), optimizer="random", seed=0)
+    study.optimize(lambda p: {"loss": 1.0}, n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.FAILED] * 2
+    assert "objective" in study.trials[0].error
+
+
+def test_a_trial_failed_as_stale_by_another_process_does_not_stop_the_study():
+    storage = mt.storage.InMemoryStorage()
+    study = Study(_space(), optimizer="random", storage=storage, name="s", seed=0)
+
+    def objective(p):
+        n = len(study.trials) - 1
+        if n == 1:  # simulate another worker's stale-trial sweep while this trial runs
+            storage.finish_trial(study._record.id, n, TrialState.FAILED, error="stale trial")
+        return 1.0
+
+    study.optimize(objective, n_trials=3)
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAILED,
+        TrialState.COMPLETE,
+    ]
+    assert study.trials[1].error == "stale trial"

@@ -318,11 +318,29 @@ class Study:
             raise
         except Exception as exc:
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self.tell(trial, error=exc)
-        finished = self.tell(trial, result)
+            return self._tell_once(trial, error=exc)
+        finished = self._tell_once(trial, result)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)
         return finished
+
+    def _tell_once(
+        self, trial: Trial, result: Any = None, error: BaseException | None = None
+    ) -> Trial:
+        """Tell, but if another process already failed this trial as stale, keep its verdict."""
+        try:
+            return self.tell(trial, result, error=error)
+        except ValueError as exc:
+            stored = self._storage.get_trials(self._record.id)[trial.number]
+            if not stored.state.finished:  # a malformed result, e.g. a dict without "objective"
+                return self.tell(trial, error=exc)
+            log.warning(
+                "trial %d was already marked %s by another process (%s); its result is dropped",
+                trial.number,
+                stored.state.value,
+                (stored.error or "").splitlines()[0] if stored.error else "",
+            )
+            return stored
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"

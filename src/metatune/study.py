@@ -220,11 +220,13 @@ class Study:
         *,
         error: BaseException | str | None = None,
         user_attrs: dict[str, Any] | None = None,
+        system_attrs: dict[str, Any] | None = None,
     ) -> Trial:
         """Record the outcome of a RUNNING trial: a finite value, or `error` to mark it failed.
 
         A value that is NaN, infinite or not a number marks the trial failed. `value` may also be
         a dict with key "objective" plus extra metrics, which are stored in `user_attrs`.
+        `system_attrs` is for metatune's own records (e.g. per-stage costs of a pipeline).
         """
         number = trial.number if isinstance(trial, Trial) else trial
         if isinstance(number, bool) or not isinstance(number, numbers.Integral):
@@ -252,7 +254,13 @@ class Study:
                 if not math.isfinite(stored):
                     state, error, stored = TrialState.FAILED, f"objective returned {stored}", None
         return self._storage.finish_trial(
-            self._record.id, int(number), state, value=stored, error=error, user_attrs=attrs
+            self._record.id,
+            int(number),
+            state,
+            value=stored,
+            error=error,
+            user_attrs=attrs,
+            system_attrs=system_attrs,
         )
 
     # Optimize ----------------------------------------------------------------------------

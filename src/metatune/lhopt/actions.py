@@ -99,6 +99,15 @@ class HyperparamActions:
         clipper: GradientClipper | None = None,
         knobs: Sequence[Knob] = DEFAULT_KNOBS,
     ) -> None:
+        self.check_optimizer(optimizer)
+        self.optimizer = optimizer
+        self.clipper = clipper
+        self.knobs = tuple(k for k in knobs if k.name != "clip_quantile" or clipper is not None)
+        self._start = {k.name: self._values(k.name) for k in self.knobs}
+
+    @staticmethod
+    def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+        """Raise TypeError unless every param_group has Adam's hyperparameters."""
         for group in optimizer.param_groups:
             missing = [k for k in ("lr", "betas", "eps", "weight_decay") if k not in group]
             if missing:
@@ -106,10 +115,6 @@ class HyperparamActions:
                     f"{type(optimizer).__name__} param_groups lack {missing}: the controller "
                     "drives torch.optim.Adam / AdamW (or an optimizer with the same keys)"
                 )
-        self.optimizer = optimizer
-        self.clipper = clipper
-        self.knobs = tuple(k for k in knobs if k.name != "clip_quantile" or clipper is not None)
-        self._start = {k.name: self._values(k.name) for k in self.knobs}
 
     @property
     def n_choices(self) -> list[int]:
@@ -120,6 +125,10 @@ class HyperparamActions:
             assert self.clipper is not None
             return [self.clipper.quantile]
         return [_get(g, name) for g in self.optimizer.param_groups]
+
+    def values(self) -> dict[str, float]:
+        """Current value of every knob (of the first param group)."""
+        return {k.name: self._values(k.name)[0] for k in self.knobs}
 
     def apply(self, choices: Sequence[int]) -> None:
         """Take one move per knob (in `self.knobs` order)."""

@@ -1,0 +1,168 @@
+"""`Controller`: a learned policy adjusting a torch Adam/AdamW optimizer while it trains.
+
+Two lines in any training loop::
+
+    ctl = Controller(optimizer, total_steps=10_000, policy=policy)
+    ...
+    optimizer.step()
+    ctl.step(loss=loss.item(), val_loss=val_loss_or_None)
+
+Every `stats_every` steps the controller samples gradient statistics; every
+`total_steps / n_policy_steps` steps it builds the unitless observation, asks the policy for one
+relative move per hyperparameter (and a checkpoint action) and applies it to every param_group.
+Gradient clipping runs inside `optimizer.step()` through a pre-hook.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metatune.lhopt.actions import DEFAULT_KNOBS, Checkpoints, GradientClipper, HyperparamActions
+from metatune.lhopt.features import RunFeatures
+from metatune.lhopt.policy import CHECKPOINT_ACTIONS, Policy, PolicyConfig
+
+__all__ = ["Controller", "default_policy_path", "observation_size"]
+
+
+def default_policy_path() -> Path:
+    """Where the shipped pretrained policy lives inside the package."""
+    return Path(str(resources.files("metatune.lhopt").joinpath("policies/default.pt")))
+
+
+def observation_size(n_knobs: int) -> int:
+    """Length of the controller's observation for `n_knobs` controlled hyperparameters."""
+    return RunFeatures().size_without_hparams + n_knobs + 1  # + clipped fraction
+
+
+def _resolve_policy(policy: str | Path | Policy) -> Policy:
+    if isinstance(policy, Policy):
+        return policy
+    if policy == "default":
+        path = default_policy_path()
+        if not path.exists():
+            raise FileNotFoundError(
+                "no pretrained policy is shipped in this version of metatune yet; pass a Policy "
+                "or a file written by Policy.save (meta-training is not available yet)"
+            )
+        return Policy.load(path)
+    return Policy.load(policy)
+
+
+class Controller:
+    """Drives lr, betas, eps, weight decay and a clipping quantile of `optimizer` with `policy`."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        policy: str | Path | Policy = "default",
+        n_policy_steps: int | None = None,
+        stats_every: int = 4,
+        clip: bool = True,
+        greedy: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if (
+            isinstance(total_steps, bool)
+            or not isinstance(total_steps, numbers.Integral)
+            or total_steps < 1
+        ):
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if n_policy_steps is None:
+            n_policy_steps = int(min(max(total_steps // 50, 4), 64))
+        if not isinstance(n_policy_steps, int) or not 1 <= n_policy_steps <= total_steps:
+            raise ValueError(
+                f"n_policy_steps must be an integer in [1, total_steps={total_steps}], "
+                f"got {n_policy_steps!r}"
+            )
+        if not isinstance(stats_every, int) or stats_every < 1:
+            raise ValueError(f"stats_every must be a positive integer, got {stats_every!r}")
+        self.optimizer = optimizer
+        self.total_steps = int(total_steps)
+        self.interval = max(1, self.total_steps // n_policy_steps)
+        self.stats_every = stats_every
+        self.greedy = greedy
+        # Everything that can fail is checked before the clipping hook is installed.
+        self.policy = _resolve_policy(policy)
+        expected = self.policy_config(clip)
+        got = self.policy.config
+        if (got.obs_size, list(got.n_choices)) != (expected.obs_size, expected.n_choices):
+            raise ValueError(
+                f"policy expects observations of size {got.obs_size} and moves {got.n_choices}; "
+                f"this controller gives {expected.obs_size} and {expected.n_choices} "
+                f"(clip={clip} changes the knobs)"
+            )
+        HyperparamActions.check_optimizer(optimizer)
+        self.clipper = GradientClipper(optimizer) if clip else None
+        self.actions = HyperparamActions(optimizer, self.clipper, DEFAULT_KNOBS)
+        self.checkpoints = Checkpoints(optimizer)
+        self.features = RunFeatures()
+        self._state = self.policy.initial_state()
+        self._generator = torch.Generator().manual_seed(seed)
+        self._t = 0
+        self._loss_sum, self._loss_n, self._nonfinite = 0.0, 0, False
+        self._val: float | None = None
+        self.history: list[dict[str, Any]] = []
+
+    @staticmethod
+    def policy_config(clip: bool = True, hidden: int = 64) -> PolicyConfig:
+        """The config of a policy that fits a controller built with these options."""
+        knobs = [k for k in DEFAULT_KNOBS if clip or k.name != "clip_quantile"]
+        return PolicyConfig(
+            observation_size(len(knobs)),
+            [len(k.choices) for k in knobs],
+            hidden=hidden,
+            knob_names=[k.name for k in knobs],
+        )
+
+    def step(
+        self, loss: float | torch.Tensor, val_loss: float | torch.Tensor | None = None
+    ) -> None:
+        """Call once per training step, after `optimizer.step()`."""
+        loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self._t += 1
+        if math.isfinite(loss):
+            self._loss_sum += loss
+            self._loss_n += 1
+        else:
+            self._nonfinite = True
+        if val_loss is not None:
+            self._val = (
+                float(val_loss.detach()) if isinstance(val_loss, torch.Tensor) else float(val_loss)
+            )
+        if self._t % self.stats_every == 0:
+            self.features.gradients.sample(self.optimizer)
+        if self._t % self.interval == 0 and self._t < self.total_steps:
+            self._act()
+
+    def _act(self) -> None:
+        train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
+        clipped = self.clipper.clipped_fraction() if self.clipper else 0.0
+        obs = self.features.observe(
+            train, self._val, self._t / self.total_steps, [*self.actions.relative(), clipped]
+        )
+        choices, self._state = self.policy.act(
+            obs, self._state, greedy=self.greedy, generator=self._generator
+        )
+        self.actions.apply(choices[:-1])
+        checkpoint = CHECKPOINT_ACTIONS[choices[-1]]
+        if checkpoint == "save":
+            self.checkpoints.save()
+        elif checkpoint == "restore":
+            self.checkpoints.restore()
+        self.history.append(
+            {
+                "step": self._t,
+                "train_loss": train,
+                "val_loss": self._val,
+                "checkpoint": checkpoint,
+                **self.actions.values(),
+            }
+        )
+        self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None

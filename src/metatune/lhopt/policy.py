@@ -1,0 +1,124 @@
+"""The hyperparameter-control policy: a small recurrent network with one head per knob.
+
+Observations are normalized by running statistics (so meta-training can feed features of any
+spread) and clipped; an MLP feeds an LSTM cell with layer norm; each controlled knob gets a
+categorical head over its relative moves, one more head chooses a checkpoint action
+(keep going / save / restore), and a value head serves PPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["PolicyConfig", "Policy", "RunningNorm", "CHECKPOINT_ACTIONS"]
+
+CHECKPOINT_ACTIONS = ("none", "save", "restore")
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance of observations (updated only when asked), clipped output."""
+
+    def __init__(self, size: int, clip: float = 5.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("var", torch.ones(size))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        n, mean, var = x.shape[0], x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / (self.var.sqrt() + 1e-8)).clamp(-self.clip, self.clip)
+
+
+@dataclass
+class PolicyConfig:
+    obs_size: int
+    n_choices: list[int]  # per knob, in the controller's knob order
+    hidden: int = 64
+    knob_names: list[str] = field(default_factory=list)
+
+
+class Policy(nn.Module):
+    """Recurrent actor-critic. `forward(obs, state)` -> (logits per head, value, new state)."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        if config.obs_size < 1 or not config.n_choices or min(config.n_choices) < 1:
+            raise ValueError(f"bad policy config: {config}")
+        self.config = config
+        h = config.hidden
+        self.norm = RunningNorm(config.obs_size)
+        self.pre = nn.Sequential(nn.Linear(config.obs_size, h), nn.Tanh())
+        self.cell = nn.LSTMCell(h, h)
+        self.ln = nn.LayerNorm(h)
+        self.post = nn.Sequential(nn.Linear(h, h), nn.Tanh())
+        sizes = [*config.n_choices, len(CHECKPOINT_ACTIONS)]
+        self.heads = nn.ModuleList(nn.Linear(h, n) for n in sizes)
+        self.value = nn.Linear(h, 1)
+        for head in self.heads:  # start close to uniform over moves
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def initial_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.config.hidden
+        return torch.zeros(batch, h), torch.zeros(batch, h)
+
+    def forward(
+        self, obs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        x = self.pre(self.norm(obs))
+        hx, cx = self.cell(x, state)
+        z = self.post(self.ln(hx))
+        return [head(z) for head in self.heads], self.value(z).squeeze(-1), (hx, cx)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: Sequence[float],
+        state: tuple[torch.Tensor, torch.Tensor],
+        greedy: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor]]:
+        """Choose one move per head for one observation (the last head is the checkpoint action)."""
+        logits, _, state = self(torch.tensor([list(obs)], dtype=torch.float32), state)
+        if greedy:
+            choices = [int(lg.argmax(-1)) for lg in logits]
+        else:
+            choices = [
+                int(torch.multinomial(lg.softmax(-1)[0], 1, generator=generator)) for lg in logits
+            ]
+        return choices, state
+
+    # Persistence -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write config and weights (a plain dict of tensors and lists: loads with weights_only)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"config": asdict(self.config), "state_dict": self.state_dict()}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        try:
+            blob: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no policy file at {path}") from None
+        policy = cls(PolicyConfig(**blob["config"]))
+        policy.load_state_dict(blob["state_dict"])
+        return policy.eval()

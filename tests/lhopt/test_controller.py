@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from metatune.lhopt.controller import Controller, observation_size
+from metatune.lhopt.policy import Policy, PolicyConfig
+
+
+def _task(lr=1e-2):
+    torch.manual_seed(0)
+    X = torch.randn(256, 8)
+    y = X @ torch.randn(8) + 0.1 * torch.randn(256)
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    return X, y, model, opt
+
+
+def _train(ctl, X, y, model, opt, steps):
+    for i in range(steps):
+        idx = torch.arange(i * 32, i * 32 + 32) % len(y)
+        loss = ((model(X[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ctl.step(loss=loss, val_loss=loss.item() if i % 10 == 0 else None)
+
+
+def test_controller_drives_the_optimizer_within_bounds():
+    X, y, model, opt = _task()
+    policy = Policy(Controller.policy_config())
+    ctl = Controller(opt, total_steps=200, policy=policy, n_policy_steps=20, greedy=False, seed=1)
+    _train(ctl, X, y, model, opt, 200)
+    assert len(ctl.history) == 19
+    assert {h["checkpoint"] for h in ctl.history} <= {"none", "save", "restore"}
+    for h in ctl.history:
+        assert 1e-8 <= h["lr"] <= 1 and 0.5 <= h["clip_quantile"] <= 0.999
+        assert math.isfinite(h["train_loss"])
+    assert len({h["lr"] for h in ctl.history}) > 1  # a sampling policy does move the lr
+
+
+def test_policy_round_trips_through_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    policy = Policy(Controller.policy_config(hidden=16))
+    for p in policy.parameters():  # make the heads non-trivial
+        torch.nn.init.normal_(p, std=0.5)
+    policy.norm.update(torch.randn(50, policy.config.obs_size))
+    policy.save(tmp_path / "p.pt")
+    loaded = Policy.load(tmp_path / "p.pt")
+    obs = torch.randn(3, policy.config.obs_size)
+    state = policy.initial_state(3)
+    for a, b in zip(policy(obs, state)[0], loaded(obs, state)[0], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_mismatched_policy_and_missing_default_are_clear_errors():
+    _, _, _, opt = _task()
+    wrong = Policy(PolicyConfig(obs_size=observation_size(6) + 1, n_choices=[7, 3, 3, 3, 3, 5]))
+    with pytest.raises(ValueError, match="policy expects observations"):
+        Controller(opt, total_steps=100, policy=wrong)
+    with pytest.raises(FileNotFoundError, match="no pretrained policy"):
+        Controller(opt, total_steps=100)
+    with pytest.raises(ValueError, match="total_steps"):
+        Controller(opt, total_steps=0, policy=Policy(Controller.policy_config()))
+
+
+def test_controller_without_clipping_has_no_clip_knob():
+    _, _, _, opt = _task()
+    ctl = Controller(
+        opt, total_steps=50, policy=Policy(Controller.policy_config(clip=False)), clip=False
+    )
+    assert "clip_quantile" not in [k.name for k in ctl.actions.knobs]

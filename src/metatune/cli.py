@@ -584,6 +584,57 @@ def studies(
     _out().print(studies_table(summaries, title=f"Studies in {where}"))
 
 
+# lhopt ------------------------------------------------------------------------------------------
+lhopt_app = typer.Typer(
+    help="Learned hyperparameter control: meta-train a policy (LHOPT-style).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(lhopt_app, name="lhopt")
+
+
+@lhopt_app.command("train")
+def lhopt_train(
+    out: Annotated[
+        Path, typer.Option(help="Folder for checkpoints, log.json and policy.pt.")
+    ] = Path(f"{DEFAULT_DIR}/lhopt"),
+    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 40,
+    episodes: Annotated[int, typer.Option(help="Training runs (episodes) per iteration.")] = 8,
+    families: Annotated[
+        str, typer.Option(help="Comma-separated task families (default: all).")
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the whole meta-training.")] = 0,
+) -> None:
+    """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists."""
+    from rich.progress import Progress
+
+    from metatune.lhopt.tasks import TASK_FAMILIES
+    from metatune.lhopt.training import MetaTrainConfig, meta_train
+
+    if iterations < 1 or episodes < 1:
+        raise CLIError("--iterations and --episodes must be positive integers", code=2)
+    chosen = [f.strip() for f in families.split(",") if f.strip()] or list(TASK_FAMILIES)
+    try:
+        config = MetaTrainConfig(
+            iterations=iterations, episodes_per_iteration=episodes, families=chosen, seed=seed
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc), code=2) from None
+    show = not _OPTS.quiet and sys.stderr.isatty()
+    with Progress(console=Console(stderr=True), disable=not show) as bar:
+        task = bar.add_task("meta-training", total=iterations)
+
+        def report(it: int, stats: dict[str, float]) -> None:
+            reward = stats.get("mean_reward", 0.0)
+            bar.update(task, completed=it, description=f"meta-training (reward {reward:+.3f})")
+
+        try:
+            meta_train(out, config, progress=report)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    print(f"policy: {out / 'policy.pt'} (log: {out / 'log.json'})")
+
+
 # Entry point ----------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code."""

@@ -67,6 +67,7 @@ class Controller:
         clip: bool = True,
         greedy: bool = True,
         seed: int = 0,
+        recorder: list[dict[str, Any]] | None = None,
     ) -> None:
         if (
             isinstance(total_steps, bool)
@@ -109,6 +110,7 @@ class Controller:
         self._loss_sum, self._loss_n, self._nonfinite = 0.0, 0, False
         self._val: float | None = None
         self.history: list[dict[str, Any]] = []
+        self.recorder = recorder
 
     @staticmethod
     def policy_config(clip: bool = True, hidden: int = 64) -> PolicyConfig:
@@ -147,9 +149,12 @@ class Controller:
         obs = self.features.observe(
             train, self._val, self._t / self.total_steps, [*self.actions.relative(), clipped]
         )
-        choices, self._state = self.policy.act(
-            obs, self._state, greedy=self.greedy, generator=self._generator
-        )
+        decision = self.policy.act(obs, self._state, greedy=self.greedy, generator=self._generator)
+        self._state, choices = decision.state, decision.choices
+        if self.recorder is not None:  # meta-training keeps what PPO needs
+            self.recorder.append(
+                {"obs": obs, "choices": choices, "logp": decision.logp, "value": decision.value}
+            )
         self.actions.apply(choices[:-1])
         checkpoint = CHECKPOINT_ACTIONS[choices[-1]]
         if checkpoint == "save":

@@ -16,9 +16,19 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PolicyConfig", "Policy", "RunningNorm", "CHECKPOINT_ACTIONS"]
+__all__ = ["PolicyConfig", "Policy", "Decision", "RunningNorm", "CHECKPOINT_ACTIONS"]
 
 CHECKPOINT_ACTIONS = ("none", "save", "restore")
+
+
+@dataclass
+class Decision:
+    """One policy step: the move per head, its log-probability, the value estimate, new state."""
+
+    choices: list[int]
+    logp: float
+    value: float
+    state: tuple[torch.Tensor, torch.Tensor]
 
 
 class RunningNorm(nn.Module):
@@ -93,16 +103,17 @@ class Policy(nn.Module):
         state: tuple[torch.Tensor, torch.Tensor],
         greedy: bool = True,
         generator: torch.Generator | None = None,
-    ) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Decision:
         """Choose one move per head for one observation (the last head is the checkpoint action)."""
-        logits, _, state = self(torch.tensor([list(obs)], dtype=torch.float32), state)
+        logits, value, state = self(torch.tensor([list(obs)], dtype=torch.float32), state)
         if greedy:
             choices = [int(lg.argmax(-1)) for lg in logits]
         else:
             choices = [
                 int(torch.multinomial(lg.softmax(-1)[0], 1, generator=generator)) for lg in logits
             ]
-        return choices, state
+        logp = sum(float(lg.log_softmax(-1)[0, c]) for lg, c in zip(logits, choices, strict=True))
+        return Decision(choices, logp, float(value[0]), state)
 
     # Persistence -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -1,0 +1,211 @@
+"""Meta-training of the control policy with PPO over the task distribution.
+
+One episode = one training run of a sampled task for T steps with a widely randomized starting
+learning rate (x 10^U(-2, 2) around the task's default), the policy acting n times. Its reward
+compares the run's validation curve with a baseline AdamW run at the task's default learning
+rate: log(T / t) if the policy reaches the baseline's final validation loss at step t, else
+-log(final loss / baseline's final loss); clipped to [-3, 3]. Only the end of the run counts
+(gamma = 1), as in LHOPT. Progress and checkpoints go to a folder; training resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metatune.lhopt.controller import Controller
+from metatune.lhopt.policy import Policy
+from metatune.lhopt.tasks import TASK_FAMILIES
+
+__all__ = ["MetaTrainConfig", "speedup_reward", "run_episode", "meta_train"]
+
+
+@dataclass
+class MetaTrainConfig:
+    iterations: int = 40
+    episodes_per_iteration: int = 8
+    min_steps: int = 100
+    max_steps: int = 300
+    min_policy_steps: int = 4
+    max_policy_steps: int = 16
+    lr_spread: float = 2.0  # start lr = default x 10^U(-spread, spread)
+    ppo_epochs: int = 4
+    clip: float = 0.2
+    entropy: float = 0.01
+    learning_rate: float = 1e-3
+    gae_lambda: float = 0.95
+    max_grad_norm: float = 5.0
+    hidden: int = 64
+    families: list[str] = field(default_factory=lambda: list(TASK_FAMILIES))
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.families) - set(TASK_FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown task families {unknown}; available: {sorted(TASK_FAMILIES)}")
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError(
+                f"need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}"
+            )
+        if not 1 <= self.min_policy_steps <= self.max_policy_steps <= self.min_steps:
+            raise ValueError("need 1 <= min_policy_steps <= max_policy_steps <= min_steps")
+        if self.iterations < 1 or self.episodes_per_iteration < 1:
+            raise ValueError("iterations and episodes_per_iteration must be positive")
+
+
+def speedup_reward(
+    baseline: list[tuple[int, float]], run: list[tuple[int, float]], steps: int
+) -> float:
+    """log speedup to the baseline's final validation loss (see the module docstring)."""
+    target = baseline[-1][1]
+    for t, v in run:
+        if math.isfinite(v) and v <= target:
+            return float(min(math.log(steps / t), 3.0))
+    final = run[-1][1]
+    if not math.isfinite(final) or final <= 0 or target <= 0:
+        return -3.0
+    return float(max(-math.log(final / target), -3.0))
+
+
+_BASELINES: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
+
+
+def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
+    key = (family, seed, steps)
+    if key not in _BASELINES:
+        task = TASK_FAMILIES[family](seed)
+        opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
+        _BASELINES[key] = task.run(opt, steps)
+    return _BASELINES[key]
+
+
+def run_episode(
+    policy: Policy, rng: np.random.Generator, config: MetaTrainConfig, greedy: bool = False
+) -> dict[str, Any]:
+    """One sampled training run under the policy; returns its steps (for PPO) and reward."""
+    family = config.families[int(rng.integers(len(config.families)))]
+    seed = int(rng.integers(0, 10_000))
+    steps = int(rng.integers(config.min_steps, config.max_steps + 1))
+    n_policy = int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1))
+    baseline = _baseline(family, seed, steps)
+    task = TASK_FAMILIES[family](seed)
+    lr = task.default_lr * 10 ** rng.uniform(-config.lr_spread, config.lr_spread)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=float(min(lr, 1.0)))
+    record: list[dict[str, Any]] = []
+    ctl = Controller(
+        opt,
+        steps,
+        policy=policy,
+        n_policy_steps=n_policy,
+        greedy=greedy,
+        seed=int(rng.integers(2**31)),
+        recorder=record,
+    )
+    curve = task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val))
+    ctl.clipper and ctl.clipper.remove()
+    reward = speedup_reward(baseline, curve, steps)
+    return {"family": family, "seed": seed, "steps": steps, "record": record, "reward": reward}
+
+
+def _ppo_update(
+    policy: Policy, opt: torch.optim.Optimizer, episodes: list[dict], config: MetaTrainConfig
+) -> dict[str, float]:
+    episodes = [e for e in episodes if e["record"]]
+    if not episodes:
+        return {}
+    obs_all = torch.tensor([s["obs"] for e in episodes for s in e["record"]], dtype=torch.float32)
+    policy.norm.update(obs_all)
+    # advantages: reward only at the end, gamma = 1, GAE(lambda) on the recorded values
+    for e in episodes:
+        values = [s["value"] for s in e["record"]] + [0.0]
+        rewards = [0.0] * (len(e["record"]) - 1) + [e["reward"]]
+        adv, gae = [], 0.0
+        for t in reversed(range(len(rewards))):
+            delta = rewards[t] + values[t + 1] - values[t]
+            gae = delta + config.gae_lambda * gae
+            adv.append(gae)
+        e["adv"] = list(reversed(adv))
+        e["ret"] = [a + v for a, v in zip(e["adv"], values[:-1], strict=True)]
+    flat = np.array([a for e in episodes for a in e["adv"]])
+    mean, std = flat.mean(), flat.std() + 1e-8
+    stats: dict[str, float] = {}
+    for _ in range(config.ppo_epochs):
+        total = torch.zeros(())
+        for e in episodes:
+            obs = torch.tensor([s["obs"] for s in e["record"]], dtype=torch.float32)
+            choices = torch.tensor([s["choices"] for s in e["record"]])
+            old = torch.tensor([s["logp"] for s in e["record"]])
+            adv = (torch.tensor(e["adv"], dtype=torch.float32) - mean) / std
+            ret = torch.tensor(e["ret"], dtype=torch.float32)
+            state = policy.initial_state()
+            logps, ents, vals = [], [], []
+            for t in range(len(obs)):
+                logits, value, state = policy(obs[t : t + 1], state)
+                lp = sum(lg.log_softmax(-1)[0, choices[t, i]] for i, lg in enumerate(logits))
+                ent = sum(-(lg.softmax(-1) * lg.log_softmax(-1)).sum() for lg in logits)
+                logps.append(lp)
+                ents.append(ent)
+                vals.append(value[0])
+            logp, ent, val = torch.stack(logps), torch.stack(ents), torch.stack(vals)
+            ratio = (logp - old).exp()
+            surrogate = torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
+            loss = -surrogate.mean() + 0.5 * ((val - ret) ** 2).mean() - config.entropy * ent.mean()
+            total = total + loss / len(episodes)
+        opt.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        opt.step()
+        stats = {"loss": float(total.detach())}
+    return stats
+
+
+def meta_train(
+    out: str | Path,
+    config: MetaTrainConfig,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> Policy:
+    """Train a policy, checkpointing to `out` after every iteration; resumes from `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    policy = Policy(Controller.policy_config(hidden=config.hidden))
+    opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    ckpt = out / "checkpoint.pt"
+    start, log = 0, []
+    if ckpt.exists():
+        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if blob["config"] != asdict(config):
+            raise ValueError(f"{ckpt} was written with another config; use another folder")
+        policy.load_state_dict(blob["policy"])
+        opt.load_state_dict(blob["optimizer"])
+        start, log = blob["iteration"], blob["log"]
+    for it in range(start, config.iterations):
+        rng = np.random.default_rng([config.seed, it])
+        episodes = [run_episode(policy, rng, config) for _ in range(config.episodes_per_iteration)]
+        stats = _ppo_update(policy, opt, episodes, config)
+        stats["mean_reward"] = float(np.mean([e["reward"] for e in episodes]))
+        log.append({"iteration": it + 1, **stats})
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {
+                "config": asdict(config),
+                "policy": policy.state_dict(),
+                "optimizer": opt.state_dict(),
+                "iteration": it + 1,
+                "log": log,
+            },
+            tmp,
+        )
+        tmp.replace(ckpt)
+        policy.save(out / "policy.pt")
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+        if progress is not None:
+            progress(it + 1, stats)
+    return policy.eval()

@@ -1,0 +1,53 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metatune.lhopt.tasks import TASK_FAMILIES, sample_task
+from metatune.lhopt.training import MetaTrainConfig, meta_train, speedup_reward
+
+
+@pytest.mark.parametrize("family", sorted(TASK_FAMILIES))
+def test_every_task_family_trains_with_adamw(family):
+    task = TASK_FAMILIES[family](3)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
+    curve = task.run(opt, 60, val_every=20)
+    assert [t for t, _ in curve] == [20, 40, 60]
+    first = TASK_FAMILIES[family](3).val_loss()
+    assert math.isfinite(curve[-1][1]) and curve[-1][1] < first
+
+
+def test_speedup_reward():
+    base = [(10, 2.0), (20, 1.5), (40, 1.0)]
+    assert speedup_reward(base, [(10, 1.2), (20, 0.9), (40, 0.5)], 40) == pytest.approx(math.log(2))
+    assert speedup_reward(base, [(10, 3.0), (40, 2.0)], 40) == pytest.approx(-math.log(2))
+    assert speedup_reward(base, [(10, math.inf), (40, math.nan)], 40) == -3.0
+
+
+def test_sample_task_rejects_unknown_families():
+    with pytest.raises(ValueError, match="unknown task families"):
+        sample_task(np.random.default_rng(0), ["nope"])
+    with pytest.raises(ValueError, match="unknown task families"):
+        MetaTrainConfig(families=["nope"])
+
+
+def test_meta_training_runs_checkpoints_and_resumes(tmp_path):
+    cfg = MetaTrainConfig(
+        iterations=2,
+        episodes_per_iteration=2,
+        min_steps=30,
+        max_steps=40,
+        min_policy_steps=3,
+        max_policy_steps=4,
+        ppo_epochs=1,
+        hidden=16,
+        families=["quadratic", "majority-rnn"],
+    )
+    seen = []
+    meta_train(tmp_path, cfg, progress=lambda it, stats: seen.append(it))
+    assert seen == [1, 2]
+    assert (tmp_path / "policy.pt").exists() and (tmp_path / "log.json").exists()
+    cfg.iterations = 3  # resuming with another config is refused ...
+    with pytest.raises(ValueError, match="another config"):
+        meta_train(tmp_path, cfg)

@@ -109,7 +109,8 @@ def run_episode(
         recorder=record,
     )
     curve = task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val))
-    ctl.clipper and ctl.clipper.remove()
+    if ctl.clipper is not None:
+        ctl.clipper.remove()
     reward = speedup_reward(baseline, curve, steps)
     return {"family": family, "seed": seed, "steps": steps, "record": record, "reward": reward}
 

@@ -1,0 +1,243 @@
+"""A learned control policy vs the best of an AdamW grid, on tasks never used in meta-training.
+
+For every held-out task the baseline is AdamW with the best of 5 learning rates x 4 schedules
+(constant, cosine, linear decay, step), the best chosen per task by median final validation
+loss over seeds. The policy starts AdamW at the task's default learning rate and adjusts it
+(and betas, eps, weight decay, clipping) through `metatune.lhopt.Controller`. Reported per task:
+the speedup to reach the baseline's final validation loss (T / first step the policy reaches it;
+< 1 when it never does, then the ratio of final losses says by how much), and final losses.
+
+    python benchmarks/lhopt.py --policy metatune-runs/lhopt/policy.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+torch.set_num_threads(1)
+
+from metatune.lhopt import Controller, Policy  # noqa: E402
+from metatune.lhopt.tasks import TrainingTask  # noqa: E402
+
+LRS = (0.1, 0.3, 1.0, 3.0, 10.0)  # x the task's default learning rate
+SCHEDULES = ("constant", "cosine", "linear", "step")
+
+
+# --- held-out tasks (not in metatune.lhopt.tasks) ---------------------------------------------
+def matrix_factorization(seed: int) -> TrainingTask:
+    """Recommendation: factorize synthetic low-rank ratings (users x items) with biases."""
+    g = torch.Generator().manual_seed(seed)
+    n_users, n_items, rank = 300, 200, 5
+    truth = torch.randn(n_users, rank, generator=g) @ torch.randn(rank, n_items, generator=g) / 2
+    mask = torch.rand(n_users, n_items, generator=g) < 0.15
+    users, items = mask.nonzero(as_tuple=True)
+    ratings = truth[users, items] + 0.3 * torch.randn(len(users), generator=g)
+    perm = torch.randperm(len(users), generator=g)
+    cut = int(0.8 * len(perm))
+    tr, va = perm[:cut], perm[cut:]
+    torch.manual_seed(seed)
+    model = nn.ModuleDict(
+        {
+            "u": nn.Embedding(n_users, 16),
+            "i": nn.Embedding(n_items, 16),
+            "bu": nn.Embedding(n_users, 1),
+            "bi": nn.Embedding(n_items, 1),
+        }
+    )
+    for emb in (model["u"], model["i"]):
+        nn.init.normal_(emb.weight, std=0.1)
+
+    def predict(idx: torch.Tensor) -> torch.Tensor:
+        u, i = users[idx], items[idx]
+        return (model["u"](u) * model["i"](i)).sum(-1) + model["bu"](u)[:, 0] + model["bi"](i)[:, 0]
+
+    def train(t: int) -> torch.Tensor:
+        idx = tr[
+            torch.randint(0, len(tr), (256,), generator=torch.Generator().manual_seed(seed + t))
+        ]
+        return ((predict(idx) - ratings[idx]) ** 2).mean()
+
+    def val() -> float:
+        with torch.no_grad():
+            return float(((predict(va) - ratings[va]) ** 2).mean())
+
+    return TrainingTask("matrix-factorization", model, train, val, 3e-2)
+
+
+def diabetes_regression(seed: int) -> TrainingTask:
+    """Regression on scikit-learn's diabetes data with a small MLP (MSE on standardized targets)."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(10, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 1)
+    )
+    Xt, yt, Xv, yv = map(torch.from_numpy, (X_tr, y_tr, X_va, y_va))
+
+    def train(t: int) -> torch.Tensor:
+        idx = torch.randint(0, len(yt), (32,), generator=torch.Generator().manual_seed(seed + t))
+        return ((model(Xt[idx])[:, 0] - yt[idx]) ** 2).mean()
+
+    def val() -> float:
+        with torch.no_grad():
+            return float(((model(Xv)[:, 0] - yv) ** 2).mean())
+
+    return TrainingTask("diabetes-regression", model, train, val, 1e-3)
+
+
+HELD_OUT: dict[str, Callable[[int], TrainingTask]] = {
+    "matrix-factorization": matrix_factorization,
+    "diabetes-regression": diabetes_regression,
+}
+
+
+# --- runs -----------------------------------------------------------------------------------------
+def _schedule(name: str, steps: int) -> Callable[[int], float]:
+    if name == "constant":
+        return lambda t: 1.0
+    if name == "cosine":
+        return lambda t: 0.5 * (1 + math.cos(math.pi * t / steps))
+    if name == "linear":
+        return lambda t: 1 - t / steps
+    return lambda t: 0.1 ** (t // max(steps // 3, 1))  # step: /10 at 1/3 and 2/3
+
+
+def baseline_run(
+    make: Callable[[int], TrainingTask], seed: int, steps: int, lr_mult: float, schedule: str
+):
+    task = make(seed)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr * lr_mult)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(schedule, steps))
+    return task.run(opt, steps, on_step=lambda *a: sched.step())
+
+
+def policy_run(make: Callable[[int], TrainingTask], seed: int, steps: int, policy: Policy):
+    task = make(seed)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
+    ctl = Controller(opt, steps, policy=policy, seed=seed)
+    return task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val))
+
+
+def first_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    return next((t for t, v in curve if math.isfinite(v) and v <= target), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--policy", required=True, help="a file written by Policy.save / metatune lhopt train"
+    )
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--tasks", default=",".join(HELD_OUT))
+    ap.add_argument("--out", default="docs/benchmarks")
+    args = ap.parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(tasks) - set(HELD_OUT))
+    if unknown:
+        ap.error(f"unknown tasks {unknown}; available: {sorted(HELD_OUT)}")
+    policy = Policy.load(args.policy)
+    results: dict[str, dict] = {}
+    for name in tasks:
+        make = HELD_OUT[name]
+        grid = {
+            (m, s): [baseline_run(make, seed, args.steps, m, s) for seed in range(args.seeds)]
+            for m in LRS
+            for s in SCHEDULES
+        }
+        best = min(grid, key=lambda k: np.median([c[-1][1] for c in grid[k]]))
+        base = grid[best]
+        pol = [policy_run(make, seed, args.steps, policy) for seed in range(args.seeds)]
+        speedups, ratios = [], []
+        for b, p in zip(base, pol, strict=True):
+            target = b[-1][1]
+            reach = first_reach(p, target)
+            final = p[-1][1]
+            if reach:
+                speedups.append(args.steps / reach)
+            else:  # never reached: report how far off it ended, as a ratio below 1
+                speedups.append(target / final if math.isfinite(final) and final > 0 else 0.0)
+            ratios.append(p[-1][1] / target)
+        results[name] = {
+            "best_grid": {"lr_mult": best[0], "schedule": best[1]},
+            "speedup": speedups,
+            "final_ratio": ratios,
+            "baseline_curves": base,
+            "policy_curves": pol,
+        }
+        print(
+            f"{name}: best grid lr x{best[0]} {best[1]}; speedup median {np.median(speedups):.2f}; "
+            f"final loss ratio median {np.median(ratios):.3f}",
+            flush=True,
+        )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lhopt.json").write_text(json.dumps(results))
+    lines = [
+        "# Learned control policy vs best-of-grid AdamW (held-out tasks)",
+        "",
+        f"Command: `python benchmarks/lhopt.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "",
+        "| task | best grid (lr x default, schedule) | speedup median [min, max] | final loss policy / grid median |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        s = r["speedup"]
+        lines.append(
+            f"| {name} | x{r['best_grid']['lr_mult']}, {r['best_grid']['schedule']} | "
+            f"{np.median(s):.2f} [{min(s):.2f}, {max(s):.2f}] | {np.median(r['final_ratio']):.3f} |"
+        )
+    (out / "lhopt.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items(), strict=True):
+        for curves, label, color in (
+            (r["baseline_curves"], "best AdamW grid", "C0"),
+            (r["policy_curves"], "policy", "C1"),
+        ):
+            for i, c in enumerate(curves):
+                t, v = zip(*c, strict=True)
+                ax.plot(t, v, color=color, alpha=0.7, label=label if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation loss")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "lhopt.png", dpi=120)
+    print(f"wrote {out / 'lhopt.md'} and {out / 'lhopt.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The engine: builds the dataflow graph of a multilevel problem and runs it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metatune.mlo.config import EngineConfig
+from metatune.mlo.hypergradients import check_options, get_hypergradient
+from metatune.mlo.hypergradients._utils import grad as _grad
+from metatune.mlo.problem import Problem, _HistoryEntry
+
+
+class Engine:
+    """Runs a multilevel optimization problem, Betty-style.
+
+    ``dependencies["u2l"][upper] = [lowers]``: the lowers' losses read the upper's parameters;
+    ``dependencies["l2u"][lower] = [uppers]``: the uppers' losses read the lower's parameters.
+    Lowest problems step every iteration; a problem steps once each of its lower problems has
+    taken ``unroll_steps`` (x ``gradient_accumulation``) steps since its last step. Its gradient is
+    the direct gradient plus, for every ``l2u`` source and every u2l path from that source up to
+    it, the chain of best-response vector-Jacobian products (the lower problem of each hop picks
+    the hypergradient method), so every method works on paths of any length.
+    """
+
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        dependencies: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.config = config if config is not None else EngineConfig()
+        if not isinstance(self.config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, got {type(config).__name__}")
+        self.problems: dict[str, Problem] = {}
+        for p in problems:
+            if not isinstance(p, Problem):
+                raise TypeError(f"problems must be Problem instances, got {type(p).__name__}")
+            if p.name in self.problems:
+                raise ValueError(f"duplicate problem name {p.name!r}")
+            self.problems[p.name] = p
+        if not self.problems:
+            raise ValueError("problems must not be empty")
+        self._build_graph(dependencies or {})
+        for p in self.problems.values():
+            p._peers = {n: q for n, q in self.problems.items() if n != p.name}
+            p._engine = self
+        self.global_step = 0
+        self.losses: dict[str, list[tuple[int, float]]] = {n: [] for n in self.problems}
+        self.validation_history: list[tuple[int, dict[str, float]]] = []
+        self._ready: dict[tuple[str, str], bool] = {}
+
+    # ------------------------------------------------------------------ graph
+    def _build_graph(self, deps: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        unknown_keys = set(deps) - {"u2l", "l2u"}
+        if unknown_keys:
+            raise ValueError(
+                f"dependencies has unknown key(s) {sorted(unknown_keys)}; allowed: 'u2l', 'l2u'"
+            )
+        names = self.problems
+        self._u2l_children: dict[str, list[str]] = {n: [] for n in names}
+        self._u2l_parents: dict[str, list[str]] = {n: [] for n in names}
+        self._l2u_sources: dict[str, list[str]] = {n: [] for n in names}
+        self._lowers: dict[str, list[str]] = {n: [] for n in names}
+        self._uppers: dict[str, list[str]] = {n: [] for n in names}
+
+        def check(name: Any, where: str) -> str:
+            if name not in names:
+                raise ValueError(
+                    f"unknown problem {name!r} in dependencies[{where}]; "
+                    f"known problems: {sorted(names)}"
+                )
+            return name
+
+        def add(upper: str, lower: str) -> None:
+            if upper == lower:
+                raise ValueError(f"problem {upper!r} depends on itself (cycle {upper} -> {upper})")
+            if lower not in self._lowers[upper]:
+                self._lowers[upper].append(lower)
+                self._uppers[lower].append(upper)
+
+        for kind in ("u2l", "l2u"):
+            mapping = deps.get(kind, {})
+            if not isinstance(mapping, Mapping):
+                raise TypeError(f"dependencies[{kind!r}] must be a dict of name -> list of names")
+            for key, values in mapping.items():
+                check(key, f"{kind!r}]")
+                if isinstance(values, str) or not isinstance(values, Sequence):
+                    raise TypeError(
+                        f"dependencies[{kind!r}][{key!r}] must be a list of problem names"
+                    )
+                for v in values:
+                    check(v, f"{kind!r}][{key!r}")
+                    if kind == "u2l":
+                        if v not in self._u2l_children[key]:
+                            self._u2l_children[key].append(v)
+                            self._u2l_parents[v].append(key)
+                        add(key, v)
+                    else:
+                        if key not in self._l2u_sources[v]:
+                            self._l2u_sources[v].append(key)
+                        add(v, key)
+        self.order = self._toposort()  # lowest problems first
+        # every u2l path from each l2u source up to the problem
+        self._paths: dict[tuple[str, str], list[list[str]]] = {}
+        for upper, sources in self._l2u_sources.items():
+            for src in sources:
+                self._paths[(src, upper)] = self._find_paths(src, upper)
+                if not self._paths[(src, upper)]:
+                    warnings.warn(
+                        f"l2u edge {src!r} -> {upper!r}: no u2l path leads from {upper!r} down to "
+                        f"{src!r}, so {src!r}'s parameters do not depend on {upper!r}'s and only "
+                        "the direct gradient is used; add the u2l edge if that is not intended",
+                        stacklevel=3,
+                    )
+        for name, p in self.problems.items():
+            method = get_hypergradient(p.config.method) if self._uppers[name] else None
+            if method is not None:
+                check_options(p.config.method, p.config.options, f"problem {name!r}")
+            p._keep_history = bool(getattr(method, "needs_history", False))
+
+    def _toposort(self) -> list[str]:
+        state: dict[str, int] = {}
+        order: list[str] = []
+        stack: list[str] = []
+
+        def visit(n: str) -> None:
+            if state.get(n) == 2:
+                return
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n) :] + [n]
+                raise ValueError(
+                    "dependencies contain a cycle: "
+                    + " -> ".join(cycle)
+                    + " (an upper problem cannot also be below itself)"
+                )
+            state[n] = 1
+            stack.append(n)
+            for low in self._lowers[n]:
+                visit(low)
+            stack.pop()
+            state[n] = 2
+            order.append(n)
+
+        for n in self.problems:
+            visit(n)
+        return order
+
+    def _find_paths(self, src: str, dst: str) -> list[list[str]]:
+        paths: list[list[str]] = []
+
+        def walk(node: str, path: list[str]) -> None:
+            if node == dst:
+                paths.append(path)
+                return
+            for parent in self._u2l_parents[node]:
+                walk(parent, path + [parent])
+
+        walk(src, [src])
+        return paths
+
+    def paths(self, upper: str) -> list[list[str]]:
+        """The hypergradient paths into ``upper``: lists of names from a source up to it."""
+        return [p for (s, u), ps in self._paths.items() if u == upper for p in ps]
+
+    # ------------------------------------------------------------------ gradients
+    def _total_gradient(self, problem: Problem, loss: Tensor) -> list[Tensor]:
+        params = problem.trainable_parameters()
+        sources = [self.problems[s] for s in self._l2u_sources[problem.name]]
+        src_params = [s.trainable_parameters() for s in sources]
+        flat = list(params) + [q for ps in src_params for q in ps]
+        scale = problem._loss_scale
+        grads = _grad(loss * scale if scale != 1.0 else loss, flat)
+        if scale != 1.0:
+            grads = [g / scale for g in grads]
+        total = grads[: len(params)]
+        offset = len(params)
+        for src, ps in zip(sources, src_params, strict=True):
+            vec = grads[offset : offset + len(ps)]
+            offset += len(ps)
+            if not any(bool(v.abs().sum() > 0) for v in vec):
+                continue
+            for path in self._paths[(src.name, problem.name)]:
+                v = vec
+                for low, up in zip(path[:-1], path[1:], strict=True):
+                    lower, upper = self.problems[low], self.problems[up]
+                    fn = get_hypergradient(lower.config.method)
+                    # re-evaluating the lower loss must not move buffers (e.g. BatchNorm stats)
+                    saved = [b.detach().clone() for b in lower.module.buffers()]
+                    try:
+                        v = [x.detach() for x in fn(v, lower, upper, lower.config.options)]
+                    finally:
+                        with torch.no_grad():
+                            for b, old in zip(lower.module.buffers(), saved, strict=True):
+                                b.copy_(old)
+                total = [t + h for t, h in zip(total, v, strict=True)]
+        return [t.detach() for t in total]
+
+    def hypergradient(self, name: str, batch: Any = None) -> list[Tensor]:
+        """Total gradient of problem ``name``'s loss (on ``batch``, else its last or next batch)
+        w.r.t. its parameters, without stepping anything or moving any buffer."""
+        problem = self._problem(name)
+        if batch is None:
+            batch = (
+                problem._last_batch if problem._last_batch is not None else problem._next_batch()
+            )
+        buffers = [b for p in self.problems.values() for b in p.module.buffers()]
+        saved = [b.detach().clone() for b in buffers]
+        try:
+            return self._total_gradient(problem, problem._loss(batch))
+        finally:
+            with torch.no_grad():
+                for b, old in zip(buffers, saved, strict=True):
+                    b.copy_(old)
+
+    # ------------------------------------------------------------------ stepping
+    def _problem(self, name: str) -> Problem:
+        if name not in self.problems:
+            raise ValueError(f"unknown problem {name!r}; known problems: {sorted(self.problems)}")
+        return self.problems[name]
+
+    def _step(self, problem: Problem) -> None:
+        cfg = problem.config
+        batch = problem._next_batch()
+        problem._last_batch = batch
+        if not problem._pending:
+            problem._pending_params = problem._snapshot() if problem._keep_history else None
+        problem._pending.append(batch if problem._keep_history else None)
+        loss = problem._loss(batch)
+        grads = self._total_gradient(problem, loss)
+        problem._count += 1
+        if problem._count % self.config.log_step == 0:
+            self._log(problem, float(loss.detach()))
+        params = problem.trainable_parameters()
+        for p, g in zip(params, grads, strict=True):
+            g = g / cfg.gradient_accumulation
+            p.grad = g.clone() if p.grad is None else p.grad + g
+        if problem._count % cfg.gradient_accumulation != 0:
+            return
+        self._optimizer_step(problem)
+        if problem._keep_history:
+            problem._history.append(_HistoryEntry(problem._pending_params, problem._pending))
+        problem._pending = []
+        problem._pending_params = None
+        problem._steps += 1
+        after_warmup = problem._steps - cfg.warmup_steps
+        if after_warmup > 0 and after_warmup % cfg.unroll_steps == 0:
+            for up in self._uppers[problem.name]:
+                self._ready[(problem.name, up)] = True
+                if all(self._ready.get((low, up), False) for low in self._lowers[up]):
+                    for low in self._lowers[up]:
+                        self._ready[(low, up)] = False
+                    self._step(self.problems[up])
+
+    def _optimizer_step(self, problem: Problem) -> None:
+        params = problem.trainable_parameters()
+        if problem.config.precision == "fp16":
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
+            if not finite:  # dynamic loss scaling: skip the step, halve the scale
+                problem._loss_scale /= 2.0
+                problem._good_steps = 0
+                for p in params:
+                    p.grad = None
+                return
+            problem._good_steps += 1
+            if problem._good_steps % 2000 == 0:
+                problem._loss_scale *= 2.0
+        if problem.config.gradient_clipping is not None:
+            torch.nn.utils.clip_grad_norm_(params, problem.config.gradient_clipping)
+        if problem.optimizer is not None:
+            problem.optimizer.step()
+        for p in params:  # also parameters the optimizer does not hold: no stale sums
+            p.grad = None
+        if problem.scheduler is not None:
+            problem.scheduler.step()
+
+    def _log(self, problem: Problem, loss: float) -> None:
+        self.losses[problem.name].append((self.global_step, loss))
+        logger = self.config.logger
+        if logger == "stdout":
+            print(f"[{self.global_step}] {problem.name}: loss={loss:.6g}")
+        elif callable(logger):
+            logger(problem.name, self.global_step, {"loss": loss})
+
+    def run(self) -> None:
+        """Train until ``config.train_iters`` iterations (resumes from ``global_step``)."""
+        leaves = [n for n in self.order if not self._lowers[n]]
+        for p in self.problems.values():
+            p.module.train()
+        while self.global_step < self.config.train_iters:
+            self.global_step += 1
+            for name in leaves:
+                self._step(self.problems[name])
+            vs = self.config.valid_step
+            if vs is not None and self.global_step % vs == 0:
+                self._run_validation()
+
+    def _run_validation(self) -> None:
+        modes = {n: p.module.training for n, p in self.problems.items()}
+        for p in self.problems.values():
+            p.module.eval()
+        try:
+            result = self.validation()
+        finally:
+            for n, p in self.problems.items():
+                p.module.train(modes[n])
+        if result:
+            result = {
+                k: float(v.detach()) if isinstance(v, Tensor) else float(v)
+                for k, v in result.items()
+            }
+            self.validation_history.append((self.global_step, result))
+            logger = self.config.logger
+            if logger == "stdout":
+                print(f"[{self.global_step}] validation: {result}")
+            elif callable(logger):
+                logger("validation", self.global_step, result)
+
+    def validation(self) -> dict[str, float] | None:
+        """Validation hook, run every ``valid_step`` iterations; override or pass validation_fn."""
+        fn = self.config.validation_fn
+        return fn(self) if fn is not None else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "global_step": self.global_step,
+            "problems": {n: p.state_dict() for n, p in self.problems.items()},
+            "ready": dict(self._ready),
+            "losses": {n: list(v) for n, v in self.losses.items()},
+            "validation_history": list(self.validation_history),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = set(self.problems) - set(state["problems"])
+        if missing:
+            raise ValueError(f"checkpoint has no state for problem(s) {sorted(missing)}")
+        for n, p in self.problems.items():
+            p.load_state_dict(state["problems"][n])
+        self.global_step = int(state["global_step"])
+        self._ready = dict(state["ready"])
+        self.losses = {n: list(state["losses"].get(n, [])) for n in self.problems}
+        self.validation_history = list(state["validation_history"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a checkpoint atomically (temp file, then rename)."""
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        self.load_state_dict(torch.load(os.fspath(path), weights_only=False))

@@ -1,5 +1,6 @@
-"""metatune: learning to learn. Search spaces, studies and model-based optimizers."""
+"""metatune: learning to learn. Search spaces, studies, model-based optimizers and pipelines."""
 
+from metatune.pipeline import Pipeline, Stage
 from metatune.space import Categorical, Float, Int, Space
 from metatune.study import Study, load_study
 from metatune.trial import Trial, TrialState
@@ -10,7 +11,9 @@ __all__ = [
     "Categorical",
     "Float",
     "Int",
+    "Pipeline",
     "Space",
+    "Stage",
     "Study",
     "Trial",
     "TrialState",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from metatune.optimizers import Optimizer, SuggestContext, make_optimizer
+from metatune.pipeline import Pipeline, cost_spent
 from metatune.space import Space
 from metatune.storage import BaseStorage, DuplicateStudyError, InMemoryStorage, get_storage
 from metatune.trial import Trial, TrialState
@@ -65,7 +66,8 @@ class Study:
     Opening a name that already exists in the storage resumes that study (its space must match).
     `direction` defaults to "minimize" and `optimizer` to "gp" for new studies, and to the stored
     values for resumed ones. `seed` makes every suggestion reproducible; without one a seed is
-    drawn once and stored, so a resumed study continues the same sequence.
+    drawn once and stored, so a resumed study continues the same sequence. `space` may also be a
+    Pipeline (its space is used).
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class Study:
         heartbeat_interval: float = 10.0,
         stale_after: float = 120.0,
     ) -> None:
+        if isinstance(space, Pipeline):
+            space = space.space
         if space is not None and not isinstance(space, Space):
             space = Space(space)
         if direction is not None and direction not in _DIRECTIONS:
@@ -168,6 +172,12 @@ class Study:
 
     def completed_trials(self) -> list[Trial]:
         return self._storage.get_trials(self._record.id, [TrialState.COMPLETE])
+
+    @property
+    def cost_spent(self) -> float:
+        """Total recorded cost (system_attrs["cost"], e.g. pipeline stage costs) of finished
+        trials; a cost budget counts this, across resumes and workers."""
+        return cost_spent(self.trials)
 
     @property
     def best(self) -> Trial:
@@ -271,15 +281,39 @@ class Study:
         timeout: float | None = None,
         callbacks: Iterable[Callback] = (),
         show_progress: bool | None = None,
+        budget: float | None = None,
     ) -> None:
-        """Run `objective(params)` on asked trials until `n_trials` or `timeout` seconds.
+        """Run `objective(params)` on asked trials until `n_trials`, `timeout` seconds, or (for a
+        Pipeline) until the cost spent by the study's finished trials reaches `budget`.
 
         An objective that raises or returns NaN/inf fails its trial, and the study goes on.
         Ctrl-C fails the running trial with "interrupted", keeps every finished one, and
-        re-raises KeyboardInterrupt.
+        re-raises KeyboardInterrupt. For a Pipeline, each ask tells the optimizer the stage
+        structure, the budget and the cached prefixes (`SuggestContext.extra`), the cache serves
+        the longest cached prefix, and each trial stores its per-stage costs and cache hits in
+        system_attrs["stages"] and its total cost in system_attrs["cost"].
         """
         if not callable(objective):
             raise TypeError(f"objective must be callable, got {objective!r}")
+        pipeline = objective if isinstance(objective, Pipeline) else None
+        if budget is not None:
+            if (
+                isinstance(budget, bool)
+                or not isinstance(budget, (int, float))
+                or not math.isfinite(budget)
+                or budget <= 0
+            ):
+                raise ValueError(f"budget must be a positive number (total cost), got {budget!r}")
+            if pipeline is None:
+                raise ValueError(
+                    "budget (a total cost) needs a Pipeline objective, whose stages record costs; "
+                    "use n_trials or timeout for a plain objective"
+                )
+        if pipeline is not None and pipeline.space != self.space:
+            raise ValueError(
+                f"the pipeline's space {pipeline.space.to_dict()} differs from study "
+                f"{self.name!r}'s space {self.space.to_dict()}"
+            )
         if n_trials is not None and (
             isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1
         ):
@@ -305,19 +339,49 @@ class Study:
             while n_trials is None or done < n_trials:
                 if timeout is not None and time.monotonic() - start >= timeout:
                     break
-                finished = self._run_one(objective)
+                if pipeline is not None:
+                    trials = self.trials
+                    if budget is not None and cost_spent(trials) >= budget:
+                        log.info("study %r: cost budget %g spent", self.name, budget)
+                        break
+                    extra = pipeline.suggest_context(trials, self.direction, budget)
+                    finished = self._run_pipeline(pipeline, extra)
+                else:
+                    finished = self._run_one(objective)
                 done += 1
                 progress.update(finished)
                 for cb in callbacks:
                     cb(self, finished)
 
+    def _keepalive(self, trial: Trial) -> contextlib.AbstractContextManager[Any]:
+        if isinstance(self._storage, InMemoryStorage):
+            return contextlib.nullcontext()
+        return _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
+
+    def _run_pipeline(self, pipeline: Pipeline, extra: dict[str, Any]) -> Trial:
+        trial = self.ask(extra=extra)
+        try:
+            with self._keepalive(trial):
+                run = pipeline.run(dict(trial.params))
+        except KeyboardInterrupt:
+            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)")
+            raise
+        except Exception as exc:  # e.g. the cache folder cannot be created
+            log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+            return self._tell_once(trial, error=exc)
+        attrs = run.system_attrs
+        if run.error is not None:
+            log.warning("trial %d failed: %s", trial.number, run.error)
+            message = f"{run.error}\n{_describe_error(run.error.original)}"
+            return self._tell_once(trial, error=message, system_attrs=attrs)
+        finished = self._tell_once(trial, run.result, system_attrs=attrs)
+        if finished.state is TrialState.FAILED:
+            log.warning("trial %d failed: %s", trial.number, finished.error)
+        return finished
+
     def _run_one(self, objective: Objective) -> Trial:
         trial = self.ask()
-        keepalive = (
-            contextlib.nullcontext()
-            if isinstance(self._storage, InMemoryStorage)
-            else _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
-        )
+        keepalive = self._keepalive(trial)
         try:
             with keepalive:
                 result = objective(dict(trial.params))
@@ -333,15 +397,19 @@ class Study:
         return finished
 
     def _tell_once(
-        self, trial: Trial, result: Any = None, error: BaseException | None = None
+        self,
+        trial: Trial,
+        result: Any = None,
+        error: BaseException | str | None = None,
+        system_attrs: dict[str, Any] | None = None,
     ) -> Trial:
         """Tell, but if another process already failed this trial as stale, keep its verdict."""
         try:
-            return self.tell(trial, result, error=error)
+            return self.tell(trial, result, error=error, system_attrs=system_attrs)
         except ValueError as exc:
             stored = self._storage.get_trials(self._record.id)[trial.number]
             if not stored.state.finished:  # a malformed result, e.g. a dict without "objective"
-                return self.tell(trial, error=exc)
+                return self.tell(trial, error=exc, system_attrs=system_attrs)
             log.warning(
                 "trial %d was already marked %s by another process (%s); its result is dropped",
                 trial.number,

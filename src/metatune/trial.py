@@ -47,6 +47,17 @@ class Trial:
             return None
         return (self.finished_at - self.started_at).total_seconds()
 
+    @property
+    def cost(self) -> float | None:
+        """The trial's recorded total cost (a pipeline's summed stage costs), or None."""
+        c = self.system_attrs.get("cost")
+        return None if c is None else float(c)
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """Per-stage records of a pipeline trial, in stage order: name, cost, cache_hit, seconds."""
+        return list(self.system_attrs.get("stages", []))
+
     def __repr__(self) -> str:
         value = "" if self.value is None else f", value={self.value:.6g}"
         return f"Trial(number={self.number}, state={self.state.value}{value}, params={self.params})"

@@ -54,7 +54,24 @@ class StudyProgress:
             best = "-" if math.isinf(self._best) else f"{self._sign * self._best:.6g}"
             failed = f"{self._failed} failed" if self._failed else ""
             self._progress.update(self._task, advance=1, best=best, failed=failed)
+            stages = trial.system_attrs.get("stages")
+            if stages:  # a pipeline trial: which stages ran and which came from the cache
+                self._progress.console.print(_stage_line(trial, stages))
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
+
+
+def _stage_line(trial: Trial, stages: list[dict[str, Any]]) -> str:
+    parts = []
+    for s in stages:
+        if s.get("cache_hit"):
+            parts.append(f"[cyan]{s['name']} (cache)[/cyan]")
+        elif s.get("failed"):
+            parts.append(f"[red]{s['name']} (failed)[/red]")
+        else:
+            parts.append(f"{s['name']} ({float(s['cost']):.3g})")
+    value = f"{trial.value:.6g}" if trial.value is not None else trial.state.value
+    cost = float(trial.system_attrs.get("cost", 0.0))
+    return f"trial {trial.number}: {' -> '.join(parts)}  cost {cost:.3g}  value {value}"

@@ -1,0 +1,404 @@
+"""Real multi-stage training pipelines for the EEIPU benchmarks and the demo (all offline, CPU).
+
+Each builder returns a `metatune.Pipeline` whose early stages are the expensive ones, as in the
+pipelines of the EEIPU paper, so that memoizing a prefix saves real time:
+
+* `stacking_pipeline`: tabular stacking on breast_cancer. Stage "base" fits gradient boosting,
+  extra trees and a random forest and makes their out-of-fold predictions (expensive); stage
+  "meta" fits a logistic-regression meta-learner (cheap). Objective: validation log loss.
+* `vision_pipeline`: a small CNN on digits trained in checkpointed stages: "prep" (augmentation),
+  "phase1" and "phase2" (training, each with its own learning rate and weight decay) and
+  "evaluate" (test-time augmentation). Objective: validation cross-entropy.
+* `language_pipeline`: a character-level GRU language model on the Python standard library's
+  own sources: "data" (context length, amount of pre-training text), "pretrain" (on one set of
+  modules) and
+  "finetune" (on another). Objective: validation loss per character on the fine-tuning modules.
+
+Stage functions are module-level so the cache can hash their source.
+"""
+
+from __future__ import annotations
+
+import math
+import sysconfig
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metatune.pipeline import Pipeline, Stage
+from metatune.space import Float, Int
+
+__all__ = ["stacking_pipeline", "vision_pipeline", "language_pipeline", "ML_PIPELINES"]
+
+
+# --- tabular stacking -----------------------------------------------------------------------------
+def _stacking_base(
+    *,
+    gb_n_estimators: int,
+    gb_learning_rate: float,
+    gb_max_depth: int,
+    et_n_estimators: int,
+    et_max_features: float,
+    rf_min_samples_leaf: int,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions of three base models on the training split, full-fit on validation."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    models = [
+        GradientBoostingClassifier(
+            n_estimators=gb_n_estimators,
+            learning_rate=gb_learning_rate,
+            max_depth=gb_max_depth,
+            random_state=0,
+        ),
+        ExtraTreesClassifier(
+            n_estimators=et_n_estimators, max_features=et_max_features, random_state=0, n_jobs=1
+        ),
+        RandomForestClassifier(
+            n_estimators=100, min_samples_leaf=rf_min_samples_leaf, random_state=0, n_jobs=1
+        ),
+    ]
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    oof = [cross_val_predict(m, X_tr, y_tr, cv=folds, method="predict_proba")[:, 1] for m in models]
+    val = [m.fit(X_tr, y_tr).predict_proba(X_va)[:, 1] for m in models]
+    return {
+        "train": np.column_stack(oof),
+        "y_train": y_tr,
+        "val": np.column_stack(val),
+        "y_val": y_va,
+    }
+
+
+def _stacking_meta(base: dict[str, np.ndarray], *, C: float, tol: float, max_iter: int) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, log_loss
+
+    logit = np.log(np.clip(base["train"], 1e-6, 1 - 1e-6) / np.clip(1 - base["train"], 1e-6, 1))
+    logit_val = np.log(np.clip(base["val"], 1e-6, 1 - 1e-6) / np.clip(1 - base["val"], 1e-6, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short max_iter is part of the search
+        meta = LogisticRegression(C=C, tol=tol, max_iter=max_iter).fit(logit, base["y_train"])
+    proba = meta.predict_proba(logit_val)
+    return {
+        "objective": float(log_loss(base["y_val"], proba)),
+        "accuracy": float(accuracy_score(base["y_val"], proba.argmax(1))),
+    }
+
+
+def stacking_pipeline(cache: Any = None) -> Pipeline:
+    """Stacking ensemble on breast_cancer: expensive base models, cheap meta-learner."""
+    return Pipeline(
+        [
+            Stage(
+                "base",
+                _stacking_base,
+                params={
+                    "gb_n_estimators": Int(20, 300, log=True),
+                    "gb_learning_rate": Float(0.01, 0.5, log=True),
+                    "gb_max_depth": Int(1, 5),
+                    "et_n_estimators": Int(20, 300, log=True),
+                    "et_max_features": Float(0.1, 1.0),
+                    "rf_min_samples_leaf": Int(1, 20, log=True),
+                },
+            ),
+            Stage(
+                "meta",
+                _stacking_meta,
+                params={
+                    "C": Float(1e-3, 1e2, log=True),
+                    "tol": Float(1e-5, 1e-2, log=True),
+                    "max_iter": Int(5, 500, log=True),
+                },
+            ),
+        ],
+        cache=cache,
+    )
+
+
+# --- vision: a small CNN on digits in checkpointed stages ---------------------------------------
+def _digits_tensors() -> tuple[Any, Any, Any, Any]:
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    return (
+        torch.from_numpy(X_tr),
+        torch.from_numpy(y_tr).long(),
+        torch.from_numpy(X_va),
+        torch.from_numpy(y_va).long(),
+    )
+
+
+def _shift(x: Any, dx: int, dy: int) -> Any:
+    import torch
+
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def _vision_prep(*, noise_std: float, max_shift: int, copies: int) -> dict:
+    """Augmented training set: `copies` shifted and noised copies of every training image."""
+    import torch
+
+    X_tr, y_tr, X_va, y_va = _digits_tensors()
+    gen = torch.Generator().manual_seed(0)
+    xs, ys = [X_tr], [y_tr]
+    for _ in range(copies):
+        dx, dy = (
+            torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
+            if max_shift
+            else (0, 0)
+        )
+        noise = torch.randn(X_tr.shape, generator=gen) * noise_std
+        xs.append((_shift(X_tr, dx, dy) + noise).clamp(0, 1))
+        ys.append(y_tr)
+    return {"X": torch.cat(xs), "y": torch.cat(ys), "X_val": X_va, "y_val": y_va}
+
+
+def _cnn() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 16, 10),
+    )
+
+
+def _train_phase(
+    data: dict, state: dict | None, lr: float, weight_decay: float, epochs: int
+) -> dict:
+    import torch
+
+    model = _cnn()
+    if state is not None:
+        model.load_state_dict(state)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(1)
+    n = len(data["y"])
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=gen).split(128):
+            loss = torch.nn.functional.cross_entropy(model(data["X"][idx]), data["y"][idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _vision_phase1(data: dict, *, lr: float, weight_decay: float) -> dict:
+    return {"data": data, "state": _train_phase(data, None, lr, weight_decay, epochs=6)}
+
+
+def _vision_phase2(prev: dict, *, lr: float, weight_decay: float) -> dict:
+    state = _train_phase(prev["data"], prev["state"], lr, weight_decay, epochs=3)
+    return {"data": prev["data"], "state": state}
+
+
+def _vision_evaluate(prev: dict, *, tta_shifts: int) -> dict:
+    """Validation cross-entropy, averaging predictions over `tta_shifts` shifted views."""
+    import torch
+
+    model = _cnn()
+    model.load_state_dict(prev["state"])
+    X, y = prev["data"]["X_val"], prev["data"]["y_val"]
+    views = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)][: tta_shifts + 1]
+    with torch.no_grad():
+        probs = torch.stack([model(_shift(X, dx, dy)).softmax(-1) for dx, dy in views]).mean(0)
+    loss = torch.nn.functional.nll_loss(probs.clamp_min(1e-9).log(), y)
+    return {"objective": float(loss), "accuracy": float((probs.argmax(1) == y).float().mean())}
+
+
+def vision_pipeline(cache: Any = None) -> Pipeline:
+    """Small CNN on digits: augmentation, two training phases, evaluation."""
+    return Pipeline(
+        [
+            Stage(
+                "prep",
+                _vision_prep,
+                params={
+                    "noise_std": Float(0.0, 0.3),
+                    "max_shift": Int(0, 1),
+                    "copies": Int(0, 2),
+                },
+            ),
+            Stage(
+                "phase1",
+                _vision_phase1,
+                params={
+                    "lr": Float(1e-4, 3e-2, log=True),
+                    "weight_decay": Float(1e-5, 1e-1, log=True),
+                },
+            ),
+            Stage(
+                "phase2",
+                _vision_phase2,
+                params={
+                    "lr": Float(1e-5, 1e-2, log=True),
+                    "weight_decay": Float(1e-5, 1e-1, log=True),
+                },
+            ),
+            Stage("evaluate", _vision_evaluate, params={"tta_shifts": Int(0, 4)}),
+        ],
+        cache=cache,
+    )
+
+
+# --- language: a character-level GRU on the standard library's sources -----------------------
+_PRETRAIN_MODULES = ("argparse.py", "collections/__init__.py", "dataclasses.py", "enum.py")
+_FINETUNE_MODULES = ("json/decoder.py", "json/encoder.py", "json/__init__.py")
+
+
+def _stdlib_text(names: tuple[str, ...], limit: int) -> str:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((root / n).read_text(encoding="utf-8", errors="replace") for n in names)
+    return text[:limit]
+
+
+def _language_data(*, context: int, pretrain_chars: int) -> dict:
+    """Character vocabulary of both corpora, the first `pretrain_chars` characters of the
+    pre-training modules, and the training context length (the validation target never changes)."""
+    import torch
+
+    pre = _stdlib_text(_PRETRAIN_MODULES, pretrain_chars)
+    fine = _stdlib_text(_FINETUNE_MODULES, 40_000)
+    full = _stdlib_text(_PRETRAIN_MODULES, 10**9) + fine
+    table = {c: i for i, c in enumerate(sorted(set(full)))}
+
+    def encode(s: str) -> Any:
+        return torch.tensor([table.get(c, 0) for c in s], dtype=torch.long)
+
+    cut = int(len(fine) * 0.7)
+    return {
+        "context": context,
+        "vocab": len(table),
+        "pretrain": encode(pre),
+        "finetune": encode(fine[:cut]),
+        "val": encode(fine[cut:]),
+    }
+
+
+class _CharGRU:
+    """Factory for the tiny language model (a module-level name keeps stage sources stable)."""
+
+    @staticmethod
+    def make(vocab: int) -> Any:
+        import torch
+
+        class Model(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.emb = torch.nn.Embedding(vocab, 32)
+                self.gru = torch.nn.GRU(32, 96, batch_first=True)
+                self.out = torch.nn.Linear(96, vocab)
+
+            def forward(self, x: Any) -> Any:
+                return self.out(self.gru(self.emb(x))[0])
+
+        torch.manual_seed(0)
+        return Model()
+
+
+def _lm_batches(tokens: Any, context: int, batch: int, steps: int, seed: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        starts = torch.randint(0, len(tokens) - context - 1, (batch,), generator=gen)
+        idx = starts[:, None] + torch.arange(context + 1)[None]
+        chunk = tokens[idx]
+        yield chunk[:, :-1], chunk[:, 1:]
+
+
+def _lm_train(
+    data: dict, state: dict | None, corpus: str, lr: float, wd: float, steps: int
+) -> dict:
+    import torch
+
+    model = _CharGRU.make(data["vocab"])
+    if state is not None:
+        model.load_state_dict(state)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    for x, y in _lm_batches(data[corpus], data["context"], 32, steps, seed=len(corpus)):
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _language_pretrain(data: dict, *, lr: float, weight_decay: float) -> dict:
+    return {"data": data, "state": _lm_train(data, None, "pretrain", lr, weight_decay, steps=150)}
+
+
+def _language_finetune(prev: dict, *, lr: float, weight_decay: float) -> dict:
+    import torch
+
+    data = prev["data"]
+    state = _lm_train(data, prev["state"], "finetune", lr, weight_decay, steps=60)
+    model = _CharGRU.make(data["vocab"])
+    model.load_state_dict(state)
+    val, ctx = data["val"], 128
+    n = (len(val) - 1) // ctx
+    x = val[: n * ctx].view(n, ctx)
+    y = val[1 : n * ctx + 1].view(n, ctx)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    return {"objective": float(loss), "bits_per_char": float(loss) / math.log(2)}
+
+
+def language_pipeline(cache: Any = None) -> Pipeline:
+    """Char-level GRU on stdlib sources: data, pre-training, fine-tuning."""
+    return Pipeline(
+        [
+            Stage(
+                "data",
+                _language_data,
+                params={
+                    "context": Int(16, 96, log=True),
+                    "pretrain_chars": Int(20_000, 200_000, log=True),
+                },
+            ),
+            Stage(
+                "pretrain",
+                _language_pretrain,
+                params={
+                    "lr": Float(1e-4, 3e-2, log=True),
+                    "weight_decay": Float(1e-5, 1e-1, log=True),
+                },
+            ),
+            Stage(
+                "finetune",
+                _language_finetune,
+                params={
+                    "lr": Float(1e-5, 1e-2, log=True),
+                    "weight_decay": Float(1e-5, 1e-1, log=True),
+                },
+            ),
+        ],
+        cache=cache,
+    )
+
+
+ML_PIPELINES = {
+    "stacking": stacking_pipeline,
+    "vision": vision_pipeline,
+    "language": language_pipeline,
+}

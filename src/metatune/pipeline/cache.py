@@ -1,0 +1,401 @@
+"""A content-addressed store of stage outputs on disk, shared safely by processes.
+
+Each entry is one file ``<key>.entry`` in the cache folder: a small JSON header (serializer,
+payload length and CRC32, the compute seconds and cost of the stage that produced it) followed by
+the serialized output. Writes go to a temp file in the same folder and are renamed into place with
+``os.replace``, so a reader never sees a partial entry and two processes writing the same key
+simply leave the last complete one. An entry that cannot be read (truncated, corrupt, written by an
+unknown serializer) is deleted and reported as a miss, so the stage is recomputed. With
+``max_bytes`` the least recently used entries are evicted after each write; an entry's access time
+is its file's modification time, refreshed on every hit.
+
+Security: entries are loaded with pickle (or ``torch.load(weights_only=False)``), which runs code
+chosen by whoever wrote them. Only use a cache folder that you, or people you trust, write to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Cache",
+    "CacheStats",
+    "CachedValue",
+    "Serializer",
+    "PickleSerializer",
+    "TorchSerializer",
+    "get_serializer",
+    "DEFAULT_CACHE_DIR",
+]
+
+DEFAULT_CACHE_DIR = os.path.join("metatune-runs", "cache")
+_MAGIC = b"MTCACHE1"
+_SUFFIX = ".entry"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600.0
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns a stage output into bytes and back; `name` is stored with each entry."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PickleSerializer:
+    """The default: pickle with the highest protocol."""
+
+    name = "pickle"
+
+    def dumps(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)  # noqa: S301 (documented: a cache trusts its writers)
+
+
+class TorchSerializer:
+    """torch.save / torch.load(weights_only=False), for tensors, modules and their containers."""
+
+    name = "torch"
+
+    def dumps(self, obj: Any) -> bytes:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    def loads(self, data: bytes) -> Any:
+        import torch
+
+        return torch.load(io.BytesIO(data), weights_only=False)
+
+
+_BUILTIN: dict[str, Serializer] = {"pickle": PickleSerializer(), "torch": TorchSerializer()}
+
+
+def _holds_torch(obj: Any, depth: int = 0) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return True
+    if depth >= 2:
+        return False
+    if isinstance(obj, dict):
+        return any(_holds_torch(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_torch(v, depth + 1) for v in obj[:64])
+    return False
+
+
+def get_serializer(spec: str | Serializer | None, obj: Any = None) -> Serializer:
+    """Resolve "auto" (default), "pickle", "torch" or a Serializer object for `obj`."""
+    if spec is None or spec == "auto":
+        return _BUILTIN["torch"] if _holds_torch(obj) else _BUILTIN["pickle"]
+    if isinstance(spec, str):
+        if spec not in _BUILTIN:
+            raise ValueError(
+                f"unknown serializer {spec!r}; allowed: 'auto', 'pickle', 'torch' "
+                "or an object with name, dumps(obj) -> bytes and loads(bytes)"
+            )
+        return _BUILTIN[spec]
+    if isinstance(spec, Serializer) and isinstance(getattr(spec, "name", None), str):
+        return spec
+    raise TypeError(
+        f"serializer must be 'auto', 'pickle', 'torch' or an object with name, dumps and loads, "
+        f"got {spec!r}"
+    )
+
+
+@dataclass
+class CacheStats:
+    """Counters of one Cache object (this process), plus the bytes now on disk."""
+
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    evictions: int = 0
+    corrupt: int = 0
+    bytes: int = 0
+    seconds_saved: float = 0.0
+
+
+@dataclass
+class CachedValue:
+    """An output served from the cache, with the compute record of the run that stored it."""
+
+    value: Any
+    seconds: float
+    cost: float
+    load_seconds: float
+    prefix_seconds: float = 0.0
+    prefix_cost: float = 0.0
+
+
+class _CorruptEntry(Exception):
+    pass
+
+
+class Cache:
+    """Stage outputs in `folder` (created on first write); `max_bytes` caps its size (LRU)."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None, max_bytes: int | None = None):
+        if folder is None:
+            folder = DEFAULT_CACHE_DIR
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"cache folder must be a path, got {folder!r}")
+        if max_bytes is not None and (
+            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0
+        ):
+            raise ValueError(f"max_bytes must be a positive integer or None, got {max_bytes!r}")
+        self.folder = Path(folder).expanduser().resolve()
+        self.max_bytes = max_bytes
+        self._stats = CacheStats()
+        self._lock = threading.Lock()
+        self._last_touch = 0
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.folder)!r}, max_bytes={self.max_bytes})"
+
+    # Paths ------------------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"cache keys are lowercase hex digests, got {key!r}")
+        return self.folder / f"{key}{_SUFFIX}"
+
+    def _entries(self) -> list[tuple[Path, os.stat_result]]:
+        out = []
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            path = self.folder / name
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # evicted by another process meanwhile
+                continue
+            if name.endswith(_SUFFIX):
+                out.append((path, st))
+            elif name.startswith(_TMP_PREFIX) and time.time() - st.st_mtime > _STALE_TMP_SECONDS:
+                _unlink(path)  # left by a writer that died mid-write
+        return out
+
+    def _touch(self, path: Path) -> None:
+        # Strictly increasing within this process, so LRU order is exact even on a fast clock.
+        with self._lock:
+            now = max(time.time_ns(), self._last_touch + 1)
+            self._last_touch = now
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(now, now))
+
+    # Public API -------------------------------------------------------------------------------
+    def contains(self, key: str) -> bool:
+        """True if an entry for `key` exists (it may still turn out unreadable on `get`)."""
+        return self._path(key).is_file()
+
+    __contains__ = contains
+
+    def get(self, key: str, serializer: Serializer | None = None) -> CachedValue | None:
+        """The stored output for `key`, or None; unreadable entries are deleted (counted as
+        corrupt, not as misses: the caller recomputes and records the miss)."""
+        path = self._path(key)
+        start = time.perf_counter()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self._stats.misses += 1
+            return None
+        except OSError:
+            self._stats.misses += 1
+            return None
+        try:
+            header, payload = _parse(data)
+            name = header.get("serializer")
+            if serializer is not None and serializer.name == name:
+                value = serializer.loads(bytes(payload))
+            elif name in _BUILTIN:
+                value = _BUILTIN[name].loads(payload)
+            else:
+                raise _CorruptEntry(f"unknown serializer {name!r}")
+        except Exception:  # corrupt, truncated, or an object that no longer unpickles
+            _unlink(path)
+            self._stats.corrupt += 1
+            return None
+        self._touch(path)
+        seconds = float(header.get("seconds", 0.0))
+        cost = float(header.get("cost", seconds))
+        prefix_seconds = float(header.get("prefix_seconds", seconds))
+        self._stats.hits += 1
+        self._stats.seconds_saved += prefix_seconds
+        return CachedValue(
+            value=value,
+            seconds=seconds,
+            cost=cost,
+            load_seconds=time.perf_counter() - start,
+            prefix_seconds=prefix_seconds,
+            prefix_cost=float(header.get("prefix_cost", cost)),
+        )
+
+    def record_miss(self) -> None:
+        """Count an output that had to be computed because it was not in the cache."""
+        self._stats.misses += 1
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        serializer: str | Serializer | None = None,
+        seconds: float = 0.0,
+        cost: float | None = None,
+        prefix_seconds: float | None = None,
+        prefix_cost: float | None = None,
+        label: str = "",
+    ) -> int:
+        """Store `value` under `key` atomically; returns the bytes written (0 if not stored).
+
+        `seconds` and `cost` record what computing it took; `prefix_seconds` / `prefix_cost`
+        what computing it from scratch took (with every earlier stage; default: the same), which
+        later hits report as saved. An entry larger than `max_bytes` is not stored.
+        """
+        path = self._path(key)
+        ser = get_serializer(serializer, value)
+        payload = ser.dumps(value)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"serializer {ser.name!r} must return bytes from dumps()")
+        header = json.dumps(
+            {
+                "serializer": ser.name,
+                "length": len(payload),
+                "crc32": zlib.crc32(payload),
+                "seconds": float(seconds),
+                "cost": float(seconds if cost is None else cost),
+                "prefix_seconds": float(seconds if prefix_seconds is None else prefix_seconds),
+                "prefix_cost": float(
+                    (seconds if cost is None else cost) if prefix_cost is None else prefix_cost
+                ),
+                "label": label,
+                "created": time.time(),
+            },
+            sort_keys=True,
+        ).encode()
+        size = len(_MAGIC) + 4 + len(header) + len(payload)
+        if self.max_bytes is not None and size > self.max_bytes:
+            return 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC)
+                f.write(struct.pack("<I", len(header)))
+                f.write(header)
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(Path(tmp))
+            raise
+        self._touch(path)
+        self._stats.writes += 1
+        if self.max_bytes is not None:
+            self.evict(keep=path)
+        return size
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Delete least recently used entries until the folder fits `max_bytes`; returns count."""
+        if self.max_bytes is None:
+            return 0
+        entries = self._entries()
+        total = sum(st.st_size for _, st in entries)
+        removed = 0
+        for path, st in sorted(entries, key=lambda e: e[1].st_mtime_ns):
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            if _unlink(path):
+                removed += 1
+            total -= st.st_size
+        self._stats.evictions += removed
+        return removed
+
+    def delete(self, key: str) -> bool:
+        """Remove the entry for `key`, if any."""
+        return _unlink(self._path(key))
+
+    def clear(self) -> None:
+        """Remove every entry (and leftover temp files) from the folder."""
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.endswith(_SUFFIX) or name.startswith(_TMP_PREFIX):
+                _unlink(self.folder / name)
+
+    def size_bytes(self) -> int:
+        """Bytes used by the entries now in the folder."""
+        return sum(st.st_size for _, st in self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses, writes, evictions, corrupt entries and seconds saved by this object."""
+        s = self._stats
+        return CacheStats(
+            hits=s.hits,
+            misses=s.misses,
+            writes=s.writes,
+            evictions=s.evictions,
+            corrupt=s.corrupt,
+            bytes=self.size_bytes(),
+            seconds_saved=s.seconds_saved,
+        )
+
+
+def _parse(data: bytes) -> tuple[dict[str, Any], memoryview]:
+    head = len(_MAGIC) + 4
+    if len(data) < head or data[: len(_MAGIC)] != _MAGIC:
+        raise _CorruptEntry("bad magic")
+    (n,) = struct.unpack("<I", data[len(_MAGIC) : head])
+    if len(data) < head + n:
+        raise _CorruptEntry("truncated header")
+    header = json.loads(data[head : head + n])
+    payload = memoryview(data)[head + n :]  # no copy of a large payload
+    if len(payload) != header["length"] or zlib.crc32(payload) != header["crc32"]:
+        raise _CorruptEntry("payload length or checksum mismatch")
+    return header, payload
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False

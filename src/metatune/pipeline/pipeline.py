@@ -1,0 +1,388 @@
+"""Pipelines: stages run in order, each stage's output memoized so shared prefixes run once.
+
+A Pipeline is an objective: ``pipeline(params)`` runs it and returns the last stage's result, so
+``study.optimize(pipeline, ...)`` works. The Study recognizes a Pipeline and does more: it tells
+the optimizer the stage structure, the cost budget and which prefixes are cached, records every
+stage's cost and cache hit with the trial, and stops when a cost budget is spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import pickle
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metatune.pipeline.cache import Cache, get_serializer
+from metatune.pipeline.stage import Stage, StageError, StageResult
+from metatune.space import Categorical, Float, Int, Param, Space
+from metatune.trial import Trial, TrialState
+
+__all__ = ["Pipeline", "PipelineRun", "StageRecord", "cost_spent", "summarize"]
+
+log = logging.getLogger("metatune")
+
+_KEY_VERSION = 1
+
+
+@dataclass
+class StageRecord:
+    """What one stage cost in one trial: its own reported cost (else wall seconds), and whether
+    its output came from the cache (then the cost is the time to load it)."""
+
+    name: str
+    cost: float
+    cache_hit: bool
+    seconds: float
+    failed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "cost": float(self.cost),
+            "cache_hit": bool(self.cache_hit),
+            "seconds": float(self.seconds),
+        }
+        if self.failed:
+            d["failed"] = True
+        return d
+
+
+@dataclass
+class PipelineRun:
+    """The outcome of one run: the last stage's result, or the error of the stage that failed."""
+
+    result: Any
+    stages: list[StageRecord] = field(default_factory=list)
+    error: StageError | None = None
+    cache_depth: int = 0
+    seconds_saved: float = 0.0
+    cost_saved: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        return float(sum(r.cost for r in self.stages))
+
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """What the Study stores with the trial: per-stage records, total cost, cached depth."""
+        return {
+            "stages": [r.to_dict() for r in self.stages],
+            "cost": self.cost,
+            "cache_depth": self.cache_depth,
+            "seconds_saved": float(self.seconds_saved),
+            "cost_saved": float(self.cost_saved),
+        }
+
+
+def cost_spent(trials: Iterable[Trial]) -> float:
+    """Sum of the recorded costs (system_attrs["cost"]) of finished trials."""
+    total = 0.0
+    for t in trials:
+        if t.state.finished:
+            c = t.system_attrs.get("cost")
+            if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
+                total += float(c)
+    return total
+
+
+def summarize(trials: Iterable[Trial]) -> dict[str, Any]:
+    """Totals over pipeline trials: candidates, completed, failed, trials that reused a cached
+    prefix, stage runs served from the cache, cost spent, and seconds and cost saved."""
+    out: dict[str, Any] = {
+        "candidates": 0,
+        "completed": 0,
+        "failed": 0,
+        "trials_with_cache_hits": 0,
+        "stage_cache_hits": 0,
+        "stage_runs": 0,
+        "cost_spent": 0.0,
+        "seconds_saved": 0.0,
+        "cost_saved": 0.0,
+    }
+    trials = [t for t in trials if t.state.finished]
+    for t in trials:
+        out["candidates"] += 1
+        out["completed" if t.state is TrialState.COMPLETE else "failed"] += 1
+        stages = t.system_attrs.get("stages") or []
+        hits = sum(1 for r in stages if r.get("cache_hit"))
+        out["stage_cache_hits"] += hits
+        out["stage_runs"] += len(stages) - hits
+        out["trials_with_cache_hits"] += 1 if hits else 0
+        out["seconds_saved"] += float(t.system_attrs.get("seconds_saved") or 0.0)
+        out["cost_saved"] += float(t.system_attrs.get("cost_saved") or 0.0)
+    out["cost_spent"] = cost_spent(trials)
+    return out
+
+
+def _check_signature(stage: Stage, takes_output: bool) -> None:
+    """Fail at construction, not in every trial, if the stage cannot take its arguments."""
+    try:
+        sig = inspect.signature(stage.fn)
+    except (TypeError, ValueError):  # some builtins have no signature: trust the caller
+        return
+    args = (None,) if takes_output else ()
+    try:
+        sig.bind(*args, **dict.fromkeys(stage.params))
+    except TypeError as exc:
+        first = "previous_output, " if takes_output else ""
+        call = f"fn({first}{', '.join(f'{p}=...' for p in stage.params)})"
+        raise TypeError(
+            f"stage {stage.name!r}: {getattr(stage.fn, '__name__', stage.fn)!r} cannot be called "
+            f"as {call}: {exc}"
+        ) from None
+
+
+def _normalize(p: Param, value: Any) -> Any:
+    """The value a stage receives and the cache key sees: plain Python float / int / choice."""
+    if isinstance(p, Float):
+        return float(value)
+    if isinstance(p, Int):
+        return int(value)
+    if isinstance(p, Categorical):
+        return p.choices[p.index(value)]
+    return value
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Pipeline:
+    """Stages run in order: ``stages[0].fn(input, **p0)``, then ``stages[1].fn(out0, **p1)``, ...
+
+    `cache` is a folder path, a `Cache`, None for ./metatune-runs/cache, or False for no caching.
+    `input` (optional; None means none) is passed to the first stage; its fingerprint (a hash of
+    its pickled bytes, or `input_fingerprint` if given, e.g. for data too big to pickle or whose
+    pickle is not stable across processes, like a set of strings) is part of every cache key. The last stage returns the
+    objective: a float, or a dict with "objective" and extra metrics. A stage may return
+    `StageResult(output, cost=...)` to report its own cost instead of its wall seconds.
+    Outputs of every stage but the last are cached; loading a cache trusts whoever wrote it.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        cache: str | os.PathLike[str] | Cache | None | bool = None,
+        input: Any = None,
+        input_fingerprint: str | None = None,
+    ) -> None:
+        if isinstance(stages, Stage) or not isinstance(stages, Sequence):
+            raise TypeError(f"stages must be a list of Stage, got {stages!r}")
+        if not stages:
+            raise ValueError("a Pipeline needs at least one stage, got an empty list")
+        seen: set[str] = set()
+        for s in stages:
+            if not isinstance(s, Stage):
+                raise TypeError(f"every stage must be a metatune Stage, got {s!r}")
+            if s.name in seen:
+                raise ValueError(f"duplicate stage name {s.name!r}; stage names must be unique")
+            seen.add(s.name)
+        params = {s.full_name(n): p for s in stages for n, p in s.params.items()}
+        if not params:
+            raise ValueError("a Pipeline needs at least one parameter in some stage")
+        self.stages: list[Stage] = list(stages)
+        self.space = Space(params)
+
+        if cache is None or cache is True:
+            self.cache: Cache | None = Cache()
+        elif cache is False:
+            self.cache = None
+        elif isinstance(cache, Cache):
+            self.cache = cache
+        elif isinstance(cache, (str, os.PathLike)):
+            self.cache = Cache(cache)
+        else:
+            raise TypeError(f"cache must be a folder path, a Cache, None or False, got {cache!r}")
+
+        self._has_input = input is not None
+        self.input = input
+        if input_fingerprint is not None:
+            if not isinstance(input_fingerprint, str) or not input_fingerprint:
+                raise ValueError(
+                    f"input_fingerprint must be a non-empty string, got {input_fingerprint!r}"
+                )
+            self.input_fingerprint = "user:" + input_fingerprint
+        elif not self._has_input:
+            self.input_fingerprint = "none"
+        else:
+            try:
+                data = pickle.dumps(input, protocol=4)
+            except Exception as exc:
+                raise TypeError(
+                    f"the pipeline input cannot be pickled to fingerprint it ({exc}); "
+                    "pass input_fingerprint='...' that changes whenever the input does"
+                ) from exc
+            self.input_fingerprint = "pickle:" + hashlib.sha256(data).hexdigest()
+        for i, stage in enumerate(self.stages):
+            _check_signature(stage, takes_output=i > 0 or self._has_input)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({[s.name for s in self.stages]}, cache={self.cache!r})"
+
+    # Structure ---------------------------------------------------------------------------------
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def stage_info(self) -> list[dict[str, Any]]:
+        """[{"name": stage, "params": [full parameter names in the space's order]}, ...]."""
+        return [{"name": s.name, "params": [s.full_name(n) for n in s.params]} for s in self.stages]
+
+    def _local(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {n: _normalize(p, params[s.full_name(n)]) for n, p in s.params.items()}
+            for s in self.stages
+        ]
+
+    def keys(self, params: Mapping[str, Any]) -> list[str]:
+        """Cache key of each stage's output: a chain over code, exact params and the input."""
+        self.space.validate(params)
+        return self._keys(self._local(params))
+
+    def _keys(self, local: list[dict[str, Any]]) -> list[str]:
+        keys, parent = [], self.input_fingerprint
+        for s, p in zip(self.stages, local, strict=True):
+            parent = _digest(
+                {
+                    "v": _KEY_VERSION,
+                    "parent": parent,
+                    "stage": s.name,
+                    "code": s.code_id,
+                    "params": p,
+                }
+            )
+            keys.append(parent)
+        return keys
+
+    # Running -----------------------------------------------------------------------------------
+    def run(self, params: Mapping[str, Any]) -> PipelineRun:
+        """Run the stages for `params`, serving the longest cached prefix; never raises for a
+        failing stage (see `PipelineRun.error`), only for invalid params or KeyboardInterrupt."""
+        self.space.validate(params)
+        local = self._local(params)
+        keys = self._keys(local)
+        n = len(self.stages)
+        records: list[StageRecord] = []
+        value: Any = self.input
+        depth = 0
+        prefix_seconds = prefix_cost = 0.0  # what computing `value` from scratch took
+        saved_seconds = saved_cost = 0.0
+        cache = self.cache
+        if cache is not None:
+            for k in range(n - 1, 0, -1):  # k leading stages served from the cache
+                if not cache.contains(keys[k - 1]):
+                    continue
+                ser = self.stages[k - 1].serializer
+                got = cache.get(
+                    keys[k - 1], ser if not isinstance(ser, (str, type(None))) else None
+                )
+                if got is None:  # unreadable: deleted, try a shorter prefix
+                    continue
+                depth, value = k, got.value
+                prefix_seconds = saved_seconds = got.prefix_seconds
+                prefix_cost = saved_cost = got.prefix_cost
+                for s in self.stages[: k - 1]:
+                    records.append(StageRecord(s.name, 0.0, True, 0.0))
+                records.append(
+                    StageRecord(self.stages[k - 1].name, got.load_seconds, True, got.load_seconds)
+                )
+                break
+        for i in range(depth, n):
+            stage = self.stages[i]
+            args = (value,) if (i > 0 or self._has_input) else ()
+            start = time.perf_counter()
+            try:
+                out = stage.fn(*args, **local[i])
+            except Exception as exc:
+                seconds = time.perf_counter() - start
+                records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
+                error = StageError(stage.name, exc)
+                return PipelineRun(None, records, error, depth, saved_seconds, saved_cost)
+            seconds = time.perf_counter() - start
+            cost = seconds
+            if isinstance(out, StageResult):
+                cost = seconds if out.cost is None else float(out.cost)
+                out = out.output
+            records.append(StageRecord(stage.name, cost, False, seconds))
+            prefix_seconds += seconds
+            prefix_cost += cost
+            if cache is not None and i < n - 1:
+                cache.record_miss()
+                try:
+                    cache.put(
+                        keys[i],
+                        out,
+                        serializer=get_serializer(stage.serializer, out),
+                        seconds=seconds,
+                        cost=cost,
+                        prefix_seconds=prefix_seconds,
+                        prefix_cost=prefix_cost,
+                        label=stage.name,
+                    )
+                except Exception as exc:  # an unpicklable output, a full disk: run uncached
+                    log.warning("could not cache the output of stage %r: %s", stage.name, exc)
+            value = out
+        return PipelineRun(value, records, None, depth, saved_seconds, saved_cost)
+
+    def __call__(self, params: Mapping[str, Any]) -> Any:
+        """Run and return the last stage's result; a failing stage raises StageError."""
+        result = self.run(params)
+        if result.error is not None:
+            raise result.error from result.error.original
+        return result.result
+
+    # What the study tells the optimizer ------------------------------------------------------
+    def cached_prefixes(
+        self,
+        trials: Sequence[Trial],
+        direction: str = "minimize",
+        n_best: int = 20,
+        n_recent: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Prefixes (depth k in 1..K-1, exact stored values) of the `n_best` best completed and
+        the `n_recent` latest finished trials whose stage-k output is in the cache now."""
+        n = len(self.stages)
+        if self.cache is None or n < 2:
+            return []
+        sign = 1.0 if direction == "minimize" else -1.0
+        done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
+        best = sorted(done, key=lambda t: (sign * float(t.value), t.number))[:n_best]  # type: ignore[arg-type]
+        finished = [t for t in trials if t.state.finished and t.params]
+        recent = sorted(finished, key=lambda t: t.number)[-n_recent:] if n_recent > 0 else []
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for t in [*best, *recent]:
+            try:
+                keys = self.keys(t.params)
+            except (ValueError, TypeError, KeyError):  # params from another space
+                continue
+            for k in range(1, n):
+                if keys[k - 1] in seen:
+                    continue
+                seen.add(keys[k - 1])
+                if self.cache.contains(keys[k - 1]):
+                    names = [s.full_name(p) for s in self.stages[:k] for p in s.params]
+                    out.append({"depth": k, "params": {m: t.params[m] for m in names}})
+        return out
+
+    def suggest_context(
+        self, trials: Sequence[Trial], direction: str = "minimize", budget: float | None = None
+    ) -> dict[str, Any]:
+        """The `extra` a Study passes to the optimizer on each ask (usable with `Study.ask`)."""
+        return {
+            "stages": self.stage_info(),
+            "budget": {
+                "total": None if budget is None else float(budget),
+                "spent": cost_spent(trials),
+            },
+            "cached_prefixes": self.cached_prefixes(trials, direction),
+        }

@@ -1,0 +1,137 @@
+"""A pipeline stage: a named function with its own hyperparameters and an identity for caching."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import math
+import numbers
+import re
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from metatune.pipeline.cache import Serializer, get_serializer
+from metatune.space import Categorical, Float, Int, Param
+
+__all__ = ["Stage", "StageResult", "StageError"]
+
+_STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Return this from a stage to report its own cost (e.g. GPU-seconds, or a simulated clock).
+
+    `output` is what the next stage receives (or, for the last stage, the objective: a float or
+    a dict with "objective"); `cost` replaces the wall seconds as the stage's recorded cost.
+    """
+
+    output: Any
+    cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.cost is not None:
+            if isinstance(self.cost, bool) or not isinstance(self.cost, numbers.Real):
+                raise TypeError(f"StageResult cost must be a number, got {self.cost!r}")
+            if not math.isfinite(float(self.cost)) or self.cost < 0:
+                raise ValueError(f"StageResult cost must be finite and >= 0, got {self.cost!r}")
+
+
+class StageError(RuntimeError):
+    """A stage raised: `stage` names it and `__cause__` is the original exception."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(f"stage {stage!r} failed: {type(exc).__name__}: {exc}")
+        self.stage = stage
+        self.original = exc
+
+
+def _code_id(fn: Any) -> str:
+    """A hash of `fn`'s source (for a partial: its function's source and its bound arguments;
+    for a callable object: its class's source), else its qualified name."""
+    extra = ""
+    if isinstance(fn, functools.partial):
+        extra = repr((fn.args, sorted(fn.keywords.items())))
+        fn = fn.func
+    target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
+    try:
+        src = textwrap.dedent(inspect.getsource(target)) + extra
+        return "source:" + hashlib.sha256(src.encode()).hexdigest()
+    except (OSError, TypeError):
+        qual = getattr(target, "__qualname__", None) or type(target).__qualname__
+        module = getattr(target, "__module__", None) or type(target).__module__
+        return f"name:{module}.{qual}" + (f":{extra}" if extra else "")
+
+
+class Stage:
+    """One step of a Pipeline: ``fn(previous_output, **params) -> output``.
+
+    `params` maps this stage's local parameter names to Float / Int / Categorical; in the
+    pipeline's space they are called ``"<stage>.<param>"``. `version` identifies the code for the
+    cache: change it to invalidate stored outputs. Without it the hash of the function's source is
+    used (falling back to its qualified name), which does not see changes in helpers it calls.
+    `serializer` is "auto" (torch.save for tensors and modules, else pickle), "pickle", "torch"
+    or an object with ``name``, ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        params: Mapping[str, Param] | None = None,
+        version: str | int | None = None,
+        serializer: str | Serializer | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _STAGE_NAME.match(name):
+            raise ValueError(
+                f"bad stage name {name!r}: use letters, digits, '_' and '-', starting with a "
+                "letter or '_' (no '.', which separates stage and parameter names)"
+            )
+        if not callable(fn):
+            raise TypeError(f"stage {name!r}: fn must be callable, got {fn!r}")
+        params = dict(params or {})
+        for pname, p in params.items():
+            if not isinstance(pname, str) or not _PARAM_NAME.match(pname):
+                raise ValueError(
+                    f"stage {name!r}: bad parameter name {pname!r}: use letters, digits and '_', "
+                    "starting with a letter or '_' (it is passed as a keyword argument)"
+                )
+            if not isinstance(p, (Float, Int, Categorical)):
+                raise TypeError(
+                    f"stage {name!r}: parameter {pname!r} must be Float, Int or Categorical, "
+                    f"got {type(p).__name__}"
+                )
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, (str, int))
+        ):
+            raise TypeError(
+                f"stage {name!r}: version must be a str, an int or None, got {version!r}"
+            )
+        if serializer is not None:
+            get_serializer(serializer)  # validate now, before any work
+        self.name = name
+        self.fn = fn
+        self.params: dict[str, Param] = params
+        self.version = version
+        self.serializer = serializer
+        self._code_id: str | None = None
+
+    @property
+    def code_id(self) -> str:
+        """What identifies this stage's code in cache keys: its version, or a hash of its source."""
+        if self._code_id is None:
+            if self.version is not None:
+                self._code_id = f"version:{self.version}"
+            else:
+                self._code_id = _code_id(self.fn)
+        return self._code_id
+
+    def full_name(self, param: str) -> str:
+        return f"{self.name}.{param}"
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, params={list(self.params)}, version={self.version!r})"

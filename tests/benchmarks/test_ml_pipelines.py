@@ -1,0 +1,33 @@
+import math
+
+import pytest
+
+from metatune.benchmarks.ml_pipelines import ML_PIPELINES
+
+
+def _cheapest(space):
+    """The low end of every range: the fastest configuration of each pipeline."""
+    params = {}
+    for name, p in space.items():
+        params[name] = p.choices[0] if hasattr(p, "choices") else p.low
+    return params
+
+
+@pytest.mark.parametrize("name", sorted(ML_PIPELINES))
+def test_pipeline_runs_and_reuses_its_prefix(name, tmp_path):
+    pipeline = ML_PIPELINES[name](cache=tmp_path / "cache")
+    params = _cheapest(pipeline.space)
+    first = pipeline.run(params)
+    assert first.error is None, first.error
+    assert math.isfinite(first.result["objective"]) and first.result["objective"] > 0
+    assert not any(s.cache_hit for s in first.stages)
+
+    # change only the last stage's first parameter: every earlier stage comes from the cache
+    last = pipeline.stage_names[-1]
+    key = next(k for k in params if k.startswith(last + "."))
+    p = pipeline.space[key]
+    params[key] = p.choices[-1] if hasattr(p, "choices") else p.high
+    second = pipeline.run(params)
+    assert second.error is None, second.error
+    assert [s.cache_hit for s in second.stages] == [True] * (len(second.stages) - 1) + [False]
+    assert second.cost < first.cost

@@ -1,0 +1,202 @@
+"""Studies that optimize a Pipeline: context for the optimizer, stage records, cost budgets."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from metatune import Float, Int, Pipeline, Stage, Study, TrialState
+from metatune.optimizers import Optimizer
+from metatune.pipeline import StageResult, summarize
+
+
+def _pipeline(tmp_path, calls: Counter, fail_when=None) -> Pipeline:
+    """Three stages with simulated costs 5, 3 and 1 per run; the middle one can be made to fail."""
+
+    def prep(n):
+        calls["prep"] += 1
+        return StageResult(list(range(n)), cost=5.0)
+
+    def train(xs, lr):
+        calls["train"] += 1
+        if fail_when is not None and fail_when(lr):
+            raise RuntimeError(f"diverged at lr={lr}")
+        return StageResult(sum(xs) * lr, cost=3.0)
+
+    def evaluate(w, k):
+        calls["eval"] += 1
+        return StageResult({"objective": (w - 2.0) ** 2 + k, "w": w}, cost=1.0)
+
+    return Pipeline(
+        [
+            Stage("prep", prep, {"n": Int(2, 4)}),
+            Stage("train", train, {"lr": Float(0.01, 1.0, log=True)}),
+            Stage("eval", evaluate, {"k": Int(0, 2)}),
+        ],
+        cache=tmp_path / "cache",
+    )
+
+
+class _Replay(Optimizer):
+    """Reuses the first cached prefix offered (exact values) and records every context."""
+
+    name = "replay"
+
+    def __init__(self) -> None:
+        self.contexts: list[dict[str, Any]] = []
+
+    def suggest(self, history, pending, context):
+        self.contexts.append(context.extra)
+        params = context.space.sample(context.seed + context.trial_number)
+        for prefix in context.extra.get("cached_prefixes", []):
+            if prefix["depth"] == 2:
+                params.update(prefix["params"])
+                break
+        return params
+
+
+def test_stage_records_and_context_for_the_optimizer(tmp_path):
+    calls = Counter()
+    pipe = _pipeline(tmp_path, calls)
+    opt = _Replay()
+    study = Study(pipe, optimizer=opt, seed=3)
+    study.optimize(pipe, n_trials=4)
+    trials = study.trials
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    first, later = trials[0], trials[1:]
+    assert first.stages == [
+        {"name": "prep", "cost": 5.0, "cache_hit": False, "seconds": first.stages[0]["seconds"]},
+        {"name": "train", "cost": 3.0, "cache_hit": False, "seconds": first.stages[1]["seconds"]},
+        {"name": "eval", "cost": 1.0, "cache_hit": False, "seconds": first.stages[2]["seconds"]},
+    ]
+    assert first.cost == first.system_attrs["cost"] == 9.0
+    assert "w" in first.user_attrs  # extra metrics of the last stage
+    for t in later:  # the optimizer reused the cached two-stage prefix
+        assert [s["cache_hit"] for s in t.stages] == [True, True, False]
+        assert t.cost < 1.5 and t.system_attrs["cache_depth"] == 2
+        assert {k: t.params[k] for k in ("prep.n", "train.lr")} == {
+            k: first.params[k] for k in ("prep.n", "train.lr")
+        }
+    assert calls == Counter(prep=1, train=1, eval=4)
+
+    ctx = opt.contexts[0]
+    assert set(ctx) >= {"stages", "budget", "cached_prefixes"}
+    assert ctx["stages"] == [
+        {"name": "prep", "params": ["prep.n"]},
+        {"name": "train", "params": ["train.lr"]},
+        {"name": "eval", "params": ["eval.k"]},
+    ]
+    assert ctx["budget"] == {"total": None, "spent": 0.0} and ctx["cached_prefixes"] == []
+    second = opt.contexts[1]
+    assert second["budget"]["spent"] == 9.0
+    assert second["cached_prefixes"] == [
+        {"depth": 1, "params": {"prep.n": first.params["prep.n"]}},
+        {
+            "depth": 2,
+            "params": {"prep.n": first.params["prep.n"], "train.lr": first.params["train.lr"]},
+        },
+    ]
+    assert study.cost_spent == pytest.approx(sum(t.cost for t in trials))
+
+
+def test_budget_stops_the_study_and_survives_resume(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    calls = Counter()
+    pipe = _pipeline(tmp_path, calls)
+    study = Study(pipe, optimizer="random", storage=url, name="s", seed=0)
+    study.optimize(pipe, budget=25.0)
+    spent = study.cost_spent
+    assert spent >= 25.0
+    assert spent - study.trials[-1].cost < 25.0  # stopped right after crossing the budget
+    n = len(study.trials)
+
+    resumed = Study(name="s", storage=url, optimizer="random")
+    resumed.optimize(pipe, budget=25.0)  # already spent: runs nothing
+    assert len(resumed.trials) == n
+    # Values read back from SQLite are exact: their prefixes are found in the cache.
+    prefixes = pipe.cached_prefixes(resumed.trials)
+    deepest = [p for p in prefixes if p["depth"] == 2]
+    assert deepest and pipe.run({**deepest[0]["params"], "eval.k": 0}).cache_depth == 2
+    resumed.optimize(pipe, budget=40.0, n_trials=100)
+    assert resumed.cost_spent >= 40.0 and len(resumed.trials) > n
+    assert resumed.cost_spent - resumed.trials[-1].cost < 40.0
+    n2 = len(resumed.trials)
+    resumed.optimize(pipe, budget=1000.0, n_trials=2)  # n_trials still applies
+    assert len(resumed.trials) == n2 + 2
+
+
+def test_budget_context_counts_spent_cost(tmp_path):
+    pipe = _pipeline(tmp_path, Counter())
+    opt = _Replay()
+    study = Study(pipe, optimizer=opt, seed=1)
+    study.optimize(pipe, budget=100.0, n_trials=3)
+    assert [c["budget"]["total"] for c in opt.contexts] == [100.0] * 3
+    spent = [c["budget"]["spent"] for c in opt.contexts]
+    costs = [t.cost for t in study.trials]
+    assert spent == pytest.approx([0.0, costs[0], costs[0] + costs[1]])
+
+
+def test_failing_stage_fails_the_trial_and_the_study_goes_on(tmp_path):
+    calls = Counter()
+    pipe = _pipeline(tmp_path, calls, fail_when=lambda lr: lr > 0.1)
+    study = Study(pipe, optimizer="random", seed=0)
+    study.optimize(pipe, n_trials=12)
+    failed = [t for t in study.trials if t.state is TrialState.FAILED]
+    done = [t for t in study.trials if t.state is TrialState.COMPLETE]
+    assert failed and done and len(study.trials) == 12
+    for t in failed:
+        assert "stage 'train' failed: RuntimeError: diverged" in t.error
+        assert [s["name"] for s in t.stages] == ["prep", "train"]
+        assert t.stages[1]["failed"] is True and t.cost >= t.stages[0]["cost"]
+    assert study.cost_spent == pytest.approx(sum(t.cost for t in study.trials))
+
+
+def test_optimize_validates_budget_before_any_work(tmp_path):
+    pipe = _pipeline(tmp_path, Counter())
+    study = Study(pipe, optimizer="random", seed=0)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "10"):
+        with pytest.raises(ValueError, match="budget must be a positive number"):
+            study.optimize(pipe, budget=bad)
+    plain = Study({"x": Float(0, 1)}, optimizer="random", seed=0)
+    with pytest.raises(ValueError, match="budget .* needs a Pipeline"):
+        plain.optimize(lambda p: p["x"], budget=10.0)
+    with pytest.raises(ValueError, match="pipeline's space"):
+        plain.optimize(pipe, n_trials=1)
+    assert study.trials == [] and plain.trials == []
+
+
+def test_a_plain_objective_still_works_and_a_pipeline_works_via_ask_tell(tmp_path):
+    calls = Counter()
+    pipe = _pipeline(tmp_path, calls)
+    study = Study(pipe.space, optimizer="random", seed=0)
+    trial = study.ask(extra=pipe.suggest_context(study.trials, study.direction, budget=50.0))
+    run = pipe.run(trial.params)
+    done = study.tell(trial, run.result, system_attrs=run.system_attrs)
+    assert done.state is TrialState.COMPLETE and done.cost == 9.0
+    assert study.cost_spent == 9.0
+    # As a plain callable (no context, no stage records) a Pipeline is an ordinary objective.
+    plain = Study(pipe.space, optimizer="random", seed=0)
+    plain.optimize(lambda p: pipe(p), n_trials=2)
+    assert all(t.state is TrialState.COMPLETE for t in plain.trials)
+
+
+def test_progress_shows_which_stages_came_from_the_cache(tmp_path, capsys):
+    pipe = _pipeline(tmp_path, Counter())
+    study = Study(pipe, optimizer=_Replay(), seed=0)
+    study.optimize(pipe, n_trials=2, show_progress=True)
+    err = capsys.readouterr().err
+    assert "trial 0: prep (5) -> train (3) -> eval (1)  cost 9" in err
+    assert "trial 1: prep (cache) -> train (cache) -> eval (1)" in err
+
+
+def test_summarize_counts_candidates_hits_and_savings(tmp_path):
+    pipe = _pipeline(tmp_path, Counter())
+    study = Study(pipe, optimizer=_Replay(), seed=0)
+    study.optimize(pipe, n_trials=3)
+    s = summarize(study.trials)
+    assert s["candidates"] == s["completed"] == 3 and s["failed"] == 0
+    assert s["trials_with_cache_hits"] == 2 and s["stage_cache_hits"] == 4
+    assert s["stage_runs"] == 5 and s["cost_saved"] == pytest.approx(16.0)
+    assert s["cost_spent"] == pytest.approx(study.cost_spent) and s["seconds_saved"] >= 0

@@ -68,7 +68,7 @@ def study_db(tmp_path: Path) -> tuple[str, str, dict[int, float]]:
 def test_help_version_and_subcommand_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("demo", "trials", "best", "export", "studies"):
+    for command in ("demo", "demo-svm", "trials", "best", "export", "studies"):
         assert command in out
         code, sub, _ = run(capsys, command, "--help")
         assert code == 0 and "--storage" in sub
@@ -94,7 +94,7 @@ def test_demo_runs_resumes_and_is_inspectable(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "demo", "--trials", "3", "--optimizer", "random", *TINY)
+    code, out, err = run(capsys, "demo-svm", "--trials", "3", "--optimizer", "random", *TINY)
     assert code == 0, err
     assert "New study" in err
     plot = tmp_path / "metatune-runs" / "svm-digits-cv2-n200-best-so-far.png"
@@ -103,7 +103,7 @@ def test_demo_runs_resumes_and_is_inspectable(
     assert "top 3 of 3 trials" in out and "kernel" in out
     assert (tmp_path / "metatune-runs" / "metatune.db").is_file()
 
-    code, out, err = run(capsys, "demo", "--trials", "2", *TINY)
+    code, out, err = run(capsys, "demo-svm", "--trials", "2", *TINY)
     assert code == 0, err
     assert "Resuming study svm-digits-cv2-n200" in err and "3 trials so far" in err
     assert "optimizer random" in err  # the stored optimizer is kept on resume
@@ -121,7 +121,7 @@ def test_demo_runs_resumes_and_is_inspectable(
     assert all(r["user_attrs.cv"] == 2 and r["user_attrs.n_samples"] == 200 for r in rows)
 
     # Same study name, different problem settings: refused before any trial runs.
-    code, _, err = run(capsys, "demo", "--study", "svm-digits-cv2-n200", "--cv", "3")
+    code, _, err = run(capsys, "demo-svm", "--study", "svm-digits-cv2-n200", "--cv", "3")
     assert code == 1
     assert_one_line_error(err, "cv=2 on 200 samples")
 
@@ -141,7 +141,7 @@ def test_demo_ctrl_c_keeps_finished_trials(
     monkeypatch.setattr(SVMDigits, "__call__", interrupted)
     out_dir = tmp_path / "runs"
     code, _, err = run(
-        capsys, "demo", "--trials", "5", "--optimizer", "random", "--out", str(out_dir), *TINY
+        capsys, "demo-svm", "--trials", "5", "--optimizer", "random", "--out", str(out_dir), *TINY
     )
     assert code == 130
     assert "Interrupted: the 2 completed trials" in err and "Traceback" not in err
@@ -254,11 +254,11 @@ def test_user_errors(capsys, study_db, args: list[str], code: int, fragments: li
 @pytest.mark.parametrize(
     ("args", "code", "fragments"),
     [
-        (["demo", "--trials", "0"], 2, ["--trials"]),
-        (["demo", "--trials", "-3"], 2, ["--trials"]),
-        (["demo", "--optimizer", "bogus"], 2, ["'bogus' is not one of"]),
-        (["demo", "--storage", "not-a-url"], 1, ["SQLAlchemy URL"]),
-        (["demo", "--storage", "nodb://x"], 1, ["nodb"]),
+        (["demo-svm", "--trials", "0"], 2, ["--trials"]),
+        (["demo-svm", "--trials", "-3"], 2, ["--trials"]),
+        (["demo-svm", "--optimizer", "bogus"], 2, ["'bogus' is not one of"]),
+        (["demo-svm", "--storage", "not-a-url"], 1, ["SQLAlchemy URL"]),
+        (["demo-svm", "--storage", "nodb://x"], 1, ["nodb"]),
         (["best", "--storage", "sqlite:///missing.db"], 1, ["no database at missing.db"]),
         (["studies", "--storage", "not-a-url"], 1, ["SQLAlchemy URL"]),
         (["trials"], 1, ["no database at"]),
@@ -283,3 +283,24 @@ def test_study_is_required_when_storage_holds_several(capsys, study_db) -> None:
     code, _, err = run(capsys, "best", "--storage", url, "--study", "other")
     assert code == 1
     assert_one_line_error(err, "no completed trial")
+
+
+def test_pipeline_demo_runs_on_a_tiny_budget_and_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ("demo", "--budget", "1", "--optimizer", "random", "--pipeline", "vision")
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert "prep -> phase1 -> phase2 -> evaluate" in err
+    assert "1 candidates" in out and "Best: trial #0" in out
+    assert (tmp_path / "metatune-runs" / "vision-random-best-so-far.png").is_file()
+    assert any((tmp_path / "metatune-runs" / "cache").iterdir())
+    code, out, err = run(capsys, *args)  # resumes with a new budget
+    assert code == 0, err
+    assert "already spent" in err and "2 candidates" in out
+
+
+def test_pipeline_demo_rejects_unknown_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "demo", "--pipeline", "audio")
+    assert code == 2 and "'audio' is not one of" in err

@@ -10,6 +10,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -230,8 +231,152 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
 
 
-@app.command()
+@app.command("demo")
 def demo(
+    budget: Annotated[
+        float,
+        typer.Option("--budget", min=1.0, help="Cost budget of this call, in stage seconds."),
+    ] = 150.0,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="vision (CNN on digits) or stacking (tabular).")
+    ] = "vision",
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            "--optimizer", help="eeipu (default), or ei, eips, carbo, ms-carbo, random..."
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            envvar=_STORAGE_ENV,
+            metavar="URL",
+            help=_STORAGE_HELP + " (default: sqlite:///<out>/metatune.db)",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name (default: <pipeline>-<optimizer>).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of a new study.")] = 0,
+    out: Annotated[
+        Path,
+        typer.Option("--out", file_okay=False, help="Folder for the database, cache and plot."),
+    ] = Path(DEFAULT_DIR),
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No per-trial lines or notes.")
+    ] = False,
+) -> None:
+    """Tune a multi-stage training pipeline with memoization-aware BO (EEIPU) on a cost budget.
+
+    Stage outputs are cached in --out/cache, so candidates that share earlier stages with a
+    previous one only run the rest. Each trial prints which stages ran and which came from the
+    cache; the end shows candidates, cache hits, seconds saved, the best configuration and a plot.
+    Running it again resumes the study with a new budget.
+    """
+    from metatune.benchmarks.ml_pipelines import ML_PIPELINES
+    from metatune.optimizers import available_optimizers
+    from metatune.pipeline import summarize
+    from metatune.report.plots import plot_best_so_far
+    from metatune.report.tables import best_trial, format_params, format_value
+    from metatune.study import Study
+    from metatune.trial import TrialState
+
+    _OPTS.quiet = _OPTS.quiet or quiet
+    demo_pipelines = ("vision", "stacking")
+    if pipeline not in demo_pipelines:
+        raise typer.BadParameter(
+            f"{pipeline!r} is not one of {', '.join(map(repr, demo_pipelines))}",
+            param_hint="'--pipeline'",
+        )
+    optimizer = optimizer or "eeipu"
+    if optimizer not in available_optimizers():
+        raise typer.BadParameter(
+            f"{optimizer!r} is not one of {', '.join(repr(o) for o in available_optimizers())}",
+            param_hint="'--optimizer'",
+        )
+    study = study or f"{pipeline}-{optimizer}"
+    url = storage or f"sqlite:///{(out / 'metatune.db').as_posix()}"
+    store = _open_storage(url, must_exist=False)
+    where = _display_url(store, url)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create output folder {out}: {exc.strerror or exc}")
+    pipe = ML_PIPELINES[pipeline](cache=out / "cache")
+    try:
+        st = Study(pipe, optimizer=optimizer, storage=store, name=study, seed=seed)
+    except ValueError as exc:
+        _fail(_one_line(str(exc)))
+    spent_before = st.cost_spent
+    total = spent_before + budget
+    _note(
+        f"Study [bold]{escape(study)}[/] in {escape(where)}: pipeline {pipeline} "
+        f"({' -> '.join(pipe.stage_names)}), optimizer {escape(st.optimizer.name)}, "
+        f"budget {budget:g} s of stage time"
+        + (f" (after {spent_before:.0f} s already spent)" if spent_before else "")
+        + f"; cache in {escape(str(out / 'cache'))}."
+    )
+    err = Console(stderr=True, highlight=False)
+    show = not _OPTS.quiet and sys.stderr.isatty()
+    best_value = [math.inf]
+
+    def report(s: Study, t: Any) -> None:
+        if not show:
+            return
+        marks = " ".join(
+            f"[cyan]{escape(r['name'])}:cache[/]"
+            if r.get("cache_hit")
+            else f"{escape(r['name'])}:ran"
+            for r in t.system_attrs.get("stages", [])
+        )
+        if t.state is TrialState.COMPLETE and t.value is not None:
+            best_value[0] = min(best_value[0], t.value)
+            outcome = f"loss {t.value:.4f} (best {best_value[0]:.4f})"
+        else:
+            outcome = f"[red]failed[/]: {escape((t.error or '').splitlines()[0][:60])}"
+        cost = float(t.system_attrs.get("cost", 0.0))
+        err.print(
+            f"#{t.number:<4} {marks}  {cost:6.2f} s  {outcome}  [dim]{s.cost_spent:.0f}/{total:.0f} s[/]"
+        )
+
+    try:
+        st.optimize(pipe, budget=total, callbacks=[report], show_progress=False)
+    except KeyboardInterrupt:
+        print(
+            f"Interrupted: the completed trials of study {study!r} are saved in {where}; "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130) from None
+
+    trials = st.trials
+    summary = summarize(trials)
+    console = _out()
+    console.print(
+        f"{summary['candidates']} candidates in {summary['cost_spent']:.0f} s of stage time "
+        f"({summary['completed']} completed, {summary['failed']} failed); "
+        f"{summary['trials_with_cache_hits']} reused a cached prefix, "
+        f"{summary['stage_cache_hits']} stage runs served from the cache, "
+        f"{summary['seconds_saved']:.0f} s saved."
+    )
+    best = best_trial(trials, st.direction)
+    if best is not None:
+        acc = best.user_attrs.get("accuracy")
+        acc_txt = f", accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
+        console.print(
+            f"Best: trial #{best.number}, validation loss {format_value(best.value)}{acc_txt} "
+            f"with {escape(format_params(best.params))}"
+        )
+    plot = out / f"{_slug(study)}-best-so-far.png"
+    plot_best_so_far(
+        trials, plot, st.direction, title=f"{study}: {pipeline} pipeline", ylabel="validation loss"
+    )
+    console.print(f"Plot: {escape(str(plot))}")
+
+
+@app.command("demo-svm")
+def demo_svm(
     trials: Annotated[
         int,
         typer.Option("--trials", "-n", min=1, help="Trials to run in this call (added on resume)."),

@@ -61,7 +61,15 @@ class Optimizer(abc.ABC):
 
 _O = TypeVar("_O", bound=type[Optimizer])
 # name -> class, or "module:Class" for built-ins imported on first use (BoTorch is slow to import)
-_REGISTRY: dict[str, type[Optimizer] | str] = {"gp": "metatune.optimizers.gp:GPOptimizer"}
+_REGISTRY: dict[str, type[Optimizer] | str] = {
+    "gp": "metatune.optimizers.gp:GPOptimizer",
+    "ei": "metatune.optimizers.cost_aware:EIOptimizer",
+    "eips": "metatune.optimizers.cost_aware:EIPSOptimizer",
+    "carbo": "metatune.optimizers.cost_aware:CArBOOptimizer",
+    "ms-carbo": "metatune.optimizers.cost_aware:MSCArBOOptimizer",
+    "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
+    "ms-bo": "metatune.optimizers.eeipu:MSBOOptimizer",
+}
 
 
 def register_optimizer(name: str) -> Callable[[_O], _O]:

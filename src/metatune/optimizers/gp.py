@@ -269,7 +269,18 @@ class GPOptimizer(Optimizer):
         sign: float,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        layout = _Layout(space)
+        acqf, X_np, z = self._acquisition(space, done, history, pending, sign)
+        return self._maximize(acqf, space, _Layout(space), X_np, z, rng)
+
+    def _acquisition(
+        self,
+        space: Space,
+        done: list[Trial],
+        history: Sequence[Trial],
+        pending: Sequence[Trial],
+        sign: float,
+    ) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The fitted objective model's acquisition, the encoded trials and their model outputs."""
         X_np = np.stack([space.encode(t.params) for t in done])
         y = np.array([sign * float(t.value) for t in done])  # a loss to minimize
         z = -_transform_outputs(
@@ -298,7 +309,7 @@ class GPOptimizer(Optimizer):
             acqf = UpperConfidenceBound(model, beta=self.ucb_beta)
         else:
             acqf = LogExpectedImprovement(model, best_f=best_f)
-        return self._maximize(acqf, space, layout, X_np, z, rng)
+        return acqf, X_np, z
 
     def _candidates(
         self,

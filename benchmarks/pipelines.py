@@ -1,0 +1,309 @@
+"""EEIPU vs EI, EIPS, CArBO, MS-CArBO, MS-BO and random on multi-stage pipelines, same cost budget.
+
+Each (benchmark, method, seed) job runs single-threaded in a process pool and records, per trial,
+the objective, the cumulative cost and the stages reused from the cache. Writes
+docs/benchmarks/pipelines.{json,md} and one best-so-far-vs-cost plot per benchmark
+(docs/benchmarks/pipelines_<name>.png).
+
+    python benchmarks/pipelines.py                          # every benchmark, 5 seeds
+    python benchmarks/pipelines.py --seeds 2 --benchmarks hartmann-levy --budget-scale 0.5
+
+Benchmarks are entries of BENCHMARKS: a runner ``(method, seed, budget) -> run dict`` with the keys
+of metatune.benchmarks.pipelines.run_synthetic, plus a default budget. The real pipelines
+(tabular stacking, vision, language) plug in there with a runner that drives a metatune.Pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import single_thread_env  # noqa: E402
+
+single_thread_env()  # before torch/numpy are imported, here and in every spawned worker
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from _common import (  # noqa: E402
+    command_line,
+    fmt_num,
+    format_machine,
+    machine_info,
+    now_utc,
+    single_thread_torch,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("eeipu", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
+COLORS = {
+    "eeipu": "tab:red",
+    "ei": "tab:blue",
+    "eips": "tab:orange",
+    "carbo": "tab:green",
+    "ms-carbo": "tab:purple",
+    "ms-bo": "tab:brown",
+    "random": "tab:gray",
+}
+N_WARMUP = 10
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    budget: float
+    runner: Callable[[str, int, float], dict[str, Any]]
+    minimize: bool = True
+
+
+def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
+    def run(method: str, seed: int, budget: float) -> dict[str, Any]:
+        from metatune.benchmarks.pipelines import run_synthetic
+
+        return run_synthetic(method, seed, budget, pipeline=pipeline, n_warmup=N_WARMUP)
+
+    return run
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "branin-hartmann-ackley": Benchmark(
+        "branin-hartmann-ackley",
+        "3 stages: Branin (2d, cost 20-50, logistic) + Hartmann3 (cost 8-30, sine) + "
+        "Ackley2 on [-5, 5]^2 (cost 5-15, cosine); objective = sum, minimized",
+        1500.0,
+        _synthetic_runner("branin-hartmann-ackley"),
+    ),
+    "hartmann-levy": Benchmark(
+        "hartmann-levy",
+        "2 stages: Hartmann3 (cost 15-50, cosine) + Levy2 on [-5, 5]^2 (cost 5-20, sine); "
+        "objective = sum, minimized",
+        1200.0,
+        _synthetic_runner("hartmann-levy"),
+    ),
+}
+
+
+def _init_worker() -> None:
+    single_thread_torch()
+    import botorch.test_functions  # noqa: F401
+
+    import metatune.optimizers.eeipu  # noqa: F401
+
+
+def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    logging.getLogger("metatune").setLevel(logging.ERROR)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = BENCHMARKS[bench].runner(method, seed, budget)
+        rec["error"] = None
+    except Exception:
+        rec = {"method": method, "seed": seed, "error": traceback.format_exc()[-2000:]}
+    rec.update(benchmark=bench, method=method, seed=seed, wall_seconds=time.perf_counter() - t0)
+    return rec
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("error"):
+            continue
+        out.setdefault(r["benchmark"], {}).setdefault(r["method"], {"n": [], "best": [], "w": []})
+        d = out[r["benchmark"]][r["method"]]
+        d["n"].append(r["n_trials"])
+        d["best"].append(r["best"])
+        d["w"].append(r["wall_seconds"])
+    stats: dict[str, dict[str, dict[str, Any]]] = {}
+    for b, per in out.items():
+        stats[b] = {}
+        for m, d in per.items():
+            n, best = np.array(d["n"], float), np.array(d["best"], float)
+            stats[b][m] = {
+                "runs": len(n),
+                "n_median": float(np.median(n)),
+                "n_q": [float(np.percentile(n, 25)), float(np.percentile(n, 75))],
+                "best_median": float(np.median(best)),
+                "best_q": [float(np.percentile(best, 25)), float(np.percentile(best, 75))],
+                "wall_median": float(np.median(d["w"])),
+            }
+    return stats
+
+
+def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metatune.benchmarks.pipelines import best_at_costs
+
+    grid = np.linspace(0, bench.budget, 200)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    opt = None
+    for m in methods:
+        rs = [
+            r
+            for r in runs
+            if r["method"] == m and r["benchmark"] == bench.name and not r.get("error")
+        ]
+        if not rs:
+            continue
+        opt = rs[0].get("optimal_value", opt)
+        curves = np.array([best_at_costs(r["costs"], r["best_so_far"], grid) for r in rs])
+        ok = ~np.isnan(curves).any(axis=0)
+        med = np.median(curves[:, ok], axis=0)
+        q25, q75 = np.percentile(curves[:, ok], [25, 75], axis=0)
+        ax.plot(grid[ok], med, color=COLORS.get(m), label=m, lw=2 if m == "eeipu" else 1.2)
+        ax.fill_between(grid[ok], q25, q75, color=COLORS.get(m), alpha=0.12)
+    if opt is not None:
+        ax.axhline(opt, color="k", ls=":", lw=0.8, label="optimum")
+    ax.set_xlabel("cost spent (simulated units)")
+    ax.set_ylabel("best objective so far (median, IQR)")
+    ax.set_title(f"{bench.name}: best-so-far vs cost")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
+    meta = data["meta"]
+    lines = [
+        "# Pipelines: EEIPU vs cost-aware and cost-blind BO at the same cost budget",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}  ",
+        f"Machine: {meta['machine']}  ",
+        f"Wall time: {meta['wall_minutes']:.1f} min with {meta['workers']} worker processes",
+        "",
+        f"Setup: {meta['seeds']} seeds (0..{meta['seeds'] - 1}) per (benchmark, method); every "
+        f"method starts with the same {N_WARMUP} Sobol warm-up points for a seed, then asks "
+        "until the cost budget is spent (the trial that crosses it still counts). Methods are "
+        "`metatune.Study(optimizer=...)`: `eeipu`, `ei` (cost-blind LogEI, the `gp` model), `eips`, "
+        "`carbo`, `ms-carbo`, `ms-bo` (last stage only, on top of the best earlier stages) and "
+        "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
+        "ran is cached, and a cached stage costs epsilon = 0.1. Single-threaded runs.",
+        "",
+        "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
+        "best objective found (minimized); median and [25%, 75%] quartiles over seeds.",
+        "",
+    ]
+    if meta.get("note"):
+        lines += [f"Note: {meta['note']}", ""]
+    for b, per in stats.items():
+        bench = BENCHMARKS[b]
+        opt = next((r.get("optimal_value") for r in data["runs"] if r.get("benchmark") == b), None)
+        lines += [
+            f"## {b} (budget {bench.budget:g} cost units)",
+            "",
+            f"{bench.description}; optimum {fmt_num(opt) if opt is not None else 'n/a'}.",
+            "",
+            "| method | candidates (median) | [q25, q75] | best objective (median) | [q25, q75] | s/run | runs |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for m in METHODS:
+            if m not in per:
+                continue
+            s = per[m]
+            lines.append(
+                f"| {m} | {s['n_median']:g} | [{s['n_q'][0]:g}, {s['n_q'][1]:g}] | "
+                f"{fmt_num(s['best_median'])} | [{fmt_num(s['best_q'][0])}, "
+                f"{fmt_num(s['best_q'][1])}] | {s['wall_median']:.0f} | {s['runs']} |"
+            )
+        if "eeipu" in per and "ei" in per:
+            ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
+            lines += ["", f"EEIPU / EI candidates (medians): {ratio:.2f}x."]
+        lines += ["", f"![{b}](pipelines_{b}.png)", ""]
+    errors = [r for r in data["runs"] if r.get("error")]
+    if errors:
+        lines += ["## Failed runs", ""]
+        lines += [
+            f"- {r['benchmark']} / {r['method']} / seed {r['seed']}: "
+            f"{r['error'].strip().splitlines()[-1]}"
+            for r in errors
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--benchmarks", default=",".join(BENCHMARKS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget")
+    ap.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
+    ap.add_argument("--note", default="", help="a line added to the Markdown")
+    args = ap.parse_args(argv)
+    benches = [b for b in args.benchmarks.split(",") if b]
+    methods = [m for m in args.methods.split(",") if m]
+    for b in benches:
+        if b not in BENCHMARKS:
+            ap.error(f"unknown benchmark {b!r}; known: {sorted(BENCHMARKS)}")
+    for b in benches:
+        bm = BENCHMARKS[b]
+        BENCHMARKS[b] = Benchmark(bm.name, bm.description, bm.budget * args.budget_scale, bm.runner)
+    # Slow jobs first so the pool stays balanced.
+    order = {"eeipu": 0, "ms-carbo": 1, "ms-bo": 2, "carbo": 3, "eips": 4, "ei": 5, "random": 6}
+    jobs = sorted(
+        [(b, m, s) for b in benches for m in methods for s in range(args.seeds)],
+        key=lambda j: (order.get(j[1], 9), j[2]),
+    )
+    t0 = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker) as pool:
+        futs = [pool.submit(run_job, b, m, s, BENCHMARKS[b].budget) for b, m, s in jobs]
+        for i, fut in enumerate(as_completed(futs), 1):
+            r = fut.result()
+            runs.append(r)
+            status = "ERROR" if r.get("error") else f"n={r['n_trials']} best={r['best']:.4g}"
+            print(
+                f"[{i}/{len(jobs)}] {r['benchmark']} {r['method']} seed {r['seed']}: {status} "
+                f"({r['wall_seconds']:.0f}s)",
+                flush=True,
+            )
+    wall = (time.perf_counter() - t0) / 60
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "meta": {
+            "command": command_line(),
+            "date": now_utc(),
+            "machine": format_machine(machine_info(("torch", "botorch"))),
+            "wall_minutes": wall,
+            "workers": args.workers,
+            "seeds": args.seeds,
+            "note": args.note,
+            "budgets": {b: BENCHMARKS[b].budget for b in benches},
+        },
+        "runs": runs,
+    }
+    stats = summarize(runs)
+    (out / "pipelines.json").write_text(json.dumps(data))
+    for b in benches:
+        plot(runs, BENCHMARKS[b], methods, out / f"pipelines_{b}.png")
+    write_markdown(data, stats, out / "pipelines.md")
+    print(f"wrote {out / 'pipelines.md'} in {wall:.1f} min")
+    return 1 if any(r.get("error") for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

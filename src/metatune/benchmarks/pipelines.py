@@ -1,0 +1,283 @@
+"""Synthetic multi-stage pipelines with a simulated clock and a simulated memo cache.
+
+As in the EEIPU paper: the objective is a sum of classic test functions (from
+botorch.test_functions), one per stage, each on that stage's own slice of the inputs; every stage
+has a smooth, positive cost of its own inputs (logistic, sine or cosine shapes scaled into a range
+of roughly 5 to 50 units, the first stage the most expensive). Nothing runs for real: costs are
+charged to a simulated clock, so hundreds of optimization runs take minutes.
+
+The simulated cache holds every stage prefix that has run: a candidate whose stages 1..k have the
+exact parameter values of an earlier run pays only `epsilon` for them. `run_synthetic` drives a
+`metatune.Study` by ask/tell and builds the context a pipeline study would give its optimizer
+("stages", "budget", "cached_prefixes"), so every registered optimizer can be compared.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SyntheticStage",
+    "SyntheticPipeline",
+    "SimulatedPipeline",
+    "SYNTHETIC_PIPELINES",
+    "get_synthetic_pipeline",
+    "run_synthetic",
+]
+
+
+# Cost shapes on the stage's unit cube u in [0, 1]^d, each with values in [0, 1].
+def _logistic(u: np.ndarray) -> float:
+    return float(1.0 / (1.0 + math.exp(-8.0 * (float(np.mean(u)) - 0.5))))
+
+
+def _sine(u: np.ndarray) -> float:
+    w = np.linspace(1.0, 0.5, len(u))
+    return float(0.5 * (1.0 + math.sin(2.0 * math.pi * float(np.dot(w, u)) / w.sum() + 0.3)))
+
+
+def _cosine(u: np.ndarray) -> float:
+    return float(0.5 * (1.0 + math.cos(math.pi * float(np.mean(u)) * 1.5)))
+
+
+COST_SHAPES: dict[str, Callable[[np.ndarray], float]] = {
+    "logistic": _logistic,
+    "sine": _sine,
+    "cosine": _cosine,
+}
+
+
+@dataclass(frozen=True)
+class SyntheticStage:
+    """One stage: a botorch test function on `dim` inputs named x0.., and its cost range."""
+
+    name: str
+    function: str  # class name in botorch.test_functions
+    dim: int
+    bounds: tuple[float, float] | None = None  # None: the function's own bounds
+    cost_range: tuple[float, float] = (5.0, 20.0)
+    cost_shape: str = "logistic"
+    function_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def make_function(self) -> Any:
+        import botorch.test_functions as tf
+
+        kwargs = dict(self.function_kwargs)
+        if self.function not in ("Branin", "Beale"):
+            kwargs.setdefault("dim", self.dim)
+        if self.bounds is not None:
+            kwargs["bounds"] = [tuple(self.bounds)] * self.dim
+        return getattr(tf, self.function)(**kwargs)
+
+
+@dataclass(frozen=True)
+class SyntheticPipeline:
+    """A sequence of synthetic stages; the objective (minimized) is the sum of their functions."""
+
+    name: str
+    stages: tuple[SyntheticStage, ...]
+
+    def make(self, epsilon: float = 0.1) -> SimulatedPipeline:
+        return SimulatedPipeline(self, epsilon=epsilon)
+
+
+SYNTHETIC_PIPELINES: dict[str, SyntheticPipeline] = {
+    "branin-hartmann-ackley": SyntheticPipeline(
+        "branin-hartmann-ackley",
+        (
+            SyntheticStage("prep", "Branin", 2, cost_range=(20.0, 50.0), cost_shape="logistic"),
+            SyntheticStage("train", "Hartmann", 3, cost_range=(8.0, 30.0), cost_shape="sine"),
+            SyntheticStage(
+                "eval", "Ackley", 2, bounds=(-5.0, 5.0), cost_range=(5.0, 15.0), cost_shape="cosine"
+            ),
+        ),
+    ),
+    "hartmann-levy": SyntheticPipeline(
+        "hartmann-levy",
+        (
+            SyntheticStage("prep", "Hartmann", 3, cost_range=(15.0, 50.0), cost_shape="cosine"),
+            SyntheticStage(
+                "train", "Levy", 2, bounds=(-5.0, 5.0), cost_range=(5.0, 20.0), cost_shape="sine"
+            ),
+        ),
+    ),
+}
+
+
+def get_synthetic_pipeline(pipeline: str | SyntheticPipeline) -> SyntheticPipeline:
+    if isinstance(pipeline, SyntheticPipeline):
+        return pipeline
+    if pipeline not in SYNTHETIC_PIPELINES:
+        raise ValueError(
+            f"unknown synthetic pipeline {pipeline!r}; available: {sorted(SYNTHETIC_PIPELINES)}"
+        )
+    return SYNTHETIC_PIPELINES[pipeline]
+
+
+class SimulatedPipeline:
+    """Evaluates a synthetic pipeline on a simulated clock with a simulated memo cache."""
+
+    def __init__(self, spec: SyntheticPipeline, epsilon: float = 0.1) -> None:
+        import torch
+
+        from metatune.space import Float, Space
+
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        self.spec = spec
+        self.epsilon = float(epsilon)
+        self._torch = torch
+        self._functions = [s.make_function() for s in spec.stages]
+        params: dict[str, Any] = {}
+        self._names: list[list[str]] = []
+        self._bounds: list[np.ndarray] = []
+        for stage, fn in zip(spec.stages, self._functions, strict=True):
+            b = fn.bounds.numpy()  # (2, d)
+            names = [f"{stage.name}.x{i}" for i in range(stage.dim)]
+            for i, n in enumerate(names):
+                params[n] = Float(float(b[0, i]), float(b[1, i]))
+            self._names.append(names)
+            self._bounds.append(b)
+        self.space = Space(params)
+        self.optimal_value = float(
+            sum(fn.optimal_value for fn in self._functions)  # type: ignore[misc]
+        )
+        self.cache: set[tuple[Any, ...]] = set()
+        self._cached_list: list[dict[str, Any]] = []
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.spec.stages)
+
+    def stage_params(self) -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "params": list(n)}
+            for s, n in zip(self.spec.stages, self._names, strict=True)
+        ]
+
+    def _key(self, params: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
+        return tuple(params[n] for names in self._names[:depth] for n in names)
+
+    def cached_depth(self, params: Mapping[str, Any]) -> int:
+        """Number of leading stages the cache can serve for `params`."""
+        depth = 0
+        for k in range(1, self.n_stages + 1):
+            if self._key(params, k) in self.cache:
+                depth = k
+            else:
+                break
+        return depth
+
+    def stage_cost(self, k: int, params: Mapping[str, Any]) -> float:
+        stage, b = self.spec.stages[k], self._bounds[k]
+        x = np.array([params[n] for n in self._names[k]], dtype=float)
+        u = np.clip((x - b[0]) / (b[1] - b[0]), 0.0, 1.0)
+        lo, hi = stage.cost_range
+        return float(lo + (hi - lo) * COST_SHAPES[stage.cost_shape](u))
+
+    def objective(self, params: Mapping[str, Any]) -> float:
+        total = 0.0
+        for names, fn in zip(self._names, self._functions, strict=True):
+            x = self._torch.tensor([[float(params[n]) for n in names]], dtype=self._torch.float64)
+            total += float(fn.evaluate_true(x))
+        return total
+
+    def evaluate(self, params: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]], float]:
+        """Run (simulated): the objective, per-stage records, and the total cost charged."""
+        depth = self.cached_depth(params)
+        records = []
+        for k, stage in enumerate(self.spec.stages):
+            hit = k < depth
+            cost = self.epsilon if hit else self.stage_cost(k, params)
+            records.append({"name": stage.name, "cost": cost, "cache_hit": hit, "seconds": 0.0})
+        for k in range(1, self.n_stages + 1):  # every stage's output is cached once it has run
+            key = self._key(params, k)
+            if key not in self.cache:
+                self.cache.add(key)
+                if k < self.n_stages:
+                    prefix = {n: params[n] for names in self._names[:k] for n in names}
+                    self._cached_list.append({"depth": k, "params": prefix})
+        return self.objective(params), records, float(sum(r["cost"] for r in records))
+
+    def context(self, total: float | None, spent: float) -> dict[str, Any]:
+        """The `extra` a pipeline study gives its optimizer."""
+        return {
+            "stages": self.stage_params(),
+            "budget": {"total": total, "spent": float(spent)},
+            "cached_prefixes": [dict(c) for c in self._cached_list],
+        }
+
+
+def run_synthetic(
+    method: str,
+    seed: int,
+    budget: float,
+    pipeline: str | SyntheticPipeline = "branin-hartmann-ackley",
+    n_warmup: int = 10,
+    epsilon: float = 0.1,
+    optimizer_options: dict[str, Any] | None = None,
+    max_trials: int = 2000,
+) -> dict[str, Any]:
+    """Optimize a synthetic pipeline with optimizer `method` until `budget` cost units are spent.
+
+    Every method gets the same `n_warmup` Sobol points for one seed. Returns the per-trial values,
+    cumulative costs, best-so-far values, reused stage counts and ask times, plus
+    ``n_trials`` (candidates evaluated, warm-up included) and ``best``.
+    """
+    from metatune.study import Study
+
+    if not budget > 0:
+        raise ValueError(f"budget must be positive, got {budget!r}")
+    spec = get_synthetic_pipeline(pipeline)
+    sim = spec.make(epsilon=epsilon)
+    opts = dict(optimizer_options or {})
+    if method != "random":
+        opts.setdefault("n_startup_trials", n_warmup)
+    study = Study(sim.space, optimizer=method, seed=seed, optimizer_options=opts or None)
+    spent = 0.0
+    values: list[float] = []
+    costs: list[float] = []
+    best: list[float] = []
+    reused: list[int] = []
+    ask_s: list[float] = []
+    while spent < budget and len(values) < max_trials:
+        t0 = time.perf_counter()
+        trial = study.ask(extra=sim.context(budget, spent))
+        ask_s.append(time.perf_counter() - t0)
+        reused.append(sim.cached_depth(trial.params))
+        value, records, cost = sim.evaluate(trial.params)
+        study.tell(trial, value, system_attrs={"stages": records, "cost": cost})
+        spent += cost
+        values.append(value)
+        costs.append(spent)
+        best.append(min(value, best[-1]) if best else value)
+    return {
+        "method": method,
+        "seed": seed,
+        "pipeline": spec.name,
+        "budget": float(budget),
+        "n_warmup": n_warmup,
+        "n_trials": len(values),
+        "best": best[-1] if best else math.nan,
+        "optimal_value": sim.optimal_value,
+        "values": values,
+        "costs": costs,
+        "best_so_far": best,
+        "reused_stages": reused,
+        "ask_seconds": ask_s,
+    }
+
+
+def best_at_costs(costs: Sequence[float], best: Sequence[float], grid: np.ndarray) -> np.ndarray:
+    """Best-so-far value at each cost of `grid` (NaN before the first trial finished)."""
+    out = np.full(len(grid), np.nan)
+    idx = np.searchsorted(np.asarray(costs), grid, side="right") - 1
+    ok = idx >= 0
+    out[ok] = np.asarray(best)[idx[ok]]
+    return out

@@ -1,0 +1,172 @@
+"""Cost- and memoization-aware optimizers (EI, EIPS, CArBO, MS-CArBO, EEIPU, MS-BO)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metatune import Float, Space, Study
+from metatune.benchmarks.pipelines import (
+    SyntheticPipeline,
+    SyntheticStage,
+    run_synthetic,
+)
+from metatune.optimizers import available_optimizers, make_optimizer
+from metatune.optimizers.cost_aware import cooling_eta, log_expected_inverse_cost
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small GPs: one thread avoids oversubscription on busy 2-core machines."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+METHODS = ("ei", "eips", "carbo", "ms-carbo", "eeipu", "ms-bo")
+
+# A 2-stage pipeline whose first stage dominates the cost (about 100 vs 2 units).
+EXPENSIVE_FIRST = SyntheticPipeline(
+    "expensive-first",
+    (
+        SyntheticStage("prep", "Branin", 2, cost_range=(90.0, 110.0), cost_shape="logistic"),
+        SyntheticStage(
+            "train", "Ackley", 2, bounds=(-5.0, 5.0), cost_range=(1.0, 3.0), cost_shape="sine"
+        ),
+    ),
+)
+
+
+def test_every_method_is_registered():
+    names = available_optimizers()
+    for m in METHODS:
+        assert m in names
+        assert make_optimizer(m).name == m
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_valid_points_in_a_plain_study(method):
+    space = Space({"x": Float(-2, 2), "y": Float(1e-3, 1, log=True)})
+    study = Study(space, optimizer=method, seed=3, optimizer_options={"n_startup_trials": 4})
+    for _ in range(7):
+        t = study.ask()
+        space.validate(t.params)
+        study.tell(t, (t.params["x"] - 0.5) ** 2 + math.log(t.params["y"]) ** 2)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_valid_points_in_a_pipeline_study(method):
+    r = run_synthetic(
+        method, seed=0, budget=1400, pipeline=EXPENSIVE_FIRST, n_warmup=5, max_trials=12
+    )
+    assert r["n_trials"] >= 7
+    assert all(np.isfinite(r["values"]))
+
+
+def test_warmup_is_shared_by_every_method():
+    firsts = [
+        run_synthetic(m, seed=5, budget=300, pipeline=EXPENSIVE_FIRST, n_warmup=3)["values"][:3]
+        for m in ("random", "ei", "eeipu")
+    ]
+    assert firsts[0] == firsts[1] == firsts[2]
+
+
+def test_cooling_goes_from_one_to_zero():
+    assert cooling_eta(1000.0, 200.0, 200.0) == 1.0
+    assert cooling_eta(1000.0, 600.0, 200.0) == pytest.approx(0.5)
+    assert cooling_eta(1000.0, 1000.0, 200.0) == 0.0
+    assert cooling_eta(1000.0, 1500.0, 200.0) == 0.0
+    assert cooling_eta(None, 500.0, 200.0) == 1.0
+    etas = [cooling_eta(1000.0, s, 200.0) for s in np.linspace(200, 1000, 9)]
+    assert all(a > b for a, b in zip(etas, etas[1:], strict=False))
+
+
+def test_expected_inverse_cost_matches_lognormal():
+    from botorch.utils.sampling import draw_sobol_normal_samples
+
+    # log c ~ N(mu, s^2)  =>  E[1/c] = exp(-mu + s^2 / 2)
+    mu = torch.tensor([[math.log(20.0)], [1.0], [-2.0]], dtype=torch.float64)
+    s = torch.tensor([[0.5], [1.0], [0.1]], dtype=torch.float64)
+    z = draw_sobol_normal_samples(d=1, n=1024, seed=0).to(torch.float64)
+    est = log_expected_inverse_cost(mu, s, z)
+    exact = -mu[:, 0] + s[:, 0] ** 2 / 2
+    assert torch.allclose(est, exact, atol=0.02)
+    # Two stages, one known (e.g. cached at epsilon): Monte-Carlo against plain sampling
+    mu2 = torch.tensor([[math.log(0.1), 2.0]], dtype=torch.float64)
+    s2 = torch.tensor([[0.0, 0.7]], dtype=torch.float64)
+    z2 = draw_sobol_normal_samples(d=2, n=1024, seed=1).to(torch.float64)
+    ref = np.mean(1.0 / (0.1 + np.exp(2.0 + 0.7 * np.random.default_rng(0).normal(size=200_000))))
+    assert math.exp(float(log_expected_inverse_cost(mu2, s2, z2)[0])) == pytest.approx(
+        ref, rel=0.01
+    )
+    # no overflow for huge log costs
+    big = log_expected_inverse_cost(torch.full((1, 2), 800.0), torch.ones(1, 2), z2.float())
+    assert torch.isfinite(big).all()
+
+
+def _first_bo_suggestion(method, seed):
+    """History: 10 Sobol warm-up runs of the expensive-first pipeline; then one suggestion."""
+    sim = EXPENSIVE_FIRST.make()
+    study = Study(sim.space, optimizer=method, seed=seed)
+    spent = 0.0
+    for _ in range(10):
+        t = study.ask(extra=sim.context(3000.0, spent))
+        value, records, cost = sim.evaluate(t.params)
+        study.tell(t, value, system_attrs={"stages": records, "cost": cost})
+        spent += cost
+    ctx = sim.context(3000.0, spent)
+    t = study.ask(extra=ctx)
+    first = {n: t.params[n] for n in ("prep.x0", "prep.x1")}
+    cached = [c["params"] for c in ctx["cached_prefixes"] if c["depth"] == 1]
+    return first, cached
+
+
+def test_eeipu_reuses_an_expensive_cached_prefix_and_ei_does_not():
+    for seed in (0, 1):
+        first, cached = _first_bo_suggestion("eeipu", seed)
+        assert any(first == c for c in cached)  # exact values, so the cache key matches
+        first_ei, cached_ei = _first_bo_suggestion("ei", seed)
+        assert not any(first_ei == c for c in cached_ei)
+
+
+SMALL = SyntheticPipeline(
+    "small",
+    (
+        SyntheticStage("prep", "Hartmann", 3, cost_range=(20.0, 40.0), cost_shape="cosine"),
+        SyntheticStage(
+            "train", "Levy", 2, bounds=(-5.0, 5.0), cost_range=(2.0, 6.0), cost_shape="sine"
+        ),
+    ),
+)
+LIGHT = {"n_candidates": 256, "prefix_candidates": 64, "n_cost_samples": 64}
+
+
+def test_eeipu_evaluates_more_candidates_than_ei_in_the_same_budget():
+    ratios = []
+    for seed in (0, 1, 2):
+        n = {
+            m: run_synthetic(
+                m,
+                seed=seed,
+                budget=300.0,
+                pipeline=SMALL,
+                n_warmup=5,
+                optimizer_options=LIGHT if m == "eeipu" else {"n_candidates": 256},
+                max_trials=20,
+            )["n_trials"]
+            for m in ("ei", "eeipu")
+        }
+        ratios.append(n["eeipu"] / n["ei"])
+    assert sum(r > 1 for r in ratios) >= 2
+    assert np.median(ratios) >= 1.5
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="cost_model"):
+        make_optimizer("carbo", {"cost_model": "bogus"})
+    with pytest.raises(ValueError, match="n_cost_samples"):
+        make_optimizer("eeipu", {"n_cost_samples": 2})
+    with pytest.raises(ValueError, match="logei"):
+        make_optimizer("eips", {"acquisition": "ucb"})

@@ -56,6 +56,12 @@ class EngineConfig:
     ``logger(problem_name, global_step, metrics_dict)``; losses are logged every ``log_step``
     training steps of each problem. ``validation_fn(engine) -> dict | None`` runs every
     ``valid_step`` iterations unless ``Engine.validation`` is overridden.
+
+    ``distributed=True`` trains data-parallel over the already-initialized default
+    ``torch.distributed`` process group: replicas are synchronized from rank 0 when the engine is
+    built and each optimizer step of each problem all-reduces its full gradient (direct plus
+    hypergradient) once, as one flattened bucket averaged over the world size. See
+    :mod:`metatune.mlo.distributed`.
     """
 
     train_iters: int = 1000
@@ -63,11 +69,14 @@ class EngineConfig:
     log_step: int = 1
     logger: str | Callable[[str, int, dict[str, float]], None] | None = None
     validation_fn: Callable[[Any], dict[str, float] | None] | None = None
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         _check_int("train_iters", self.train_iters, 0)
         _check_int("log_step", self.log_step, 1)
         if self.valid_step is not None:
             _check_int("valid_step", self.valid_step, 1)
+        if not isinstance(self.distributed, bool):
+            raise ValueError(f"distributed must be a bool, got {self.distributed!r}")
         if not (self.logger is None or self.logger == "stdout" or callable(self.logger)):
             raise ValueError(f"logger must be None, 'stdout' or a callable, got {self.logger!r}")

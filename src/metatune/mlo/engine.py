@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metatune.mlo import distributed as _dist
 from metatune.mlo.config import EngineConfig
 from metatune.mlo.hypergradients import check_options, get_hypergradient
 from metatune.mlo.hypergradients._utils import grad as _grad
@@ -55,6 +56,10 @@ class Engine:
         self.losses: dict[str, list[tuple[int, float]]] = {n: [] for n in self.problems}
         self.validation_history: list[tuple[int, dict[str, float]]] = []
         self._ready: dict[tuple[str, str], bool] = {}
+        if self.config.distributed:
+            _dist.require_process_group()
+            for p in self.problems.values():
+                _dist.broadcast_module(p.module)
 
     # ------------------------------------------------------------------ graph
     def _build_graph(self, deps: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
@@ -204,7 +209,8 @@ class Engine:
 
     def hypergradient(self, name: str, batch: Any = None) -> list[Tensor]:
         """Total gradient of problem ``name``'s loss (on ``batch``, else its last or next batch)
-        w.r.t. its parameters, without stepping anything or moving any buffer."""
+        w.r.t. its parameters, without stepping anything or moving any buffer. With
+        ``distributed=True`` it is averaged over ranks (one all-reduce; call it on every rank)."""
         problem = self._problem(name)
         if batch is None:
             batch = (
@@ -213,7 +219,8 @@ class Engine:
         buffers = [b for p in self.problems.values() for b in p.module.buffers()]
         saved = [b.detach().clone() for b in buffers]
         try:
-            return self._total_gradient(problem, problem._loss(batch))
+            grads = self._total_gradient(problem, problem._loss(batch))
+            return _dist.all_reduce_tensors(grads) if self.config.distributed else grads
         finally:
             with torch.no_grad():
                 for b, old in zip(buffers, saved, strict=True):
@@ -260,6 +267,8 @@ class Engine:
 
     def _optimizer_step(self, problem: Problem) -> None:
         params = problem.trainable_parameters()
+        if self.config.distributed:  # the full (direct + hyper) gradient, once per update
+            _dist.all_reduce_gradients(params)
         if problem.config.precision == "fp16":
             finite = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
             if not finite:  # dynamic loss scaling: skip the step, halve the scale

@@ -36,7 +36,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from scipy.stats import qmc
 
 from metatune.optimizers.base import SuggestContext, register_optimizer
-from metatune.optimizers.gp import GPOptimizer, _Layout
+from metatune.optimizers.gp import GPOptimizer, _Layout, is_repeat, suggestion_seeds
 from metatune.optimizers.random import sobol_point
 from metatune.space import Space
 from metatune.trial import Trial
@@ -272,17 +272,10 @@ class CostAwareOptimizer(GPOptimizer):
         if len(done) < self._startup(space):
             return sobol_point(space, context.seed, context.trial_number)
         info = _PipelineInfo.from_context(context)
-        gen = torch.Generator().manual_seed(
-            (context.seed * 1_000_003 + context.trial_number) % 2**63
-        )
-        rng = np.random.default_rng([context.seed, context.trial_number])
-        with (
-            torch.random.fork_rng(),
-            warnings.catch_warnings(),
-            gpytorch.settings.lazily_evaluate_kernels(False),  # less overhead per batched call
-        ):
+        torch_seed, rng = suggestion_seeds(context)
+        with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+            torch.manual_seed(torch_seed)
             try:
                 params, prefix = self._suggest_params(
                     space, done, history, pending, context, info, rng
@@ -294,8 +287,7 @@ class CostAwareOptimizer(GPOptimizer):
                 self._warm_state = None
                 self._cost_warm.clear()
                 return sobol_point(space, context.seed, context.trial_number)
-        seen = {repr(sorted(t.params.items())) for t in list(history) + list(pending)}
-        if repr(sorted(params.items())) in seen:  # never repeat a point exactly: explore instead
+        if is_repeat(params, history, pending):  # never repeat a point exactly: explore instead
             params = {**space.sample(rng), **prefix}
         return params
 

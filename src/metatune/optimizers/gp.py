@@ -83,6 +83,20 @@ def _transform_outputs(y: np.ndarray, power: bool = True) -> np.ndarray:
     return (z - z.mean()) / (std if std > 0 else 1.0)
 
 
+def suggestion_seeds(context: SuggestContext) -> tuple[int, np.random.Generator]:
+    """The torch seed and numpy generator of one suggestion, functions of (study seed, trial
+    number) only, so a suggestion does not depend on which process or in which order it runs."""
+    gen = torch.Generator().manual_seed((context.seed * 1_000_003 + context.trial_number) % 2**63)
+    torch_seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+    return torch_seed, np.random.default_rng([context.seed, context.trial_number])
+
+
+def is_repeat(params: dict[str, Any], history: Sequence[Trial], pending: Sequence[Trial]) -> bool:
+    """True when `params` equals the parameters of a finished or running trial exactly."""
+    key = repr(sorted(params.items()))
+    return any(repr(sorted(t.params.items())) == key for t in (*history, *pending))
+
+
 class _Layout:
     """Which model dimensions are continuous, and the discrete moves on the rest."""
 
@@ -212,13 +226,10 @@ class GPOptimizer(Optimizer):
         done = self.completed(history)
         if len(done) < self._startup(space):
             return sobol_point(space, context.seed, context.trial_number)
-        gen = torch.Generator().manual_seed(
-            (context.seed * 1_000_003 + context.trial_number) % 2**63
-        )
-        rng = np.random.default_rng([context.seed, context.trial_number])
+        torch_seed, rng = suggestion_seeds(context)
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+            torch.manual_seed(torch_seed)
             try:
                 x = self._suggest_point(space, done, history, pending, context.sign, rng)
             except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
@@ -226,8 +237,7 @@ class GPOptimizer(Optimizer):
                 self._warm_state = None
                 return sobol_point(space, context.seed, context.trial_number)
         params = space.decode(x)
-        seen = {repr(sorted(t.params.items())) for t in list(history) + list(pending)}
-        if repr(sorted(params.items())) in seen:  # never repeat a point exactly: explore instead
+        if is_repeat(params, history, pending):  # never repeat a point exactly: explore instead
             params = space.sample(rng)
         return params
 

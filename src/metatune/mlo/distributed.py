@@ -12,15 +12,15 @@ be initialized, e.g. ``dist.init_process_group("gloo", ...)``):
   **once** per optimizer step, averaged over the world size, before clipping, fp16 overflow checks
   and the optimizer step. The replicas therefore take identical steps.
 
-What the average means: per-rank gradients are linear in the rank's loss, so a problem's *direct*
-gradient (and hence every update of a problem without upper dependencies on other data, e.g. the
-lowest problem) equals the gradient on the combined batch when the shards are the same size and
-losses are means. The hypergradient term ``v @ d lower* / d upper`` is linear in ``v`` (the upper
-loss), so it equals the combined-batch hypergradient when the upper problem's data is sharded and
-the lower batch the best-response Jacobian reads is the same on every rank. When the lower batch
-is sharded too, the result is the mean of the per-rank hypergradients (as in Betty's DDP), which is
-not the combined-batch value for nonlinear methods (CG, Neumann, unrolled through several steps):
-the exact value would need an all-reduce inside every Hessian-vector product.
+What the average means: a problem's *direct* gradient is linear in its loss, so with equal-size
+shards and mean losses the averaged direct gradient is the combined-batch gradient (a lowest
+problem's updates are therefore exact). The hypergradient term ``v @ d lower* / d upper`` is
+linear in ``v`` (the upper loss's gradient), so it is the combined-batch hypergradient when the
+upper problem's data is sharded and the lower batch that the best-response Jacobian reads is the
+same on every rank. When the lower problem's data is sharded too, the result is the mean of the
+per-rank hypergradients (Betty's DDP semantics), not the combined-batch value for nonlinear
+methods (CG, Neumann, finite differences, unrolled): that would need an all-reduce inside every
+Hessian-vector product.
 
 Modules are not wrapped in ``torch.nn.parallel.DistributedDataParallel``: its reducer fires on
 ``backward()``, which the engine does not use, and it broadcasts buffers on every forward.

@@ -236,7 +236,7 @@ def demo(
     budget: Annotated[
         float,
         typer.Option("--budget", min=1.0, help="Cost budget of this call, in stage seconds."),
-    ] = 120.0,
+    ] = 100.0,
     pipeline: Annotated[
         str, typer.Option("--pipeline", help="vision (CNN on digits) or stacking (tabular).")
     ] = "vision",

@@ -227,6 +227,17 @@ def _root(
 
 
 # demo ----------------------------------------------------------------------------------------
+_DemoStorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar=_STORAGE_ENV,
+        metavar="URL",
+        help=_STORAGE_HELP + " (default: sqlite:///<out>/metatune.db)",
+    ),
+]
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
 
@@ -246,15 +257,7 @@ def demo(
             "--optimizer", help="eeipu (default), or ei, eips, carbo, ms-carbo, random..."
         ),
     ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            "--storage",
-            envvar=_STORAGE_ENV,
-            metavar="URL",
-            help=_STORAGE_HELP + " (default: sqlite:///<out>/metatune.db)",
-        ),
-    ] = None,
+    storage: _DemoStorageOption = None,
     study: Annotated[
         str | None, typer.Option("--study", help="Study name (default: <pipeline>-<optimizer>).")
     ] = None,
@@ -381,15 +384,7 @@ def demo_svm(
         int,
         typer.Option("--trials", "-n", min=1, help="Trials to run in this call (added on resume)."),
     ] = DEMO_TRIALS,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            "--storage",
-            envvar=_STORAGE_ENV,
-            metavar="URL",
-            help=_STORAGE_HELP + " (default: sqlite:///<out>/metatune.db)",
-        ),
-    ] = None,
+    storage: _DemoStorageOption = None,
     study: Annotated[
         str | None,
         typer.Option(

@@ -33,6 +33,14 @@ from metatune.space import Float, Int
 __all__ = ["stacking_pipeline", "vision_pipeline", "language_pipeline", "ML_PIPELINES"]
 
 
+def _phase_params(lr_low: float, lr_high: float) -> dict[str, Float]:
+    """Search space of one AdamW training phase: its learning rate and weight decay."""
+    return {
+        "lr": Float(lr_low, lr_high, log=True),
+        "weight_decay": Float(1e-5, 1e-1, log=True),
+    }
+
+
 # --- tabular stacking -----------------------------------------------------------------------------
 def _stacking_base(
     *,
@@ -241,18 +249,12 @@ def vision_pipeline(cache: Any = None) -> Pipeline:
             Stage(
                 "phase1",
                 _vision_phase1,
-                params={
-                    "lr": Float(1e-4, 3e-2, log=True),
-                    "weight_decay": Float(1e-5, 1e-1, log=True),
-                },
+                params=_phase_params(1e-4, 3e-2),
             ),
             Stage(
                 "phase2",
                 _vision_phase2,
-                params={
-                    "lr": Float(1e-5, 1e-2, log=True),
-                    "weight_decay": Float(1e-5, 1e-1, log=True),
-                },
+                params=_phase_params(1e-5, 1e-2),
             ),
             Stage("evaluate", _vision_evaluate, params={"tta_shifts": Int(0, 4)}),
         ],
@@ -379,18 +381,12 @@ def language_pipeline(cache: Any = None) -> Pipeline:
             Stage(
                 "pretrain",
                 _language_pretrain,
-                params={
-                    "lr": Float(1e-4, 3e-2, log=True),
-                    "weight_decay": Float(1e-5, 1e-1, log=True),
-                },
+                params=_phase_params(1e-4, 3e-2),
             ),
             Stage(
                 "finetune",
                 _language_finetune,
-                params={
-                    "lr": Float(1e-5, 1e-2, log=True),
-                    "weight_decay": Float(1e-5, 1e-1, log=True),
-                },
+                params=_phase_params(1e-5, 1e-2),
             ),
         ],
         cache=cache,

@@ -87,6 +87,28 @@ def _quadratic(seed: int) -> TrainingTask:
     )
 
 
+def _classification(
+    name: str,
+    model: nn.Module,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    seed: int,
+    stride: int,
+    default_lr: float,
+) -> TrainingTask:
+    """A classifier trained on batches of 64 drawn per step, judged by validation cross-entropy."""
+    X_tr, y_tr, X_va, y_va = data
+    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr).long()
+    Xv, yv = torch.from_numpy(X_va), torch.from_numpy(y_va).long()
+
+    def train(t: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed + stride * t)
+        idx = torch.randint(0, len(yt), (64,), generator=g)
+        return nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+
+    val = _eval(lambda: nn.functional.cross_entropy(model(Xv), yv))
+    return TrainingTask(name, model, train, val, default_lr)
+
+
 def _tabular(seed: int) -> TrainingTask:
     from sklearn.datasets import load_breast_cancer, load_digits, load_wine
     from sklearn.model_selection import train_test_split
@@ -106,17 +128,8 @@ def _tabular(seed: int) -> TrainingTask:
         act(),
         nn.Linear(width, int(y.max()) + 1),
     )
-    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr).long()
-    Xv, yv = torch.from_numpy(X_va), torch.from_numpy(y_va).long()
-
-    def train(t: int) -> torch.Tensor:
-        idx = torch.randint(
-            0, len(yt), (64,), generator=torch.Generator().manual_seed(seed + 7 * t)
-        )
-        return nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
-
-    return TrainingTask(
-        "mlp-tabular", model, train, _eval(lambda: nn.functional.cross_entropy(model(Xv), yv)), 1e-3
+    return _classification(
+        "mlp-tabular", model, (X_tr, y_tr, X_va, y_va), seed=seed, stride=7, default_lr=1e-3
     )
 
 
@@ -135,17 +148,8 @@ def _cnn_digits(seed: int) -> TrainingTask:
         nn.Flatten(),
         nn.Linear(8 * 16, 10),
     )
-    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr).long()
-    Xv, yv = torch.from_numpy(X_va), torch.from_numpy(y_va).long()
-
-    def train(t: int) -> torch.Tensor:
-        idx = torch.randint(
-            0, len(yt), (64,), generator=torch.Generator().manual_seed(seed + 11 * t)
-        )
-        return nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
-
-    return TrainingTask(
-        "cnn-digits", model, train, _eval(lambda: nn.functional.cross_entropy(model(Xv), yv)), 3e-3
+    return _classification(
+        "cnn-digits", model, (X_tr, y_tr, X_va, y_va), seed=seed, stride=11, default_lr=3e-3
     )
 
 

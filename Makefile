@@ -34,8 +34,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+# benchmarks/mlo.py needs betty-ml (see the bench-betty extra) and benchmarks/lhopt.py a trained
+# policy (--policy FILE); run those by hand.
 bench: $(BENCH_STAMP)
-	$(PY) benchmarks/synthetic.py
+	$(PY) benchmarks/synthetic.py --check
+	$(PY) benchmarks/pipelines.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache metatune-runs

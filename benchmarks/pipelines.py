@@ -31,7 +31,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -67,6 +67,7 @@ class Benchmark:
     budget: float
     runner: Callable[[str, int, float], dict[str, Any]]
     minimize: bool = True
+    cost_label: str = "cost spent (simulated units)"
 
 
 def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
@@ -74,6 +75,15 @@ def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, An
         from metatune.benchmarks.pipelines import run_synthetic
 
         return run_synthetic(method, seed, budget, pipeline=pipeline, n_warmup=N_WARMUP)
+
+    return run
+
+
+def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
+    def run(method: str, seed: int, budget: float) -> dict[str, Any]:
+        from metatune.benchmarks.ml_pipelines import run_ml_pipeline
+
+        return run_ml_pipeline(pipeline, method, seed, budget, n_warmup=N_WARMUP)
 
     return run
 
@@ -94,6 +104,37 @@ BENCHMARKS: dict[str, Benchmark] = {
         _synthetic_runner("hartmann-levy"),
     ),
 }
+
+# Real pipelines (budget in stage wall-seconds, one thread): not in the default run yet, since
+# 7 methods x 5 seeds of each take hours on 2 cores; select them with --benchmarks.
+ML_BENCHMARKS: dict[str, Benchmark] = {
+    "ml-stacking": Benchmark(
+        "ml-stacking",
+        "breast_cancer stacking: base models with out-of-fold predictions (expensive), then a "
+        "logistic-regression meta-learner; objective = validation log loss",
+        300.0,
+        _ml_runner("stacking"),
+        cost_label="cost spent (stage seconds)",
+    ),
+    "ml-vision": Benchmark(
+        "ml-vision",
+        "digits CNN: augmentation, two training phases (lr, weight decay), test-time "
+        "augmentation; objective = validation cross-entropy",
+        300.0,
+        _ml_runner("vision"),
+        cost_label="cost spent (stage seconds)",
+    ),
+    "ml-language": Benchmark(
+        "ml-language",
+        "char-GRU on stdlib sources: data (context, pre-training size), pre-training, "
+        "fine-tuning; objective = validation loss per character",
+        400.0,
+        _ml_runner("language"),
+        cost_label="cost spent (stage seconds)",
+    ),
+}
+BENCHMARKS.update(ML_BENCHMARKS)
+DEFAULT_BENCHMARKS = ("branin-hartmann-ackley", "hartmann-levy")
 
 
 def _init_worker() -> None:
@@ -172,9 +213,9 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
         q25, q75 = np.percentile(curves[:, ok], [25, 75], axis=0)
         ax.plot(grid[ok], med, color=COLORS.get(m), label=m, lw=2 if m == "eeipu" else 1.2)
         ax.fill_between(grid[ok], q25, q75, color=COLORS.get(m), alpha=0.12)
-    if opt is not None:
+    if opt is not None and np.isfinite(opt):
         ax.axhline(opt, color="k", ls=":", lw=0.8, label="optimum")
-    ax.set_xlabel("cost spent (simulated units)")
+    ax.set_xlabel(bench.cost_label)
     ax.set_ylabel("best objective so far (median, IQR)")
     ax.set_title(f"{bench.name}: best-so-far vs cost")
     ax.legend(fontsize=8)
@@ -245,7 +286,11 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--benchmarks", default=",".join(BENCHMARKS))
+    ap.add_argument(
+        "--benchmarks",
+        default=",".join(DEFAULT_BENCHMARKS),
+        help=f"comma-separated, from {sorted(BENCHMARKS)}",
+    )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget")
     ap.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
@@ -259,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown benchmark {b!r}; known: {sorted(BENCHMARKS)}")
     for b in benches:
         bm = BENCHMARKS[b]
-        BENCHMARKS[b] = Benchmark(bm.name, bm.description, bm.budget * args.budget_scale, bm.runner)
+        BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
     # Slow jobs first so the pool stays balanced.
     order = {"eeipu": 0, "ms-carbo": 1, "ms-bo": 2, "carbo": 3, "eips": 4, "ei": 5, "random": 6}
     jobs = sorted(

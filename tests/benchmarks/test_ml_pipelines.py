@@ -31,3 +31,15 @@ def test_pipeline_runs_and_reuses_its_prefix(name, tmp_path):
     assert second.error is None, second.error
     assert [s.cache_hit for s in second.stages] == [True] * (len(second.stages) - 1) + [False]
     assert second.cost < first.cost
+
+
+def test_benchmark_runner_spends_its_budget_with_a_fresh_cache():
+    from metatune.benchmarks.ml_pipelines import run_ml_pipeline
+
+    rec = run_ml_pipeline("vision", "random", seed=0, budget=1.0)
+    assert rec["n_trials"] >= 1 and len(rec["costs"]) == rec["n_trials"]
+    assert rec["costs"][-1] >= 1.0 or rec["n_trials"] > 1
+    assert rec["reused_stages"][0] == 0  # nothing cached at the start of a run
+    assert math.isfinite(rec["best"])
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        run_ml_pipeline("audio", "random", seed=0, budget=1.0)

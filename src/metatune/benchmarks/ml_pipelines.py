@@ -398,3 +398,57 @@ ML_PIPELINES = {
     "vision": vision_pipeline,
     "language": language_pipeline,
 }
+
+
+def run_ml_pipeline(
+    name: str,
+    method: str,
+    seed: int,
+    budget: float,
+    n_warmup: int = 10,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """Tune pipeline `name` with optimizer `method` until `budget` stage-seconds are spent.
+
+    Each run gets its own empty cache (a temporary folder unless `cache_dir` is given), so no
+    method profits from another's work. Returns the keys of
+    `metatune.benchmarks.pipelines.run_synthetic` (optimal_value is NaN: unknown).
+    """
+    import tempfile
+
+    from metatune.study import Study
+
+    if name not in ML_PIPELINES:
+        raise ValueError(f"unknown pipeline {name!r}; available: {sorted(ML_PIPELINES)}")
+    with tempfile.TemporaryDirectory(prefix="metatune-bench-") as tmp:
+        pipe = ML_PIPELINES[name](cache=cache_dir or tmp)
+        options = {} if method == "random" else {"n_startup_trials": n_warmup}
+        study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
+        study.optimize(pipe, budget=budget, show_progress=False)
+        trials = [t for t in study.trials if t.state.finished]
+    values, costs, best, reused = [], [], [], []
+    spent, running = 0.0, math.inf
+    for t in trials:
+        spent += float(t.system_attrs.get("cost", 0.0))
+        value = float(t.value) if t.value is not None else math.nan
+        if math.isfinite(value):
+            running = min(running, value)
+        values.append(value)
+        costs.append(spent)
+        best.append(running)
+        reused.append(sum(1 for r in t.system_attrs.get("stages", []) if r.get("cache_hit")))
+    return {
+        "method": method,
+        "seed": seed,
+        "pipeline": name,
+        "budget": float(budget),
+        "n_warmup": n_warmup,
+        "n_trials": len(trials),
+        "best": best[-1] if best else math.nan,
+        "optimal_value": math.nan,
+        "values": values,
+        "costs": costs,
+        "best_so_far": best,
+        "reused_stages": reused,
+        "ask_seconds": [],
+    }

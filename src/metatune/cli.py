@@ -227,6 +227,16 @@ def _root(
 
 
 # demo ----------------------------------------------------------------------------------------
+def _interrupted(study: Any, where: str) -> NoReturn:
+    """After Ctrl-C in a demo: say what is kept and exit 130."""
+    print(
+        f"Interrupted: the {len(study.completed_trials())} completed trials of study "
+        f"{study.name!r} are saved in {where}; run the same command again to resume.",
+        file=sys.stderr,
+    )
+    raise typer.Exit(130)
+
+
 _DemoStorageOption = Annotated[
     str | None,
     typer.Option(
@@ -346,12 +356,7 @@ def demo(
     try:
         st.optimize(pipe, budget=total, callbacks=[report], show_progress=False)
     except KeyboardInterrupt:
-        print(
-            f"Interrupted: the completed trials of study {study!r} are saved in {where}; "
-            "run the same command again to resume.",
-            file=sys.stderr,
-        )
-        raise typer.Exit(130) from None
+        _interrupted(st, where)
 
     trials = st.trials
     summary = summarize(trials)
@@ -521,13 +526,7 @@ def demo_svm(
     try:
         st.optimize(objective, n_trials=trials, show_progress=show_progress)
     except KeyboardInterrupt:
-        n_done = len(st.completed_trials())
-        print(
-            f"Interrupted: the {n_done} completed trials of study {study!r} are saved in {where}; "
-            "run the same command again to resume.",
-            file=sys.stderr,
-        )
-        raise typer.Exit(130) from None
+        _interrupted(st, where)
 
     all_trials = st.trials
     n_failed = sum(t.state is TrialState.FAILED for t in all_trials)

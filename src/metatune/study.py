@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from metatune.optimizers import Optimizer, SuggestContext, make_optimizer
-from metatune.pipeline import Pipeline, cost_spent
+from metatune.pipeline import Pipeline, PipelineRun, cost_spent
 from metatune.space import Space
 from metatune.storage import BaseStorage, DuplicateStudyError, InMemoryStorage, get_storage
 from metatune.trial import Trial, TrialState
@@ -345,7 +345,7 @@ class Study:
                         log.info("study %r: cost budget %g spent", self.name, budget)
                         break
                     extra = pipeline.suggest_context(trials, self.direction, budget)
-                    finished = self._run_pipeline(pipeline, extra)
+                    finished = self._run_one(pipeline.run, extra)
                 else:
                     finished = self._run_one(objective)
                 done += 1
@@ -358,40 +358,27 @@ class Study:
             return contextlib.nullcontext()
         return _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
 
-    def _run_pipeline(self, pipeline: Pipeline, extra: dict[str, Any]) -> Trial:
+    def _run_one(self, objective: Objective, extra: dict[str, Any] | None = None) -> Trial:
+        """Ask, run `objective` (a plain objective, or a Pipeline's `run`), tell."""
         trial = self.ask(extra=extra)
         try:
             with self._keepalive(trial):
-                run = pipeline.run(dict(trial.params))
-        except KeyboardInterrupt:
-            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)")
-            raise
-        except Exception as exc:  # e.g. the cache folder cannot be created
-            log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self._tell_once(trial, error=exc)
-        attrs = run.system_attrs
-        if run.error is not None:
-            log.warning("trial %d failed: %s", trial.number, run.error)
-            message = f"{run.error}\n{_describe_error(run.error.original)}"
-            return self._tell_once(trial, error=message, system_attrs=attrs)
-        finished = self._tell_once(trial, run.result, system_attrs=attrs)
-        if finished.state is TrialState.FAILED:
-            log.warning("trial %d failed: %s", trial.number, finished.error)
-        return finished
-
-    def _run_one(self, objective: Objective) -> Trial:
-        trial = self.ask()
-        keepalive = self._keepalive(trial)
-        try:
-            with keepalive:
                 result = objective(dict(trial.params))
         except KeyboardInterrupt:
             self.tell(trial, error="interrupted by the user (KeyboardInterrupt)")
             raise
-        except Exception as exc:
+        except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
             return self._tell_once(trial, error=exc)
-        finished = self._tell_once(trial, result)
+        attrs = None
+        if isinstance(result, PipelineRun):  # per-stage records go with the trial
+            attrs = result.system_attrs
+            if result.error is not None:
+                log.warning("trial %d failed: %s", trial.number, result.error)
+                message = f"{result.error}\n{_describe_error(result.error.original)}"
+                return self._tell_once(trial, error=message, system_attrs=attrs)
+            result = result.result
+        finished = self._tell_once(trial, result, system_attrs=attrs)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)
         return finished

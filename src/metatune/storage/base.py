@@ -64,6 +64,13 @@ def owner_is_dead(owner: str | None) -> bool:
         return False
 
 
+def check_finished_state(state: TrialState | str) -> TrialState:
+    """The state a trial is finished with; ValueError unless complete or failed."""
+    if not TrialState(state).finished:
+        raise ValueError(f"state must be complete or failed, got {state!r}")
+    return TrialState(state)
+
+
 class BaseStorage(abc.ABC):
     """Abstract storage; see `InMemoryStorage` and `SQLStorage`."""
 

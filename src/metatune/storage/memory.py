@@ -8,7 +8,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from metatune.storage.base import BaseStorage, DuplicateStudyError, StudyRecord, process_owner
+from metatune.storage.base import (
+    BaseStorage,
+    DuplicateStudyError,
+    StudyRecord,
+    check_finished_state,
+    process_owner,
+)
 from metatune.trial import Trial, TrialState, utcnow
 
 
@@ -74,8 +80,7 @@ class InMemoryStorage(BaseStorage):
     def finish_trial(
         self, study_id, number, state, value=None, error=None, user_attrs=None, system_attrs=None
     ) -> Trial:
-        if not TrialState(state).finished:
-            raise ValueError(f"state must be complete or failed, got {state!r}")
+        check_finished_state(state)
         with self._lock:
             t = self._trials[study_id][number]
             if t.state.finished:

@@ -45,7 +45,13 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from metatune.storage.base import BaseStorage, DuplicateStudyError, StudyRecord, process_owner
+from metatune.storage.base import (
+    BaseStorage,
+    DuplicateStudyError,
+    StudyRecord,
+    check_finished_state,
+    process_owner,
+)
 from metatune.trial import Trial, TrialState, utcnow
 
 __all__ = ["SQLStorage"]
@@ -345,8 +351,7 @@ class SQLStorage(BaseStorage):
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
     ) -> Trial:
-        if not TrialState(state).finished:
-            raise ValueError(f"state must be complete or failed, got {state!r}")
+        check_finished_state(state)
         with self._tx(write=True) as conn:
             row = conn.execute(select(_trials).where(*_trial_key(study_id, number))).one_or_none()
             if row is None or row.state != _RUNNING:

@@ -743,8 +743,18 @@ def lhopt_train(
         str, typer.Option(help="Comma-separated task families (default: all).")
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed of the whole meta-training.")] = 0,
+    max_steps: Annotated[
+        int, typer.Option(help="Longest training run of an episode, in steps (>= 100).")
+    ] = 300,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (the tasks are tiny: 1 is fastest).")
+    ] = 1,
 ) -> None:
-    """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists."""
+    """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists.
+
+    Run again with a larger --iterations (and nothing else changed) to train longer.
+    """
+    import torch
     from rich.progress import Progress
 
     from metatune.lhopt.tasks import TASK_FAMILIES
@@ -752,10 +762,19 @@ def lhopt_train(
 
     if iterations < 1 or episodes < 1:
         raise CLIError("--iterations and --episodes must be positive integers", code=2)
+    if max_steps < 100:
+        raise CLIError(f"--max-steps must be at least 100, got {max_steps}", code=2)
+    if threads < 1:
+        raise CLIError(f"--threads must be a positive integer, got {threads}", code=2)
+    torch.set_num_threads(threads)
     chosen = [f.strip() for f in families.split(",") if f.strip()] or list(TASK_FAMILIES)
     try:
         config = MetaTrainConfig(
-            iterations=iterations, episodes_per_iteration=episodes, families=chosen, seed=seed
+            iterations=iterations,
+            episodes_per_iteration=episodes,
+            families=chosen,
+            seed=seed,
+            max_steps=max_steps,
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None
@@ -766,6 +785,8 @@ def lhopt_train(
         def report(it: int, stats: dict[str, float]) -> None:
             reward = stats.get("mean_reward", 0.0)
             bar.update(task, completed=it, description=f"meta-training (reward {reward:+.3f})")
+            if not show and not _OPTS.quiet:  # a log line per iteration when not on a terminal
+                print(f"iteration {it}/{iterations}: mean reward {reward:+.3f}", flush=True)
 
         try:
             meta_train(out, config, progress=report)

@@ -54,13 +54,16 @@ def test_zero_weight_decay_can_be_turned_on():
 
 
 def test_logit_knob_and_bad_choices():
-    knob = Knob("q", "logit", (-1.0, 1.0), 0.5, 0.99)
-    up = knob.move(0.9, 1)
-    assert 0.9 < up <= 0.99 and knob.move(0.9, 0) < 0.9
+    knob = Knob("q", "logit", (-1.0, 0.0, 1.0), 0.5, 0.99)
+    up = knob.move(0.9, 2)
+    assert 0.9 < up <= 0.99 and knob.move(0.9, 0) < 0.9 and knob.move(0.9, 1) == pytest.approx(0.9)
+    assert knob.keep_choice == 1
     with pytest.raises(ValueError, match="choice must be in"):
         knob.move(0.9, 5)
     with pytest.raises(ValueError, match="needs 0 < low < high"):
         Knob("x", "mul", (1.0,), 1.0, 0.5)
+    with pytest.raises(ValueError, match="needs a 'keep' move"):
+        Knob("x", "mul", (0.5, 2.0), 0.1, 1.0)
 
 
 def test_controller_refuses_optimizers_without_adam_keys():

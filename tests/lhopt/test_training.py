@@ -42,12 +42,16 @@ def test_meta_training_runs_checkpoints_and_resumes(tmp_path):
         max_policy_steps=4,
         ppo_epochs=1,
         hidden=16,
+        steps_grid=10,
         families=["quadratic", "majority-rnn"],
     )
     seen = []
     meta_train(tmp_path, cfg, progress=lambda it, stats: seen.append(it))
     assert seen == [1, 2]
     assert (tmp_path / "policy.pt").exists() and (tmp_path / "log.json").exists()
-    cfg.iterations = 3  # resuming with another config is refused ...
+    cfg.iterations = 3  # more iterations continue from the checkpoint ...
+    meta_train(tmp_path, cfg, progress=lambda it, stats: seen.append(it))
+    assert seen == [1, 2, 3]
+    cfg.hidden = 32  # ... any other change is refused
     with pytest.raises(ValueError, match="another config"):
         meta_train(tmp_path, cfg)

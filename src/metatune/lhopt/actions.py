@@ -41,8 +41,16 @@ class Knob:
             raise ValueError(
                 f"knob {self.name!r} needs 0 < low < high, got {self.low}, {self.high}"
             )
+        if (1.0 if self.kind == "mul" else 0.0) not in self.choices:
+            raise ValueError(f"knob {self.name!r} needs a 'keep' move (1 for mul, 0 for logit)")
         if self.kind == "logit" and self.high >= 1:
             raise ValueError(f"logit knob {self.name!r} needs high < 1, got {self.high}")
+
+    @property
+    def keep_choice(self) -> int:
+        """Index of the move that leaves the value unchanged."""
+        neutral = 1.0 if self.kind == "mul" else 0.0
+        return self.choices.index(neutral)
 
     def move(self, value: float, choice: int) -> float:
         """The value after taking move `choice`, clamped to the bounds."""

@@ -121,6 +121,7 @@ class Controller:
             [len(k.choices) for k in knobs],
             hidden=hidden,
             knob_names=[k.name for k in knobs],
+            keep_index=[k.keep_choice for k in knobs],
         )
 
     def step(

@@ -61,6 +61,10 @@ class PolicyConfig:
     n_choices: list[int]  # per knob, in the controller's knob order
     hidden: int = 64
     knob_names: list[str] = field(default_factory=list)
+    # index of the "keep" move per knob head; the untrained policy leans towards it (keep_bias
+    # on its logit) so that early exploration is a perturbation of a sane run, not a random walk
+    keep_index: list[int] = field(default_factory=list)
+    keep_bias: float = 2.0
 
 
 class Policy(nn.Module):
@@ -80,9 +84,16 @@ class Policy(nn.Module):
         sizes = [*config.n_choices, len(CHECKPOINT_ACTIONS)]
         self.heads = nn.ModuleList(nn.Linear(h, n) for n in sizes)
         self.value = nn.Linear(h, 1)
-        for head in self.heads:  # start close to uniform over moves
+        if config.keep_index and len(config.keep_index) != len(config.n_choices):
+            raise ValueError(f"keep_index needs one entry per knob head: {config}")
+        keep = dict(enumerate(config.keep_index))
+        keep[len(sizes) - 1] = CHECKPOINT_ACTIONS.index("none")
+        for i, head in enumerate(self.heads):  # start near uniform, leaning towards "keep"
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+            if i in keep:
+                with torch.no_grad():
+                    head.bias[keep[i]] = config.keep_bias
 
     def initial_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.config.hidden

@@ -1,11 +1,13 @@
 """Meta-training of the control policy with PPO over the task distribution.
 
 One episode = one training run of a sampled task for T steps with a widely randomized starting
-learning rate (x 10^U(-2, 2) around the task's default), the policy acting n times. Its reward
-compares the run's validation curve with a baseline AdamW run at the task's default learning
-rate: log(T / t) if the policy reaches the baseline's final validation loss at step t, else
--log(final loss / baseline's final loss); clipped to [-3, 3]. Only the end of the run counts
-(gamma = 1), as in LHOPT. Progress and checkpoints go to a folder; training resumes from it.
+learning rate (x 10^U(-1.5, 1.5) around the task's default), the policy acting n times. Its
+reward compares the run's validation curve with the better of two AdamW runs at the task's
+default learning rate, constant and cosine-decayed: log(T / t) if the policy reaches the
+baseline's final validation loss at step t, else -log(final loss / baseline's final loss);
+clipped to [-3, 3]. Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from
+a fixed pool and T from a grid so that baselines are computed once and cached. Progress and
+checkpoints go to a folder; training resumes from it, and may be extended to more iterations.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class MetaTrainConfig:
     max_steps: int = 300
     min_policy_steps: int = 4
     max_policy_steps: int = 16
-    lr_spread: float = 2.0  # start lr = default x 10^U(-spread, spread)
+    lr_spread: float = 1.5  # start lr = default x 10^U(-spread, spread)
+    task_seeds: int = 32  # tasks are drawn with seeds 0..task_seeds-1 (cached baselines)
+    steps_grid: int = 50  # T is a multiple of this in [min_steps, max_steps]
     ppo_epochs: int = 4
     clip: float = 0.2
     entropy: float = 0.01
@@ -56,6 +60,8 @@ class MetaTrainConfig:
             )
         if not 1 <= self.min_policy_steps <= self.max_policy_steps <= self.min_steps:
             raise ValueError("need 1 <= min_policy_steps <= max_policy_steps <= min_steps")
+        if self.task_seeds < 1 or not 1 <= self.steps_grid <= self.max_steps:
+            raise ValueError("need task_seeds >= 1 and 1 <= steps_grid <= max_steps")
         if self.iterations < 1 or self.episodes_per_iteration < 1:
             raise ValueError("iterations and episodes_per_iteration must be positive")
 
@@ -77,12 +83,25 @@ def speedup_reward(
 _BASELINES: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
 
 
+def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., None]:
+    def on_step(t: int, loss: float, val: float | None) -> None:
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+
+    return on_step
+
+
 def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
+    """Validation curve of the better (by final loss) of constant and cosine AdamW runs."""
     key = (family, seed, steps)
     if key not in _BASELINES:
-        task = TASK_FAMILIES[family](seed)
-        opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
-        _BASELINES[key] = task.run(opt, steps)
+        curves = []
+        for cosine in (False, True):
+            task = TASK_FAMILIES[family](seed)
+            opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
+            hook = _cosine(opt, task.default_lr, steps) if cosine else None
+            curves.append(task.run(opt, steps, on_step=hook))
+        _BASELINES[key] = min(curves, key=lambda c: c[-1][1])
     return _BASELINES[key]
 
 
@@ -91,8 +110,13 @@ def run_episode(
 ) -> dict[str, Any]:
     """One sampled training run under the policy; returns its steps (for PPO) and reward."""
     family = config.families[int(rng.integers(len(config.families)))]
-    seed = int(rng.integers(0, 10_000))
-    steps = int(rng.integers(config.min_steps, config.max_steps + 1))
+    seed = int(rng.integers(0, config.task_seeds))
+    grid = range(
+        -(-config.min_steps // config.steps_grid) * config.steps_grid,
+        config.max_steps + 1,
+        config.steps_grid,
+    )
+    steps = int(rng.choice(list(grid))) if len(grid) else config.min_steps
     n_policy = int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1))
     baseline = _baseline(family, seed, steps)
     task = TASK_FAMILIES[family](seed)
@@ -182,7 +206,9 @@ def meta_train(
     start, log = 0, []
     if ckpt.exists():
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if blob["config"] != asdict(config):
+        theirs, ours = dict(blob["config"]), asdict(config)
+        theirs.pop("iterations"), ours.pop("iterations")
+        if theirs != ours:  # only the number of iterations may change (to train longer)
             raise ValueError(f"{ckpt} was written with another config; use another folder")
         policy.load_state_dict(blob["policy"])
         opt.load_state_dict(blob["optimizer"])

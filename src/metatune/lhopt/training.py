@@ -38,8 +38,8 @@ class MetaTrainConfig:
     min_policy_steps: int = 4
     max_policy_steps: int = 16
     lr_spread: float = 1.5  # start lr = default x 10^U(-spread, spread)
-    task_seeds: int = 32  # tasks are drawn with seeds 0..task_seeds-1 (cached baselines)
-    steps_grid: int = 50  # T is a multiple of this in [min_steps, max_steps]
+    task_seeds: int = 16  # tasks are drawn with seeds 0..task_seeds-1 (cached baselines)
+    steps_grid: int = 100  # T is a multiple of this in [min_steps, max_steps]
     ppo_epochs: int = 4
     clip: float = 0.2
     entropy: float = 0.01

@@ -23,6 +23,11 @@ def test_speedup_reward():
     assert speedup_reward(base, [(10, 1.2), (20, 0.9), (40, 0.5)], 40) == pytest.approx(math.log(2))
     assert speedup_reward(base, [(10, 3.0), (40, 2.0)], 40) == pytest.approx(-math.log(2))
     assert speedup_reward(base, [(10, math.inf), (40, math.nan)], 40) == -3.0
+    # the target is the baseline's best loss, not its last (an overfitting baseline)
+    overfit = [(10, 2.0), (20, 1.0), (40, 1.5)]
+    assert speedup_reward(overfit, [(10, 1.6), (20, 1.2), (40, 2.0)], 40) == pytest.approx(
+        -math.log(1.2)
+    )
 
 
 def test_sample_task_rejects_unknown_families():

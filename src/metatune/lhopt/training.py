@@ -4,7 +4,7 @@ One episode = one training run of a sampled task for T steps with a widely rando
 learning rate (x 10^U(-1.5, 1.5) around the task's default), the policy acting n times. Its
 reward compares the run's validation curve with the better of two AdamW runs at the task's
 default learning rate, constant and cosine-decayed: log(T / t) if the policy reaches the
-baseline's final validation loss at step t, else -log(final loss / baseline's final loss);
+baseline's best validation loss at step t, else -log(its best loss / baseline's best loss);
 clipped to [-3, 3]. Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from
 a fixed pool and T from a grid so that baselines are computed once and cached. Progress and
 checkpoints go to a folder; training resumes from it, and may be extended to more iterations.
@@ -69,15 +69,19 @@ class MetaTrainConfig:
 def speedup_reward(
     baseline: list[tuple[int, float]], run: list[tuple[int, float]], steps: int
 ) -> float:
-    """log speedup to the baseline's final validation loss (see the module docstring)."""
-    target = baseline[-1][1]
+    """log speedup to the baseline's best validation loss (see the module docstring).
+
+    Best, not last: on a task that overfits, the baseline's last loss is reached early on the way
+    down, which would reward a policy for nothing; best-so-far is what early stopping keeps.
+    """
+    target = min((v for _, v in baseline if math.isfinite(v)), default=math.inf)
     for t, v in run:
         if math.isfinite(v) and v <= target:
             return float(min(math.log(steps / t), 3.0))
-    final = run[-1][1]
-    if not math.isfinite(final) or final <= 0 or target <= 0:
+    best = min((v for _, v in run if math.isfinite(v)), default=math.inf)
+    if not math.isfinite(best) or best <= 0 or not 0 < target < math.inf:
         return -3.0
-    return float(max(-math.log(final / target), -3.0))
+    return float(max(-math.log(best / target), -3.0))
 
 
 _BASELINES: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
@@ -92,7 +96,7 @@ def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., 
 
 
 def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
-    """Validation curve of the better (by final loss) of constant and cosine AdamW runs."""
+    """Validation curve of the better (by best loss) of constant and cosine AdamW runs."""
     key = (family, seed, steps)
     if key not in _BASELINES:
         curves = []
@@ -101,7 +105,7 @@ def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
             opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
             hook = _cosine(opt, task.default_lr, steps) if cosine else None
             curves.append(task.run(opt, steps, on_step=hook))
-        _BASELINES[key] = min(curves, key=lambda c: c[-1][1])
+        _BASELINES[key] = min(curves, key=lambda c: min(v for _, v in c))
     return _BASELINES[key]
 
 

@@ -749,6 +749,10 @@ def lhopt_train(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (the tasks are tiny: 1 is fastest).")
     ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(help="Processes running episodes in parallel (same result as with 1)."),
+    ] = 1,
 ) -> None:
     """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists.
 
@@ -764,8 +768,10 @@ def lhopt_train(
         raise CLIError("--iterations and --episodes must be positive integers", code=2)
     if max_steps < 100:
         raise CLIError(f"--max-steps must be at least 100, got {max_steps}", code=2)
-    if threads < 1:
-        raise CLIError(f"--threads must be a positive integer, got {threads}", code=2)
+    if threads < 1 or workers < 1:
+        raise CLIError(
+            f"--threads and --workers must be positive integers, got {threads}, {workers}", code=2
+        )
     torch.set_num_threads(threads)
     chosen = [f.strip() for f in families.split(",") if f.strip()] or list(TASK_FAMILIES)
     try:
@@ -789,7 +795,7 @@ def lhopt_train(
                 print(f"iteration {it}/{iterations}: mean reward {reward:+.3f}", flush=True)
 
         try:
-            meta_train(out, config, progress=report)
+            meta_train(out, config, progress=report, workers=workers)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     print(f"policy: {out / 'policy.pt'} (log: {out / 'log.json'})")

@@ -60,3 +60,23 @@ def test_meta_training_runs_checkpoints_and_resumes(tmp_path):
     cfg.hidden = 32  # ... any other change is refused
     with pytest.raises(ValueError, match="another config"):
         meta_train(tmp_path, cfg)
+
+
+def test_parallel_episodes_give_the_same_policy(tmp_path):
+    cfg = MetaTrainConfig(
+        iterations=1,
+        episodes_per_iteration=2,
+        min_steps=20,
+        max_steps=20,
+        min_policy_steps=2,
+        max_policy_steps=3,
+        ppo_epochs=1,
+        hidden=8,
+        steps_grid=10,
+        families=["quadratic"],
+    )
+    one = meta_train(tmp_path / "one", cfg).state_dict()
+    two = meta_train(tmp_path / "two", cfg, workers=2).state_dict()
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    with pytest.raises(ValueError, match="workers must be"):
+        meta_train(tmp_path / "three", cfg, workers=0)

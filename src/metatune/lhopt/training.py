@@ -23,10 +23,17 @@ import numpy as np
 import torch
 
 from metatune.lhopt.controller import Controller
-from metatune.lhopt.policy import Policy
+from metatune.lhopt.policy import Policy, PolicyConfig
 from metatune.lhopt.tasks import TASK_FAMILIES
 
-__all__ = ["MetaTrainConfig", "speedup_reward", "run_episode", "meta_train"]
+__all__ = [
+    "MetaTrainConfig",
+    "EpisodeSpec",
+    "draw_episode",
+    "speedup_reward",
+    "run_episode",
+    "meta_train",
+]
 
 
 @dataclass
@@ -109,10 +116,19 @@ def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
     return _BASELINES[key]
 
 
-def run_episode(
-    policy: Policy, rng: np.random.Generator, config: MetaTrainConfig, greedy: bool = False
-) -> dict[str, Any]:
-    """One sampled training run under the policy; returns its steps (for PPO) and reward."""
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Everything random about one episode, drawn up front so workers can run it anywhere."""
+
+    family: str
+    seed: int
+    steps: int
+    n_policy: int
+    lr_exponent: float  # start lr = task default x 10^lr_exponent
+    controller_seed: int
+
+
+def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSpec:
     family = config.families[int(rng.integers(len(config.families)))]
     seed = int(rng.integers(0, config.task_seeds))
     grid = range(
@@ -122,25 +138,46 @@ def run_episode(
     )
     steps = int(rng.choice(list(grid))) if len(grid) else config.min_steps
     n_policy = int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1))
-    baseline = _baseline(family, seed, steps)
-    task = TASK_FAMILIES[family](seed)
-    lr = task.default_lr * 10 ** rng.uniform(-config.lr_spread, config.lr_spread)
+    exponent = float(rng.uniform(-config.lr_spread, config.lr_spread))
+    return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)))
+
+
+def run_episode(policy: Policy, spec: EpisodeSpec, greedy: bool = False) -> dict[str, Any]:
+    """One training run under the policy; returns its steps (for PPO) and reward."""
+    baseline = _baseline(spec.family, spec.seed, spec.steps)
+    task = TASK_FAMILIES[spec.family](spec.seed)
+    lr = task.default_lr * 10**spec.lr_exponent
     opt = torch.optim.AdamW(task.model.parameters(), lr=float(min(lr, 1.0)))
     record: list[dict[str, Any]] = []
     ctl = Controller(
         opt,
-        steps,
+        spec.steps,
         policy=policy,
-        n_policy_steps=n_policy,
+        n_policy_steps=spec.n_policy,
         greedy=greedy,
-        seed=int(rng.integers(2**31)),
+        seed=spec.controller_seed,
         recorder=record,
     )
-    curve = task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val))
+    curve = task.run(opt, spec.steps, on_step=lambda t, loss, val: ctl.step(loss, val))
     if ctl.clipper is not None:
         ctl.clipper.remove()
-    reward = speedup_reward(baseline, curve, steps)
-    return {"family": family, "seed": seed, "steps": steps, "record": record, "reward": reward}
+    reward = speedup_reward(baseline, curve, spec.steps)
+    return {**asdict(spec), "record": record, "reward": reward}
+
+
+_WORKER_POLICY: Policy | None = None
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _worker_run(blob: dict[str, Any], spec: EpisodeSpec) -> dict[str, Any]:
+    global _WORKER_POLICY
+    if _WORKER_POLICY is None or _WORKER_POLICY.config != PolicyConfig(**blob["config"]):
+        _WORKER_POLICY = Policy(PolicyConfig(**blob["config"]))
+    _WORKER_POLICY.load_state_dict(blob["state_dict"])
+    return run_episode(_WORKER_POLICY.eval(), spec)
 
 
 def _ppo_update(
@@ -199,8 +236,15 @@ def meta_train(
     out: str | Path,
     config: MetaTrainConfig,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    workers: int = 1,
 ) -> Policy:
-    """Train a policy, checkpointing to `out` after every iteration; resumes from `out`."""
+    """Train a policy, checkpointing to `out` after every iteration; resumes from `out`.
+
+    `workers` > 1 runs an iteration's episodes in that many processes (one torch thread each);
+    the result is the same as with one, since every episode's randomness is drawn up front.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -217,26 +261,55 @@ def meta_train(
         policy.load_state_dict(blob["policy"])
         opt.load_state_dict(blob["optimizer"])
         start, log = blob["iteration"], blob["log"]
-    for it in range(start, config.iterations):
-        rng = np.random.default_rng([config.seed, it])
-        episodes = [run_episode(policy, rng, config) for _ in range(config.episodes_per_iteration)]
-        stats = _ppo_update(policy, opt, episodes, config)
-        stats["mean_reward"] = float(np.mean([e["reward"] for e in episodes]))
-        log.append({"iteration": it + 1, **stats})
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(
-            {
-                "config": asdict(config),
-                "policy": policy.state_dict(),
-                "optimizer": opt.state_dict(),
-                "iteration": it + 1,
-                "log": log,
-            },
-            tmp,
-        )
-        tmp.replace(ckpt)
-        policy.save(out / "policy.pt")
-        (out / "log.json").write_text(json.dumps(log, indent=1))
-        if progress is not None:
-            progress(it + 1, stats)
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(1,))
+    try:
+        for it in range(start, config.iterations):
+            rng = np.random.default_rng([config.seed, it])
+            specs = [draw_episode(rng, config) for _ in range(config.episodes_per_iteration)]
+            if pool is None:
+                episodes = [run_episode(policy, spec) for spec in specs]
+            else:
+                blob = {"config": asdict(policy.config), "state_dict": policy.state_dict()}
+                episodes = pool.starmap(_worker_run, [(blob, spec) for spec in specs])
+            _iterate(policy, opt, episodes, config, it, log, out, progress)
+    finally:
+        if pool is not None:
+            pool.terminate()
     return policy.eval()
+
+
+def _iterate(
+    policy: Policy,
+    opt: torch.optim.Optimizer,
+    episodes: list[dict[str, Any]],
+    config: MetaTrainConfig,
+    it: int,
+    log: list[dict[str, Any]],
+    out: Path,
+    progress: Callable[[int, dict[str, float]], None] | None,
+) -> None:
+    """One PPO update from the iteration's episodes, then checkpoint (atomically) and report."""
+    stats = _ppo_update(policy, opt, episodes, config)
+    stats["mean_reward"] = float(np.mean([e["reward"] for e in episodes]))
+    log.append({"iteration": it + 1, **stats})
+    ckpt = out / "checkpoint.pt"
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save(
+        {
+            "config": asdict(config),
+            "policy": policy.state_dict(),
+            "optimizer": opt.state_dict(),
+            "iteration": it + 1,
+            "log": log,
+        },
+        tmp,
+    )
+    tmp.replace(ckpt)
+    policy.save(out / "policy.pt")
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    if progress is not None:
+        progress(it + 1, stats)

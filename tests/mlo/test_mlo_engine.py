@@ -312,3 +312,45 @@ def test_bad_method_options_are_refused_before_running():
         ridge_engine("neumann", {"iters": 5})
     with pytest.raises(ValueError, match="'samples'"):
         ridge_engine("reinforce", {"samples": 0})
+
+
+@pytest.mark.parametrize("make", ["ridge", "mlp"])
+def test_unrolled_reuses_the_step_graph_with_the_replays_numbers(monkeypatch, make):
+    """A one-step unroll window followed by the upper step is not replayed; the results are
+    bit-identical to replaying it (the engine's recorded graph is the replay's graph)."""
+    import metatune.mlo.hypergradients.unrolled as unrolled_mod
+
+    def build():
+        if make == "ridge":
+            engine, _ = ridge_engine(
+                "unrolled", unroll=1, converged=False, outer_lr=0.05, train_iters=12
+            )
+            return engine
+        engine = _mlp_engine("unrolled", {}, 1)[0]
+        engine.config.train_iters = 12
+        engine.problems["outer"].optimizer.param_groups[0]["lr"] = 0.5
+        return engine
+
+    replays = []
+    real_replay = unrolled_mod.replay
+
+    def counting_replay(*args, **kwargs):
+        replays.append(1)
+        return real_replay(*args, **kwargs)
+
+    monkeypatch.setattr(unrolled_mod, "replay", counting_replay)
+    fast = build()
+    fast.run()
+    assert replays == []  # every hop used the recorded graph
+    monkeypatch.setattr(Engine, "_records_step_graph", lambda self, problem: False)
+    slow = build()
+    slow.run()
+    assert len(replays) == 12
+    for name in ("inner", "outer"):
+        a = fast.problems[name].module.state_dict()
+        b = slow.problems[name].module.state_dict()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    # after run() no graph is kept: a later hypergradient replays and still works
+    (g,) = fast.hypergradient("outer")
+    assert torch.isfinite(g).all()

@@ -9,13 +9,45 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from metatune.mlo import distributed as _dist
 from metatune.mlo.config import EngineConfig
 from metatune.mlo.hypergradients import check_options, get_hypergradient
-from metatune.mlo.hypergradients._utils import grad as _grad
+from metatune.mlo.hypergradients._utils import swap_parameters
 from metatune.mlo.problem import Problem, _HistoryEntry
+
+
+def _detached(tensors: Sequence[Tensor | None]) -> list[Any]:
+    """The tensors without autograd history (None stays None; no-op for plain tensors)."""
+    return [t.detach() if t is not None and t.requires_grad else t for t in tensors]
+
+
+def _fill(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor]:
+    return [torch.zeros_like(p) if t is None else t for t, p in zip(tensors, like, strict=True)]
+
+
+def _grad_or_none(loss: Tensor, inputs: list[Tensor], create_graph: bool) -> list[Tensor | None]:
+    """d loss / d inputs, None for inputs the loss does not read (no zeros are materialized)."""
+    if not inputs or not loss.requires_grad:
+        return [None] * len(inputs)
+    return list(torch.autograd.grad(loss, inputs, create_graph=create_graph, allow_unused=True))
+
+
+def _owned(grads: list[Tensor]) -> list[Tensor]:
+    """``grads`` made safe to become ``.grad``: autograd may return broadcast (stride-0) views
+    or one tensor for several inputs, which an in-place ``.grad`` update (gradient clipping)
+    must not see; only such tensors are copied, so the common case costs no copy."""
+    seen: set[int] = set()
+    out = []
+    for g in grads:
+        ptr = g.untyped_storage().data_ptr()
+        if not g.is_contiguous() or (ptr in seen and g.numel() > 0):
+            g = g.clone()
+        else:
+            seen.add(ptr)
+        out.append(g)
+    return out
 
 
 class Engine:
@@ -56,6 +88,7 @@ class Engine:
         self.losses: dict[str, list[tuple[int, float]]] = {n: [] for n in self.problems}
         self.validation_history: list[tuple[int, dict[str, float]]] = []
         self._ready: dict[tuple[str, str], bool] = {}
+        self._all_parameters: list[nn.Parameter] = []  # for _watch_list; refreshed by run()
         if self.config.distributed:
             _dist.require_process_group()
             for p in self.problems.values():
@@ -129,6 +162,12 @@ class Engine:
             if method is not None:
                 check_options(p.config.method, p.config.options, f"problem {name!r}")
             p._keep_history = bool(getattr(method, "needs_history", False))
+            p._reuse_step_graph = (
+                p._keep_history
+                and bool(getattr(method, "reuses_step_graph", False))
+                and p.config.unroll_steps == 1
+                and p.config.gradient_accumulation == 1
+            )
 
     def _toposort(self) -> list[str]:
         state: dict[str, int] = {}
@@ -175,37 +214,60 @@ class Engine:
         return [p for (s, u), ps in self._paths.items() if u == upper for p in ps]
 
     # ------------------------------------------------------------------ gradients
-    def _total_gradient(self, problem: Problem, loss: Tensor) -> list[Tensor]:
-        params = problem.trainable_parameters()
+    def _gradients(
+        self,
+        problem: Problem,
+        loss: Tensor,
+        params: Sequence[Tensor],
+        *,
+        create_graph: bool = False,
+    ) -> tuple[list[Tensor | None], list[Tensor]]:
+        """(direct, total) gradient of ``loss`` w.r.t. ``params`` (the problem's parameters or
+        stand-ins for them).
+
+        The direct part is None for parameters the loss does not read and, with
+        ``create_graph``, stays differentiable. The total is detached and owned (see
+        ``_owned``), so it can become ``.grad`` as is. A source whose parameters the loss does
+        not read at all gets no hypergradient hop.
+        """
         sources = [self.problems[s] for s in self._l2u_sources[problem.name]]
         src_params = [s.trainable_parameters() for s in sources]
         flat = list(params) + [q for ps in src_params for q in ps]
         scale = problem._loss_scale
-        grads = _grad(loss * scale if scale != 1.0 else loss, flat)
+        grads = _grad_or_none(loss * scale if scale != 1.0 else loss, flat, create_graph)
         if scale != 1.0:
-            grads = [g / scale for g in grads]
-        total = grads[: len(params)]
-        offset = len(params)
+            grads = [None if g is None else g / scale for g in grads]
+        n = len(params)
+        direct = grads[:n]
+        total = _detached(direct)
+        offset = n
         for src, ps in zip(sources, src_params, strict=True):
             vec = grads[offset : offset + len(ps)]
             offset += len(ps)
-            if not any(bool(v.abs().sum() > 0) for v in vec):
+            if all(v is None for v in vec):
                 continue
+            vec = _fill(_detached(vec), ps)
             for path in self._paths[(src.name, problem.name)]:
                 v = vec
                 for low, up in zip(path[:-1], path[1:], strict=True):
-                    lower, upper = self.problems[low], self.problems[up]
-                    fn = get_hypergradient(lower.config.method)
-                    # re-evaluating the lower loss must not move buffers (e.g. BatchNorm stats)
-                    saved = [b.detach().clone() for b in lower.module.buffers()]
-                    try:
-                        v = [x.detach() for x in fn(v, lower, upper, lower.config.options)]
-                    finally:
-                        with torch.no_grad():
-                            for b, old in zip(lower.module.buffers(), saved, strict=True):
-                                b.copy_(old)
-                total = [t + h for t, h in zip(total, v, strict=True)]
-        return [t.detach() for t in total]
+                    v = self._hop(v, self.problems[low], self.problems[up])
+                total = [h if t is None else t + h for t, h in zip(total, v, strict=True)]
+        return direct, _owned(_fill(total, params))
+
+    @staticmethod
+    def _hop(vector: list[Tensor], lower: Problem, upper: Problem) -> list[Tensor]:
+        """``vector @ d lower* / d upper`` by the lower problem's hypergradient method."""
+        fn = get_hypergradient(lower.config.method)
+        # re-evaluating the lower loss must not move buffers (e.g. BatchNorm stats)
+        buffers = list(lower.module.buffers())
+        saved = [b.detach().clone() for b in buffers]
+        try:
+            return _detached(fn(vector, lower, upper, lower.config.options))
+        finally:
+            if buffers:
+                with torch.no_grad():
+                    for b, old in zip(buffers, saved, strict=True):
+                        b.copy_(old)
 
     def hypergradient(self, name: str, batch: Any = None) -> list[Tensor]:
         """Total gradient of problem ``name``'s loss (on ``batch``, else its last or next batch)
@@ -219,7 +281,9 @@ class Engine:
         buffers = [b for p in self.problems.values() for b in p.module.buffers()]
         saved = [b.detach().clone() for b in buffers]
         try:
-            grads = self._total_gradient(problem, problem._loss(batch))
+            _, grads = self._gradients(
+                problem, problem._loss(batch), problem.trainable_parameters()
+            )
             return _dist.all_reduce_tensors(grads) if self.config.distributed else grads
         finally:
             with torch.no_grad():
@@ -236,23 +300,44 @@ class Engine:
         cfg = problem.config
         batch = problem._next_batch()
         problem._last_batch = batch
+        record = self._records_step_graph(problem)
+        named = problem.named_trainable_parameters() if record else []
+        params = [p for _, p in named] if record else problem.trainable_parameters()
         if not problem._pending:
-            problem._pending_params = problem._snapshot() if problem._keep_history else None
+            problem._pending_params = (
+                [p.detach().clone().requires_grad_(record) for p in params]
+                if problem._keep_history
+                else None
+            )
         problem._pending.append(batch if problem._keep_history else None)
-        loss = problem._loss(batch)
-        grads = self._total_gradient(problem, loss)
+        if record:  # the loss reads stand-ins for the parameters: the step's graph outlives it
+            start = problem._pending_params
+            assert start is not None
+            stand_ins = {n: w for (n, _), w in zip(named, start, strict=True)}
+            with swap_parameters(problem.module, stand_ins):
+                loss = problem._loss(batch)
+            watch = self._watch_list(params)
+            direct, grads = self._gradients(problem, loss, start, create_graph=True)
+        else:
+            loss = problem._loss(batch)
+            _, grads = self._gradients(problem, loss, params)
         problem._count += 1
         if problem._count % self.config.log_step == 0:
             self._log(problem, float(loss.detach()))
-        params = problem.trainable_parameters()
+        acc = cfg.gradient_accumulation
         for p, g in zip(params, grads, strict=True):
-            g = g / cfg.gradient_accumulation
-            p.grad = g.clone() if p.grad is None else p.grad + g
-        if problem._count % cfg.gradient_accumulation != 0:
+            if acc != 1:
+                g = g / acc
+            p.grad = g if p.grad is None else p.grad + g
+        if problem._count % acc != 0:
             return
-        self._optimizer_step(problem)
+        self._optimizer_step(problem, params)
+        entry = None
         if problem._keep_history:
-            problem._history.append(_HistoryEntry(problem._pending_params, problem._pending))
+            entry = _HistoryEntry(problem._pending_params, problem._pending)
+            if record:
+                entry.grads, entry.watch = _fill(direct, start), watch
+            problem._history.append(entry)
         problem._pending = []
         problem._pending_params = None
         problem._steps += 1
@@ -264,9 +349,26 @@ class Engine:
                     for low in self._lowers[up]:
                         self._ready[(low, up)] = False
                     self._step(self.problems[up])
+        if entry is not None:
+            entry.drop_graph()  # the upper steps it was recorded for are done
 
-    def _optimizer_step(self, problem: Problem) -> None:
-        params = problem.trainable_parameters()
+    def _records_step_graph(self, problem: Problem) -> bool:
+        """Whether this training step should keep its differentiable gradient in the history:
+        only when it is a whole one-step unroll window that ends in upper steps, so the unrolled
+        hypergradient can reuse it instead of replaying the step (same numbers, half the work)."""
+        return (
+            problem._reuse_step_graph
+            and problem._loss_scale == 1.0
+            and problem._steps + 1 > problem.config.warmup_steps
+        )
+
+    def _watch_list(self, own: list[nn.Parameter]) -> list[tuple[Tensor, int]]:
+        """Every parameter but ``own`` with its version counter: a recorded graph is stale (and
+        the step is replayed instead) once any parameter it may have read is changed in place."""
+        skip = {id(p) for p in own}
+        return [(t, t._version) for t in self._all_parameters if id(t) not in skip]
+
+    def _optimizer_step(self, problem: Problem, params: list[nn.Parameter]) -> None:
         if self.config.distributed:  # the full (direct + hyper) gradient, once per update
             _dist.all_reduce_gradients(params)
         if problem.config.precision == "fp16":
@@ -302,13 +404,26 @@ class Engine:
         leaves = [n for n in self.order if not self._lowers[n]]
         for p in self.problems.values():
             p.module.train()
-        while self.global_step < self.config.train_iters:
-            self.global_step += 1
-            for name in leaves:
-                self._step(self.problems[name])
-            vs = self.config.valid_step
-            if vs is not None and self.global_step % vs == 0:
-                self._run_validation()
+        try:
+            self._list_parameters()
+            while self.global_step < self.config.train_iters:
+                self.global_step += 1
+                for name in leaves:
+                    self._step(self.problems[name])
+                vs = self.config.valid_step
+                if vs is not None and self.global_step % vs == 0:
+                    self._run_validation()
+                    self._list_parameters()  # in case the hook changed a module
+        finally:
+            for p in self.problems.values():
+                p._named_params = None
+
+    def _list_parameters(self) -> None:
+        """List every module's parameters once; run() assumes modules keep them while it runs
+        (which their optimizers assume too). Whether they require grad is still read live."""
+        for p in self.problems.values():
+            p._named_params = list(p.module.named_parameters())
+        self._all_parameters = [t for p in self.problems.values() for _, t in p._named_params]
 
     def _run_validation(self) -> None:
         modes = {n: p.module.training for n, p in self.problems.items()}

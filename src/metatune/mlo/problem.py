@@ -17,13 +17,33 @@ if TYPE_CHECKING:
 
 
 class _HistoryEntry:
-    """One optimizer step of a problem: its parameters before the step and the batches used."""
+    """One optimizer step of a problem: its parameters before the step and the batches used.
 
-    __slots__ = ("params", "batches")
+    ``grads`` optionally holds the step's direct gradient as a differentiable function of
+    ``params`` (and of whatever else the loss read), recorded while the engine took the step so
+    that unrolled differentiation need not replay it; ``watch`` pairs each tensor of the other
+    problems with its version counter at that time, so the graph is reused only while it still
+    describes the current upper parameters (see :meth:`take_graph`).
+    """
+
+    __slots__ = ("params", "batches", "grads", "watch")
 
     def __init__(self, params: list[Tensor], batches: list[Any]) -> None:
         self.params = params
         self.batches = batches
+        self.grads: list[Tensor] | None = None
+        self.watch: list[tuple[Tensor, int]] = []
+
+    def take_graph(self) -> list[Tensor] | None:
+        """The recorded differentiable gradient, once (backward frees it), if still current."""
+        grads, self.grads = self.grads, None
+        if grads is None or any(t._version != v for t, v in self.watch):
+            return None
+        return grads
+
+    def drop_graph(self) -> None:
+        self.grads = None
+        self.watch = []
 
 
 class Problem:
@@ -76,6 +96,10 @@ class Problem:
         self._pending: list[Any] = []  # batches of the optimizer step in progress
         self._pending_params: list[Tensor] | None = None
         self._keep_history = False
+        self._reuse_step_graph = False  # set by the engine: see Engine._records_step_graph
+        # the module's named parameters, listed once while Engine.run() runs: walking the module
+        # tree on every call was a measurable share of a small model's step
+        self._named_params: list[tuple[str, nn.Parameter]] | None = None
         self._loss_scale = 2.0**16 if self.config.precision == "fp16" else 1.0
         self._good_steps = 0
 
@@ -99,10 +123,13 @@ class Problem:
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of the module that require gradients (the ones this problem optimizes)."""
-        return [p for p in self.module.parameters() if p.requires_grad]
+        return [p for _, p in self.named_trainable_parameters()]
 
     def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        named = self._named_params
+        if named is None:
+            named = self.module.named_parameters()
+        return [(n, p) for n, p in named if p.requires_grad]
 
     @property
     def step_count(self) -> int:
@@ -126,11 +153,9 @@ class Problem:
             raise TypeError(
                 f"training_step of problem {self.name!r} must return a scalar tensor, got {loss!r}"
             )
-        return (
-            loss.reshape(()).float()
-            if loss.dtype in (torch.bfloat16, torch.float16)
-            else loss.reshape(())
-        )
+        if loss.dim() != 0:  # a 0-d loss is returned as is: no view node in its graph
+            loss = loss.reshape(())
+        return loss.float() if loss.dtype in (torch.bfloat16, torch.float16) else loss
 
     def _next_batch(self) -> Any:
         if self.data is None:
@@ -166,9 +191,6 @@ class Problem:
         for _ in range(epoch_pos):
             next(self._iter)
         self._epoch_pos = epoch_pos
-
-    def _snapshot(self) -> list[Tensor]:
-        return [p.detach().clone() for p in self.trainable_parameters()]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume this problem: module, optimizer, scheduler, counters."""

@@ -98,6 +98,34 @@ def lower_step_batches(lower: object) -> tuple[list[Tensor] | None, list[list[ob
     return hist[0].params, [h.batches for h in hist]
 
 
+def sgd_update(
+    params: Sequence[Tensor], grads: Sequence[Tensor], hyper: Sequence[tuple[float, float]]
+) -> list[Tensor]:
+    """``w - lr * (g + wd * w)`` per parameter: the SGD step unrolled differentiation assumes."""
+    return [w - lr * (g + wd * w) for w, g, (lr, wd) in zip(params, grads, hyper, strict=True)]
+
+
+def recorded_step_vjp(
+    lower: object,
+    upper_params: Sequence[Tensor],
+    vector: Sequence[Tensor],
+    hyper: Sequence[tuple[float, float]],
+) -> list[Tensor] | None:
+    """``vector @ d w_1 / d upper`` for a one-step unroll window ``w_1 = w - lr (g + wd w)``,
+    from the gradient graph g the engine kept while taking the step: ``-lr * vector`` pulled back
+    through g (the ``w`` terms do not depend on the upper parameters). None when there is no
+    graph or it no longer applies; the caller then replays the step, which gives the same numbers
+    at the cost of a second forward/backward of the lower loss."""
+    hist = lower._history  # type: ignore[attr-defined]
+    if len(hist) != 1:
+        return None
+    grads = hist[-1].take_graph()
+    if grads is None:
+        return None
+    pulled = [-v * lr for v, (lr, _) in zip(vector, hyper, strict=True)]
+    return grad(grads, upper_params, pulled)
+
+
 def replay(
     lower: object,
     start: Sequence[Tensor],
@@ -116,7 +144,6 @@ def replay(
     for batches in steps:
         with swap_parameters(lower.module, dict(zip(names, cur, strict=True))):  # type: ignore[attr-defined]
             loss = sum(lower._loss(b) for b in batches) / len(batches)  # type: ignore[attr-defined]
-        g = grad(loss, cur, create_graph=create_graph)
-        new = [w - lr * (gi + wd * w) for w, gi, (lr, wd) in zip(cur, g, hyper, strict=True)]
+        new = sgd_update(cur, grad(loss, cur, create_graph=create_graph), hyper)
         cur = new if create_graph else [w.detach().requires_grad_(True) for w in new]
     return cur

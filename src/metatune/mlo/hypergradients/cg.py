@@ -33,7 +33,9 @@ def cg(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any]) ->
 
     def hvp(v: list[Tensor]) -> list[Tensor]:
         hv = grad(g, params, v, retain_graph=True)
-        return [h.detach() + damping * x for h, x in zip(hv, v, strict=True)]
+        if not damping:
+            return hv
+        return [h + damping * x for h, x in zip(hv, v, strict=True)]
 
     b = [v.detach() for v in vector]
     x = [torch.zeros_like(v) for v in b]

@@ -24,22 +24,24 @@ def _finite_difference(
     scale = float(options.get("scale", 1.0))
     params = lower.trainable_parameters()
     uparams = upper.trainable_parameters()
-    norm = torch.sqrt(sum((v.detach().float() ** 2).sum() for v in vector))
-    if float(norm) == 0.0:
+    flat = [v.detach().float() for v in vector]
+    norm = float(torch.sqrt(sum((w * w).sum() for w in flat)))  # w * w: the bits of w ** 2
+    if norm == 0.0:
         return [torch.zeros_like(p) for p in uparams]
-    eps = alpha / float(norm)
+    eps = alpha / norm
     batch = lower._last_batch
+    step = [v.detach().to(p.dtype) for p, v in zip(params, vector, strict=True)]
     grads = []
     for sign in (1.0, -1.0):
         with torch.no_grad():
-            for p, v in zip(params, vector, strict=True):
-                p.add_(v.to(p.dtype), alpha=sign * eps)
+            for p, v in zip(params, step, strict=True):
+                p.add_(v, alpha=sign * eps)
         try:
             grads.append(grad(lower._loss(batch), uparams))
         finally:
             with torch.no_grad():
-                for p, v in zip(params, vector, strict=True):
-                    p.sub_(v.to(p.dtype), alpha=sign * eps)
+                for p, v in zip(params, step, strict=True):
+                    p.add_(v, alpha=-sign * eps)
     plus, minus = grads
     return [scale * (m - q) / (2 * eps) for q, m in zip(plus, minus, strict=True)]
 

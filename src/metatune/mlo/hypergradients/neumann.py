@@ -27,8 +27,7 @@ def neumann(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any
     total = list(cur)
     for _ in range(iterations):
         hv = grad(g, params, cur, retain_graph=True)
-        cur = [c - alpha * h.detach() for c, h in zip(cur, hv, strict=True)]
+        cur = [c - alpha * h for c, h in zip(cur, hv, strict=True)]
         total = [t + c for t, c in zip(total, cur, strict=True)]
-    p = [alpha * t for t in total]
-    cross = grad(g, upper.trainable_parameters(), p)
+    cross = grad(g, upper.trainable_parameters(), [alpha * t for t in total])
     return [-c for c in cross]

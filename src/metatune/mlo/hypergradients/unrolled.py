@@ -7,7 +7,13 @@ from typing import Any
 from torch import Tensor
 
 from metatune.mlo.hypergradients import register_hypergradient
-from metatune.mlo.hypergradients._utils import grad, lower_step_batches, replay, sgd_hyper
+from metatune.mlo.hypergradients._utils import (
+    grad,
+    lower_step_batches,
+    recorded_step_vjp,
+    replay,
+    sgd_hyper,
+)
 
 
 @register_hypergradient("unrolled", needs_history=True, options={"lr": (float, 0.0, None)})
@@ -17,6 +23,8 @@ def unrolled(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, An
     The steps are replayed differentiably (create_graph) from the parameters recorded before the
     unroll window, on the same batches, with the optimizer's lr and weight decay. Exact for plain
     SGD; for other optimizers it differentiates the equivalent SGD steps (an approximation).
+    A one-step window is not replayed when the engine kept the step's gradient graph (it does
+    so when the upper step follows directly): the same numbers without a second forward/backward.
     Options: ``lr`` (override the optimizer's).
     """
     start, steps = lower_step_batches(lower)
@@ -24,5 +32,13 @@ def unrolled(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, An
         raise RuntimeError(
             f"unrolled hypergradient: problem {lower.name!r} has no recorded steps yet"
         )
-    final = replay(lower, start, steps, sgd_hyper(lower, options), create_graph=True)
-    return grad(final, upper.trainable_parameters(), vector)
+    hyper = sgd_hyper(lower, options)
+    uparams = upper.trainable_parameters()
+    out = recorded_step_vjp(lower, uparams, vector, hyper)
+    if out is None:
+        final = replay(lower, start, steps, hyper, create_graph=True)
+        out = grad(final, uparams, vector)
+    return out
+
+
+unrolled.reuses_step_graph = True  # type: ignore[attr-defined]  # see Engine._records_step_graph

@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="recovery check: policy and constant AdamW both started at this x default lr",
     )
+    ap.add_argument("--notes", default="", help="a Markdown file appended as the Notes section")
     args = ap.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(tasks) - set(HELD_OUT))
@@ -294,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {cell(r['final_high_lr_policy'])} | {cell(r['final_high_lr_adamw'])} | "
             f"{cell(start)} |"
         )
+    lines += ["", "![validation loss: best AdamW grid cell vs policy](lhopt.png)"]
+    if args.notes:
+        lines += ["", "## Notes", "", Path(args.notes).read_text().strip()]
     (out / "lhopt.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
@@ -306,14 +310,16 @@ def main(argv: list[str] | None = None) -> int:
         for curves, label, color in (
             (r["baseline_curves"], "best AdamW grid", "C0"),
             (r["policy_curves"], "policy", "C1"),
+            (r["high_lr_policy_curves"], f"policy from {args.high_lr:g}x lr", "C2"),
         ):
             for i, c in enumerate(curves):
                 t, v = zip(*c, strict=True)
+                v = np.minimum.accumulate(np.nan_to_num(v, nan=np.inf))  # best so far
                 ax.plot(t, v, color=color, alpha=0.7, label=label if i == 0 else None)
         ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("step")
-        ax.set_ylabel("validation loss")
+        ax.set_ylabel("best validation loss so far")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out / "lhopt.png", dpi=120)

@@ -70,3 +70,34 @@ def test_controller_without_clipping_has_no_clip_knob():
         opt, total_steps=50, policy=Policy(Controller.policy_config(clip=False)), clip=False
     )
     assert "clip_quantile" not in [k.name for k in ctl.actions.knobs]
+
+
+def test_guard_restores_the_best_state_and_cuts_the_lr_on_divergence():
+    X, y, model, opt = _task(lr=1e-2)
+    keep = Policy(Controller.policy_config())  # untrained and greedy: always "keep"
+    ctl = Controller(opt, total_steps=100, policy=keep, n_policy_steps=10)
+    _train(ctl, X, y, model, opt, 30)  # three healthy policy steps: the guard saved the best
+    assert not any(h["guard_restored"] for h in ctl.history)
+    best = [p.detach().clone() for p in model.parameters()]
+    lr = opt.param_groups[0]["lr"]
+    with torch.no_grad():  # wreck the weights, as a divergent step would
+        for p in model.parameters():
+            p.add_(1e3)
+    for _ in range(10):
+        ctl.step(loss=float("nan"))
+    assert ctl.history[-1]["guard_restored"]
+    assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.1)
+    for p, b in zip(model.parameters(), best, strict=True):
+        torch.testing.assert_close(p.detach(), b)
+    # a loss far above the first one counts as divergence too; without the guard nothing happens
+    for _ in range(10):
+        ctl.step(loss=1e6)
+    assert ctl.history[-1]["guard_restored"]
+    X, y, model, opt = _task(lr=1e-2)
+    off = Controller(opt, total_steps=100, policy=keep, n_policy_steps=10, guard=False)
+    for _ in range(20):
+        off.step(loss=float("nan"))
+    assert not any(h["guard_restored"] for h in off.history)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="guard_factor"):
+        Controller(opt, total_steps=100, policy=keep, guard_factor=1.0)

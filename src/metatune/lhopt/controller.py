@@ -11,6 +11,11 @@ Every `stats_every` steps the controller samples gradient statistics; every
 `total_steps / n_policy_steps` steps it builds the unitless observation, asks the policy for one
 relative move per hyperparameter (and a checkpoint action) and applies it to every param_group.
 Gradient clipping runs inside `optimizer.step()` through a pre-hook.
+
+A divergence guard sits outside the learned policy (on by default, off during meta-training):
+at every policy step it keeps an in-memory copy of the best state so far, and when the mean
+training loss since the last policy step is non-finite or (for positive losses) above
+`guard_factor` times the first one, it restores that copy and divides every learning rate by 10 before the policy acts.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class Controller:
         greedy: bool = True,
         seed: int = 0,
         recorder: list[dict[str, Any]] | None = None,
+        guard: bool = True,
+        guard_factor: float = 1.5,
     ) -> None:
         if (
             isinstance(total_steps, bool)
@@ -76,7 +83,7 @@ class Controller:
         ):
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
         if n_policy_steps is None:
-            n_policy_steps = int(min(max(total_steps // 50, 4), 64))
+            n_policy_steps = int(min(max(total_steps // 25, 8), 64, total_steps))
         if not isinstance(n_policy_steps, int) or not 1 <= n_policy_steps <= total_steps:
             raise ValueError(
                 f"n_policy_steps must be an integer in [1, total_steps={total_steps}], "
@@ -84,6 +91,8 @@ class Controller:
             )
         if not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"stats_every must be a positive integer, got {stats_every!r}")
+        if not (isinstance(guard_factor, numbers.Real) and guard_factor > 1):
+            raise ValueError(f"guard_factor must be a number > 1, got {guard_factor!r}")
         self.optimizer = optimizer
         self.total_steps = int(total_steps)
         self.interval = max(1, self.total_steps // n_policy_steps)
@@ -103,6 +112,10 @@ class Controller:
         self.clipper = GradientClipper(optimizer) if clip else None
         self.actions = HyperparamActions(optimizer, self.clipper, DEFAULT_KNOBS)
         self.checkpoints = Checkpoints(optimizer)
+        self.guard = Checkpoints(optimizer) if guard else None
+        self.guard_factor = float(guard_factor)
+        self._first_loss: float | None = None
+        self._best_loss = math.inf
         self.features = RunFeatures()
         self._state = self.policy.initial_state()
         self._generator = torch.Generator().manual_seed(seed)
@@ -146,6 +159,7 @@ class Controller:
 
     def _act(self) -> None:
         train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
+        guarded = self._check_divergence(train)
         clipped = self.clipper.clipped_fraction() if self.clipper else 0.0
         obs = self.features.observe(
             train, self._val, self._t / self.total_steps, [*self.actions.relative(), clipped]
@@ -168,7 +182,29 @@ class Controller:
                 "train_loss": train,
                 "val_loss": self._val,
                 "checkpoint": checkpoint,
+                "guard_restored": guarded,
                 **self.actions.values(),
             }
         )
         self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
+
+    def _check_divergence(self, train: float) -> bool:
+        """The guard: keep the best state; on divergence restore it and cut the lr tenfold."""
+        if self.guard is None:
+            return False
+        if self._first_loss is None and math.isfinite(train):
+            self._first_loss = train
+        first = self._first_loss
+        diverged = not math.isfinite(train) or (
+            first is not None and first > 0 and train > self.guard_factor * first
+        )
+        if diverged:
+            self.guard.restore()
+            lr_knob = next(k for k in DEFAULT_KNOBS if k.name == "lr")
+            for group in self.optimizer.param_groups:
+                group["lr"] = max(group["lr"] * 0.1, lr_knob.low)
+            return True
+        if train < self._best_loss:
+            self._best_loss = train
+            self.guard.save()
+        return False

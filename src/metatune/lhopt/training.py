@@ -1,7 +1,7 @@
 """Meta-training of the control policy with PPO over the task distribution.
 
 One episode = one training run of a sampled task for T steps with a widely randomized starting
-learning rate (x 10^U(-1.5, 1.5) around the task's default), the policy acting n times. Its
+learning rate (x 10^U(-1.5, 2.5) around the task's default), the policy acting n times. Its
 reward compares the run's validation curve with the better of two AdamW runs at the task's
 default learning rate, constant and cosine-decayed: log(T / t) if the policy reaches the
 baseline's best validation loss at step t, else -log(its best loss / baseline's best loss);
@@ -42,9 +42,12 @@ class MetaTrainConfig:
     episodes_per_iteration: int = 8
     min_steps: int = 100
     max_steps: int = 300
-    min_policy_steps: int = 4
-    max_policy_steps: int = 16
-    lr_spread: float = 1.5  # start lr = default x 10^U(-spread, spread)
+    min_policy_steps: int = 8
+    max_policy_steps: int = 24
+    # start lr = default x 10^U(-lr_spread_down, lr_spread_up): reaching far above the default,
+    # where Adam stalls or diverges, is what teaches the policy to cut the learning rate
+    lr_spread_down: float = 1.5
+    lr_spread_up: float = 2.5
     task_seeds: int = 16  # tasks are drawn with seeds 0..task_seeds-1 (cached baselines)
     steps_grid: int = 100  # T is a multiple of this in [min_steps, max_steps]
     ppo_epochs: int = 4
@@ -138,7 +141,7 @@ def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSp
     )
     steps = int(rng.choice(list(grid))) if len(grid) else config.min_steps
     n_policy = int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1))
-    exponent = float(rng.uniform(-config.lr_spread, config.lr_spread))
+    exponent = float(rng.uniform(-config.lr_spread_down, config.lr_spread_up))
     return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)))
 
 
@@ -157,6 +160,7 @@ def run_episode(policy: Policy, spec: EpisodeSpec, greedy: bool = False) -> dict
         greedy=greedy,
         seed=spec.controller_seed,
         recorder=record,
+        guard=False,  # the policy must learn to recover by itself; the guard is for deployment
     )
     curve = task.run(opt, spec.steps, on_step=lambda t, loss, val: ctl.step(loss, val))
     if ctl.clipper is not None:

@@ -8,6 +8,7 @@ the speedup to reach the baseline's best validation loss (T / first step the pol
 < 1 when it never does, then the ratio of best losses says by how much), best and last losses,
 and a recovery check from a learning rate far too high. The grid's runs are cached in a file.
 
+    python benchmarks/lhopt.py                       # the shipped policy
     python benchmarks/lhopt.py --policy metatune-runs/lhopt/policy.pt
 """
 
@@ -32,6 +33,7 @@ from torch import nn  # noqa: E402
 torch.set_num_threads(1)
 
 from metatune.lhopt import Controller, Policy  # noqa: E402
+from metatune.lhopt.controller import default_policy_path  # noqa: E402
 from metatune.lhopt.tasks import TrainingTask  # noqa: E402
 
 LRS = (0.1, 0.3, 1.0, 3.0, 10.0)  # x the task's default learning rate
@@ -159,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--policy", required=True, help="a file written by Policy.save / metatune lhopt train"
+        "--policy",
+        default="default",
+        help="'default' (the shipped policy) or a file written by metatune lhopt train",
     )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=400)
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(tasks) - set(HELD_OUT))
     if unknown:
         ap.error(f"unknown tasks {unknown}; available: {sorted(HELD_OUT)}")
-    policy = Policy.load(args.policy)
+    policy = Policy.load(default_policy_path() if args.policy == "default" else args.policy)
     cache_path = Path(args.grid_cache)
     cache: dict[str, list] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
 

@@ -7,10 +7,13 @@ from a weight net (1-32-1, Adam 1e-3) that is trained on a clean meta set of 100
 outer steps (one lower SGD step and one weight-net step each) and seeds. Each (implementation,
 seed) runs in a fresh single-threaded subprocess; reported: clean test accuracy, the growth of
 peak resident memory during training (ru_maxrss after training minus ru_maxrss just before it,
-so imports and data do not count) and wall seconds per outer step.
+so imports and data do not count), CPU and wall seconds per outer step, and, from a second,
+separate subprocess that replays the same run under torch.profiler, the peak of live tensor
+memory over a window of outer steps (see ``profile_tensor_memory``).
 
     python benchmarks/mlo.py                     # full run, writes docs/benchmarks/mlo.{md,json,png}
     python benchmarks/mlo.py --steps 100 --seeds 0 --no-write   # smoke run
+    python benchmarks/mlo.py --cg-study          # metatune-cg / betty-cg accuracy vs CG iterations
 
 Betty (betty-ml 0.1.1, the last release installable on Python >= 3.11) and TorchOpt are peers
 listed in the ``bench`` extra; they are never imported by metatune itself.
@@ -32,8 +35,6 @@ sys.path.insert(0, str(ROOT / "examples" / "mlo"))
 
 from _common import command_line, machine_info, now_utc, single_thread_env  # noqa: E402
 
-single_thread_env()
-
 IMPLS = (
     "plain",
     "hand-unrolled",
@@ -54,12 +55,69 @@ NEUMANN = {"iterations": 3, "alpha": 0.1}
 CG_ITERS = 3
 LR, META_LR, BATCH, META_BATCH = 0.1, 1e-3, 64, 50
 WARMUP = 20  # steps excluded from the per-step times (first-call set-up)
+MEM_WINDOW = 20  # outer steps after the warm-up over which peak live tensor memory is measured
+WINDOW_MARK = "mlo_bench_memory_window"
+# (iterations, damping) settings of the CG study (--cg-study); damping only exists in metatune
+CG_STUDY = ((1, 0.0), (3, 0.0), (5, 0.0), (10, 0.0), (3, 0.1), (10, 0.1), (3, 1.0), (10, 1.0))
 
 
 def _maxrss_kib() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# ---------------------------------------------------------------------------- tensor memory
+def live_bytes_window(events, start_ns: int, end_ns: int) -> tuple[int, int]:
+    """Peak and final live bytes in ``[start_ns, end_ns]``, both relative to the live bytes at start.
+
+    ``events`` are ``(time_ns, nbytes)`` allocator records: ``nbytes > 0`` an allocation,
+    ``< 0`` a free. Live bytes at time t = the sum of all records up to t, in time order (records
+    with equal times keep their given order). Returns ``(peak - live(start), live(end) -
+    live(start))``; the peak is never below the live bytes at the start, so the first is >= 0.
+    """
+    ordered = sorted(events, key=lambda e: e[0])  # stable: equal times keep the record order
+    live = 0
+    i = 0
+    while i < len(ordered) and ordered[i][0] < start_ns:
+        live += ordered[i][1]
+        i += 1
+    base = peak = live
+    while i < len(ordered) and ordered[i][0] <= end_ns:
+        live += ordered[i][1]
+        peak = max(peak, live)
+        i += 1
+    return peak - base, live - base
+
+
+def profile_tensor_memory(loop, warm: int, window: int) -> tuple[int, int]:
+    """Run ``loop(warm)`` then ``loop(window)`` under the CPU profiler with memory profiling.
+
+    Returns ``live_bytes_window`` over the second call: the peak growth of live CPU tensor
+    memory during those ``window`` outer steps over the live bytes when they started, and what
+    is still live at their end. The records are the "[memory]" events torch's CPU allocator
+    reports while ``profile_memory=True`` (bytes per allocation, negative per free), read from
+    the raw profiler result that ``prof.events()`` is built from; ``prof.events()`` itself folds
+    allocations made inside an op into that op's ``cpu_memory_usage`` (and its parents'), so it
+    cannot give a timeline. Tensors allocated before the profiler started are invisible (their
+    frees are not reported), hence profiling already covers the ``warm`` steps and the window is
+    marked with ``record_function``.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        loop(warm)
+        with record_function(WINDOW_MARK):
+            loop(window)
+    events = prof.profiler.kineto_results.events()
+    mark = next(e for e in events if e.name() == WINDOW_MARK)
+    mem = [
+        (e.start_ns(), e.nbytes())
+        for e in events
+        if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
+    ]
+    return live_bytes_window(mem, mark.start_ns(), mark.end_ns())
 
 
 # ---------------------------------------------------------------------------- implementations
@@ -162,7 +220,7 @@ def run_torchopt(data, seed, steps):
     return model, loop
 
 
-def run_metatune(data, seed, steps, method):
+def run_metatune(data, seed, steps, method, cg_iters=CG_ITERS, cg_damping=0.0):
     import torch
     from reweighting import Batches, Classifier, Reweight, WeightNet, classifier
 
@@ -175,7 +233,7 @@ def run_metatune(data, seed, steps, method):
         "unrolled": {},
         "darts": {"alpha": DARTS_ALPHA},
         "neumann": dict(NEUMANN),
-        "cg": {"iterations": CG_ITERS},
+        "cg": {"iterations": cg_iters, "damping": cg_damping},
     }[method]
     inner = Classifier(
         "classifier",
@@ -203,7 +261,7 @@ def run_metatune(data, seed, steps, method):
     return model, loop
 
 
-def run_betty(data, seed, steps, method):
+def run_betty(data, seed, steps, method, cg_iters=CG_ITERS):
     import torch
     import torch.nn.functional as F
     from betty.configs import Config, EngineConfig
@@ -250,7 +308,7 @@ def run_betty(data, seed, steps, method):
             "neumann_iterations": NEUMANN["iterations"],
             "neumann_alpha": NEUMANN["alpha"],
         },
-        "cg": {"type": "cg", "cg_iterations": CG_ITERS, "cg_alpha": 1.0},
+        "cg": {"type": "cg", "cg_iterations": cg_iters, "cg_alpha": 1.0},
     }[method]
     inner = BClassifier(
         name="classifier",
@@ -281,7 +339,16 @@ def run_betty(data, seed, steps, method):
     return (lambda: inner.module), loop
 
 
-def worker(impl: str, seed: int, steps: int) -> dict:
+def worker(
+    impl: str,
+    seed: int,
+    steps: int,
+    memory: bool = False,
+    cg_iters: int = CG_ITERS,
+    cg_damping: float = 0.0,
+) -> dict:
+    """One run. ``memory``: instead of the timed run, profile tensor memory over WARMUP +
+    MEM_WINDOW steps (a separate process, so profiling never enters the timed steps)."""
     import torch
     from reweighting import accuracy, make_data
 
@@ -295,12 +362,22 @@ def worker(impl: str, seed: int, steps: int) -> dict:
     elif family == "torchopt":
         model, loop = run_torchopt(data, seed, steps)
     elif family == "metatune":
-        model, loop = run_metatune(data, seed, steps, method)
+        model, loop = run_metatune(data, seed, steps, method, cg_iters, cg_damping)
     elif family == "betty":
-        model, loop = run_betty(data, seed, steps, method)
+        model, loop = run_betty(data, seed, steps, method, cg_iters)
     else:
         raise ValueError(f"unknown implementation {impl!r}")
     warm = min(WARMUP, steps // 2)
+    if memory:
+        window = min(MEM_WINDOW, steps - warm)
+        peak, retained = profile_tensor_memory(loop, warm, window)
+        return {
+            "impl": impl,
+            "seed": seed,
+            "memory_steps": (warm, window),
+            "peak_tensor_mib": peak / 2**20,
+            "retained_tensor_kib": retained / 1024.0,
+        }
     before = _maxrss_kib()
     t0 = time.perf_counter()
     loop(warm)
@@ -328,13 +405,33 @@ def worker(impl: str, seed: int, steps: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- driver
-def run_one(impl: str, seed: int, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", impl, str(seed), str(steps)]
+def _subprocess(impl: str, seed: int, steps: int, extra: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--worker", impl, str(seed), str(steps), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         return {"impl": impl, "seed": seed, "steps": steps, "error": lines[-1] if lines else "?"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_one(
+    impl: str,
+    seed: int,
+    steps: int,
+    memory: bool = True,
+    cg_iters: int = CG_ITERS,
+    cg_damping: float = 0.0,
+) -> dict:
+    """The timed run, then (``memory``) the profiled tensor-memory run in another subprocess."""
+    cg = ["--cg-iters", str(cg_iters), "--cg-damping", repr(cg_damping)]
+    row = _subprocess(impl, seed, steps, cg)
+    if memory and "error" not in row:
+        mem = _subprocess(impl, seed, WARMUP + MEM_WINDOW, [*cg, "--memory-pass"])
+        if "error" in mem:
+            row["memory_error"] = mem["error"]
+        else:
+            row.update({k: mem[k] for k in ("peak_tensor_mib", "retained_tensor_kib")})
+    return row
 
 
 def summarize(rows: list[dict]) -> dict[str, dict]:
@@ -350,10 +447,11 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
             "accuracy",
             "peak_rss_delta_mib",
             "rss_growth_after_warmup_mib",
+            "peak_tensor_mib",
             "sec_per_step",
             "cpu_sec_per_step",
         ):
-            vals = np.array([r[key] for r in ok], dtype=float)
+            vals = np.array([r[key] for r in ok if key in r], dtype=float)
             if len(vals):
                 s[key] = {
                     "median": float(np.median(vals)),
@@ -371,9 +469,57 @@ def _cell(s: dict, key: str, fmt: str, scale: float = 1.0) -> str:
     return f"{v['median']:{fmt}} [{v['min']:{fmt}}, {v['max']:{fmt}}]"
 
 
+PAIRS = (
+    ("darts", "metatune-darts", "betty-darts"),
+    ("darts", "metatune-darts", "betty-darts-fixed"),
+    ("neumann", "metatune-neumann", "betty-neumann"),
+    ("cg", "metatune-cg", "betty-cg"),
+)
+
+
+def _versus(summary: dict) -> list[str]:
+    """metatune vs Betty per hypergradient method: medians side by side."""
+    cols = (
+        ("accuracy", ".3f", 1.0, "higher"),
+        ("cpu_sec_per_step", ".2f", 1e3, "lower"),
+        ("peak_tensor_mib", ".0f", 1024.0, "lower"),
+        ("peak_rss_delta_mib", ".1f", 1.0, "lower"),
+    )
+    lines = [
+        "metatune vs Betty per hypergradient method (medians over seeds, metatune / Betty):",
+        "",
+        "| method | Betty row | clean test accuracy | CPU ms / outer step "
+        "| peak live tensor memory (KiB) | peak RSS growth (MiB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for method, ours, theirs in PAIRS:
+        a, b = summary.get(ours), summary.get(theirs)
+        if not a or not b or not a["n"] or not b["n"]:
+            continue
+        cells = []
+        for key, fmt, scale, _ in cols:
+            if key not in a or key not in b:
+                cells.append("n/a")
+                continue
+            x, y = a[key]["median"] * scale, b[key]["median"] * scale
+            cells.append(f"{x:{fmt}} / {y:{fmt}}")
+        lines.append(f"| {method} | {theirs} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _existing_notes(path: Path) -> str | None:
+    """The "## Notes" section of an existing mlo.md, kept when no --notes file is given."""
+    if not path.exists():
+        return None
+    text = path.read_text()
+    i = text.find("\n## Notes")
+    return text[i + 1 :] if i >= 0 else None
+
+
 def write_outputs(payload: dict, notes: str | None) -> None:
     out_dir = ROOT / "docs" / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes_text = Path(notes).read_text() if notes else _existing_notes(out_dir / "mlo.md")
     (out_dir / "mlo.json").write_text(json.dumps(payload, indent=1))
     info, args, summary = (
         payload["machine"],
@@ -399,34 +545,52 @@ def write_outputs(payload: dict, notes: str | None) -> None:
         f"{', '.join(map(str, args.seeds))}; the same data, initialization and batch order for "
         "every implementation. Approximation settings shared by metatune and Betty: darts radius "
         f"{DARTS_ALPHA}; Neumann {NEUMANN['iterations']} terms, alpha {NEUMANN['alpha']}; CG "
-        f"{CG_ITERS} iterations.",
+        f"{getattr(args, 'cg_iters', CG_ITERS)} iterations"
+        + (
+            f" (metatune damping {args.cg_damping:g})." if getattr(args, "cg_damping", 0.0) else "."
+        ),
         "",
-        "Cells: median [min, max] over seeds. Peak memory = growth of the process's peak resident "
-        "set (getrusage ru_maxrss) from just before the training loop to just after it, in MiB; "
-        "imports, data and model set-up are excluded, so it measures what the training loop "
-        "allocates beyond them (tracemalloc would miss torch's C++ allocations). With a model "
-        "this small the numbers are a few MiB and allocator-noisy; read differences under ~1 MiB "
-        "as ties.",
+        "Cells: median [min, max] over seeds. Two memory metrics: **peak live tensor memory** = "
+        "the peak, over outer steps "
+        f"{WARMUP + 1}-{WARMUP + MEM_WINDOW}, of the bytes held by live CPU tensors minus those "
+        "live when step "
+        f"{WARMUP + 1} began, in KiB, reconstructed from the allocation and free records of "
+        "torch's CPU allocator under `torch.profiler.profile(profile_memory=True)` in a separate "
+        "run of the same seed (so the profiler never enters the timed steps); it is what one "
+        "outer step allocates at its worst moment (parameters, optimizer state and data that "
+        "persist across steps are in the baseline). **Peak RSS growth** = growth of the "
+        "process's peak resident set (getrusage ru_maxrss) from just before the training loop "
+        "to just after it, in MiB, in the timed run; it is dominated by libtorch code pages "
+        "loaded on the first step (see Notes), so read differences under ~1 MiB as ties.",
         "",
-        "| implementation | clean test accuracy | peak RSS growth (MiB) | of which after warm-up "
-        "(MiB) | CPU ms / outer step | wall ms / outer step |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| implementation | clean test accuracy | CPU ms / outer step | wall ms / outer step "
+        "| peak live tensor memory (KiB) | peak RSS growth (MiB) | of which after warm-up (MiB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for impl, s in summary.items():
         if s["n"] == 0:
-            lines.append(f"| {impl} | could not run: `{s['errors'][0]}` | n/a | n/a | n/a | n/a |")
+            lines.append(
+                f"| {impl} | could not run: `{s['errors'][0]}` | n/a | n/a | n/a | n/a | n/a |"
+            )
             continue
         lines.append(
-            f"| {impl} | {_cell(s, 'accuracy', '.3f')} | {_cell(s, 'peak_rss_delta_mib', '.1f')} "
-            f"| {_cell(s, 'rss_growth_after_warmup_mib', '.2f')} "
-            f"| {_cell(s, 'cpu_sec_per_step', '.2f', 1e3)} | {_cell(s, 'sec_per_step', '.2f', 1e3)} |"
+            f"| {impl} | {_cell(s, 'accuracy', '.3f')} "
+            f"| {_cell(s, 'cpu_sec_per_step', '.2f', 1e3)} | {_cell(s, 'sec_per_step', '.2f', 1e3)} "
+            f"| {_cell(s, 'peak_tensor_mib', '.0f', 1024.0)} "
+            f"| {_cell(s, 'peak_rss_delta_mib', '.1f')} "
+            f"| {_cell(s, 'rss_growth_after_warmup_mib', '.2f')} |"
         )
     failed = [(i, s) for i, s in summary.items() if s["errors"] and s["n"] > 0]
     for impl, s in failed:
         lines.append(f"\n{impl}: {len(s['errors'])} run(s) failed: `{s['errors'][0]}`")
-    lines += ["", "![accuracy, CPU seconds per outer step, peak RSS growth](mlo.png)", ""]
-    if notes:
-        lines += [Path(notes).read_text().rstrip(), ""]
+    lines += ["", *_versus(summary)]
+    lines += [
+        "",
+        "![accuracy, CPU seconds per outer step, peak live tensor memory, peak RSS growth](mlo.png)",
+        "",
+    ]
+    if notes_text:
+        lines += [notes_text.rstrip(), ""]
     (out_dir / "mlo.md").write_text("\n".join(lines))
     plot(summary, out_dir / "mlo.png")
 
@@ -438,16 +602,23 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [k for k, s in summary.items() if s["n"] > 0]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    for ax, key, label in zip(
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharey=True)
+    for ax, key, label, scale in zip(
         axes,
-        ("accuracy", "cpu_sec_per_step", "peak_rss_delta_mib"),
-        ("clean test accuracy", "CPU seconds / outer step", "peak RSS growth (MiB)"),
+        ("accuracy", "cpu_sec_per_step", "peak_tensor_mib", "peak_rss_delta_mib"),
+        (
+            "clean test accuracy",
+            "CPU ms / outer step",
+            "peak live tensor memory (KiB)",
+            "peak RSS growth (MiB)",
+        ),
+        (1.0, 1e3, 1024.0, 1.0),
         strict=True,
     ):
-        med = [summary[n][key]["median"] for n in names]
-        lo = [summary[n][key]["median"] - summary[n][key]["min"] for n in names]
-        hi = [summary[n][key]["max"] - summary[n][key]["median"] for n in names]
+        st = {n: summary[n].get(key, {"median": 0.0, "min": 0.0, "max": 0.0}) for n in names}
+        med = [st[n]["median"] * scale for n in names]
+        lo = [(st[n]["median"] - st[n]["min"]) * scale for n in names]
+        hi = [(st[n]["max"] - st[n]["median"]) * scale for n in names]
         colors = [
             "tab:blue"
             if n.startswith("metatune")
@@ -467,6 +638,34 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def cg_study(steps: int, seeds: list[int]) -> None:
+    """Clean test accuracy of metatune-cg (and betty-cg, no damping) per CG setting, as markdown."""
+    import numpy as np
+
+    lines = [
+        "| CG iterations | damping | metatune-cg accuracy per seed | median "
+        "| betty-cg accuracy per seed | median |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for iters, damping in CG_STUDY:
+        cells = []
+        for impl in ("metatune-cg", "betty-cg"):
+            if impl == "betty-cg" and damping:
+                cells += ["n/a", "n/a"]
+                continue
+            accs = []
+            for seed in seeds:
+                r = run_one(impl, seed, steps, memory=False, cg_iters=iters, cg_damping=damping)
+                accs.append(r.get("accuracy", float("nan")))
+                print(
+                    f"{impl} iters {iters} damping {damping} seed {seed}: {accs[-1]:.4f}",
+                    flush=True,
+                )
+            cells += [", ".join(f"{a:.3f}" for a in accs), f"{np.median(accs):.3f}"]
+        lines.append(f"| {iters} | {damping:g} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
@@ -477,11 +676,24 @@ def main() -> None:
     ap.add_argument(
         "--render", action="store_true", help="rewrite mlo.md/png from docs/benchmarks/mlo.json"
     )
+    ap.add_argument("--cg-iters", type=int, default=CG_ITERS, help="CG iterations (both)")
+    ap.add_argument("--cg-damping", type=float, default=0.0, help="metatune-cg damping")
+    ap.add_argument(
+        "--cg-study",
+        action="store_true",
+        help="print accuracies of metatune-cg and betty-cg over CG_STUDY settings; writes nothing",
+    )
+    ap.add_argument("--no-memory", action="store_true", help="skip the profiled memory runs")
     ap.add_argument("--worker", nargs=3, metavar=("IMPL", "SEED", "STEPS"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         impl, seed, steps = args.worker
-        print(json.dumps(worker(impl, int(seed), int(steps))))
+        row = worker(impl, int(seed), int(steps), args.memory_pass, args.cg_iters, args.cg_damping)
+        print(json.dumps(row))
+        return
+    if args.cg_study:
+        cg_study(args.steps, args.seeds)
         return
     if args.render:
         payload = json.loads((ROOT / "docs" / "benchmarks" / "mlo.json").read_text())
@@ -491,7 +703,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for impl in args.impls:
-            r = run_one(impl, seed, args.steps)
+            r = run_one(impl, seed, args.steps, not args.no_memory, args.cg_iters, args.cg_damping)
             rows.append(r)
             if "error" in r:
                 print(f"{impl:18s} seed {seed}: ERROR {r['error']}", flush=True)
@@ -499,7 +711,8 @@ def main() -> None:
                 print(
                     f"{impl:18s} seed {seed}: acc {r['accuracy']:.4f}  "
                     f"rss +{r['peak_rss_delta_mib']:.1f} MiB  {r['cpu_sec_per_step'] * 1e3:.2f} "
-                    f"cpu-ms/step  {r['sec_per_step'] * 1e3:.2f} ms/step",
+                    f"cpu-ms/step  {r['sec_per_step'] * 1e3:.2f} ms/step  "
+                    f"tensor peak {r.get('peak_tensor_mib', float('nan')):.3f} MiB",
                     flush=True,
                 )
     summary = summarize(rows)
@@ -520,4 +733,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    single_thread_env()
     main()

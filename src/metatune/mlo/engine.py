@@ -320,7 +320,7 @@ class Engine:
             direct, grads = self._gradients(problem, loss, start, create_graph=True)
         else:
             loss = problem._loss(batch)
-            _, grads = self._gradients(problem, loss, params)
+            grads = self._gradients(problem, loss, params)[1]
         problem._count += 1
         if problem._count % self.config.log_step == 0:
             self._log(problem, float(loss.detach()))
@@ -329,6 +329,9 @@ class Engine:
             if acc != 1:
                 g = g / acc
             p.grad = g if p.grad is None else p.grad + g
+        # .grad holds them now; drop the locals so that neither they nor the loss outlive the
+        # optimizer step into the upper steps triggered below (peak memory)
+        grads = g = loss = None
         if problem._count % acc != 0:
             return
         self._optimizer_step(problem, params)

@@ -43,6 +43,7 @@ def cg(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any]) ->
     p = list(b)
     rs = dot(r, r)
     b_norm = float(rs) ** 0.5
+    hp: list[Tensor] = []
     for _ in range(iterations):
         if float(rs) ** 0.5 <= tol * max(b_norm, 1e-30):
             break
@@ -56,5 +57,6 @@ def cg(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any]) ->
         rs_new = dot(r, r)
         p = [ri + (rs_new / rs) * pi for ri, pi in zip(r, p, strict=True)]
         rs = rs_new
+    del r, p, b, hp  # not needed by the last product: lower peak memory
     cross = grad(g, upper.trainable_parameters(), x)
     return [-c for c in cross]

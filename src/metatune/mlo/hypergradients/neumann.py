@@ -25,9 +25,12 @@ def neumann(vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any
     g = grad(lower._loss(lower._last_batch), params, create_graph=True)
     cur = [v.detach() for v in vector]
     total = list(cur)
+    hv: list[Tensor] = []
     for _ in range(iterations):
         hv = grad(g, params, cur, retain_graph=True)
         cur = [c - alpha * h for c, h in zip(cur, hv, strict=True)]
         total = [t + c for t, c in zip(total, cur, strict=True)]
-    cross = grad(g, upper.trainable_parameters(), [alpha * t for t in total])
+    scaled = [alpha * t for t in total]
+    del total, cur, hv  # not needed by the last product: lower peak memory
+    cross = grad(g, upper.trainable_parameters(), scaled)
     return [-c for c in cross]

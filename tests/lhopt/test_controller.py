@@ -53,12 +53,15 @@ def test_policy_round_trips_through_save_and_load(tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def test_mismatched_policy_and_missing_default_are_clear_errors():
+def test_mismatched_policy_and_missing_default_are_clear_errors(monkeypatch, tmp_path):
     _, _, _, opt = _task()
     wrong = Policy(PolicyConfig(obs_size=observation_size(6) + 1, n_choices=[7, 3, 3, 3, 3, 5]))
     with pytest.raises(ValueError, match="policy expects observations"):
         Controller(opt, total_steps=100, policy=wrong)
-    with pytest.raises(FileNotFoundError, match="no pretrained policy"):
+    monkeypatch.setattr(
+        "metatune.lhopt.controller.default_policy_path", lambda: tmp_path / "gone.pt"
+    )
+    with pytest.raises(FileNotFoundError, match="shipped policy file is missing"):
         Controller(opt, total_steps=100)
     with pytest.raises(ValueError, match="total_steps"):
         Controller(opt, total_steps=0, policy=Policy(Controller.policy_config()))

@@ -52,8 +52,8 @@ def _resolve_policy(policy: str | Path | Policy) -> Policy:
         path = default_policy_path()
         if not path.exists():
             raise FileNotFoundError(
-                "no pretrained policy is shipped in this version of metatune yet; pass a Policy "
-                "or a file written by Policy.save (meta-training is not available yet)"
+                f"the shipped policy file is missing from this installation ({path}); reinstall "
+                "metatune, or pass a Policy or a file written by `metatune lhopt train`"
             )
         return Policy.load(path)
     return Policy.load(policy)

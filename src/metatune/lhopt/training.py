@@ -8,6 +8,7 @@ baseline's best validation loss at step t, else -log(its best loss / baseline's 
 clipped to [-3, 3]. Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from
 a fixed pool and T from a grid so that baselines are computed once and cached. Progress and
 checkpoints go to a folder; training resumes from it, and may be extended to more iterations.
+Every 20 iterations a snapshot of the policy goes to `snapshots/policy-NNNNN.pt` there.
 """
 
 from __future__ import annotations
@@ -314,6 +315,8 @@ def _iterate(
     )
     tmp.replace(ckpt)
     policy.save(out / "policy.pt")
+    if (it + 1) % 20 == 0:  # snapshots, to pick an iteration by training reward afterwards
+        policy.save(out / "snapshots" / f"policy-{it + 1:05d}.pt")
     (out / "log.json").write_text(json.dumps(log, indent=1))
     if progress is not None:
         progress(it + 1, stats)

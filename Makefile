@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench lhopt-policy clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,18 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-# benchmarks/mlo.py needs betty-ml (see the bench-betty extra) and benchmarks/lhopt.py a trained
-# policy (--policy FILE); run those by hand.
+# benchmarks/mlo.py needs betty-ml (see the bench-betty extra); run it by hand.
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/synthetic.py --check
 	$(PY) benchmarks/pipelines.py
+	$(PY) benchmarks/lhopt.py --seeds 5
+
+# Re-creates the shipped lhopt policy (deterministic on CPU; --workers does not change the result).
+LHOPT_ITERATIONS ?= 420
+lhopt-policy: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-default \
+		--iterations $(LHOPT_ITERATIONS) --max-steps 400 --workers 2
+	cp metatune-runs/lhopt-default/policy.pt src/metatune/lhopt/policies/default.pt
 
 clean:
 	rm -rf $(VENV) .pytest_cache metatune-runs

@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="recovery check: policy and constant AdamW both started at this x default lr",
     )
-    ap.add_argument("--notes", default="", help="a Markdown file appended as the Notes section")
+    ap.add_argument(
+        "--notes",
+        default="",
+        help="a Markdown file for the Notes section (default: keep the existing page's Notes)",
+    )
     args = ap.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(tasks) - set(HELD_OUT))
@@ -300,8 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{cell(start)} |"
         )
     lines += ["", "![validation loss: best AdamW grid cell vs policy](lhopt.png)"]
-    if args.notes:
-        lines += ["", "## Notes", "", Path(args.notes).read_text().strip()]
+    notes = Path(args.notes).read_text().strip() if args.notes else ""
+    previous = out / "lhopt.md"
+    if not notes and previous.exists() and "\n## Notes\n" in previous.read_text():
+        notes = previous.read_text().split("\n## Notes\n", 1)[1].strip()  # keep them on re-runs
+    if notes:
+        lines += ["", "## Notes", "", notes]
     (out / "lhopt.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib

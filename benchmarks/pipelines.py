@@ -271,6 +271,16 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         if "eeipu" in per and "ei" in per:
             ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
             lines += ["", f"EEIPU / EI candidates (medians): {ratio:.2f}x."]
+        capped = sorted(
+            f"{r['method']} seed {r['seed']}"
+            for r in data["runs"]
+            if r.get("benchmark") == b and r.get("budget_exhausted") is False
+        )
+        if capped:  # real pipelines: a run can stop at its trial cap with budget left
+            lines += [
+                "",
+                f"Stopped by the trial cap before spending the budget: {', '.join(capped)}.",
+            ]
         lines += ["", f"![{b}](pipelines_{b}.png)", ""]
     errors = [r for r in data["runs"] if r.get("error")]
     if errors:

@@ -40,6 +40,11 @@ def test_benchmark_runner_spends_its_budget_with_a_fresh_cache():
     assert rec["n_trials"] >= 1 and len(rec["costs"]) == rec["n_trials"]
     assert rec["costs"][-1] >= 1.0 or rec["n_trials"] > 1
     assert rec["reused_stages"][0] == 0  # nothing cached at the start of a run
-    assert math.isfinite(rec["best"])
+    assert math.isfinite(rec["best"]) and rec["budget_exhausted"]
     with pytest.raises(ValueError, match="unknown pipeline"):
         run_ml_pipeline("audio", "random", seed=0, budget=1.0)
+    # a run that cannot spend its budget is cut by max_trials, and says so
+    capped = run_ml_pipeline("vision", "random", seed=0, budget=1e9, max_trials=2)
+    assert capped["n_trials"] == 2 and not capped["budget_exhausted"]
+    with pytest.raises(ValueError, match="max_trials"):
+        run_ml_pipeline("vision", "random", seed=0, budget=1.0, max_trials=0)

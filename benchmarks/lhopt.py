@@ -35,6 +35,7 @@ torch.set_num_threads(1)
 from metatune.lhopt import Controller, Policy  # noqa: E402
 from metatune.lhopt.controller import default_policy_path  # noqa: E402
 from metatune.lhopt.tasks import TrainingTask  # noqa: E402
+from metatune.lhopt.training import best_loss  # noqa: E402
 
 LRS = (0.1, 0.3, 1.0, 3.0, 10.0)  # x the task's default learning rate
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -145,11 +146,6 @@ def policy_run(
     opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr * lr_mult)
     ctl = Controller(opt, steps, policy=policy, seed=seed)
     return task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val))
-
-
-def best_loss(curve: list[tuple[int, float]]) -> float:
-    """Lowest validation loss of a run (what early stopping keeps)."""
-    return min((v for _, v in curve if math.isfinite(v)), default=math.inf)
 
 
 def first_reach(curve: list[tuple[int, float]], target: float) -> int | None:

@@ -1,12 +1,11 @@
 """The pretrained policy shipped inside the package."""
 
-import math
-
 import torch
 
 from metatune.lhopt import Controller
 from metatune.lhopt.controller import default_policy_path
 from metatune.lhopt.tasks import TASK_FAMILIES
+from metatune.lhopt.training import best_loss
 
 
 def test_the_default_policy_ships_and_fits_the_controller():
@@ -23,22 +22,18 @@ def test_the_default_policy_ships_and_fits_the_controller():
     assert len(ctl.history) == 8  # at least 8 policy steps by default: every 100 // 8 = 12 steps
 
 
-def _best(curve):
-    return min((v for _, v in curve if math.isfinite(v)), default=math.inf)
-
-
 def test_controller_recovers_from_a_learning_rate_far_too_high():
     """300x the default lr: plain AdamW ends worse than where it started, the controller learns."""
     mult, steps = 300.0, 300
     task = TASK_FAMILIES["char-lm"](100)
     start = task.val_loss()
     plain_opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr * mult)
-    plain = _best(task.run(plain_opt, steps))
+    plain = best_loss(task.run(plain_opt, steps))
 
     task = TASK_FAMILIES["char-lm"](100)
     opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr * mult)
     ctl = Controller(opt, total_steps=steps)
-    ours = _best(task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val)))
+    ours = best_loss(task.run(opt, steps, on_step=lambda t, loss, val: ctl.step(loss, val)))
     assert plain > 0.9 * start  # the high lr really breaks plain training
     assert ours < 0.7 * start and ours < 0.6 * plain
     assert opt.param_groups[0]["lr"] < 0.2 * task.default_lr * mult  # the policy cut the lr

@@ -31,6 +31,7 @@ __all__ = [
     "MetaTrainConfig",
     "EpisodeSpec",
     "draw_episode",
+    "best_loss",
     "speedup_reward",
     "run_episode",
     "meta_train",
@@ -77,6 +78,11 @@ class MetaTrainConfig:
             raise ValueError("iterations and episodes_per_iteration must be positive")
 
 
+def best_loss(curve: list[tuple[int, float]]) -> float:
+    """Lowest finite validation loss of a run (what early stopping keeps); inf if none."""
+    return min((v for _, v in curve if math.isfinite(v)), default=math.inf)
+
+
 def speedup_reward(
     baseline: list[tuple[int, float]], run: list[tuple[int, float]], steps: int
 ) -> float:
@@ -85,11 +91,11 @@ def speedup_reward(
     Best, not last: on a task that overfits, the baseline's last loss is reached early on the way
     down, which would reward a policy for nothing; best-so-far is what early stopping keeps.
     """
-    target = min((v for _, v in baseline if math.isfinite(v)), default=math.inf)
+    target = best_loss(baseline)
     for t, v in run:
         if math.isfinite(v) and v <= target:
             return float(min(math.log(steps / t), 3.0))
-    best = min((v for _, v in run if math.isfinite(v)), default=math.inf)
+    best = best_loss(run)
     if not math.isfinite(best) or best <= 0 or not 0 < target < math.inf:
         return -3.0
     return float(max(-math.log(best / target), -3.0))
@@ -116,7 +122,7 @@ def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
             opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
             hook = _cosine(opt, task.default_lr, steps) if cosine else None
             curves.append(task.run(opt, steps, on_step=hook))
-        _BASELINES[key] = min(curves, key=lambda c: min(v for _, v in c))
+        _BASELINES[key] = min(curves, key=best_loss)
     return _BASELINES[key]
 
 

@@ -15,7 +15,8 @@ Gradient clipping runs inside `optimizer.step()` through a pre-hook.
 A divergence guard sits outside the learned policy (on by default, off during meta-training):
 at every policy step it keeps an in-memory copy of the best state so far, and when the mean
 training loss since the last policy step is non-finite or (for positive losses) above
-`guard_factor` times the first one, it restores that copy and divides every learning rate by 10 before the policy acts.
+`guard_factor` times the first one, it restores that copy and divides every learning rate by 10
+before the policy acts.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Two lines in any training loop::
 
-    ctl = Controller(optimizer, total_steps=10_000, policy=policy)
+    ctl = Controller(optimizer, total_steps=10_000)  # policy="default": the shipped one
     ...
     optimizer.step()
     ctl.step(loss=loss.item(), val_loss=val_loss_or_None)

@@ -47,9 +47,10 @@ from _common import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("eeipu", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
+METHODS = ("eeipu", "eeipu-paper", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
 COLORS = {
     "eeipu": "tab:red",
+    "eeipu-paper": "tab:pink",
     "ei": "tab:blue",
     "eips": "tab:orange",
     "carbo": "tab:green",
@@ -58,6 +59,7 @@ COLORS = {
     "random": "tab:gray",
 }
 N_WARMUP = 10
+ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left (see run_ml_pipeline)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
     def run(method: str, seed: int, budget: float) -> dict[str, Any]:
         from metatune.benchmarks.ml_pipelines import run_ml_pipeline
 
-        return run_ml_pipeline(pipeline, method, seed, budget, n_warmup=N_WARMUP)
+        return run_ml_pipeline(
+            pipeline, method, seed, budget, n_warmup=N_WARMUP, max_trials=ML_MAX_TRIALS
+        )
 
     return run
 
@@ -137,7 +141,13 @@ BENCHMARKS.update(ML_BENCHMARKS)
 DEFAULT_BENCHMARKS = ("branin-hartmann-ackley", "hartmann-levy")
 
 
-def _init_worker() -> None:
+def _set_max_trials(n: int) -> None:
+    global ML_MAX_TRIALS
+    ML_MAX_TRIALS = n
+
+
+def _init_worker(max_trials: int = ML_MAX_TRIALS) -> None:
+    _set_max_trials(max_trials)
     single_thread_torch()
     import botorch.test_functions  # noqa: F401
 
@@ -166,8 +176,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for r in runs:
         if r.get("error"):
             continue
-        out.setdefault(r["benchmark"], {}).setdefault(r["method"], {"n": [], "best": [], "w": []})
+        out.setdefault(r["benchmark"], {}).setdefault(
+            r["method"], {"n": [], "best": [], "w": [], "reuse": []}
+        )
         d = out[r["benchmark"]][r["method"]]
+        after = r.get("reused_stages", [])[r.get("n_warmup", N_WARMUP) :]
+        d["reuse"].append(sum(1 for k in after if k > 0) / len(after) if after else 0.0)
         d["n"].append(r["n_trials"])
         d["best"].append(r["best"])
         d["w"].append(r["wall_seconds"])
@@ -183,6 +197,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                 "best_median": float(np.median(best)),
                 "best_q": [float(np.percentile(best, 25)), float(np.percentile(best, 75))],
                 "wall_median": float(np.median(d["w"])),
+                "reuse_median": float(np.median(d["reuse"])),
             }
     return stats
 
@@ -234,30 +249,48 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         f"Machine: {meta['machine']}  ",
         f"Wall time: {meta['wall_minutes']:.1f} min with {meta['workers']} worker processes",
         "",
+    ]
+    for part in meta.get("merged", []):
+        lines += [
+            f"Merged from an earlier run ({', '.join(part['benchmarks'])}): "
+            f"`{part['command']}`, {part['date']}, {part['wall_minutes']:.1f} min with "
+            f"{part['workers']} worker processes.",
+            "",
+        ]
+    lines += [
         f"Setup: {meta['seeds']} seeds (0..{meta['seeds'] - 1}) per (benchmark, method); every "
         f"method starts with the same {N_WARMUP} Sobol warm-up points for a seed, then asks "
         "until the cost budget is spent (the trial that crosses it still counts). Methods are "
-        "`metatune.Study(optimizer=...)`: `eeipu`, `ei` (cost-blind LogEI, the `gp` model), `eips`, "
+        "`metatune.Study(optimizer=...)`: `eeipu` (metatune's: the cache saving is not cooled, "
+        "and a trial's cost includes the tuner's measured time when costs are wall seconds), "
+        "`eeipu-paper` (EEIPU as published: the whole cost term cooled), `ei` (cost-blind LogEI, "
+        "the `gp` model), `eips`, "
         "`carbo`, `ms-carbo`, `ms-bo` (last stage only, on top of the best earlier stages) and "
         "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
-        "ran is cached, and a cached stage costs epsilon = 0.1. Single-threaded runs.",
+        "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
+        "charged their stages' wall seconds (a cache hit costs its load time) with a fresh cache "
+        f"per run, and stop at {ML_MAX_TRIALS} trials even with budget left. Single-threaded runs.",
         "",
         "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
-        "best objective found (minimized); median and [25%, 75%] quartiles over seeds.",
+        "best objective found (minimized); median and [25%, 75%] quartiles over seeds; reuse = "
+        "share of the trials after warm-up that took at least one stage from the cache (median).",
         "",
     ]
     if meta.get("note"):
         lines += [f"Note: {meta['note']}", ""]
     for b, per in stats.items():
         bench = BENCHMARKS[b]
-        opt = next((r.get("optimal_value") for r in data["runs"] if r.get("benchmark") == b), None)
+        bruns = [r for r in data["runs"] if r.get("benchmark") == b]
+        opt = next((r.get("optimal_value") for r in bruns), None)
+        budget = next((r["budget"] for r in bruns if "budget" in r), bench.budget)
         lines += [
-            f"## {b} (budget {bench.budget:g} cost units)",
+            f"## {b} (budget {budget:g} cost units)",
             "",
             f"{bench.description}; optimum {fmt_num(opt) if opt is not None else 'n/a'}.",
             "",
-            "| method | candidates (median) | [q25, q75] | best objective (median) | [q25, q75] | s/run | runs |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| method | candidates (median) | [q25, q75] | best objective (median) | [q25, q75] "
+            "| reuse | s/run | runs |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for m in METHODS:
             if m not in per:
@@ -266,11 +299,23 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
             lines.append(
                 f"| {m} | {s['n_median']:g} | [{s['n_q'][0]:g}, {s['n_q'][1]:g}] | "
                 f"{fmt_num(s['best_median'])} | [{fmt_num(s['best_q'][0])}, "
-                f"{fmt_num(s['best_q'][1])}] | {s['wall_median']:.0f} | {s['runs']} |"
+                f"{fmt_num(s['best_q'][1])}] | {100 * s['reuse_median']:.0f}% | "
+                f"{s['wall_median']:.0f} | {s['runs']} |"
             )
         if "eeipu" in per and "ei" in per:
             ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
-            lines += ["", f"EEIPU / EI candidates (medians): {ratio:.2f}x."]
+            others = {m: v["best_median"] for m, v in per.items() if m not in ("eeipu",)}
+            beaten = sorted(m for m, v in others.items() if v < per["eeipu"]["best_median"])
+            verdict = (
+                "at least as good as every other method's"
+                if not beaten
+                else f"worse than {', '.join(beaten)}"
+            )
+            lines += [
+                "",
+                f"EEIPU / EI candidates (medians): {ratio:.2f}x. EEIPU's median best objective is "
+                f"{verdict}.",
+            ]
         capped = sorted(
             f"{r['method']} seed {r['seed']}"
             for r in data["runs"]
@@ -306,7 +351,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     ap.add_argument("--note", default="", help="a line added to the Markdown")
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="pipelines.json files of earlier runs whose other benchmarks go on the same page",
+    )
+    ap.add_argument(
+        "--max-trials",
+        type=int,
+        default=ML_MAX_TRIALS,
+        help="real pipelines: stop a run at this many trials even with budget left",
+    )
     args = ap.parse_args(argv)
+    if args.max_trials < 1:
+        ap.error(f"--max-trials must be at least 1, got {args.max_trials}")
+    _set_max_trials(args.max_trials)
     benches = [b for b in args.benchmarks.split(",") if b]
     methods = [m for m in args.methods.split(",") if m]
     for b in benches:
@@ -316,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bm = BENCHMARKS[b]
         BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
     # Slow jobs first so the pool stays balanced.
-    order = {"eeipu": 0, "ms-carbo": 1, "ms-bo": 2, "carbo": 3, "eips": 4, "ei": 5, "random": 6}
+    order = {"eeipu": 0, "eeipu-paper": 0, "ms-bo": 1, "ms-carbo": 1, "carbo": 3, "eips": 4}
     jobs = sorted(
         [(b, m, s) for b in benches for m in methods for s in range(args.seeds)],
         key=lambda j: (order.get(j[1], 9), j[2]),
@@ -324,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        args.workers, mp_context=ctx, initializer=_init_worker, initargs=(args.max_trials,)
+    ) as pool:
         futs = [pool.submit(run_job, b, m, s, BENCHMARKS[b].budget) for b, m, s in jobs]
         for i, fut in enumerate(as_completed(futs), 1):
             r = fut.result()
@@ -351,6 +414,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": runs,
     }
+    for path in args.merge:
+        old = json.loads(Path(path).read_text())
+        keep = [r for r in old["runs"] if r.get("benchmark") not in benches]
+        if not keep:
+            continue
+        names = sorted({r["benchmark"] for r in keep})
+        part = {k: old["meta"][k] for k in ("command", "date", "wall_minutes", "workers")}
+        data["meta"].setdefault("merged", []).append({**part, "benchmarks": names})
+        runs += keep
+        for b in names:
+            plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
     stats = summarize(runs)
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in benches:

@@ -360,7 +360,9 @@ class Study:
 
     def _run_one(self, objective: Objective, extra: dict[str, Any] | None = None) -> Trial:
         """Ask, run `objective` (a plain objective, or a Pipeline's `run`), tell."""
+        start = time.perf_counter()
         trial = self.ask(extra=extra)
+        ask_seconds = time.perf_counter() - start
         try:
             with self._keepalive(trial):
                 result = objective(dict(trial.params))
@@ -369,10 +371,10 @@ class Study:
             raise
         except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self._tell_once(trial, error=exc)
-        attrs = None
+            return self._tell_once(trial, error=exc, system_attrs={"ask_seconds": ask_seconds})
+        attrs: dict[str, Any] = {"ask_seconds": ask_seconds}  # the tuner's own time
         if isinstance(result, PipelineRun):  # per-stage records go with the trial
-            attrs = result.system_attrs
+            attrs.update(result.system_attrs)
             if result.error is not None:
                 log.warning("trial %d failed: %s", trial.number, result.error)
                 message = f"{result.error}\n{_describe_error(result.error.original)}"

@@ -13,7 +13,14 @@ from metatune.benchmarks.pipelines import (
     run_synthetic,
 )
 from metatune.optimizers import available_optimizers, make_optimizer
-from metatune.optimizers.cost_aware import cooling_eta, log_expected_inverse_cost
+from metatune.optimizers.cost_aware import (
+    _CostTerm,
+    _LogCostModel,
+    cooling_eta,
+    log_expected_inverse_cost,
+    measured_overhead,
+)
+from metatune.trial import Trial, TrialState
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -170,3 +177,56 @@ def test_bad_options_are_rejected():
         make_optimizer("eeipu", {"n_cost_samples": 2})
     with pytest.raises(ValueError, match="logei"):
         make_optimizer("eips", {"acquisition": "ucb"})
+    with pytest.raises(ValueError, match="trial_overhead"):
+        make_optimizer("eeipu", {"trial_overhead": -1.0})
+    with pytest.raises(ValueError, match="trial_overhead"):
+        make_optimizer("eeipu", {"trial_overhead": "fast"})
+
+
+def test_a_trial_overhead_bounds_how_cheap_a_cached_trial_looks():
+    z = torch.zeros(4, 2, dtype=torch.float64)  # known costs: E[1/C] = 1/C exactly
+    mu = torch.tensor([[math.log(0.01), math.log(0.02)]], dtype=torch.float64)
+    sigma = torch.zeros(1, 2, dtype=torch.float64)
+    assert float(log_expected_inverse_cost(mu, sigma, z)) == pytest.approx(-math.log(0.03))
+    with_overhead = float(log_expected_inverse_cost(mu, sigma, z, overhead=0.5))
+    assert with_overhead == pytest.approx(-math.log(0.53))
+
+
+def _constant_cost_term(memo_cooling, eta):
+    cols = np.zeros(0, dtype=int)
+    models = [_LogCostModel(cols, None, math.log(c), 0.0) for c in (8.0, 2.0)]
+    z = torch.zeros(8, 2, dtype=torch.float64)
+    return _CostTerm(models, eta, math.log(0.1), z, memo_cooling=memo_cooling)
+
+
+def test_memo_cooling_off_keeps_the_cache_saving_as_eta_falls():
+    X = torch.zeros(1, 3, dtype=torch.float64)
+    fresh, saving = -math.log(10.0), math.log(10.0) - math.log(2.1)
+    for eta in (1.0, 0.5, 0.0):
+        paper = _constant_cost_term(True, eta)
+        ours = _constant_cost_term(False, eta)
+        assert float(paper(X, 0)) == pytest.approx(eta * fresh)
+        assert float(ours(X, 0)) == pytest.approx(eta * fresh)
+        assert float(paper(X, 1)) == pytest.approx(eta * (fresh + saving))
+        assert float(ours(X, 1)) == pytest.approx(eta * fresh + saving)
+
+
+def _trial(number, stages, ask):
+    return Trial(
+        number=number,
+        state=TrialState.COMPLETE,
+        params={},
+        value=1.0,
+        system_attrs={"stages": stages, "cost": 1.0, "ask_seconds": ask},
+    )
+
+
+def test_measured_overhead_only_for_wall_second_costs():
+    wall = [{"name": "a", "cost": 2.0, "seconds": 2.0, "cache_hit": False}]
+    hit = [{"name": "a", "cost": 0.01, "seconds": 0.01, "cache_hit": True}]
+    trials = [_trial(i, wall if i % 2 else hit, 0.1 * (i + 1)) for i in range(5)]
+    assert measured_overhead(trials) == pytest.approx(0.3)
+    assert measured_overhead(trials, window=2) == pytest.approx(0.45)
+    reported = [{"name": "a", "cost": 30.0, "seconds": 2.0, "cache_hit": False}]
+    assert measured_overhead([_trial(0, reported, 0.5)]) == 0.0  # e.g. GPU-seconds, simulated
+    assert measured_overhead([]) == 0.0

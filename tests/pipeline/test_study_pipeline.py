@@ -72,6 +72,8 @@ def test_stage_records_and_context_for_the_optimizer(tmp_path):
         {"name": "eval", "cost": 1.0, "cache_hit": False, "seconds": first.stages[2]["seconds"]},
     ]
     assert first.cost == first.system_attrs["cost"] == 9.0
+    for t in trials:  # the tuner's own time goes with every trial
+        assert 0.0 <= t.system_attrs["ask_seconds"] < 60.0
     assert "w" in first.user_attrs  # extra metrics of the last stage
     for t in later:  # the optimizer reused the cached two-stage prefix
         assert [s["cache_hit"] for s in t.stages] == [True, True, False]

@@ -68,6 +68,7 @@ _REGISTRY: dict[str, type[Optimizer] | str] = {
     "carbo": "metatune.optimizers.cost_aware:CArBOOptimizer",
     "ms-carbo": "metatune.optimizers.cost_aware:MSCArBOOptimizer",
     "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
+    "eeipu-paper": "metatune.optimizers.eeipu:EEIPUPaperOptimizer",
     "ms-bo": "metatune.optimizers.eeipu:MSBOOptimizer",
 }
 

@@ -68,16 +68,19 @@ def cooling_eta(total: float | None, spent: float, spent_at_warmup: float) -> fl
 
 
 def log_expected_inverse_cost(
-    mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor
+    mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, overhead: float = 0.0
 ) -> torch.Tensor:
-    """log E[1 / sum_k c_k] for independent log-normal stage costs, by (quasi-)Monte-Carlo.
+    """log E[1 / (overhead + sum_k c_k)] for independent log-normal stage costs, by quasi-MC.
 
     mu, sigma: (n, K) mean and standard deviation of log c_k (sigma 0 for a known cost, e.g. the
-    epsilon of a cached stage); z: (N, K) standard normal samples shared by all n candidates.
-    Returns (n,). Everything stays in log space: log C = logsumexp_k(log c_k), and
-    log E[1/C] = logsumexp_s(-log C_s) - log N.
+    epsilon of a cached stage); z: (N, K) standard normal samples shared by all n candidates;
+    overhead: a known cost every trial pays on top of its stages. Returns (n,). Everything stays
+    in log space: log C = logsumexp_k(log c_k), and log E[1/C] = logsumexp_s(-log C_s) - log N.
     """
     logc = mu.unsqueeze(1) + sigma.unsqueeze(1) * z.unsqueeze(0)  # (n, N, K)
+    if overhead > 0:
+        fixed = torch.full((*logc.shape[:-1], 1), math.log(overhead), dtype=logc.dtype)
+        logc = torch.cat([logc, fixed], dim=-1)
     log_total = torch.logsumexp(logc, dim=-1)  # (n, N)
     return torch.logsumexp(-log_total, dim=-1) - math.log(z.shape[0])
 
@@ -147,6 +150,26 @@ def _spent_at_warmup(history: Sequence[Trial], done: list[Trial], n_warmup: int)
     return float(sum(_trial_cost(t) or 0.0 for t in history if t.number <= last))
 
 
+def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
+    """Median optimizer time per trial over the latest `window` trials that recorded it, when
+    the stage costs are wall seconds (every fresh stage's cost equals its seconds); else 0."""
+    recent = sorted(trials, key=lambda t: t.number)[-window:]
+    asks = []
+    for t in recent:
+        for r in _stage_records(t):
+            if r.get("cache_hit"):
+                continue
+            c, s = r.get("cost"), r.get("seconds")
+            if not isinstance(c, (int, float)) or not isinstance(s, (int, float)):
+                return 0.0
+            if abs(float(c) - float(s)) > 1e-9 * max(1.0, abs(float(s))):
+                return 0.0  # a stage reports its own cost units: seconds do not compare
+        a = t.system_attrs.get("ask_seconds") if t.system_attrs else None
+        if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
+            asks.append(float(a))
+    return float(np.median(asks)) if asks else 0.0
+
+
 # Cost models -----------------------------------------------------------------------------------
 class _LogCostModel:
     """Predicts mean and standard deviation of log cost on some columns of the model encoding."""
@@ -178,20 +201,33 @@ class _LogCostModel:
 
 @dataclass
 class _CostTerm:
-    """eta * log E[1/C(x; d)], with stages 1..d served from the cache at cost epsilon."""
+    """eta * log E[1/C(x; d)], with stages 1..d served from the cache at cost epsilon.
+
+    With ``memo_cooling`` False only the cost of running x from scratch is cooled; the saving from
+    the cache, log E[1/C(x; d)] - log E[1/C(x; 0)], is added at full weight.
+    """
 
     models: list[_LogCostModel]
     eta: float
     log_eps: float
     z: torch.Tensor
+    overhead: float = 0.0
+    memo_cooling: bool = True
 
-    def __call__(self, X: torch.Tensor, depth: int = 0) -> torch.Tensor:
+    def _log_inverse(self, X: torch.Tensor, depth: int) -> torch.Tensor:
         n, K = X.shape[0], len(self.models)
         mu = torch.full((n, K), self.log_eps, dtype=X.dtype)
         sigma = torch.zeros((n, K), dtype=X.dtype)
         for k in range(min(depth, K), K):
             mu[:, k], sigma[:, k] = self.models[k].predict(X)
-        return self.eta * log_expected_inverse_cost(mu, sigma, self.z.to(X.dtype))
+        return log_expected_inverse_cost(mu, sigma, self.z.to(X.dtype), self.overhead)
+
+    def __call__(self, X: torch.Tensor, depth: int = 0) -> torch.Tensor:
+        v = self._log_inverse(X, depth)
+        if self.memo_cooling or depth == 0:
+            return self.eta * v
+        fresh = self._log_inverse(X, 0)
+        return self.eta * fresh + (v - fresh)
 
 
 # Optimizers ------------------------------------------------------------------------------------
@@ -217,6 +253,14 @@ class CostAwareOptimizer(GPOptimizer):
         n_top: best completed trials whose cached prefixes enter the prefix pool.
         prefix_candidates: Sobol candidates scored first when a prefix is fixed.
         n_refine: searches refined per suggestion (the free one and the best-screened prefixes).
+        trial_overhead: a cost every trial pays however much is cached (the tuner's own time,
+            loading, bookkeeping), added to the candidate's cost in E[1/C] so that a nearly free
+            cached trial does not look nearly infinitely cheap. "auto": the median optimizer time
+            of the latest trials (``system_attrs["ask_seconds"]``) when costs are wall seconds,
+            else 0. A number is taken in the pipeline's cost units.
+        memo_cooling: cool the saving from cached stages with eta, as the paper does (True), or
+            cool only the cost of running the candidate from scratch and keep the cache saving
+            at full weight (False): the saving is not a property of a cheap region of the space.
         gp_options: passed to the `gp` optimizer (objective model and acquisition search).
     """
 
@@ -232,6 +276,8 @@ class CostAwareOptimizer(GPOptimizer):
         n_top: int = 5,
         prefix_candidates: int = 256,
         n_refine: int = 3,
+        trial_overhead: float | str = "auto",
+        memo_cooling: bool = True,
         n_startup_trials: int | None = DEFAULT_WARMUP,
         **gp_options: Any,
     ) -> None:
@@ -260,6 +306,20 @@ class CostAwareOptimizer(GPOptimizer):
         if not (isinstance(n_refine, int) and n_refine >= 1):
             raise ValueError(f"n_refine must be a positive integer, got {n_refine!r}")
         self.n_refine = n_refine
+        if not (
+            trial_overhead == "auto"
+            or (
+                isinstance(trial_overhead, (int, float))
+                and not isinstance(trial_overhead, bool)
+                and math.isfinite(trial_overhead)
+                and trial_overhead >= 0
+            )
+        ):
+            raise ValueError(
+                f"trial_overhead must be 'auto' or a non-negative number, got {trial_overhead!r}"
+            )
+        self.trial_overhead = trial_overhead
+        self.memo_cooling = bool(memo_cooling)
         self._cost_warm: dict[Any, dict[str, torch.Tensor]] = {}
         self.last_eta: float | None = None  # for inspection: eta used by the latest suggestion
 
@@ -380,7 +440,7 @@ class CostAwareOptimizer(GPOptimizer):
         if self.cooling:
             b0 = _spent_at_warmup(history, done, self._startup(space))
             eta = cooling_eta(info.budget_total, info.budget_spent, b0)
-        if eta <= 0:
+        if eta <= 0 and (self.memo_cooling or not self.memoize):
             return None
         if self.cost_model == "stages":
             if not info.stages:
@@ -393,7 +453,19 @@ class CostAwareOptimizer(GPOptimizer):
         z = draw_sobol_normal_samples(
             d=len(models), n=self.n_cost_samples, seed=len(done) % (2**31)
         ).to(torch.float64)
-        return _CostTerm(models=models, eta=eta, log_eps=math.log(self._epsilon(done, info)), z=z)
+        return _CostTerm(
+            models=models,
+            eta=eta,
+            log_eps=math.log(self._epsilon(done, info)),
+            z=z,
+            overhead=self._overhead(done),
+            memo_cooling=self.memo_cooling,
+        )
+
+    def _overhead(self, done: list[Trial]) -> float:
+        if self.trial_overhead != "auto":
+            return float(self.trial_overhead)
+        return measured_overhead(done)
 
     def _epsilon(self, done: list[Trial], info: _PipelineInfo) -> float:
         if self.epsilon is not None:

@@ -365,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="real pipelines: stop a run at this many trials even with budget left",
     )
     args = ap.parse_args(argv)
+    if not args.benchmarks and not args.merge:
+        ap.error("nothing to do: give --benchmarks, or --benchmarks '' with --merge")
     if args.max_trials < 1:
         ap.error(f"--max-trials must be at least 1, got {args.max_trials}")
     _set_max_trials(args.max_trials)
@@ -425,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs += keep
         for b in names:
             plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
+    if not benches and runs:  # only merged runs: the page renders what they hold
+        data["meta"]["seeds"] = len({r["seed"] for r in runs})
     stats = summarize(runs)
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in benches:

@@ -356,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="JSON",
-        help="pipelines.json files of earlier runs whose other benchmarks go on the same page",
+        help="pipelines.json files of earlier runs: their (benchmark, method) pairs that this run "
+        "does not repeat go on the same page",
     )
     ap.add_argument(
         "--max-trials",
@@ -418,12 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for path in args.merge:
         old = json.loads(Path(path).read_text())
-        keep = [r for r in old["runs"] if r.get("benchmark") not in benches]
+        have = {(r["benchmark"], r["method"]) for r in runs}
+        keep = [r for r in old["runs"] if (r.get("benchmark"), r.get("method")) not in have]
         if not keep:
             continue
         names = sorted({r["benchmark"] for r in keep})
         part = {k: old["meta"][k] for k in ("command", "date", "wall_minutes", "workers")}
-        data["meta"].setdefault("merged", []).append({**part, "benchmarks": names})
+        which = sorted({f"{r['benchmark']} {r['method']}" for r in keep})
+        data["meta"].setdefault("merged", []).append({**part, "benchmarks": which})
         runs += keep
         for b in names:
             plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")

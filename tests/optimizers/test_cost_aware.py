@@ -230,3 +230,43 @@ def test_measured_overhead_only_for_wall_second_costs():
     reported = [{"name": "a", "cost": 30.0, "seconds": 2.0, "cache_hit": False}]
     assert measured_overhead([_trial(0, reported, 0.5)]) == 0.0  # e.g. GPU-seconds, simulated
     assert measured_overhead([]) == 0.0
+
+
+def test_prefix_cost_inputs_see_what_an_earlier_stage_chose():
+    """Stage b's cost grows with stage a's parameter (e.g. more augmented copies): only a cost GP
+    that sees the prefix's parameters can tell the cheap candidates from the dear ones."""
+    from metatune.optimizers.cost_aware import _PipelineInfo
+
+    space = Space({"a.copies": Float(0.0, 1.0), "b.lr": Float(0.0, 1.0)})
+    info = _PipelineInfo(stages=[("a", ["a.copies"]), ("b", ["b.lr"])])
+    rng = np.random.default_rng(0)
+    trials = []
+    for i in range(16):
+        p = {"a.copies": float(rng.uniform()), "b.lr": float(rng.uniform())}
+        stages = [
+            {"name": "a", "cost": 0.1, "cache_hit": False, "seconds": 0.1},
+            {"name": "b", "cost": float(np.exp(3 * p["a.copies"])), "cache_hit": False},
+        ]
+        trials.append(
+            Trial(
+                number=i,
+                state=TrialState.COMPLETE,
+                params=p,
+                value=1.0,
+                system_attrs={"stages": stages, "cost": 0.1 + stages[1]["cost"]},
+            )
+        )
+    X = torch.tensor(
+        np.stack([space.encode({"a.copies": c, "b.lr": 0.5}) for c in (0.1, 0.9)]),
+        dtype=torch.float64,
+    )
+    gaps = {}
+    for inputs in ("own", "prefix"):
+        opt = make_optimizer("eeipu", {"cost_inputs": inputs})
+        stage_b = opt._stage_models(space, trials, info)[1]
+        mean, _ = stage_b.predict(X)
+        gaps[inputs] = float(mean[1] - mean[0])  # true: 3 * 0.8 = 2.4 in log cost
+    assert gaps["prefix"] == pytest.approx(2.4, abs=0.3)
+    assert abs(gaps["own"]) < 0.5
+    with pytest.raises(ValueError, match="cost_inputs"):
+        make_optimizer("eeipu", {"cost_inputs": "all"})

@@ -258,6 +258,9 @@ class CostAwareOptimizer(GPOptimizer):
             cached trial does not look nearly infinitely cheap. "auto": the median optimizer time
             of the latest trials (``system_attrs["ask_seconds"]``) when costs are wall seconds,
             else 0. A number is taken in the pipeline's cost units.
+        cost_inputs: what a stage's cost GP sees: "own" (that stage's parameters, as in the
+            paper) or "prefix" (that stage's and every earlier stage's: a training phase costs
+            more on a larger augmented data set, which an earlier stage chose).
         memo_cooling: cool the saving from cached stages with eta, as the paper does (True), or
             cool only the cost of running the candidate from scratch and keep the cache saving
             at full weight (False): the saving is not a property of a cheap region of the space.
@@ -277,6 +280,7 @@ class CostAwareOptimizer(GPOptimizer):
         prefix_candidates: int = 256,
         n_refine: int = 3,
         trial_overhead: float | str = "auto",
+        cost_inputs: str = "own",
         memo_cooling: bool = True,
         n_startup_trials: int | None = DEFAULT_WARMUP,
         **gp_options: Any,
@@ -319,6 +323,9 @@ class CostAwareOptimizer(GPOptimizer):
                 f"trial_overhead must be 'auto' or a non-negative number, got {trial_overhead!r}"
             )
         self.trial_overhead = trial_overhead
+        if cost_inputs not in ("own", "prefix"):
+            raise ValueError(f"cost_inputs must be 'own' or 'prefix', got {cost_inputs!r}")
+        self.cost_inputs = cost_inputs
         self.memo_cooling = bool(memo_cooling)
         self._cost_warm: dict[Any, dict[str, torch.Tensor]] = {}
         self.last_eta: float | None = None  # for inspection: eta used by the latest suggestion
@@ -521,7 +528,9 @@ class CostAwareOptimizer(GPOptimizer):
             return None
         all_y = [y for _, ys in data for y in ys]
         models = []
-        for k, (_, params) in enumerate(info.stages):
+        for k in range(info.n_stages):
+            upto = info.stages[: k + 1] if self.cost_inputs == "prefix" else info.stages[k : k + 1]
+            params = [p for _, names in upto for p in names]
             cols = (
                 np.concatenate(
                     [np.arange(space.slice_of(p).start, space.slice_of(p).stop) for p in params]

@@ -13,6 +13,9 @@ Where metatune departs from the paper (`eeipu-paper` keeps the paper's form):
   there to stop a cost-aware search from settling in cheap but poor regions; a cached prefix is
   cheap because it already ran, not because of where it lies, so its saving is not cooled away.
   On the synthetic benchmarks this evaluated more candidates and found better optima.
+* a stage's cost GP sees the parameters of that stage and every earlier one (``cost_inputs``):
+  a training phase's cost depends on the data an earlier stage produced (its size, its
+  resolution), which a GP on the phase's own parameters cannot see.
 * every candidate's cost includes a per-trial overhead (``trial_overhead``: by default the
   tuner's own measured time when costs are wall seconds), so a trial that only re-runs a nearly
   free last stage is not taken for a nearly free improvement.
@@ -47,6 +50,7 @@ class EEIPUOptimizer(CostAwareOptimizer):
         options.setdefault("cooling", True)
         options.setdefault("memoize", True)
         options.setdefault("memo_cooling", False)
+        options.setdefault("cost_inputs", "prefix")
         super().__init__(**options)
 
     def _prefix_pool(
@@ -78,6 +82,7 @@ class EEIPUPaperOptimizer(EEIPUOptimizer):
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("memo_cooling", True)
+        options.setdefault("cost_inputs", "own")
         super().__init__(**options)
 
 

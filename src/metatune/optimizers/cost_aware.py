@@ -255,9 +255,11 @@ class CostAwareOptimizer(GPOptimizer):
         n_refine: searches refined per suggestion (the free one and the best-screened prefixes).
         trial_overhead: a cost every trial pays however much is cached (the tuner's own time,
             loading, bookkeeping), added to the candidate's cost in E[1/C] so that a nearly free
-            cached trial does not look nearly infinitely cheap. "auto": the median optimizer time
-            of the latest trials (``system_attrs["ask_seconds"]``) when costs are wall seconds,
-            else 0. A number is taken in the pipeline's cost units.
+            cached trial does not look nearly infinitely cheap. A number, in the pipeline's cost
+            units; the default 0 matches a budget that counts stage costs only (GPU time, not
+            the tuner's CPU). "auto": the median optimizer time of the latest trials
+            (``system_attrs["ask_seconds"]``) when costs are wall seconds, else 0; use it when
+            the budget is wall time and stages are as quick as the tuner.
         cost_inputs: what a stage's cost GP sees: "own" (that stage's parameters, as in the
             paper) or "prefix" (that stage's and every earlier stage's: a training phase costs
             more on a larger augmented data set, which an earlier stage chose).
@@ -279,7 +281,7 @@ class CostAwareOptimizer(GPOptimizer):
         n_top: int = 5,
         prefix_candidates: int = 256,
         n_refine: int = 3,
-        trial_overhead: float | str = "auto",
+        trial_overhead: float | str = 0.0,
         cost_inputs: str = "own",
         memo_cooling: bool = True,
         n_startup_trials: int | None = DEFAULT_WARMUP,

@@ -16,9 +16,9 @@ Where metatune departs from the paper (`eeipu-paper` keeps the paper's form):
 * a stage's cost GP sees the parameters of that stage and every earlier one (``cost_inputs``):
   a training phase's cost depends on the data an earlier stage produced (its size, its
   resolution), which a GP on the phase's own parameters cannot see.
-* every candidate's cost includes a per-trial overhead (``trial_overhead``: by default the
-  tuner's own measured time when costs are wall seconds), so a trial that only re-runs a nearly
-  free last stage is not taken for a nearly free improvement.
+A per-trial overhead (``trial_overhead``; "auto" measures the tuner's own time) can be added to
+every candidate's cost, for budgets in wall time where re-running a nearly free last stage is not
+a nearly free trial. It is 0 by default: the budget counts stage costs, as in the paper.
 """
 
 from __future__ import annotations

@@ -252,8 +252,13 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         "",
     ]
     for part in meta.get("merged", []):
+        grouped: dict[str, list[str]] = {}
+        for pair in part["benchmarks"]:
+            bench_name, _, method = pair.partition(" ")
+            grouped.setdefault(bench_name, []).append(method)
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in grouped.items())
         lines += [
-            f"Merged from an earlier run ({', '.join(part['benchmarks'])}): "
+            f"Merged from an earlier run ({what}): "
             f"`{part['command']}`, {part['date']}, {part['wall_minutes']:.1f} min with "
             f"{part['workers']} worker processes.",
             "",
@@ -427,7 +432,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = sorted({r["benchmark"] for r in keep})
         part = {k: old["meta"][k] for k in ("command", "date", "wall_minutes", "workers")}
         which = sorted({f"{r['benchmark']} {r['method']}" for r in keep})
-        data["meta"].setdefault("merged", []).append({**part, "benchmarks": which})
+        parts = data["meta"].setdefault("merged", [])
+        earlier: set[str] = set()
+        for nested in old["meta"].get("merged", []):  # the parts that file itself merged
+            inner = [w for w in nested["benchmarks"] if w in which]
+            earlier.update(inner)
+            if inner:
+                parts.append({**nested, "benchmarks": inner})
+        own = [w for w in which if w not in earlier]
+        if own:
+            parts.append({**part, "benchmarks": own})
         runs += keep
         for b in names:
             plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")

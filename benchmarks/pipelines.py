@@ -47,10 +47,10 @@ from _common import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("eeipu", "eeipu-paper", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
+METHODS = ("eeipu", "eeipu-memo", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
 COLORS = {
     "eeipu": "tab:red",
-    "eeipu-paper": "tab:pink",
+    "eeipu-memo": "tab:pink",
     "ei": "tab:blue",
     "eips": "tab:orange",
     "carbo": "tab:green",
@@ -59,7 +59,7 @@ COLORS = {
     "random": "tab:gray",
 }
 N_WARMUP = 10
-BASELINES = ("ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")  # eeipu-paper is an ablation
+BASELINES = ("ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")  # eeipu-memo is our variant
 ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left (see run_ml_pipeline)
 
 
@@ -267,10 +267,9 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         f"Setup: {meta['seeds']} seeds (0..{meta['seeds'] - 1}) per (benchmark, method); every "
         f"method starts with the same {N_WARMUP} Sobol warm-up points for a seed, then asks "
         "until the cost budget is spent (the trial that crosses it still counts). Methods are "
-        "`metatune.Study(optimizer=...)`: `eeipu` (metatune's: the cache saving is not cooled, "
-        "and stage cost models see the earlier stages' parameters), "
-        "`eeipu-paper` (EEIPU as published: the whole cost term cooled), `ei` (cost-blind LogEI, "
-        "the `gp` model), `eips`, "
+        "`metatune.Study(optimizer=...)`: `eeipu` (as published), `eeipu-memo` (metatune's "
+        "variant: the cache saving is not cooled and stage cost models see the earlier stages' "
+        "parameters), `ei` (cost-blind LogEI, the `gp` model), `eips`, "
         "`carbo`, `ms-carbo`, `ms-bo` (last stage only, on top of the best earlier stages) and "
         "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
         "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
@@ -386,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bm = BENCHMARKS[b]
         BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
     # Slow jobs first so the pool stays balanced.
-    order = {"eeipu": 0, "eeipu-paper": 0, "ms-bo": 1, "ms-carbo": 1, "carbo": 3, "eips": 4}
+    order = {"eeipu": 0, "eeipu-memo": 0, "ms-bo": 1, "ms-carbo": 1, "carbo": 3, "eips": 4}
     jobs = sorted(
         [(b, m, s) for b in benches for m in methods for s in range(args.seeds)],
         key=lambda j: (order.get(j[1], 9), j[2]),

@@ -68,7 +68,7 @@ _REGISTRY: dict[str, type[Optimizer] | str] = {
     "carbo": "metatune.optimizers.cost_aware:CArBOOptimizer",
     "ms-carbo": "metatune.optimizers.cost_aware:MSCArBOOptimizer",
     "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
-    "eeipu-paper": "metatune.optimizers.eeipu:EEIPUPaperOptimizer",
+    "eeipu-memo": "metatune.optimizers.eeipu:EEIPUMemoOptimizer",
     "ms-bo": "metatune.optimizers.eeipu:MSBOOptimizer",
 }
 

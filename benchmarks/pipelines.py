@@ -248,7 +248,9 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         f"Command: `{meta['command']}`  ",
         f"Date: {meta['date']}  ",
         f"Machine: {meta['machine']}  ",
-        f"Wall time: {meta['wall_minutes']:.1f} min with {meta['workers']} worker processes",
+        f"Wall time: {meta['wall_minutes']:.1f} min with {meta['workers']} worker processes"
+        if not meta.get("render_only")
+        else "This page was rendered from the earlier runs listed below; it ran nothing itself.",
         "",
     ]
     for part in meta.get("merged", []):
@@ -446,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
     if not benches and runs:  # only merged runs: the page renders what they hold
         data["meta"]["seeds"] = len({r["seed"] for r in runs})
+        data["meta"]["render_only"] = True
     stats = summarize(runs)
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in benches:

@@ -313,10 +313,12 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
             ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
             others = {m: v["best_median"] for m, v in per.items() if m in BASELINES}
             beaten = sorted(m for m, v in others.items() if v < per["eeipu"]["best_median"])
+            mine = per["eeipu"]["best_median"]
             verdict = (
                 "at least as good as every baseline's"
                 if not beaten
-                else f"worse than {', '.join(beaten)}'s"
+                else f"worse than {', '.join(f'{m} ({others[m]:.5g})' for m in beaten)}'s"
+                f" ({mine:.5g})"
             )
             lines += [
                 "",

@@ -211,7 +211,10 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
 
     from metatune.benchmarks.pipelines import best_at_costs
 
-    grid = np.linspace(0, bench.budget, 200)
+    mine = [r for r in runs if r["benchmark"] == bench.name and not r.get("error")]
+    budget = max((r.get("budget", bench.budget) for r in mine), default=bench.budget)
+    grid = np.linspace(0, budget, 200)
+    lowest = min((v for r in mine for v in r["best_so_far"] if np.isfinite(v)), default=0.0)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     opt = None
     for m in methods:
@@ -231,6 +234,8 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
         ax.fill_between(grid[ok], q25, q75, color=COLORS.get(m), alpha=0.12)
     if opt is not None and np.isfinite(opt):
         ax.axhline(opt, color="k", ls=":", lw=0.8, label="optimum")
+    if lowest > 0:  # losses: a log scale shows the differences near the end
+        ax.set_yscale("log")
     ax.set_xlabel(bench.cost_label)
     ax.set_ylabel("best objective so far (median, IQR)")
     ax.set_title(f"{bench.name}: best-so-far vs cost")

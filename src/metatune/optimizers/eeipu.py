@@ -14,8 +14,8 @@ the exact stored values (so the cache key matches bit for bit).
 * a stage's cost GP sees the parameters of that stage and every earlier one
   (``cost_inputs="prefix"``): a training phase costs more on the larger data set an earlier
   stage chose, which a GP on the phase's own parameters cannot see.
-In docs/benchmarks/pipelines.md it evaluates more candidates than `eeipu` on every benchmark and
-finds better optima on the synthetic ones, but worse final models on the real vision and
+In docs/benchmarks/pipelines.md it evaluates more candidates than `eeipu` on four pipelines (on
+the fifth, stacking, both stop at the trial cap) and finds better optima on the synthetic ones, but worse final models on the real vision and
 language pipelines (it spends the budget re-tuning late stages of the best runs), so the
 published form stays the default.
 

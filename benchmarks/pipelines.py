@@ -437,7 +437,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = [r for r in old["runs"] if (r.get("benchmark"), r.get("method")) not in have]
         if not keep:
             continue
-        names = sorted({r["benchmark"] for r in keep})
         part = {k: old["meta"][k] for k in ("command", "date", "wall_minutes", "workers")}
         which = sorted({f"{r['benchmark']} {r['method']}" for r in keep})
         parts = data["meta"].setdefault("merged", [])
@@ -451,15 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if own:
             parts.append({**part, "benchmarks": own})
         runs += keep
-        for b in names:
-            plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
     if not benches and runs:  # only merged runs: the page renders what they hold
         data["meta"]["seeds"] = len({r["seed"] for r in runs})
         data["meta"]["render_only"] = True
     stats = summarize(runs)
     (out / "pipelines.json").write_text(json.dumps(data))
-    for b in benches:
-        plot(runs, BENCHMARKS[b], methods, out / f"pipelines_{b}.png")
+    for b in dict.fromkeys(r["benchmark"] for r in runs):  # once each, merged ones included
+        plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
     write_markdown(data, stats, out / "pipelines.md")
     print(f"wrote {out / 'pipelines.md'} in {wall:.1f} min")
     return 1 if any(r.get("error") for r in runs) else 0

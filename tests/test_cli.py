@@ -262,6 +262,9 @@ def test_user_errors(capsys, study_db, args: list[str], code: int, fragments: li
         (["best", "--storage", "sqlite:///missing.db"], 1, ["no database at missing.db"]),
         (["studies", "--storage", "not-a-url"], 1, ["SQLAlchemy URL"]),
         (["trials"], 1, ["no database at"]),
+        (["lhopt", "train", "--baseline-lrs", "1,x"], 2, ["--baseline-lrs", "'1,x'"]),
+        (["lhopt", "train", "--baseline-lrs", "0,1"], 2, ["baseline_lrs", "[0.0, 1.0]"]),
+        (["lhopt", "train", "--init-policy", "none.pt"], 2, ["--init-policy", "none.pt"]),
     ],
 )
 def test_bad_arguments_fail_before_any_work(

@@ -753,6 +753,17 @@ def lhopt_train(
         int,
         typer.Option(help="Processes running episodes in parallel (same result as with 1)."),
     ] = 1,
+    baseline_lrs: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated multipliers of each task's default lr: the reward's baseline "
+            "is the best constant or cosine AdamW run among them (1 = the default rate only)."
+        ),
+    ] = "1",
+    init_policy: Annotated[
+        Path | None,
+        typer.Option(help="Start from this policy file (fine-tuning) instead of a fresh one."),
+    ] = None,
 ) -> None:
     """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists.
 
@@ -775,12 +786,22 @@ def lhopt_train(
     torch.set_num_threads(threads)
     chosen = [f.strip() for f in families.split(",") if f.strip()] or list(TASK_FAMILIES)
     try:
+        multipliers = [float(x) for x in baseline_lrs.split(",") if x.strip()]
+    except ValueError:
+        raise CLIError(
+            f"--baseline-lrs must be comma-separated numbers, got {baseline_lrs!r}", code=2
+        ) from None
+    if init_policy is not None and not init_policy.is_file():
+        raise CLIError(f"--init-policy: no policy file at {init_policy}", code=2)
+    try:
         config = MetaTrainConfig(
             iterations=iterations,
             episodes_per_iteration=episodes,
             families=chosen,
             seed=seed,
             max_steps=max_steps,
+            baseline_lrs=multipliers,
+            init_policy=str(init_policy) if init_policy is not None else "",
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -80,3 +81,59 @@ def test_parallel_episodes_give_the_same_policy(tmp_path):
     assert all(torch.equal(one[k], two[k]) for k in one)
     with pytest.raises(ValueError, match="workers must be"):
         meta_train(tmp_path / "three", cfg, workers=0)
+
+
+def _tiny_config(**kw):
+    base = dict(
+        iterations=1,
+        episodes_per_iteration=2,
+        min_steps=20,
+        max_steps=20,
+        min_policy_steps=2,
+        max_policy_steps=3,
+        ppo_epochs=1,
+        hidden=8,
+        steps_grid=10,
+        families=["quadratic"],
+        task_seeds=1,
+    )
+    return MetaTrainConfig(**{**base, **kw})
+
+
+def test_tuned_baseline_is_computed_once_and_kept_on_disk(tmp_path, monkeypatch):
+    from metatune.lhopt import training
+
+    calls = []
+    real = training._worker_baseline
+    monkeypatch.setattr(training, "_worker_baseline", lambda *a: calls.append(a) or real(*a))
+    cfg = _tiny_config(baseline_lrs=[3.0, 0.3, 1.0])
+    assert cfg.baseline_lrs == [0.3, 1.0, 3.0]
+    meta_train(tmp_path, cfg)
+    assert calls == [("quadratic", 0, 20, (0.3, 1.0, 3.0))]  # one task, one T: one baseline
+    stored = json.loads((tmp_path / "baselines.json").read_text())
+    assert list(stored) == ["quadratic/0/20/0.3,1,3"]
+    cfg.iterations = 2  # resuming reads the file instead of re-running the grid
+    training._BASELINES.clear()
+    meta_train(tmp_path, cfg)
+    assert len(calls) == 1
+    # the tuned target is the best of the grid, so never worse than the default rate's
+    tuned = training.best_loss(training._baseline("quadratic", 0, 20, (0.3, 1.0, 3.0)))
+    assert tuned <= training.best_loss(training._baseline("quadratic", 0, 20))
+    with pytest.raises(ValueError, match="baseline_lrs"):
+        _tiny_config(baseline_lrs=[0.0, 1.0])
+
+
+def test_init_policy_starts_from_a_trained_policy(tmp_path):
+    first = meta_train(tmp_path / "a", _tiny_config())
+    frozen = meta_train(
+        tmp_path / "b",
+        _tiny_config(init_policy=str(tmp_path / "a" / "policy.pt"), learning_rate=0.0),
+    )
+    ours, theirs = frozen.state_dict(), first.state_dict()
+    weights = [k for k in ours if not k.startswith("norm.")]
+    assert all(torch.equal(ours[k], theirs[k]) for k in weights)  # lr 0: only the norm moved
+    assert ours["norm.count"] > theirs["norm.count"]
+    with pytest.raises(ValueError, match="another policy config"):
+        meta_train(
+            tmp_path / "c", _tiny_config(init_policy=str(tmp_path / "a" / "policy.pt"), hidden=16)
+        )

@@ -2,13 +2,16 @@
 
 One episode = one training run of a sampled task for T steps with a widely randomized starting
 learning rate (x 10^U(-1.5, 2.5) around the task's default), the policy acting n times. Its
-reward compares the run's validation curve with the better of two AdamW runs at the task's
-default learning rate, constant and cosine-decayed: log(T / t) if the policy reaches the
-baseline's best validation loss at step t, else -log(its best loss / baseline's best loss);
-clipped to [-3, 3]. Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from
-a fixed pool and T from a grid so that baselines are computed once and cached. Progress and
-checkpoints go to a folder; training resumes from it, and may be extended to more iterations.
-Every 20 iterations a snapshot of the policy goes to `snapshots/policy-NNNNN.pt` there.
+reward compares the run's validation curve with the best of a small AdamW grid: constant and
+cosine-decayed, at the task's default learning rate times each of `baseline_lrs` (by default
+only 1, i.e. the default rate; a wider grid makes the target a tuned AdamW, which is what the
+policy is judged against): log(T / t) if the policy reaches the baseline's best validation loss
+at step t, else -log(its best loss / baseline's best loss); Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from a fixed pool and T
+from a grid so that baselines are computed once, in parallel, and cached in `baselines.json` in
+the output folder. Progress and checkpoints go to that folder; training resumes from it, and may
+be extended to more iterations. Every 20 iterations a snapshot of the policy goes to
+`snapshots/policy-NNNNN.pt` there. `init_policy` starts from a trained policy (fine-tuning, e.g.
+against a tuned baseline after learning the basics against the default rate).
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class MetaTrainConfig:
     hidden: int = 64
     families: list[str] = field(default_factory=lambda: list(TASK_FAMILIES))
     seed: int = 0
+    # the reward's baseline: best of constant and cosine AdamW at default lr x each of these
+    baseline_lrs: list[float] = field(default_factory=lambda: [1.0])
+    init_policy: str = ""  # a policy file to start from ("" = a fresh policy)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(TASK_FAMILIES))
@@ -76,6 +82,12 @@ class MetaTrainConfig:
             raise ValueError("need task_seeds >= 1 and 1 <= steps_grid <= max_steps")
         if self.iterations < 1 or self.episodes_per_iteration < 1:
             raise ValueError("iterations and episodes_per_iteration must be positive")
+        if not self.baseline_lrs or any(not 0 < x < math.inf for x in self.baseline_lrs):
+            raise ValueError(
+                f"baseline_lrs must be positive multipliers of the default lr, "
+                f"got {self.baseline_lrs!r}"
+            )
+        self.baseline_lrs = sorted(float(x) for x in self.baseline_lrs)
 
 
 def best_loss(curve: list[tuple[int, float]]) -> float:
@@ -101,7 +113,8 @@ def speedup_reward(
     return float(max(-math.log(best / target), -3.0))
 
 
-_BASELINES: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
+Curve = list[tuple[int, float]]
+_BASELINES: dict[tuple[str, int, int, tuple[float, ...]], Curve] = {}
 
 
 def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., None]:
@@ -112,18 +125,58 @@ def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., 
     return on_step
 
 
-def _baseline(family: str, seed: int, steps: int) -> list[tuple[int, float]]:
-    """Validation curve of the better (by best loss) of constant and cosine AdamW runs."""
-    key = (family, seed, steps)
+def _baseline(
+    family: str, seed: int, steps: int, lrs: tuple[float, ...] = (1.0,)
+) -> list[tuple[int, float]]:
+    """Validation curve of the best (by best loss) of constant and cosine AdamW runs at the
+    task's default learning rate times each of `lrs`."""
+    key = (family, seed, steps, tuple(lrs))
     if key not in _BASELINES:
         curves = []
-        for cosine in (False, True):
-            task = TASK_FAMILIES[family](seed)
-            opt = torch.optim.AdamW(task.model.parameters(), lr=task.default_lr)
-            hook = _cosine(opt, task.default_lr, steps) if cosine else None
-            curves.append(task.run(opt, steps, on_step=hook))
+        for mult in lrs:
+            for cosine in (False, True):
+                task = TASK_FAMILIES[family](seed)
+                lr = float(min(task.default_lr * mult, 1.0))
+                opt = torch.optim.AdamW(task.model.parameters(), lr=lr)
+                hook = _cosine(opt, lr, steps) if cosine else None
+                curves.append(task.run(opt, steps, on_step=hook))
         _BASELINES[key] = min(curves, key=best_loss)
     return _BASELINES[key]
+
+
+def _baseline_key(spec: EpisodeSpec, lrs: list[float]) -> str:
+    return f"{spec.family}/{spec.seed}/{spec.steps}/" + ",".join(f"{x:g}" for x in lrs)
+
+
+def _worker_baseline(family: str, seed: int, steps: int, lrs: tuple[float, ...]) -> Curve:
+    return _baseline(family, seed, steps, lrs)
+
+
+def _baselines_for(
+    specs: list[EpisodeSpec], config: MetaTrainConfig, out: Path, pool: Any
+) -> list[Curve]:
+    """The baseline curve of every episode: from `out/baselines.json`, else computed (in the
+    pool when there is one) and added to it."""
+    path = out / "baselines.json"
+    stored: dict[str, Curve] = {}
+    if path.exists():
+        stored = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
+    keys = [_baseline_key(s, config.baseline_lrs) for s in specs]
+    missing = sorted({(k, s.family, s.seed, s.steps) for k, s in zip(keys, specs, strict=True)})
+    missing = [m for m in missing if m[0] not in stored]
+    if missing:
+        lrs = tuple(config.baseline_lrs)
+        args = [(f, seed, steps, lrs) for _, f, seed, steps in missing]
+        curves = (
+            pool.starmap(_worker_baseline, args)
+            if pool is not None
+            else [_worker_baseline(*a) for a in args]
+        )
+        stored.update({m[0]: c for m, c in zip(missing, curves, strict=True)})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored))
+        tmp.replace(path)
+    return [stored[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -152,9 +205,19 @@ def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSp
     return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)))
 
 
-def run_episode(policy: Policy, spec: EpisodeSpec, greedy: bool = False) -> dict[str, Any]:
-    """One training run under the policy; returns its steps (for PPO) and reward."""
-    baseline = _baseline(spec.family, spec.seed, spec.steps)
+def run_episode(
+    policy: Policy,
+    spec: EpisodeSpec,
+    greedy: bool = False,
+    baseline: list[tuple[int, float]] | None = None,
+) -> dict[str, Any]:
+    """One training run under the policy; returns its steps (for PPO) and reward.
+
+    `baseline` is the validation curve the reward compares with; by default, the better of
+    constant and cosine AdamW at the task's default learning rate.
+    """
+    if baseline is None:
+        baseline = _baseline(spec.family, spec.seed, spec.steps)
     task = TASK_FAMILIES[spec.family](spec.seed)
     lr = task.default_lr * 10**spec.lr_exponent
     opt = torch.optim.AdamW(task.model.parameters(), lr=float(min(lr, 1.0)))
@@ -183,12 +246,12 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_run(blob: dict[str, Any], spec: EpisodeSpec) -> dict[str, Any]:
+def _worker_run(blob: dict[str, Any], spec: EpisodeSpec, baseline: Curve) -> dict[str, Any]:
     global _WORKER_POLICY
     if _WORKER_POLICY is None or _WORKER_POLICY.config != PolicyConfig(**blob["config"]):
         _WORKER_POLICY = Policy(PolicyConfig(**blob["config"]))
     _WORKER_POLICY.load_state_dict(blob["state_dict"])
-    return run_episode(_WORKER_POLICY.eval(), spec)
+    return run_episode(_WORKER_POLICY.eval(), spec, baseline=baseline)
 
 
 def _ppo_update(
@@ -263,9 +326,19 @@ def meta_train(
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     ckpt = out / "checkpoint.pt"
     start, log = 0, []
+    if config.init_policy and not ckpt.exists():
+        init = Policy.load(config.init_policy)
+        if init.config != policy.config:
+            raise ValueError(
+                f"init_policy {config.init_policy} has another policy config "
+                f"({init.config}); expected {policy.config}"
+            )
+        policy.load_state_dict(init.state_dict())
     if ckpt.exists():
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
         theirs, ours = dict(blob["config"]), asdict(config)
+        for name, default in asdict(MetaTrainConfig()).items():  # fields added since
+            theirs.setdefault(name, default)
         theirs.pop("iterations"), ours.pop("iterations")
         if theirs != ours:  # only the number of iterations may change (to train longer)
             raise ValueError(f"{ckpt} was written with another config; use another folder")
@@ -281,11 +354,17 @@ def meta_train(
         for it in range(start, config.iterations):
             rng = np.random.default_rng([config.seed, it])
             specs = [draw_episode(rng, config) for _ in range(config.episodes_per_iteration)]
+            baselines = _baselines_for(specs, config, out, pool)
             if pool is None:
-                episodes = [run_episode(policy, spec) for spec in specs]
+                episodes = [
+                    run_episode(policy, spec, baseline=b)
+                    for spec, b in zip(specs, baselines, strict=True)
+                ]
             else:
                 blob = {"config": asdict(policy.config), "state_dict": policy.state_dict()}
-                episodes = pool.starmap(_worker_run, [(blob, spec) for spec in specs])
+                episodes = pool.starmap(
+                    _worker_run, [(blob, s, b) for s, b in zip(specs, baselines, strict=True)]
+                )
             _iterate(policy, opt, episodes, config, it, log, out, progress)
     finally:
         if pool is not None:

@@ -328,3 +328,36 @@ def test_stage_signatures_are_checked_at_construction():
         Pipeline([Stage("a", needs_two, {"lr": Float(0, 1)})], cache=False)
     Pipeline([Stage("a", needs_two, {"lr": Float(0, 1)})], input=3, cache=False)
     Pipeline([Stage("a", lambda *a, **k: 0, {"lr": Float(0, 1)})], cache=False)
+
+
+def _stage_module(tmp_path, name: str, helper_body: str):
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(
+        "def inner(x):\n"
+        f"    {helper_body}\n"
+        "\n"
+        "def helper(x):\n"
+        "    return inner(x)\n"
+        "\n"
+        "def unrelated():\n"
+        "    return 0\n"
+        "\n"
+        "def train(x):\n"
+        "    return [helper(v) for v in (x,)][0]\n"
+    )
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_source_hash_follows_same_module_helpers(tmp_path):
+    # a stage that calls a helper (here through a comprehension and a second helper) must get a
+    # new cache key when that helper's code changes, and keep it when nothing it uses changed
+    a = _stage_module(tmp_path, "stages_a", "return x + 1")
+    b = _stage_module(tmp_path, "stages_b", "return x + 2")
+    same = _stage_module(tmp_path, "stages_c", "return x + 1")
+    ids = [Stage("s", m.train, {"x": Float(0, 1)}).code_id for m in (a, b, same)]
+    assert ids[0] != ids[1] and ids[0] == ids[2]

@@ -50,9 +50,58 @@ class StageError(RuntimeError):
         self.original = exc
 
 
+def _referenced_helpers(target: Any, limit: int = 64) -> list[Any]:
+    """Functions and classes of `target`'s own module that it uses by global name, directly or
+    through other such helpers (and closures): a changed helper must change the stage's key.
+
+    Only the stage's own module is followed; library code is identified by its version, not here.
+    """
+    module = getattr(target, "__module__", None)
+    seen: dict[int, Any] = {}
+    todo = [target]
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        funcs = [obj] if inspect.isroutine(obj) else []
+        if inspect.isclass(obj):
+            funcs = [v for v in vars(obj).values() if inspect.isfunction(v)]
+        for fn in funcs:
+            fn = inspect.unwrap(fn)
+            code = getattr(fn, "__code__", None)
+            if code is None:
+                continue
+            names: set[str] = set()
+            codes = [code]
+            while codes:  # nested functions, comprehensions and lambdas too
+                c = codes.pop()
+                names.update(c.co_names)
+                codes += [k for k in c.co_consts if inspect.iscode(k)]
+            scope = getattr(fn, "__globals__", {})
+            found = [scope[n] for n in sorted(names) if n in scope]
+            found += [cell.cell_contents for cell in (fn.__closure__ or ()) if _filled(cell)]
+            for ref in found:
+                if (
+                    (inspect.isfunction(ref) or inspect.isclass(ref))
+                    and getattr(ref, "__module__", None) == module
+                    and ref is not target
+                    and id(ref) not in seen
+                ):
+                    seen[id(ref)] = ref
+                    todo.append(ref)
+    return sorted(seen.values(), key=lambda r: r.__qualname__)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
 def _code_id(fn: Any) -> str:
-    """A hash of `fn`'s source (for a partial: its function's source and its bound arguments;
-    for a callable object: its class's source), else its qualified name."""
+    """A hash of `fn`'s source and of the same-module helpers it calls (for a partial: its
+    function's, plus its bound arguments; for a callable object: its class's), else its
+    qualified name."""
     extra = ""
     if isinstance(fn, functools.partial):
         extra = repr((fn.args, sorted(fn.keywords.items())))
@@ -60,11 +109,16 @@ def _code_id(fn: Any) -> str:
     target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
     try:
         src = textwrap.dedent(inspect.getsource(target)) + extra
-        return "source:" + hashlib.sha256(src.encode()).hexdigest()
     except (OSError, TypeError):
         qual = getattr(target, "__qualname__", None) or type(target).__qualname__
         module = getattr(target, "__module__", None) or type(target).__module__
         return f"name:{module}.{qual}" + (f":{extra}" if extra else "")
+    for helper in _referenced_helpers(target):
+        try:
+            src += f"\n# {helper.__qualname__}\n" + textwrap.dedent(inspect.getsource(helper))
+        except (OSError, TypeError):
+            src += f"\n# {helper.__qualname__} (no source)"
+    return "source:" + hashlib.sha256(src.encode()).hexdigest()
 
 
 class Stage:
@@ -72,8 +126,10 @@ class Stage:
 
     `params` maps this stage's local parameter names to Float / Int / Categorical; in the
     pipeline's space they are called ``"<stage>.<param>"``. `version` identifies the code for the
-    cache: change it to invalidate stored outputs. Without it the hash of the function's source is
-    used (falling back to its qualified name), which does not see changes in helpers it calls.
+    cache: change it to invalidate stored outputs. Without it the hash of the function's source,
+    and of the functions and classes of its own module that it calls, is used (falling back to
+    its qualified name); changes in other modules (libraries, your own imported packages) are
+    not seen, so give a version when those matter.
     `serializer` is "auto" (torch.save for tensors and modules, else pickle), "pickle", "torch"
     or an object with ``name``, ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``.
     """

@@ -180,6 +180,19 @@ class Study:
         return cost_spent(self.trials)
 
     @property
+    def budget(self) -> float | None:
+        """The cost budget of the latest `optimize(pipeline, budget=...)`, as recorded with its
+        trials (so it survives restarts and is shared by workers); None if never given."""
+        return _recorded_budget(self.trials)
+
+    @property
+    def budget_left(self) -> float | None:
+        """`budget` minus `cost_spent` (never below 0); None without a recorded budget."""
+        trials = self.trials
+        budget = _recorded_budget(trials)
+        return None if budget is None else max(budget - cost_spent(trials), 0.0)
+
+    @property
     def best(self) -> Trial:
         """The best completed trial (the earliest among ties)."""
         done = self.completed_trials()
@@ -286,6 +299,10 @@ class Study:
         """Run `objective(params)` on asked trials until `n_trials`, `timeout` seconds, or (for a
         Pipeline) until the cost spent by the study's finished trials reaches `budget`.
 
+        The budget is recorded with every trial it governs (`study.budget`, `study.budget_left`),
+        so `optimize(pipeline)` with no budget, n_trials or timeout resumes a budgeted study to
+        the end of its recorded budget.
+
         An objective that raises or returns NaN/inf fails its trial, and the study goes on.
         Ctrl-C fails the running trial with "interrupted", keeps every finished one, and
         re-raises KeyboardInterrupt. For a Pipeline, each ask tells the optimizer the stage
@@ -309,6 +326,15 @@ class Study:
                     "budget (a total cost) needs a Pipeline objective, whose stages record costs; "
                     "use n_trials or timeout for a plain objective"
                 )
+        if (
+            pipeline is not None
+            and budget is None
+            and n_trials is None
+            and timeout is None
+            and self.budget is not None
+        ):
+            budget = self.budget  # resume to the recorded budget, as the study was started
+            log.info("study %r: resuming with its recorded cost budget %g", self.name, budget)
         if pipeline is not None and pipeline.space != self.space:
             raise ValueError(
                 f"the pipeline's space {pipeline.space.to_dict()} differs from study "
@@ -345,7 +371,9 @@ class Study:
                         log.info("study %r: cost budget %g spent", self.name, budget)
                         break
                     extra = pipeline.suggest_context(trials, self.direction, budget)
-                    finished = self._run_one(pipeline.run, extra)
+                    finished = self._run_one(
+                        pipeline.run, extra, {"budget": budget} if budget is not None else None
+                    )
                 else:
                     finished = self._run_one(objective)
                 done += 1
@@ -358,8 +386,14 @@ class Study:
             return contextlib.nullcontext()
         return _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
 
-    def _run_one(self, objective: Objective, extra: dict[str, Any] | None = None) -> Trial:
-        """Ask, run `objective` (a plain objective, or a Pipeline's `run`), tell."""
+    def _run_one(
+        self,
+        objective: Objective,
+        extra: dict[str, Any] | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> Trial:
+        """Ask, run `objective` (a plain objective, or a Pipeline's `run`), tell; `record` goes
+        into the trial's system_attrs whatever the outcome."""
         start = time.perf_counter()
         trial = self.ask(extra=extra)
         ask_seconds = time.perf_counter() - start
@@ -371,8 +405,10 @@ class Study:
             raise
         except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self._tell_once(trial, error=exc, system_attrs={"ask_seconds": ask_seconds})
-        attrs: dict[str, Any] = {"ask_seconds": ask_seconds}  # the tuner's own time
+            return self._tell_once(
+                trial, error=exc, system_attrs={"ask_seconds": ask_seconds, **(record or {})}
+            )
+        attrs: dict[str, Any] = {"ask_seconds": ask_seconds, **(record or {})}  # tuner's time
         if isinstance(result, PipelineRun):  # per-stage records go with the trial
             attrs.update(result.system_attrs)
             if result.error is not None:
@@ -409,6 +445,13 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
+
+
+def _recorded_budget(trials: list[Trial]) -> float | None:
+    for t in reversed(trials):
+        if t.system_attrs.get("budget") is not None:
+            return float(t.system_attrs["budget"])
+    return None
 
 
 def load_study(

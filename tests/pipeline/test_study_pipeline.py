@@ -114,8 +114,13 @@ def test_budget_stops_the_study_and_survives_resume(tmp_path):
     assert spent - study.trials[-1].cost < 25.0  # stopped right after crossing the budget
     n = len(study.trials)
 
+    assert study.budget == 25.0 and study.budget_left == 0.0
+    assert all(t.system_attrs["budget"] == 25.0 for t in study.trials)
+
     resumed = Study(name="s", storage=url, optimizer="random")
+    assert resumed.budget == 25.0  # read back from storage
     resumed.optimize(pipe, budget=25.0)  # already spent: runs nothing
+    resumed.optimize(pipe)  # nor does resuming to the recorded budget
     assert len(resumed.trials) == n
     # Values read back from SQLite are exact: their prefixes are found in the cache.
     prefixes = pipe.cached_prefixes(resumed.trials)
@@ -127,6 +132,25 @@ def test_budget_stops_the_study_and_survives_resume(tmp_path):
     n2 = len(resumed.trials)
     resumed.optimize(pipe, budget=1000.0, n_trials=2)  # n_trials still applies
     assert len(resumed.trials) == n2 + 2
+    assert resumed.budget == 1000.0
+    assert resumed.budget_left == pytest.approx(1000.0 - resumed.cost_spent)
+
+
+def test_optimize_without_a_budget_resumes_to_the_recorded_one(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    pipe = _pipeline(tmp_path, Counter())
+    study = Study(pipe, optimizer="random", storage=url, name="s", seed=0)
+    assert study.budget is None and study.budget_left is None
+    study.optimize(pipe, budget=30.0, n_trials=2)  # stopped early by n_trials
+    left = study.budget_left
+    assert 0 < left < 30.0
+    Study(name="s", storage=url, optimizer="random").optimize(pipe)  # goes on to 30
+    done = Study(name="s", storage=url, optimizer="random")
+    assert done.cost_spent >= 30.0 and done.budget_left == 0.0
+    assert done.cost_spent - done.trials[-1].cost < 30.0
+    n = len(done.trials)
+    done.optimize(pipe, n_trials=1)  # an explicit n_trials runs without the budget
+    assert len(done.trials) == n + 1 and "budget" not in done.trials[-1].system_attrs
 
 
 def test_budget_context_counts_spent_cost(tmp_path):

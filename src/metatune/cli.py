@@ -760,6 +760,13 @@ def lhopt_train(
             "is the best constant or cosine AdamW run among them (1 = the default rate only)."
         ),
     ] = "1",
+    init_scale_spread: Annotated[
+        float,
+        typer.Option(
+            help="Scale every task's initial weights by 10^U(-x, x), fixed per task seed "
+            "(0 = as built)."
+        ),
+    ] = 0.0,
     init_policy: Annotated[
         Path | None,
         typer.Option(help="Start from this policy file (fine-tuning) instead of a fresh one."),
@@ -801,6 +808,7 @@ def lhopt_train(
             seed=seed,
             max_steps=max_steps,
             baseline_lrs=multipliers,
+            init_scale_spread=init_scale_spread,
             init_policy=str(init_policy) if init_policy is not None else "",
         )
     except ValueError as exc:

@@ -109,7 +109,7 @@ def test_tuned_baseline_is_computed_once_and_kept_on_disk(tmp_path, monkeypatch)
     cfg = _tiny_config(baseline_lrs=[3.0, 0.3, 1.0])
     assert cfg.baseline_lrs == [0.3, 1.0, 3.0]
     meta_train(tmp_path, cfg)
-    assert calls == [("quadratic", 0, 20, (0.3, 1.0, 3.0))]  # one task, one T: one baseline
+    assert calls == [("quadratic", 0, 20, (0.3, 1.0, 3.0), 1.0)]  # one task, one T: one baseline
     stored = json.loads((tmp_path / "baselines.json").read_text())
     assert list(stored) == ["quadratic/0/20/0.3,1,3"]
     cfg.iterations = 2  # resuming reads the file instead of re-running the grid
@@ -137,3 +137,25 @@ def test_init_policy_starts_from_a_trained_policy(tmp_path):
         meta_train(
             tmp_path / "c", _tiny_config(init_policy=str(tmp_path / "a" / "policy.pt"), hidden=16)
         )
+
+
+def test_init_scale_is_fixed_per_task_seed_and_scales_the_weights():
+    from metatune.lhopt import training
+
+    assert training.task_init_scale(3, 0.0) == 1.0
+    scales = [training.task_init_scale(seed, 0.5) for seed in range(16)]
+    assert scales == [training.task_init_scale(seed, 0.5) for seed in range(16)]
+    assert all(10**-0.5 <= x <= 10**0.5 for x in scales) and len(set(scales)) == 16
+    plain = training.make_task("mlp-tabular", 4)
+    scaled = training.make_task("mlp-tabular", 4, init_scale=scales[4])
+    for a, b in zip(plain.model.parameters(), scaled.model.parameters(), strict=True):
+        assert torch.allclose(b, a * scales[4])
+    cfg = _tiny_config(init_scale_spread=0.5, task_seeds=4)
+    specs = [training.draw_episode(np.random.default_rng(0), cfg) for _ in range(3)]
+    assert all(s.init_scale == scales[s.seed] for s in specs)
+    # without a spread the episodes are drawn exactly as before the option existed
+    old = training.draw_episode(np.random.default_rng(1), _tiny_config(task_seeds=4))
+    assert old.init_scale == 1.0
+    assert training._baseline_key(old, [1.0]) == f"quadratic/{old.seed}/20/1"
+    with pytest.raises(ValueError, match="init_scale_spread"):
+        _tiny_config(init_scale_spread=-1.0)

@@ -11,7 +11,8 @@ from a grid so that baselines are computed once, in parallel, and cached in `bas
 the output folder. Progress and checkpoints go to that folder; training resumes from it, and may
 be extended to more iterations. Every 20 iterations a snapshot of the policy goes to
 `snapshots/policy-NNNNN.pt` there. `init_policy` starts from a trained policy (fine-tuning, e.g.
-against a tuned baseline after learning the basics against the default rate).
+against a tuned baseline after learning the basics against the default rate). With
+`init_scale_spread` every task seed also fixes a factor on the task's initial weights.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from metatune.lhopt.controller import Controller
 from metatune.lhopt.policy import Policy, PolicyConfig
-from metatune.lhopt.tasks import TASK_FAMILIES
+from metatune.lhopt.tasks import TASK_FAMILIES, TrainingTask
 
 __all__ = [
     "MetaTrainConfig",
@@ -66,6 +67,10 @@ class MetaTrainConfig:
     seed: int = 0
     # the reward's baseline: best of constant and cosine AdamW at default lr x each of these
     baseline_lrs: list[float] = field(default_factory=lambda: [1.0])
+    # every task's initial weights are scaled by 10^U(-spread, spread), fixed per task seed: the
+    # same architecture at other init scales wants other learning rates, so the policy cannot
+    # read the right rate off a feature's typical value on the training families
+    init_scale_spread: float = 0.0
     init_policy: str = ""  # a policy file to start from ("" = a fresh policy)
 
     def __post_init__(self) -> None:
@@ -88,6 +93,10 @@ class MetaTrainConfig:
                 f"got {self.baseline_lrs!r}"
             )
         self.baseline_lrs = sorted(float(x) for x in self.baseline_lrs)
+        if not 0 <= self.init_scale_spread <= 2:
+            raise ValueError(
+                f"init_scale_spread must be in [0, 2] (decades), got {self.init_scale_spread!r}"
+            )
 
 
 def best_loss(curve: list[tuple[int, float]]) -> float:
@@ -114,7 +123,7 @@ def speedup_reward(
 
 
 Curve = list[tuple[int, float]]
-_BASELINES: dict[tuple[str, int, int, tuple[float, ...]], Curve] = {}
+_BASELINES: dict[tuple[str, int, int, tuple[float, ...], float], Curve] = {}
 
 
 def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., None]:
@@ -125,17 +134,38 @@ def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., 
     return on_step
 
 
+def task_init_scale(seed: int, spread: float) -> float:
+    """The factor on a task's initial weights: 10^U(-spread, spread), a fixed function of seed."""
+    if spread <= 0:
+        return 1.0
+    return float(10 ** np.random.default_rng([seed, 7919]).uniform(-spread, spread))
+
+
+def make_task(family: str, seed: int, init_scale: float = 1.0) -> TrainingTask:
+    """The task of `family` and `seed` with its initial weights multiplied by `init_scale`."""
+    task = TASK_FAMILIES[family](seed)
+    if init_scale != 1.0:
+        with torch.no_grad():
+            for p in task.model.parameters():
+                p.mul_(init_scale)
+    return task
+
+
 def _baseline(
-    family: str, seed: int, steps: int, lrs: tuple[float, ...] = (1.0,)
+    family: str,
+    seed: int,
+    steps: int,
+    lrs: tuple[float, ...] = (1.0,),
+    init_scale: float = 1.0,
 ) -> list[tuple[int, float]]:
     """Validation curve of the best (by best loss) of constant and cosine AdamW runs at the
     task's default learning rate times each of `lrs`."""
-    key = (family, seed, steps, tuple(lrs))
+    key = (family, seed, steps, tuple(lrs), init_scale)
     if key not in _BASELINES:
         curves = []
         for mult in lrs:
             for cosine in (False, True):
-                task = TASK_FAMILIES[family](seed)
+                task = make_task(family, seed, init_scale)
                 lr = float(min(task.default_lr * mult, 1.0))
                 opt = torch.optim.AdamW(task.model.parameters(), lr=lr)
                 hook = _cosine(opt, lr, steps) if cosine else None
@@ -145,11 +175,14 @@ def _baseline(
 
 
 def _baseline_key(spec: EpisodeSpec, lrs: list[float]) -> str:
-    return f"{spec.family}/{spec.seed}/{spec.steps}/" + ",".join(f"{x:g}" for x in lrs)
+    key = f"{spec.family}/{spec.seed}/{spec.steps}/" + ",".join(f"{x:g}" for x in lrs)
+    return key + (f"/init{spec.init_scale!r}" if spec.init_scale != 1.0 else "")
 
 
-def _worker_baseline(family: str, seed: int, steps: int, lrs: tuple[float, ...]) -> Curve:
-    return _baseline(family, seed, steps, lrs)
+def _worker_baseline(
+    family: str, seed: int, steps: int, lrs: tuple[float, ...], init_scale: float = 1.0
+) -> Curve:
+    return _baseline(family, seed, steps, lrs, init_scale)
 
 
 def _baselines_for(
@@ -162,11 +195,13 @@ def _baselines_for(
     if path.exists():
         stored = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
     keys = [_baseline_key(s, config.baseline_lrs) for s in specs]
-    missing = sorted({(k, s.family, s.seed, s.steps) for k, s in zip(keys, specs, strict=True)})
+    missing = sorted(
+        {(k, s.family, s.seed, s.steps, s.init_scale) for k, s in zip(keys, specs, strict=True)}
+    )
     missing = [m for m in missing if m[0] not in stored]
     if missing:
         lrs = tuple(config.baseline_lrs)
-        args = [(f, seed, steps, lrs) for _, f, seed, steps in missing]
+        args = [(f, seed, steps, lrs, scale) for _, f, seed, steps, scale in missing]
         curves = (
             pool.starmap(_worker_baseline, args)
             if pool is not None
@@ -189,6 +224,7 @@ class EpisodeSpec:
     n_policy: int
     lr_exponent: float  # start lr = task default x 10^lr_exponent
     controller_seed: int
+    init_scale: float = 1.0  # factor on the task's initial weights
 
 
 def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSpec:
@@ -202,7 +238,8 @@ def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSp
     steps = int(rng.choice(list(grid))) if len(grid) else config.min_steps
     n_policy = int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1))
     exponent = float(rng.uniform(-config.lr_spread_down, config.lr_spread_up))
-    return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)))
+    scale = task_init_scale(seed, config.init_scale_spread)  # draws nothing from rng
+    return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)), scale)
 
 
 def run_episode(
@@ -217,8 +254,8 @@ def run_episode(
     constant and cosine AdamW at the task's default learning rate.
     """
     if baseline is None:
-        baseline = _baseline(spec.family, spec.seed, spec.steps)
-    task = TASK_FAMILIES[spec.family](spec.seed)
+        baseline = _baseline(spec.family, spec.seed, spec.steps, init_scale=spec.init_scale)
+    task = make_task(spec.family, spec.seed, spec.init_scale)
     lr = task.default_lr * 10**spec.lr_exponent
     opt = torch.optim.AdamW(task.model.parameters(), lr=float(min(lr, 1.0)))
     record: list[dict[str, Any]] = []

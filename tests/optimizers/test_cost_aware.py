@@ -270,3 +270,28 @@ def test_prefix_cost_inputs_see_what_an_earlier_stage_chose():
     assert abs(gaps["own"]) < 0.5
     with pytest.raises(ValueError, match="cost_inputs"):
         make_optimizer("eeipu", {"cost_inputs": "all"})
+
+
+def test_a_pipelines_trial_cost_shrinks_the_cache_saving():
+    """A fixed charge per trial (counted by the budget) goes into every candidate's predicted
+    cost: with stages of cost 8 and 2, reusing the first saves 8 / 2.1 without it, and only
+    (10 + 5) / (2.1 + 5) with a charge of 5; a total-cost GP already sees it in its data."""
+    from metatune.optimizers.base import SuggestContext
+    from metatune.optimizers.cost_aware import _PipelineInfo
+
+    space = Space({"a.x": Float(0.0, 1.0), "b.y": Float(0.0, 1.0)})
+    extra = {"stages": [{"name": "a", "params": ["a.x"]}, {"name": "b", "params": ["b.y"]}]}
+    context = SuggestContext(space, "minimize", seed=0, trial_number=0, extra=extra)
+    assert _PipelineInfo.from_context(context).trial_cost == 0.0
+    context.extra = {**extra, "trial_cost": 5.0}
+    info = _PipelineInfo.from_context(context)
+    assert info.trial_cost == 5.0
+    assert make_optimizer("eeipu", {})._overhead([], info) == 5.0
+    assert make_optimizer("eeipu", {"trial_overhead": 0.5})._overhead([], info) == 5.5
+    assert make_optimizer("carbo", {})._overhead([], info) == 0.0  # total-cost model
+
+    X = torch.zeros(1, 2, dtype=torch.float64)
+    for overhead, saving in ((0.0, 10.0 / 2.1), (5.0, 15.0 / 7.1)):
+        term = _constant_cost_term(True, 1.0)
+        term.overhead = overhead
+        assert float(term(X, 1) - term(X, 0)) == pytest.approx(math.log(saving))

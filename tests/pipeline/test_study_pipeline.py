@@ -226,3 +226,24 @@ def test_summarize_counts_candidates_hits_and_savings(tmp_path):
     assert s["trials_with_cache_hits"] == 2 and s["stage_cache_hits"] == 4
     assert s["stage_runs"] == 5 and s["cost_saved"] == pytest.approx(16.0)
     assert s["cost_spent"] == pytest.approx(study.cost_spent) and s["seconds_saved"] >= 0
+
+
+def test_trial_cost_is_charged_to_every_trial_and_the_budget(tmp_path):
+    calls = Counter()
+    pipe = _pipeline(tmp_path, calls)
+    charged = Pipeline(pipe.stages, cache=tmp_path / "cache2", trial_cost=4.0)
+    run = charged.run({"prep.n": 2, "train.lr": 0.1, "eval.k": 0})
+    assert run.cost == pytest.approx(5.0 + 3.0 + 1.0 + 4.0)
+    again = charged.run({"prep.n": 2, "train.lr": 0.1, "eval.k": 1})  # two stages cached
+    assert again.cache_depth == 2 and again.cost >= 4.0 + 1.0
+    assert again.system_attrs["trial_cost"] == 4.0
+    assert charged.suggest_context([], "minimize", 10.0)["trial_cost"] == 4.0
+
+    study = Study(charged, optimizer="random", seed=0)
+    study.optimize(charged, budget=60.0)
+    assert all(t.cost >= 4.0 for t in study.trials)
+    assert study.cost_spent == pytest.approx(sum(t.cost for t in study.trials))
+    assert study.cost_spent - study.trials[-1].cost < 60.0 <= study.cost_spent
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="trial_cost"):
+            Pipeline(pipe.stages, cache=False, trial_cost=bad)

@@ -92,6 +92,7 @@ class _PipelineInfo:
     budget_total: float | None = None
     budget_spent: float = 0.0
     cached: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    trial_cost: float = 0.0  # the pipeline's fixed charge per trial (in the budget too)
 
     @classmethod
     def from_context(cls, context: SuggestContext) -> _PipelineInfo:
@@ -116,6 +117,7 @@ class _PipelineInfo:
             info.budget_spent = float(budget.get("spent") or 0.0)
         for entry in extra.get("cached_prefixes") or []:
             info.cached.append((int(entry["depth"]), dict(entry["params"])))
+        info.trial_cost = float(extra.get("trial_cost") or 0.0)
         return info
 
     @property
@@ -467,14 +469,17 @@ class CostAwareOptimizer(GPOptimizer):
             eta=eta,
             log_eps=math.log(self._epsilon(done, info)),
             z=z,
-            overhead=self._overhead(done),
+            overhead=self._overhead(done, info),
             memo_cooling=self.memo_cooling,
         )
 
-    def _overhead(self, done: list[Trial]) -> float:
+    def _overhead(self, done: list[Trial], info: _PipelineInfo) -> float:
+        """Fixed cost added to every candidate: `trial_overhead`, plus the pipeline's own
+        `trial_cost` when costs are modelled per stage (a total-cost GP already sees it)."""
+        extra = info.trial_cost if self.cost_model == "stages" else 0.0
         if self.trial_overhead != "auto":
-            return float(self.trial_overhead)
-        return measured_overhead(done)
+            return float(self.trial_overhead) + extra
+        return measured_overhead(done) + extra
 
     def _epsilon(self, done: list[Trial], info: _PipelineInfo) -> float:
         if self.epsilon is not None:

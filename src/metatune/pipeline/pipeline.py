@@ -65,10 +65,11 @@ class PipelineRun:
     cache_depth: int = 0
     seconds_saved: float = 0.0
     cost_saved: float = 0.0
+    trial_cost: float = 0.0  # the pipeline's fixed charge per trial, on top of its stages
 
     @property
     def cost(self) -> float:
-        return float(sum(r.cost for r in self.stages))
+        return float(sum(r.cost for r in self.stages)) + self.trial_cost
 
     @property
     def system_attrs(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class PipelineRun:
             "cache_depth": self.cache_depth,
             "seconds_saved": float(self.seconds_saved),
             "cost_saved": float(self.cost_saved),
+            "trial_cost": float(self.trial_cost),
         }
 
 
@@ -166,6 +168,10 @@ class Pipeline:
     objective: a float, or a dict with "objective" and extra metrics. A stage may return
     `StageResult(output, cost=...)` to report its own cost instead of its wall seconds.
     Outputs of every stage but the last are cached; loading a cache trusts whoever wrote it.
+    `trial_cost` is a fixed cost charged to every trial on top of its stages (in the stages'
+    units), for what each candidate costs whatever is cached: starting a job, loading data,
+    the tuner's own time. The budget counts it, and cost-aware optimizers add it to every
+    candidate's predicted cost, so a nearly free last stage is not taken for a free trial.
     """
 
     def __init__(
@@ -174,6 +180,7 @@ class Pipeline:
         cache: str | os.PathLike[str] | Cache | None | bool = None,
         input: Any = None,
         input_fingerprint: str | None = None,
+        trial_cost: float = 0.0,
     ) -> None:
         if isinstance(stages, Stage) or not isinstance(stages, Sequence):
             raise TypeError(f"stages must be a list of Stage, got {stages!r}")
@@ -189,6 +196,14 @@ class Pipeline:
         params = {s.full_name(n): p for s in stages for n, p in s.params.items()}
         if not params:
             raise ValueError("a Pipeline needs at least one parameter in some stage")
+        if (
+            isinstance(trial_cost, bool)
+            or not isinstance(trial_cost, (int, float))
+            or not math.isfinite(trial_cost)
+            or trial_cost < 0
+        ):
+            raise ValueError(f"trial_cost must be a finite number >= 0, got {trial_cost!r}")
+        self.trial_cost = float(trial_cost)
         self.stages: list[Stage] = list(stages)
         self.space = Space(params)
 
@@ -306,7 +321,9 @@ class Pipeline:
                 seconds = time.perf_counter() - start
                 records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
                 error = StageError(stage.name, exc)
-                return PipelineRun(None, records, error, depth, saved_seconds, saved_cost)
+                return PipelineRun(
+                    None, records, error, depth, saved_seconds, saved_cost, self.trial_cost
+                )
             seconds = time.perf_counter() - start
             cost = seconds
             if isinstance(out, StageResult):
@@ -331,7 +348,7 @@ class Pipeline:
                 except Exception as exc:  # an unpicklable output, a full disk: run uncached
                     log.warning("could not cache the output of stage %r: %s", stage.name, exc)
             value = out
-        return PipelineRun(value, records, None, depth, saved_seconds, saved_cost)
+        return PipelineRun(value, records, None, depth, saved_seconds, saved_cost, self.trial_cost)
 
     def __call__(self, params: Mapping[str, Any]) -> Any:
         """Run and return the last stage's result; a failing stage raises StageError."""
@@ -385,4 +402,5 @@ class Pipeline:
                 "spent": cost_spent(trials),
             },
             "cached_prefixes": self.cached_prefixes(trials, direction),
+            "trial_cost": self.trial_cost,
         }

@@ -26,6 +26,7 @@ single_thread_env()  # before torch/numpy are imported, here and in every spawne
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -61,6 +62,7 @@ COLORS = {
 N_WARMUP = 10
 BASELINES = ("ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")  # eeipu-memo is our variant
 ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left (see run_ml_pipeline)
+ML_TRIAL_COST = 0.0  # real pipelines: a fixed cost (seconds) charged to every trial
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,13 @@ def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
         from metatune.benchmarks.ml_pipelines import run_ml_pipeline
 
         return run_ml_pipeline(
-            pipeline, method, seed, budget, n_warmup=N_WARMUP, max_trials=ML_MAX_TRIALS
+            pipeline,
+            method,
+            seed,
+            budget,
+            n_warmup=N_WARMUP,
+            max_trials=ML_MAX_TRIALS,
+            trial_cost=ML_TRIAL_COST,
         )
 
     return run
@@ -147,8 +155,10 @@ def _set_max_trials(n: int) -> None:
     ML_MAX_TRIALS = n
 
 
-def _init_worker(max_trials: int = ML_MAX_TRIALS) -> None:
+def _init_worker(max_trials: int = ML_MAX_TRIALS, trial_cost: float = 0.0) -> None:
+    global ML_TRIAL_COST
     _set_max_trials(max_trials)
+    ML_TRIAL_COST = trial_cost
     single_thread_torch()
     import botorch.test_functions  # noqa: F401
 
@@ -281,7 +291,14 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
         "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
         "charged their stages' wall seconds (a cache hit costs its load time) with a fresh cache "
-        f"per run, and stop at {ML_MAX_TRIALS} trials even with budget left. Single-threaded runs.",
+        f"per run, and stop at {ML_MAX_TRIALS} trials even with budget left. Single-threaded runs."
+        + (
+            f" Every real-pipeline trial is also charged a fixed {ML_TRIAL_COST:g} s "
+            "(`Pipeline(trial_cost=...)`), which the budget counts and the per-stage cost-aware "
+            "methods add to every candidate's cost."
+            if ML_TRIAL_COST
+            else ""
+        ),
         "",
         "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
         "best objective found (minimized); median and [25%, 75%] quartiles over seeds; reuse = "
@@ -379,7 +396,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=ML_MAX_TRIALS,
         help="real pipelines: stop a run at this many trials even with budget left",
     )
+    ap.add_argument(
+        "--trial-cost",
+        type=float,
+        default=0.0,
+        help="real pipelines: a fixed cost in seconds charged to every trial (Pipeline(trial_cost))",
+    )
     args = ap.parse_args(argv)
+    if not (args.trial_cost >= 0 and math.isfinite(args.trial_cost)):
+        ap.error(f"--trial-cost must be a finite number >= 0, got {args.trial_cost}")
+    global ML_TRIAL_COST
+    ML_TRIAL_COST = args.trial_cost
     if not args.benchmarks and not args.merge:
         ap.error("nothing to do: give --benchmarks, or --benchmarks '' with --merge")
     if args.max_trials < 1:
@@ -403,7 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        args.workers, mp_context=ctx, initializer=_init_worker, initargs=(args.max_trials,)
+        args.workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(args.max_trials, args.trial_cost),
     ) as pool:
         futs = [pool.submit(run_job, b, m, s, BENCHMARKS[b].budget) for b, m, s in jobs]
         for i, fut in enumerate(as_completed(futs), 1):

@@ -44,7 +44,8 @@ def test_benchmark_runner_spends_its_budget_with_a_fresh_cache():
     with pytest.raises(ValueError, match="unknown pipeline"):
         run_ml_pipeline("audio", "random", seed=0, budget=1.0)
     # a run that cannot spend its budget is cut by max_trials, and says so
-    capped = run_ml_pipeline("vision", "random", seed=0, budget=1e9, max_trials=2)
+    capped = run_ml_pipeline("vision", "random", seed=0, budget=1e9, max_trials=2, trial_cost=50)
     assert capped["n_trials"] == 2 and not capped["budget_exhausted"]
+    assert capped["costs"][0] >= 50 and capped["costs"][1] - capped["costs"][0] >= 50
     with pytest.raises(ValueError, match="max_trials"):
         run_ml_pipeline("vision", "random", seed=0, budget=1.0, max_trials=0)

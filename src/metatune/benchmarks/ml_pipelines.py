@@ -408,6 +408,7 @@ def run_ml_pipeline(
     n_warmup: int = 10,
     cache_dir: str | None = None,
     max_trials: int = 1000,
+    trial_cost: float = 0.0,
 ) -> dict[str, Any]:
     """Tune pipeline `name` with optimizer `method` until `budget` stage-seconds are spent.
 
@@ -419,7 +420,9 @@ def run_ml_pipeline(
     `max_trials` bounds the run: a memoizing method that keeps re-tuning a cheap last stage on a
     cached prefix spends almost no stage-seconds per trial (seen on the stacking pipeline: 0.005
     s per trial against ~0.7 s per ask), so the budget alone may take hours of wall time to run
-    out. A run stopped by the cap says so (``budget_exhausted`` False).
+    out. A run stopped by the cap says so (``budget_exhausted`` False). `trial_cost` charges
+    every trial a fixed cost on top of its stages (`Pipeline(trial_cost=...)`), which also keeps
+    such re-fits from looking free.
     """
     if not (isinstance(max_trials, int) and max_trials >= 1):
         raise ValueError(f"max_trials must be a positive integer, got {max_trials!r}")
@@ -431,6 +434,7 @@ def run_ml_pipeline(
         raise ValueError(f"unknown pipeline {name!r}; available: {sorted(ML_PIPELINES)}")
     with tempfile.TemporaryDirectory(prefix="metatune-bench-") as tmp:
         pipe = ML_PIPELINES[name](cache=cache_dir or tmp)
+        pipe.trial_cost = float(trial_cost)
         options = {} if method == "random" else {"n_startup_trials": n_warmup}
         study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
         study.optimize(pipe, n_trials=max_trials, budget=budget, show_progress=False)

@@ -93,8 +93,8 @@ def test_tuned_baseline_is_computed_once_and_kept_on_disk(tmp_path, monkeypatch)
     from metatune.lhopt import training
 
     calls = []
-    real = training._worker_baseline
-    monkeypatch.setattr(training, "_worker_baseline", lambda *a: calls.append(a) or real(*a))
+    real = training._baseline
+    monkeypatch.setattr(training, "_baseline", lambda *a: calls.append(a) or real(*a))
     cfg = _tiny_config(baseline_lrs=[3.0, 0.3, 1.0])
     assert cfg.baseline_lrs == [0.3, 1.0, 3.0]
     meta_train(tmp_path, cfg)

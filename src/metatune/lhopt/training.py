@@ -6,7 +6,8 @@ reward compares the run's validation curve with the best of a small AdamW grid: 
 cosine-decayed, at the task's default learning rate times each of `baseline_lrs` (by default
 only 1, i.e. the default rate; a wider grid makes the target a tuned AdamW, which is what the
 policy is judged against): log(T / t) if the policy reaches the baseline's best validation loss
-at step t, else -log(its best loss / baseline's best loss); Only the end of the run counts (gamma = 1), as in LHOPT. Task seeds come from a fixed pool and T
+at step t, else -log(its best loss / baseline's best loss); clipped to [-3, 3]. Only the end of
+the run counts (gamma = 1), as in LHOPT. Task seeds come from a fixed pool and T
 from a grid so that baselines are computed once, in parallel, and cached in `baselines.json` in
 the output folder. Progress and checkpoints go to that folder; training resumes from it, and may
 be extended to more iterations. Every 20 iterations a snapshot of the policy goes to
@@ -179,21 +180,21 @@ def _baseline_key(spec: EpisodeSpec, lrs: list[float]) -> str:
     return key + (f"/init{spec.init_scale!r}" if spec.init_scale != 1.0 else "")
 
 
-def _worker_baseline(
-    family: str, seed: int, steps: int, lrs: tuple[float, ...], init_scale: float = 1.0
-) -> Curve:
-    return _baseline(family, seed, steps, lrs, init_scale)
+def _load_baselines(path: Path) -> dict[str, Curve]:
+    if not path.exists():
+        return {}
+    return {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
 
 
 def _baselines_for(
-    specs: list[EpisodeSpec], config: MetaTrainConfig, out: Path, pool: Any
+    specs: list[EpisodeSpec],
+    config: MetaTrainConfig,
+    stored: dict[str, Curve],
+    path: Path,
+    pool: Any,
 ) -> list[Curve]:
-    """The baseline curve of every episode: from `out/baselines.json`, else computed (in the
-    pool when there is one) and added to it."""
-    path = out / "baselines.json"
-    stored: dict[str, Curve] = {}
-    if path.exists():
-        stored = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
+    """The baseline curve of every episode: from `stored` (loaded from `path` once per run),
+    else computed (in the pool when there is one), added to it and written to `path`."""
     keys = [_baseline_key(s, config.baseline_lrs) for s in specs]
     missing = sorted(
         {(k, s.family, s.seed, s.steps, s.init_scale) for k, s in zip(keys, specs, strict=True)}
@@ -203,9 +204,7 @@ def _baselines_for(
         lrs = tuple(config.baseline_lrs)
         args = [(f, seed, steps, lrs, scale) for _, f, seed, steps, scale in missing]
         curves = (
-            pool.starmap(_worker_baseline, args)
-            if pool is not None
-            else [_worker_baseline(*a) for a in args]
+            pool.starmap(_baseline, args) if pool is not None else [_baseline(*a) for a in args]
         )
         stored.update({m[0]: c for m, c in zip(missing, curves, strict=True)})
         tmp = path.with_suffix(".tmp")
@@ -387,11 +386,13 @@ def meta_train(
         import multiprocessing as mp
 
         pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(1,))
+    baselines_path = out / "baselines.json"
+    stored_baselines = _load_baselines(baselines_path)
     try:
         for it in range(start, config.iterations):
             rng = np.random.default_rng([config.seed, it])
             specs = [draw_episode(rng, config) for _ in range(config.episodes_per_iteration)]
-            baselines = _baselines_for(specs, config, out, pool)
+            baselines = _baselines_for(specs, config, stored_baselines, baselines_path, pool)
             if pool is None:
                 episodes = [
                     run_episode(policy, spec, baseline=b)

@@ -247,3 +247,6 @@ def test_trial_cost_is_charged_to_every_trial_and_the_budget(tmp_path):
     for bad in (-1.0, float("nan"), True, "1"):
         with pytest.raises(ValueError, match="trial_cost"):
             Pipeline(pipe.stages, cache=False, trial_cost=bad)
+        with pytest.raises(ValueError, match="trial_cost"):  # a later assignment too
+            charged.trial_cost = bad
+    assert charged.trial_cost == 4.0

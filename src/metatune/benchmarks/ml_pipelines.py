@@ -434,7 +434,7 @@ def run_ml_pipeline(
         raise ValueError(f"unknown pipeline {name!r}; available: {sorted(ML_PIPELINES)}")
     with tempfile.TemporaryDirectory(prefix="metatune-bench-") as tmp:
         pipe = ML_PIPELINES[name](cache=cache_dir or tmp)
-        pipe.trial_cost = float(trial_cost)
+        pipe.trial_cost = trial_cost
         options = {} if method == "random" else {"n_startup_trials": n_warmup}
         study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
         study.optimize(pipe, n_trials=max_trials, budget=budget, show_progress=False)

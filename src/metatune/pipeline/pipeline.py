@@ -164,8 +164,8 @@ class Pipeline:
     `cache` is a folder path, a `Cache`, None for ./metatune-runs/cache, or False for no caching.
     `input` (optional; None means none) is passed to the first stage; its fingerprint (a hash of
     its pickled bytes, or `input_fingerprint` if given, e.g. for data too big to pickle or whose
-    pickle is not stable across processes, like a set of strings) is part of every cache key. The last stage returns the
-    objective: a float, or a dict with "objective" and extra metrics. A stage may return
+    pickle is not stable across processes, like a set of strings) is part of every cache key.
+    The last stage returns the objective: a float, or a dict with "objective" and extra metrics. A stage may return
     `StageResult(output, cost=...)` to report its own cost instead of its wall seconds.
     Outputs of every stage but the last are cached; loading a cache trusts whoever wrote it.
     `trial_cost` is a fixed cost charged to every trial on top of its stages (in the stages'
@@ -196,14 +196,7 @@ class Pipeline:
         params = {s.full_name(n): p for s in stages for n, p in s.params.items()}
         if not params:
             raise ValueError("a Pipeline needs at least one parameter in some stage")
-        if (
-            isinstance(trial_cost, bool)
-            or not isinstance(trial_cost, (int, float))
-            or not math.isfinite(trial_cost)
-            or trial_cost < 0
-        ):
-            raise ValueError(f"trial_cost must be a finite number >= 0, got {trial_cost!r}")
-        self.trial_cost = float(trial_cost)
+        self.trial_cost = trial_cost
         self.stages: list[Stage] = list(stages)
         self.space = Space(params)
 
@@ -239,6 +232,22 @@ class Pipeline:
             self.input_fingerprint = "pickle:" + hashlib.sha256(data).hexdigest()
         for i, stage in enumerate(self.stages):
             _check_signature(stage, takes_output=i > 0 or self._has_input)
+
+    @property
+    def trial_cost(self) -> float:
+        """Checked on every assignment, not only in the constructor."""
+        return self._trial_cost
+
+    @trial_cost.setter
+    def trial_cost(self, value: float) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"trial_cost must be a finite number >= 0, got {value!r}")
+        self._trial_cost = float(value)
 
     def __repr__(self) -> str:
         return f"Pipeline({[s.name for s in self.stages]}, cache={self.cache!r})"

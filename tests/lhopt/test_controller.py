@@ -104,3 +104,37 @@ def test_guard_restores_the_best_state_and_cuts_the_lr_on_divergence():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2)
     with pytest.raises(ValueError, match="guard_factor"):
         Controller(opt, total_steps=100, policy=keep, guard_factor=1.0)
+
+
+def test_guard_measures_against_the_best_loss_and_checks_the_last_segment():
+    # A run that starts with a huge loss (a rate far too high) and later blows up to a loss
+    # still below that first one must trip the guard; so must a blow-up after the last policy
+    # step, which the final step checks.
+    X, y, model, opt = _task(lr=1e-2)
+    keep = Policy(Controller.policy_config())
+    ctl = Controller(opt, total_steps=95, policy=keep, n_policy_steps=10)  # acts every 9 steps
+    for loss in [1e4] * 9 + [1.0] * 9:
+        ctl.step(loss=loss)
+    assert not any(h["guard_restored"] for h in ctl.history)
+    kept = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    for _ in range(9):
+        ctl.step(loss=50.0)  # 50x the best, far below the first
+    assert ctl.history[-1]["guard_restored"]
+    for p, k in zip(model.parameters(), kept, strict=True):
+        torch.testing.assert_close(p.detach(), k)
+    for _ in range(9 * 7):
+        ctl.step(loss=1.0)
+    assert ctl._t == 90 and len(ctl.history) == 10  # the last policy step was at step 90
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    lr = opt.param_groups[0]["lr"]
+    for _ in range(5):
+        ctl.step(loss=float("inf"))
+    assert ctl.history[-1].get("guard_restored_at_end")
+    assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.1)
+    for p, k in zip(model.parameters(), kept, strict=True):
+        torch.testing.assert_close(p.detach(), k)

@@ -13,10 +13,13 @@ relative move per hyperparameter (and a checkpoint action) and applies it to eve
 Gradient clipping runs inside `optimizer.step()` through a pre-hook.
 
 A divergence guard sits outside the learned policy (on by default, off during meta-training):
-at every policy step it keeps an in-memory copy of the best state so far, and when the mean
-training loss since the last policy step is non-finite or (for positive losses) above
-`guard_factor` times the first one, it restores that copy and divides every learning rate by 10
-before the policy acts.
+at every policy step it keeps an in-memory copy of the state with the lowest mean training loss
+so far. When the mean training loss since the last policy step is non-finite or (for positive
+losses) above `guard_factor` times that best one, it restores the copy and divides every
+learning rate by 10 before the policy acts. (Measured against the best loss, not the first: a
+run started far too high has a huge first loss, and a policy raising the rate from there would
+never trip a guard measured against it.) The same check runs once more at the last step, so a
+run does not end on a diverged segment when a better state was kept.
 """
 
 from __future__ import annotations
@@ -115,7 +118,6 @@ class Controller:
         self.checkpoints = Checkpoints(optimizer)
         self.guard = Checkpoints(optimizer) if guard else None
         self.guard_factor = float(guard_factor)
-        self._first_loss: float | None = None
         self._best_loss = math.inf
         self.features = RunFeatures()
         self._state = self.policy.initial_state()
@@ -157,6 +159,8 @@ class Controller:
             self.features.gradients.sample(self.optimizer)
         if self._t % self.interval == 0 and self._t < self.total_steps:
             self._act()
+        elif self._t == self.total_steps and self._loss_n + self._nonfinite > 0:
+            self._finish()
 
     def _act(self) -> None:
         train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
@@ -189,15 +193,20 @@ class Controller:
         )
         self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
 
+    def _finish(self) -> None:
+        """The last step: the guard's final check, so the run does not end diverged."""
+        train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
+        if self._check_divergence(train) and self.history:
+            self.history[-1]["guard_restored_at_end"] = True
+        self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
+
     def _check_divergence(self, train: float) -> bool:
         """The guard: keep the best state; on divergence restore it and cut the lr tenfold."""
         if self.guard is None:
             return False
-        if self._first_loss is None and math.isfinite(train):
-            self._first_loss = train
-        first = self._first_loss
+        best = self._best_loss
         diverged = not math.isfinite(train) or (
-            first is not None and first > 0 and train > self.guard_factor * first
+            math.isfinite(best) and best > 0 and train > self.guard_factor * best
         )
         if diverged:
             self.guard.restore()

@@ -15,9 +15,9 @@ the exact stored values (so the cache key matches bit for bit).
   (``cost_inputs="prefix"``): a training phase costs more on the larger data set an earlier
   stage chose, which a GP on the phase's own parameters cannot see.
 In docs/benchmarks/pipelines.md it evaluates more candidates than `eeipu` on four pipelines (on
-the fifth, stacking, both stop at the trial cap) and finds better optima on the synthetic ones, but worse final models on the real vision and
-language pipelines (it spends the budget re-tuning late stages of the best runs), so the
-published form stays the default.
+the fifth, stacking, both stop at the trial cap) and finds better optima on the synthetic ones,
+but worse final models on the real vision and language pipelines (it spends the budget
+re-tuning late stages of the best runs), so the published form stays the default.
 
 A per-trial overhead (``trial_overhead``; "auto" measures the tuner's own time) can be added to
 every candidate's cost, for budgets in wall time where re-running a nearly free last stage is not

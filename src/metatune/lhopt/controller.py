@@ -162,8 +162,15 @@ class Controller:
         elif self._t == self.total_steps and self._loss_n + self._nonfinite > 0:
             self._finish()
 
+    def _segment_loss(self) -> float:
+        """Mean training loss since the last policy step (NaN if any was non-finite)."""
+        return math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
+
+    def _reset_segment(self) -> None:
+        self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
+
     def _act(self) -> None:
-        train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
+        train = self._segment_loss()
         guarded = self._check_divergence(train)
         clipped = self.clipper.clipped_fraction() if self.clipper else 0.0
         obs = self.features.observe(
@@ -191,14 +198,13 @@ class Controller:
                 **self.actions.values(),
             }
         )
-        self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
+        self._reset_segment()
 
     def _finish(self) -> None:
         """The last step: the guard's final check, so the run does not end diverged."""
-        train = math.nan if self._nonfinite or not self._loss_n else self._loss_sum / self._loss_n
-        if self._check_divergence(train) and self.history:
+        if self._check_divergence(self._segment_loss()) and self.history:
             self.history[-1]["guard_restored_at_end"] = True
-        self._loss_sum, self._loss_n, self._nonfinite, self._val = 0.0, 0, False, None
+        self._reset_segment()
 
     def _check_divergence(self, train: float) -> bool:
         """The guard: keep the best state; on divergence restore it and cut the lr tenfold."""

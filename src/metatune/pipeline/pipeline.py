@@ -165,8 +165,9 @@ class Pipeline:
     `input` (optional; None means none) is passed to the first stage; its fingerprint (a hash of
     its pickled bytes, or `input_fingerprint` if given, e.g. for data too big to pickle or whose
     pickle is not stable across processes, like a set of strings) is part of every cache key.
-    The last stage returns the objective: a float, or a dict with "objective" and extra metrics. A stage may return
-    `StageResult(output, cost=...)` to report its own cost instead of its wall seconds.
+    The last stage returns the objective: a float, or a dict with "objective" and extra metrics.
+    A stage may return `StageResult(output, cost=...)` to report its own cost instead of its wall
+    seconds.
     Outputs of every stage but the last are cached; loading a cache trusts whoever wrote it.
     `trial_cost` is a fixed cost charged to every trial on top of its stages (in the stages'
     units), for what each candidate costs whatever is cached: starting a job, loading data,

@@ -63,6 +63,7 @@ N_WARMUP = 10
 BASELINES = ("ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")  # eeipu-memo is our variant
 ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left (see run_ml_pipeline)
 ML_TRIAL_COST = 0.0  # real pipelines: a fixed cost (seconds) charged to every trial
+TIE_RTOL = 1e-6  # best objectives this close (relative) are reported as ties, not as "worse"
 
 
 @dataclass(frozen=True)
@@ -190,11 +191,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         if r.get("error"):
             continue
         out.setdefault(r["benchmark"], {}).setdefault(
-            r["method"], {"n": [], "best": [], "w": [], "reuse": []}
+            r["method"], {"n": [], "best": [], "w": [], "reuse": [], "cost": []}
         )
         d = out[r["benchmark"]][r["method"]]
-        after = r.get("reused_stages", [])[r.get("n_warmup", N_WARMUP) :]
+        n_warmup = r.get("n_warmup", N_WARMUP)
+        after = r.get("reused_stages", [])[n_warmup:]
         d["reuse"].append(sum(1 for k in after if k > 0) / len(after) if after else 0.0)
+        rel = relative_trial_cost(r.get("costs", []), n_warmup)
+        if rel is not None:
+            d["cost"].append(rel)
         d["n"].append(r["n_trials"])
         d["best"].append(r["best"])
         d["w"].append(r["wall_seconds"])
@@ -211,8 +216,28 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                 "best_q": [float(np.percentile(best, 25)), float(np.percentile(best, 75))],
                 "wall_median": float(np.median(d["w"])),
                 "reuse_median": float(np.median(d["reuse"])),
+                "cost_median": float(np.median(d["cost"])) if d["cost"] else math.nan,
             }
     return stats
+
+
+def relative_trial_cost(cumulative: Sequence[float], n_warmup: int) -> float | None:
+    """Mean cost of a trial after warm-up over the mean cost of a warm-up trial.
+
+    The warm-up is the same Sobol points for every method in a seed, so this says how much of a
+    fresh trial's cost a method's own choices paid: cheap regions, and cached prefixes that save
+    real work (a hit on a nearly free first stage barely moves it). None without trials after
+    warm-up.
+    """
+    c = np.diff(np.concatenate([[0.0], np.asarray(cumulative, float)]))
+    if len(c) <= n_warmup or n_warmup < 1:
+        return None
+    warm = float(np.mean(c[:n_warmup]))
+    return float(np.mean(c[n_warmup:]) / warm) if warm > 0 else None
+
+
+def _same(a: float, b: float, rel: float = TIE_RTOL) -> bool:
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
 
 
 def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], path: Path) -> None:
@@ -257,7 +282,11 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
     plt.close(fig)
 
 
-def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
+def write_markdown(
+    data: dict[str, Any], stats: dict, path: Path, notes: str | None = None
+) -> None:
+    """The page: set-up, one table and plot per benchmark, then `notes` (hand-written Markdown
+    kept in its own file, so re-rendering the tables does not lose it)."""
     meta = data["meta"]
     lines = [
         "# Pipelines: EEIPU vs cost-aware and cost-blind BO at the same cost budget",
@@ -304,7 +333,10 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
         "",
         "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
         "best objective found (minimized); median and [25%, 75%] quartiles over seeds; reuse = "
-        "share of the trials after warm-up that took at least one stage from the cache (median).",
+        "share of the trials after warm-up that took at least one stage from the cache (median); "
+        "cost/trial = mean cost of a trial after warm-up over the mean cost of a warm-up trial "
+        "(median over seeds; the warm-up is the same for every method, so below 1 means the "
+        "method's choices, cheap regions or cached prefixes, saved real cost).",
         "",
     ]
     if meta.get("note"):
@@ -320,8 +352,8 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
             f"{bench.description}; optimum {fmt_num(opt) if opt is not None else 'n/a'}.",
             "",
             "| method | candidates (median) | [q25, q75] | best objective (median) | [q25, q75] "
-            "| reuse | s/run | runs |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| reuse | cost/trial | s/run | runs |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for m in METHODS:
             if m not in per:
@@ -331,19 +363,25 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
                 f"| {m} | {s['n_median']:g} | [{s['n_q'][0]:g}, {s['n_q'][1]:g}] | "
                 f"{fmt_num(s['best_median'])} | [{fmt_num(s['best_q'][0])}, "
                 f"{fmt_num(s['best_q'][1])}] | {100 * s['reuse_median']:.0f}% | "
-                f"{s['wall_median']:.0f} | {s['runs']} |"
+                f"{s['cost_median']:.2f} | {s['wall_median']:.0f} | {s['runs']} |"
             )
         if "eeipu" in per and "ei" in per:
             ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
             others = {m: v["best_median"] for m, v in per.items() if m in BASELINES}
-            beaten = sorted(m for m, v in others.items() if v < per["eeipu"]["best_median"])
             mine = per["eeipu"]["best_median"]
+            beaten = sorted(m for m, v in others.items() if v < mine and not _same(v, mine))
+            tied = sorted(m for m, v in others.items() if v < mine and _same(v, mine))
             verdict = (
                 "at least as good as every baseline's"
                 if not beaten
                 else f"worse than {', '.join(f'{m} ({others[m]:.5g})' for m in beaten)}'s"
                 f" ({mine:.5g})"
             )
+            if tied:
+                verdict += (
+                    f" (tied with {', '.join(tied)}: lower medians by less than {TIE_RTOL:g}"
+                    " relative)"
+                )
             lines += [
                 "",
                 f"EEIPU / EI candidates (medians): {ratio:.2f}x. EEIPU's median best objective is "
@@ -368,6 +406,8 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path) -> None:
             f"{r['error'].strip().splitlines()[-1]}"
             for r in errors
         ]
+    if notes:
+        lines += ["", notes.strip()]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -393,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "does not repeat go on the same page",
     )
     ap.add_argument(
+        "--notes",
+        default=None,
+        metavar="MD",
+        help="a Markdown file appended to the page after the tables (hand-written notes)",
+    )
+    ap.add_argument(
         "--max-trials",
         type=int,
         default=ML_MAX_TRIALS,
@@ -411,6 +457,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ML_TRIAL_COST = args.trial_cost
     if not args.benchmarks and not args.merge:
         ap.error("nothing to do: give --benchmarks, or --benchmarks '' with --merge")
+    notes = None
+    if args.notes:
+        try:
+            notes = Path(args.notes).read_text()
+        except OSError as exc:
+            ap.error(f"--notes: cannot read {args.notes!r}: {exc}")
     if args.max_trials < 1:
         ap.error(f"--max-trials must be at least 1, got {args.max_trials}")
     _set_max_trials(args.max_trials)
@@ -489,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in dict.fromkeys(r["benchmark"] for r in runs):  # once each, merged ones included
         plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
-    write_markdown(data, stats, out / "pipelines.md")
+    write_markdown(data, stats, out / "pipelines.md", notes)
     print(f"wrote {out / 'pipelines.md'} in {wall:.1f} min")
     return 1 if any(r.get("error") for r in runs) else 0
 

@@ -1,0 +1,113 @@
+"""The pipelines benchmark page: relative trial cost, ties at the optimum, kept notes."""
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "_bench_pipelines", ROOT / "benchmarks" / "pipelines.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    saved_path, saved_env = list(sys.path), dict(os.environ)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved_path
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return module
+
+
+def _run(method, seed, costs, best, reused=None, n_warmup=2):
+    cumulative = [sum(costs[: i + 1]) for i in range(len(costs))]
+    return {
+        "benchmark": "hartmann-levy",
+        "method": method,
+        "seed": seed,
+        "budget": 100.0,
+        "n_warmup": n_warmup,
+        "n_trials": len(costs),
+        "best": best,
+        "optimal_value": -3.86278,
+        "values": [0.0] * len(costs),
+        "costs": cumulative,
+        "best_so_far": [best] * len(costs),
+        "reused_stages": reused or [0] * len(costs),
+        "wall_seconds": 1.0,
+        "error": None,
+    }
+
+
+def test_relative_trial_cost_compares_with_the_warm_up(bench):
+    # warm-up trials cost 10 each; the two after it cost 5 and 3: mean 4 / 10
+    assert bench.relative_trial_cost([10, 20, 25, 28], n_warmup=2) == pytest.approx(0.4)
+    assert bench.relative_trial_cost([10, 20], n_warmup=2) is None  # nothing after warm-up
+
+
+def test_page_reports_cost_per_trial_ties_and_appends_notes(bench, tmp_path):
+    runs = [
+        _run("eeipu", 0, [10, 10, 2, 2, 2], best=-3.8627723, reused=[0, 0, 1, 1, 1]),
+        _run("ei", 0, [10, 10, 10, 10], best=-3.8627734),
+        _run("carbo", 0, [10, 10, 8], best=-3.0),
+    ]
+    data = {
+        "meta": {
+            "command": "test",
+            "date": "today",
+            "machine": "here",
+            "wall_minutes": 0.0,
+            "workers": 1,
+            "seeds": 1,
+            "note": "",
+        },
+        "runs": runs,
+    }
+    stats = bench.summarize(runs)
+    assert stats["hartmann-levy"]["eeipu"]["cost_median"] == pytest.approx(0.2)
+    assert stats["hartmann-levy"]["ei"]["cost_median"] == pytest.approx(1.0)
+    page = tmp_path / "pipelines.md"
+    bench.write_markdown(data, stats, page, notes="- **Hand-written.** Kept.\n")
+    text = page.read_text()
+    assert "| eeipu | 5 |" in text and "| 0.20 |" in text
+    # 1.1e-6 above EI at the optimum is a tie, not "worse"
+    assert "at least as good as every baseline's (tied with ei:" in text
+    assert text.rstrip().endswith("- **Hand-written.** Kept.")
+
+    # A real gap is still reported as worse.
+    runs[1]["best"] = -3.87
+    bench.write_markdown(data, bench.summarize(runs), page)
+    assert "worse than ei (-3.87)'s" in page.read_text()
+
+
+def test_render_only_merge_keeps_the_runs_and_the_notes(bench, tmp_path):
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps(
+            {
+                "meta": {"command": "x", "date": "d", "wall_minutes": 1.0, "workers": 1},
+                "runs": [_run("eeipu", 0, [10, 10, 2], -3.0), _run("ei", 0, [10, 10, 10], -2.0)],
+            }
+        )
+    )
+    notes = tmp_path / "notes.md"
+    notes.write_text("- a note\n")
+    out = tmp_path / "out"
+    code = bench.main(
+        ["--benchmarks", "", "--merge", str(earlier), "--out", str(out), "--notes", str(notes)]
+    )
+    assert code == 0
+    text = (out / "pipelines.md").read_text()
+    assert "EEIPU / EI candidates (medians): 1.00x" in text
+    assert text.rstrip().endswith("- a note")
+    with pytest.raises(SystemExit):
+        bench.main(["--benchmarks", "", "--merge", str(earlier), "--notes", str(tmp_path / "no")])

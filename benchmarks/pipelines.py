@@ -282,9 +282,7 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
     plt.close(fig)
 
 
-def write_markdown(
-    data: dict[str, Any], stats: dict, path: Path, notes: str | None = None
-) -> None:
+def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | None = None) -> None:
     """The page: set-up, one table and plot per benchmark, then `notes` (hand-written Markdown
     kept in its own file, so re-rendering the tables does not lose it)."""
     meta = data["meta"]

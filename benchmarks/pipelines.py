@@ -7,6 +7,10 @@ docs/benchmarks/pipelines.{json,md} and one best-so-far-vs-cost plot per benchma
 
     python benchmarks/pipelines.py                          # every benchmark, 5 seeds
     python benchmarks/pipelines.py --seeds 2 --benchmarks hartmann-levy --budget-scale 0.5
+    python benchmarks/pipelines.py --benchmarks ml-vision --methods eeipu,eeipu+cost_inputs=prefix
+
+A method is a registered optimizer name, optionally followed by ``+option=value`` pairs passed to
+it (``eeipu+cost_inputs=prefix+n_top=3``): a variant is compared under its full label.
 
 Benchmarks are entries of BENCHMARKS: a runner ``(method, seed, budget) -> run dict`` with the keys
 of metatune.benchmarks.pipelines.run_synthetic, plus a default budget. The real pipelines
@@ -30,7 +34,7 @@ import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -71,22 +75,29 @@ class Benchmark:
     name: str
     description: str
     budget: float
-    runner: Callable[[str, int, float], dict[str, Any]]
+    runner: Callable[[str, int, float, dict[str, Any]], dict[str, Any]]
     minimize: bool = True
     cost_label: str = "cost spent (simulated units)"
 
 
 def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
-    def run(method: str, seed: int, budget: float) -> dict[str, Any]:
+    def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
         from metatune.benchmarks.pipelines import run_synthetic
 
-        return run_synthetic(method, seed, budget, pipeline=pipeline, n_warmup=N_WARMUP)
+        return run_synthetic(
+            method,
+            seed,
+            budget,
+            pipeline=pipeline,
+            n_warmup=N_WARMUP,
+            optimizer_options=options or None,
+        )
 
     return run
 
 
 def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
-    def run(method: str, seed: int, budget: float) -> dict[str, Any]:
+    def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
         from metatune.benchmarks.ml_pipelines import run_ml_pipeline
 
         return run_ml_pipeline(
@@ -97,6 +108,7 @@ def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
             n_warmup=N_WARMUP,
             max_trials=ML_MAX_TRIALS,
             trial_cost=ML_TRIAL_COST,
+            optimizer_options=options or None,
         )
 
     return run
@@ -168,6 +180,42 @@ def _init_worker(max_trials: int = ML_MAX_TRIALS, trial_cost: float = 0.0) -> No
     import metatune.optimizers.eeipu  # noqa: F401
 
 
+def ordered_methods(labels: Iterable[str]) -> list[str]:
+    """The standard methods in their usual order, then variants (``name+option=value``)."""
+    have = set(labels)
+    return [m for m in METHODS if m in have] + sorted(have - set(METHODS))
+
+
+def check_method(label: str) -> None:
+    """Raise ValueError naming the bad part of a method label, before any run starts."""
+    import metatune.optimizers.eeipu  # noqa: F401  (registers eeipu, eeipu-memo, ms-bo)
+    from metatune.optimizers.base import available_optimizers, make_optimizer
+
+    name, options = parse_method(label)
+    if name not in available_optimizers():
+        raise ValueError(f"unknown method {name!r}; known: {available_optimizers()}")
+    try:
+        make_optimizer(name, options or None)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"method {label!r}: {exc}") from exc
+
+
+def parse_method(label: str) -> tuple[str, dict[str, Any]]:
+    """``"eeipu+cost_inputs=prefix+n_top=3"`` -> ``("eeipu", {"cost_inputs": "prefix",
+    "n_top": 3})``; values are read as JSON where they parse (numbers, true/false), else text."""
+    name, *pairs = label.split("+")
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"method {label!r}: expected +option=value, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return name, options
+
+
 def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]:
     import logging
     import warnings
@@ -175,9 +223,10 @@ def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]
     logging.getLogger("metatune").setLevel(logging.ERROR)
     t0 = time.perf_counter()
     try:
+        name, options = parse_method(method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rec = BENCHMARKS[bench].runner(method, seed, budget)
+            rec = BENCHMARKS[bench].runner(name, seed, budget, options)
         rec["error"] = None
     except Exception:
         rec = {"method": method, "seed": seed, "error": traceback.format_exc()[-2000:]}
@@ -267,8 +316,16 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
         ok = ~np.isnan(curves).any(axis=0)
         med = np.median(curves[:, ok], axis=0)
         q25, q75 = np.percentile(curves[:, ok], [25, 75], axis=0)
-        ax.plot(grid[ok], med, color=COLORS.get(m), label=m, lw=2 if m == "eeipu" else 1.2)
-        ax.fill_between(grid[ok], q25, q75, color=COLORS.get(m), alpha=0.12)
+        variant = m not in COLORS  # name+option=value: dashed, in the next free colour
+        (line,) = ax.plot(
+            grid[ok],
+            med,
+            color=COLORS.get(m),
+            label=m,
+            lw=2 if m == "eeipu" else 1.2,
+            ls="--" if variant else "-",
+        )
+        ax.fill_between(grid[ok], q25, q75, color=line.get_color(), alpha=0.12)
     if opt is not None and np.isfinite(opt):
         ax.axhline(opt, color="k", ls=":", lw=0.8, label="optimum")
     if lowest > 0:  # losses: a log scale shows the differences near the end
@@ -353,9 +410,7 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | N
             "| reuse | cost/trial | s/run | runs |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for m in METHODS:
-            if m not in per:
-                continue
+        for m in ordered_methods(per):
             s = per[m]
             lines.append(
                 f"| {m} | {s['n_median']:g} | [{s['n_q'][0]:g}, {s['n_q'][1]:g}] | "
@@ -469,6 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for b in benches:
         if b not in BENCHMARKS:
             ap.error(f"unknown benchmark {b!r}; known: {sorted(BENCHMARKS)}")
+    for m in methods:
+        try:
+            check_method(m)
+        except ValueError as exc:
+            ap.error(f"--methods: {exc}")
     for b in benches:
         bm = BENCHMARKS[b]
         BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
@@ -476,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = {"eeipu": 0, "eeipu-memo": 0, "ms-bo": 1, "ms-carbo": 1, "carbo": 3, "eips": 4}
     jobs = sorted(
         [(b, m, s) for b in benches for m in methods for s in range(args.seeds)],
-        key=lambda j: (order.get(j[1], 9), j[2]),
+        key=lambda j: (order.get(parse_method(j[1])[0], 9), j[2]),
     )
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -538,7 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = summarize(runs)
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in dict.fromkeys(r["benchmark"] for r in runs):  # once each, merged ones included
-        plot(runs, BENCHMARKS[b], METHODS, out / f"pipelines_{b}.png")
+        labels = ordered_methods({r["method"] for r in runs if r["benchmark"] == b})
+        plot(runs, BENCHMARKS[b], labels, out / f"pipelines_{b}.png")
     write_markdown(data, stats, out / "pipelines.md", notes)
     print(f"wrote {out / 'pipelines.md'} in {wall:.1f} min")
     return 1 if any(r.get("error") for r in runs) else 0

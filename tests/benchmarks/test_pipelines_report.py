@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +112,41 @@ def test_render_only_merge_keeps_the_runs_and_the_notes(bench, tmp_path):
     assert text.rstrip().endswith("- a note")
     with pytest.raises(SystemExit):
         bench.main(["--benchmarks", "", "--merge", str(earlier), "--notes", str(tmp_path / "no")])
+
+
+def test_method_labels_carry_optimizer_options(bench):
+    assert bench.parse_method("eeipu") == ("eeipu", {})
+    assert bench.parse_method("eeipu+cost_inputs=prefix+n_top=3") == (
+        "eeipu",
+        {"cost_inputs": "prefix", "n_top": 3},
+    )
+    with pytest.raises(ValueError, match="expected \\+option=value"):
+        bench.parse_method("eeipu+prefix")
+    bench.check_method("ms-carbo+cost_inputs=prefix")
+    with pytest.raises(ValueError, match="unknown method 'eipu'"):
+        bench.check_method("eipu")
+    with pytest.raises(ValueError, match="cost_inputs must be"):
+        bench.check_method("eeipu+cost_inputs=everything")
+    assert bench.ordered_methods({"eeipu+n_top=3", "ei", "eeipu"}) == [
+        "eeipu",
+        "ei",
+        "eeipu+n_top=3",
+    ]
+
+
+def test_a_variant_runs_under_its_own_label(tmp_path):
+    out = tmp_path / "out"
+    script = [sys.executable, str(ROOT / "benchmarks" / "pipelines.py")]
+    argv = ["--benchmarks", "hartmann-levy", "--seeds", "1", "--workers", "1"]
+    argv += ["--budget-scale", "0.25", "--out", str(out), "--methods", "ei,ei+n_candidates=64"]
+    done = subprocess.run(script + argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((out / "pipelines.json").read_text())
+    assert sorted(r["method"] for r in data["runs"]) == ["ei", "ei+n_candidates=64"]
+    assert all(r["error"] is None and r["n_trials"] > 10 for r in data["runs"])
+    assert "| ei+n_candidates=64 |" in (out / "pipelines.md").read_text()
+    # A bad option is refused before any run starts, naming the option.
+    bad = subprocess.run(
+        script + [*argv[:-1], "ei+n_candidates=-1"], capture_output=True, text=True, timeout=600
+    )
+    assert bad.returncode == 2 and "n_candidates must be" in bad.stderr

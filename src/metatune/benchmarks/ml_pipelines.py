@@ -409,6 +409,7 @@ def run_ml_pipeline(
     cache_dir: str | None = None,
     max_trials: int = 1000,
     trial_cost: float = 0.0,
+    optimizer_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Tune pipeline `name` with optimizer `method` until `budget` stage-seconds are spent.
 
@@ -422,7 +423,8 @@ def run_ml_pipeline(
     s per trial against ~0.7 s per ask), so the budget alone may take hours of wall time to run
     out. A run stopped by the cap says so (``budget_exhausted`` False). `trial_cost` charges
     every trial a fixed cost on top of its stages (`Pipeline(trial_cost=...)`), which also keeps
-    such re-fits from looking free.
+    such re-fits from looking free. `optimizer_options` go to the optimizer (after the shared
+    warm-up setting).
     """
     if not (isinstance(max_trials, int) and max_trials >= 1):
         raise ValueError(f"max_trials must be a positive integer, got {max_trials!r}")
@@ -436,6 +438,7 @@ def run_ml_pipeline(
         pipe = ML_PIPELINES[name](cache=cache_dir or tmp)
         pipe.trial_cost = trial_cost
         options = {} if method == "random" else {"n_startup_trials": n_warmup}
+        options.update(optimizer_options or {})
         study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
         study.optimize(pipe, n_trials=max_trials, budget=budget, show_progress=False)
         trials = [t for t in study.trials if t.state.finished]

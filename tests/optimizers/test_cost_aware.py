@@ -295,3 +295,23 @@ def test_a_pipelines_trial_cost_shrinks_the_cache_saving():
         term = _constant_cost_term(True, 1.0)
         term.overhead = overhead
         assert float(term(X, 1) - term(X, 0)) == pytest.approx(math.log(saving))
+
+
+def test_cost_model_closed_form_matches_the_gp_posterior():
+    """The cached closed-form prediction gives BoTorch's posterior mean and standard deviation,
+    and gradients flow through it (the acquisition's polish needs them)."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(25, 2))
+    y = np.log(1.0 + 5.0 * X[:, 0] + np.sin(6.0 * X[:, 1])) + 0.05 * rng.normal(size=25)
+    opt = make_optimizer("eeipu")
+    model = opt._fit_cost(("t",), X, y, np.arange(2))
+    assert model._closed_form is not None
+    Xq = torch.tensor(rng.uniform(size=(40, 2)), dtype=torch.float64, requires_grad=True)
+    mean, std = model.predict(Xq)
+    post = model.model.posterior(Xq.detach()[:, model.cols].unsqueeze(1))
+    ref_mean = model.y_mean + model.y_std * post.mean.reshape(-1)
+    ref_std = model.y_std * post.variance.clamp_min(0.0).sqrt().reshape(-1)
+    assert torch.allclose(mean.detach(), ref_mean.detach(), atol=1e-7)
+    assert torch.allclose(std.detach(), ref_std.detach(), atol=1e-6)
+    (grad,) = torch.autograd.grad((mean + std).sum(), Xq)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -316,11 +316,11 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
         ok = ~np.isnan(curves).any(axis=0)
         med = np.median(curves[:, ok], axis=0)
         q25, q75 = np.percentile(curves[:, ok], [25, 75], axis=0)
-        variant = m not in COLORS  # name+option=value: dashed, in the next free colour
+        variant = m not in COLORS  # name+option=value: dashed, in its base method's colour
         (line,) = ax.plot(
             grid[ok],
             med,
-            color=COLORS.get(m),
+            color=COLORS.get(m) or COLORS.get(parse_method(m)[0]),
             label=m,
             lw=2 if m == "eeipu" else 1.2,
             ls="--" if variant else "-",

@@ -12,9 +12,10 @@ docs/benchmarks/pipelines.{json,md} and one best-so-far-vs-cost plot per benchma
 A method is a registered optimizer name, optionally followed by ``+option=value`` pairs passed to
 it (``eeipu+cost_inputs=prefix+n_top=3``): a variant is compared under its full label.
 
-Benchmarks are entries of BENCHMARKS: a runner ``(method, seed, budget) -> run dict`` with the keys
-of metatune.benchmarks.pipelines.run_synthetic, plus a default budget. The real pipelines
-(tabular stacking, vision, language) plug in there with a runner that drives a metatune.Pipeline.
+Benchmarks are entries of BENCHMARKS: a runner ``(method, seed, budget, optimizer options) ->
+run dict`` with the keys of metatune.benchmarks.pipelines.run_synthetic, plus a default budget.
+The real pipelines (tabular stacking, vision, language) plug in there with a runner that drives a
+metatune.Pipeline.
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ class Benchmark:
     name: str
     description: str
     budget: float
-    runner: Callable[[str, int, float, dict[str, Any]], dict[str, Any]]
+    runner: Callable[[str, int, float, dict[str, Any]], dict[str, Any]]  # see Runner below
     minimize: bool = True
     cost_label: str = "cost spent (simulated units)"
 
 
-def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
+Runner = Callable[[str, int, float, dict[str, Any]], dict[str, Any]]
+
+
+def _synthetic_runner(pipeline: str) -> Runner:
     def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
         from metatune.benchmarks.pipelines import run_synthetic
 
@@ -96,7 +100,7 @@ def _synthetic_runner(pipeline: str) -> Callable[[str, int, float], dict[str, An
     return run
 
 
-def _ml_runner(pipeline: str) -> Callable[[str, int, float], dict[str, Any]]:
+def _ml_runner(pipeline: str) -> Runner:
     def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
         from metatune.benchmarks.ml_pipelines import run_ml_pipeline
 

@@ -71,17 +71,19 @@ ML_TRIAL_COST = 0.0  # real pipelines: a fixed cost (seconds) charged to every t
 TIE_RTOL = 1e-6  # best objectives this close (relative) are reported as ties, not as "worse"
 
 
+Runner = Callable[
+    [str, int, float, dict[str, Any]], dict[str, Any]
+]  # method, seed, budget, options
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
     description: str
     budget: float
-    runner: Callable[[str, int, float, dict[str, Any]], dict[str, Any]]  # see Runner below
+    runner: Runner
     minimize: bool = True
     cost_label: str = "cost spent (simulated units)"
-
-
-Runner = Callable[[str, int, float, dict[str, Any]], dict[str, Any]]
 
 
 def _synthetic_runner(pipeline: str) -> Runner:

@@ -1,26 +1,13 @@
 """The tensor-memory metric of benchmarks/mlo.py: live-bytes reconstruction and a 4 MiB toy."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mlo():
-    spec = importlib.util.spec_from_file_location("_bench_mlo", ROOT / "benchmarks" / "mlo.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+def mlo(load_benchmark):
+    return load_benchmark("mlo")
 
 
 def test_live_bytes_window_is_relative_to_the_start(mlo):

@@ -1,8 +1,6 @@
 """The pipelines benchmark page: relative trial cost, ties at the optimum, kept notes."""
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        "_bench_pipelines", ROOT / "benchmarks" / "pipelines.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    saved_path, saved_env = list(sys.path), dict(os.environ)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("pipelines")
 
 
 def _run(method, seed, costs, best, reused=None, n_warmup=2):

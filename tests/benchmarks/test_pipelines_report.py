@@ -125,7 +125,7 @@ def test_a_variant_runs_under_its_own_label(tmp_path):
     script = [sys.executable, str(ROOT / "benchmarks" / "pipelines.py")]
     argv = ["--benchmarks", "hartmann-levy", "--seeds", "1", "--workers", "1"]
     argv += ["--budget-scale", "0.25", "--out", str(out), "--methods", "ei,ei+n_candidates=64"]
-    done = subprocess.run(script + argv, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(script + argv, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((out / "pipelines.json").read_text())
     assert sorted(r["method"] for r in data["runs"]) == ["ei", "ei+n_candidates=64"]
@@ -133,6 +133,6 @@ def test_a_variant_runs_under_its_own_label(tmp_path):
     assert "| ei+n_candidates=64 |" in (out / "pipelines.md").read_text()
     # A bad option is refused before any run starts, naming the option.
     bad = subprocess.run(
-        script + [*argv[:-1], "ei+n_candidates=-1"], capture_output=True, text=True, timeout=600
+        script + [*argv[:-1], "ei+n_candidates=-1"], capture_output=True, text=True, timeout=240
     )
     assert bad.returncode == 2 and "n_candidates must be" in bad.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -140,11 +140,20 @@ class _CallCounter:
         return counter
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
+    # Rendezvous through a file of this test's own: a port picked as free and then released can
+    # be taken by another process (the other xdist worker runs its own pair of ranks) before the
+    # store binds it. Loopback only, and a bounded wait, so a failed start errors instead of
+    # hanging the whole test run.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{rendezvous}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=120),
+    )
     try:
         _, train, val = _data()
         results = {m: _bilevel(m, _shard(val, rank, world), True) for m in METHODS}
@@ -154,18 +163,13 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
+    rendezvous = str(out / "rendezvous")  # must not exist yet; torch creates and removes it
+    mp.spawn(_worker, args=(WORLD, rendezvous, str(out)), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

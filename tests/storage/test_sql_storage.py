@@ -82,7 +82,8 @@ def test_concurrent_openers_and_trial_creators(sql_url: str) -> None:
     """Threads with their own storages race to create the tables, then to number trials."""
     url = sql_url
     n_threads, per_thread = 4, 15
-    barrier = threading.Barrier(n_threads)
+    # A thread that fails breaks the barrier, so the others raise instead of waiting forever.
+    barrier = threading.Barrier(n_threads, timeout=120)
     numbers: list[int] = []
     errors: list[BaseException] = []
 
@@ -102,13 +103,14 @@ def test_concurrent_openers_and_trial_creators(sql_url: str) -> None:
             store.close()
         except BaseException as exc:  # surfaced below
             errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=work) for _ in range(n_threads)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors, errors
+    assert not errors, errors  # the first failure, then the threads it released
     assert sorted(numbers) == list(range(n_threads * per_thread))
 
 
@@ -117,7 +119,7 @@ def test_finish_race_only_one_wins(sql_url: str) -> None:
     stores = [SQLStorage(url) for _ in range(4)]
     rec = stores[0].create_study("s", "minimize", SPACE, "random")
     stores[0].create_trial(rec.id, {})
-    barrier = threading.Barrier(len(stores))
+    barrier = threading.Barrier(len(stores), timeout=120)
     outcomes: list[str] = []
 
     def finish(i: int) -> None:

@@ -51,6 +51,7 @@ from _common import (  # noqa: E402
     now_utc,
     single_thread_torch,
 )
+from metatune.benchmarks.pipelines import SyntheticPipeline, cost_share_pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("eeipu", "eeipu-memo", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
@@ -86,7 +87,7 @@ class Benchmark:
     cost_label: str = "cost spent (simulated units)"
 
 
-def _synthetic_runner(pipeline: str) -> Runner:
+def _synthetic_runner(pipeline: str | SyntheticPipeline) -> Runner:
     def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
         from metatune.benchmarks.pipelines import run_synthetic
 
@@ -138,6 +139,20 @@ BENCHMARKS: dict[str, Benchmark] = {
         _synthetic_runner("hartmann-levy"),
     ),
 }
+
+# The cost-share family (benchmarks/pipelines_cost_share.py): hartmann-levy with the last stage
+# at 5-50% of a fresh trial's mean cost of 40 units; 2400 units give EI about 60 trials.
+COST_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
+for _share in COST_SHARES:
+    _spec = cost_share_pipeline(_share)
+    BENCHMARKS[_spec.name] = Benchmark(
+        _spec.name,
+        f"2 stages: Hartmann3 + Levy2 on [-5, 5]^2 as hartmann-levy, logistic costs with the "
+        f"last stage {100 * _share:g}% of a fresh trial's mean cost of 40 units; "
+        "objective = sum, minimized",
+        2400.0,
+        _synthetic_runner(_spec),
+    )
 
 # Real pipelines (budget in stage wall-seconds, one thread): not in the default run yet, since
 # 7 methods x 5 seeds of each take hours on 2 cores; select them with --benchmarks.

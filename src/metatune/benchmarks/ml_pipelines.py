@@ -442,7 +442,7 @@ def run_ml_pipeline(
         study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
         study.optimize(pipe, n_trials=max_trials, budget=budget, show_progress=False)
         trials = [t for t in study.trials if t.state.finished]
-    values, costs, best, reused = [], [], [], []
+    values, costs, best, reused, stage_costs = [], [], [], [], []
     spent, running = 0.0, math.inf
     for t in trials:
         spent += float(t.system_attrs.get("cost", 0.0))
@@ -452,7 +452,9 @@ def run_ml_pipeline(
         values.append(value)
         costs.append(spent)
         best.append(running)
-        reused.append(sum(1 for r in t.system_attrs.get("stages", []) if r.get("cache_hit")))
+        records = t.system_attrs.get("stages", [])
+        reused.append(sum(1 for r in records if r.get("cache_hit")))
+        stage_costs.append([float(r.get("cost", math.nan)) for r in records])
     return {
         "method": method,
         "seed": seed,
@@ -466,6 +468,7 @@ def run_ml_pipeline(
         "costs": costs,
         "best_so_far": best,
         "reused_stages": reused,
+        "stage_costs": stage_costs,
         "ask_seconds": [],
         "budget_exhausted": spent >= budget,
     }

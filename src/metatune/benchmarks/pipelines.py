@@ -28,6 +28,7 @@ __all__ = [
     "SimulatedPipeline",
     "SYNTHETIC_PIPELINES",
     "get_synthetic_pipeline",
+    "cost_share_pipeline",
     "run_synthetic",
 ]
 
@@ -108,6 +109,39 @@ SYNTHETIC_PIPELINES: dict[str, SyntheticPipeline] = {
         ),
     ),
 }
+
+
+def cost_share_pipeline(last_share: float, mean_cost: float = 40.0) -> SyntheticPipeline:
+    """hartmann-levy's two stages with costs set so the last stage is `last_share` of a fresh run.
+
+    How many more candidates memoization can buy is bounded by what a cached prefix saves: a
+    run that reuses the first stage still pays for the last, so with every trial reusing, the
+    gain is at most about 1 / `last_share`. This family varies only that share (both stages
+    have logistic costs spanning 0.5x to 1.5x their mean, which is exact in expectation over
+    the inputs: the logistic shape is symmetric about the middle of the cube), so a sweep over
+    it shows how the gain of EEIPU over EI follows the cost structure of a pipeline.
+    """
+    if not 0.0 < last_share < 1.0:
+        raise ValueError(f"last_share must be strictly between 0 and 1, got {last_share!r}")
+    if not (mean_cost > 0 and math.isfinite(mean_cost)):
+        raise ValueError(f"mean_cost must be a positive finite number, got {mean_cost!r}")
+    first, last = (1.0 - last_share) * mean_cost, last_share * mean_cost
+    return SyntheticPipeline(
+        f"hartmann-levy-last{round(100 * last_share):02d}",
+        (
+            SyntheticStage(
+                "prep", "Hartmann", 3, cost_range=(0.5 * first, 1.5 * first), cost_shape="logistic"
+            ),
+            SyntheticStage(
+                "train",
+                "Levy",
+                2,
+                bounds=(-5.0, 5.0),
+                cost_range=(0.5 * last, 1.5 * last),
+                cost_shape="logistic",
+            ),
+        ),
+    )
 
 
 def get_synthetic_pipeline(pipeline: str | SyntheticPipeline) -> SyntheticPipeline:
@@ -227,7 +261,8 @@ def run_synthetic(
     """Optimize a synthetic pipeline with optimizer `method` until `budget` cost units are spent.
 
     Every method gets the same `n_warmup` Sobol points for one seed. Returns the per-trial values,
-    cumulative costs, best-so-far values, reused stage counts and ask times, plus
+    cumulative costs, best-so-far values, reused stage counts, per-stage costs (a cached stage
+    at its epsilon) and ask times, plus
     ``n_trials`` (candidates evaluated, warm-up included) and ``best``.
     """
     from metatune.study import Study
@@ -245,6 +280,7 @@ def run_synthetic(
     costs: list[float] = []
     best: list[float] = []
     reused: list[int] = []
+    stage_costs: list[list[float]] = []
     ask_s: list[float] = []
     while spent < budget and len(values) < max_trials:
         t0 = time.perf_counter()
@@ -252,6 +288,7 @@ def run_synthetic(
         ask_s.append(time.perf_counter() - t0)
         reused.append(sim.cached_depth(trial.params))
         value, records, cost = sim.evaluate(trial.params)
+        stage_costs.append([float(r["cost"]) for r in records])
         study.tell(trial, value, system_attrs={"stages": records, "cost": cost})
         spent += cost
         values.append(value)
@@ -270,6 +307,7 @@ def run_synthetic(
         "costs": costs,
         "best_so_far": best,
         "reused_stages": reused,
+        "stage_costs": stage_costs,
         "ask_seconds": ask_s,
     }
 

@@ -219,6 +219,7 @@ def write_markdown(
         "",
         f"Command: `{meta['summary_command']}`  ",
         f"Runs: `{meta['command']}`, {meta['date']}  ",
+        *(f"Merged runs: `{m['command']}`, {m['date']}  " for m in meta.get("merged", [])),
         f"Machine: {meta['machine']}",
         "",
         "Set-up: the `hartmann-levy-lastNN` synthetic pipelines (`metatune.benchmarks.pipelines."

@@ -121,3 +121,16 @@ def fmt_num(x: float) -> str:
     if ax < 1e-3 or ax >= 1e4:
         return f"{x:.2e}"
     return f"{x:.3g}"
+
+
+def read_notes(parser: Any, path: str | None) -> str | None:
+    """The Markdown of a ``--notes`` file, or None without one; a file that cannot be read is a
+    usage error (``parser.error``: exit status 2, before any run starts)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        parser.error(f"--notes: cannot read {path!r}: {exc}")
+        return None  # parser.error exits; this keeps type checkers content

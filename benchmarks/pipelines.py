@@ -49,6 +49,7 @@ from _common import (  # noqa: E402
     format_machine,
     machine_info,
     now_utc,
+    read_notes,
     single_thread_torch,
 )
 from metatune.benchmarks.pipelines import SyntheticPipeline, cost_share_pipeline  # noqa: E402
@@ -531,12 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ML_TRIAL_COST = args.trial_cost
     if not args.benchmarks and not args.merge:
         ap.error("nothing to do: give --benchmarks, or --benchmarks '' with --merge")
-    notes = None
-    if args.notes:
-        try:
-            notes = Path(args.notes).read_text()
-        except OSError as exc:
-            ap.error(f"--notes: cannot read {args.notes!r}: {exc}")
+    notes = read_notes(ap, args.notes)
     if args.max_trials < 1:
         ap.error(f"--max-trials must be at least 1, got {args.max_trials}")
     _set_max_trials(args.max_trials)

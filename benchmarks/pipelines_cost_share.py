@@ -7,7 +7,7 @@ at 5-50% of a fresh trial's mean cost, simulated clock, same budget), then write
 and plot: EEIPU / EI candidates against the share, next to the bound 1 / share that a tuner
 reusing the first stage in every trial would approach.
 
-    python benchmarks/pipelines_cost_share.py                    # 5 seeds, every share, ~25 min
+    python benchmarks/pipelines_cost_share.py                    # 5 seeds, every share, ~8 min
     python benchmarks/pipelines_cost_share.py --seeds 2 --shares 0.1,0.5 --out /tmp/cs
     python benchmarks/pipelines_cost_share.py --from docs/benchmarks/pipelines-cost-share/pipelines.json
 
@@ -35,8 +35,14 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pipelines as pb  # noqa: E402
-from _common import command_line, format_machine, machine_info, now_utc  # noqa: E402
-from metatune.benchmarks.pipelines import cost_share_pipeline  # noqa: E402
+from _common import (  # noqa: E402
+    command_line,
+    format_machine,
+    machine_info,
+    now_utc,
+    read_notes,
+)
+from metatune.benchmarks.pipelines import best_at_costs, cost_share_pipeline  # noqa: E402
 
 DEFAULT_OUT = pb.ROOT / "docs" / "benchmarks" / "pipelines-cost-share"
 DEFAULT_METHODS = ("eeipu", "ei", "carbo")
@@ -82,8 +88,6 @@ def fresh_last_share(runs: list[dict[str, Any]], bench: str) -> float:
 
 def regrets(runs: list[dict[str, Any]], bench: str, method: str, fraction: float) -> list[float]:
     """Best objective minus the optimum after `fraction` of the budget, one value per seed."""
-    from metatune.benchmarks.pipelines import best_at_costs
-
     out = []
     for r in runs:
         if r.get("benchmark") == bench and r.get("method") == method and not r.get("error"):
@@ -102,13 +106,11 @@ def summary_rows(runs: list[dict[str, Any]], methods: Sequence[str]) -> list[dic
         if share is None:
             continue
         per = stats[bench]
-        ratios = per_seed_ratios(runs, bench, "eeipu", "ei") if "ei" in per else []
         rows.append(
             {
                 "benchmark": bench,
                 "share": share,
                 "measured_share": fresh_last_share(runs, bench),
-                "ratios": ratios,
                 "ratio_by": {
                     m: per_seed_ratios(runs, bench, m, "ei")
                     for m in methods
@@ -245,11 +247,8 @@ def write_markdown(
     ]
     for r in rows:
         st = r["stats"]
-        ratio = (
-            f"{np.median(r['ratios']):.2f}x [{min(r['ratios']):.2f}, {max(r['ratios']):.2f}]"
-            if r["ratios"]
-            else "n/a"
-        )
+        mine = r["ratio_by"].get("eeipu")
+        ratio = f"{np.median(mine):.2f}x [{min(mine):.2f}, {max(mine):.2f}]" if mine else "n/a"
         reuse = f"{100 * st['eeipu']['reuse_median']:.0f}%" if "eeipu" in st else "n/a"
         cands = [f"{st[m]['n_median']:g}" if m in st else "n/a" for m in methods]
         regret = [
@@ -326,12 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [s for s in shares if s not in pb.COST_SHARES]
     if unknown or not shares:
         ap.error(f"--shares: {unknown or 'none given'}; allowed: {list(pb.COST_SHARES)}")
-    notes = None
-    if args.notes:
-        try:
-            notes = Path(args.notes).read_text()
-        except OSError as exc:
-            ap.error(f"--notes: cannot read {args.notes!r}: {exc}")
+    notes = read_notes(ap, args.notes)
     if args.real < 0:
         ap.error(f"--real must be a number of configurations >= 0, got {args.real}")
     out = Path(args.out)

@@ -89,9 +89,9 @@ def _data(cs):
 def test_summary_pairs_seeds_and_measures_the_share_on_fresh_trials(cs):
     rows = cs.summary_rows(_data(cs)["runs"], ["eeipu", "ei"])
     assert [r["share"] for r in rows] == [0.1, 0.5]  # hartmann-levy is left out
-    assert rows[0]["ratios"] == [2.0, 3.0]  # 4 / 2 in seed 0, 3 / 1 in seed 1
+    assert rows[0]["ratio_by"]["eeipu"] == [2.0, 3.0]  # 4 / 2 in seed 0, 3 / 1 in seed 1
     assert rows[0]["measured_share"] == pytest.approx(0.1)  # cached trials do not count
-    assert rows[1]["ratios"] == [1.0]
+    assert rows[1]["ratio_by"]["eeipu"] == [1.0]
     assert rows[1]["measured_share"] == pytest.approx(0.5)
 
 

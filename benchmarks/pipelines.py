@@ -238,6 +238,32 @@ def parse_method(label: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+def budget_conflicts(
+    planned: dict[tuple[str, str], float], merged: Sequence[Sequence[dict[str, Any]]]
+) -> dict[str, list[float]]:
+    """Benchmarks whose runs on one page would have different budgets.
+
+    `planned`: (benchmark, method) -> budget of the runs about to start; `merged`: the runs of
+    each --merge file, in order (a pair already planned or taken from an earlier file is left
+    out, as `main` does). Candidates and best objectives compare only at one budget.
+    """
+    budgets: dict[str, set[float]] = {}
+    for (bench, _), budget in planned.items():
+        budgets.setdefault(bench, set()).add(round(float(budget), 6))
+    seen = set(planned)
+    for file_runs in merged:
+        here = set()
+        for r in file_runs:
+            pair = (r.get("benchmark"), r.get("method"))
+            if pair in seen:
+                continue
+            here.add(pair)
+            if "budget" in r and not r.get("error"):
+                budgets.setdefault(str(pair[0]), set()).add(round(float(r["budget"]), 6))
+        seen |= here
+    return {b: sorted(v) for b, v in budgets.items() if len(v) > 1}
+
+
 def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]:
     import logging
     import warnings
@@ -549,6 +575,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for b in benches:
         bm = BENCHMARKS[b]
         BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
+    merged_runs: list[list[dict[str, Any]]] = []
+    for path in args.merge:
+        try:
+            merged_runs.append(list(json.loads(Path(path).read_text())["runs"]))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            ap.error(f"--merge: cannot read runs from {path!r}: {exc}")
+    planned = {(b, m): BENCHMARKS[b].budget for b in benches for m in methods}
+    conflicts = budget_conflicts(planned, merged_runs)
+    if conflicts:
+        ap.error(
+            "runs on one page must share a budget per benchmark, got "
+            + "; ".join(f"{b}: {', '.join(f'{v:g}' for v in vs)}" for b, vs in conflicts.items())
+            + " (check --budget-scale against the merged runs)"
+        )
     # Slow jobs first so the pool stays balanced.
     order = {"eeipu": 0, "eeipu-memo": 0, "ms-bo": 1, "ms-carbo": 1, "carbo": 3, "eips": 4}
     jobs = sorted(

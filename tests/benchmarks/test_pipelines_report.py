@@ -136,3 +136,29 @@ def test_a_variant_runs_under_its_own_label(tmp_path):
         script + [*argv[:-1], "ei+n_candidates=-1"], capture_output=True, text=True, timeout=240
     )
     assert bad.returncode == 2 and "n_candidates must be" in bad.stderr
+
+
+def test_runs_of_one_benchmark_at_different_budgets_are_refused(
+    bench, tmp_path, capsys, monkeypatch
+):
+    old = [dict(_run("ei", s, [10, 10], best=-3.0), budget=2400.0) for s in range(2)]
+    planned = {("hartmann-levy", "eeipu"): 4800.0}
+    assert bench.budget_conflicts(planned, [old]) == {"hartmann-levy": [2400.0, 4800.0]}
+    assert bench.budget_conflicts({("hartmann-levy", "eeipu"): 2400.0}, [old]) == {}
+    # a method run again replaces its merged runs, whatever their budget
+    assert bench.budget_conflicts({("hartmann-levy", "ei"): 4800.0}, [old]) == {}
+    # and a pair taken from an earlier file hides the same pair in a later one
+    later = [dict(r, budget=99.0) for r in old]
+    assert bench.budget_conflicts({}, [old, later]) == {}
+    src = tmp_path / "old.json"
+    src.write_text(json.dumps({"meta": {}, "runs": old}))
+    # main scales the module's budgets in place: put hartmann-levy's back afterwards
+    monkeypatch.setitem(bench.BENCHMARKS, "hartmann-levy", bench.BENCHMARKS["hartmann-levy"])
+    with pytest.raises(SystemExit) as exc:
+        bench.main(
+            ["--benchmarks", "hartmann-levy", "--methods", "eeipu", "--budget-scale", "2"]
+            + ["--merge", str(src), "--out", str(tmp_path / "page")]
+        )
+    assert exc.value.code == 2
+    assert "hartmann-levy: 2400, 4800" in capsys.readouterr().err
+    assert not (tmp_path / "page").exists()  # refused before any run

@@ -144,8 +144,10 @@ BENCHMARKS: dict[str, Benchmark] = {
 # The cost-share family (benchmarks/pipelines_cost_share.py): hartmann-levy with the last stage
 # at 5-50% of a fresh trial's mean cost of 40 units; 2400 units give EI about 60 trials.
 COST_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
+COST_SHARE_BENCHMARKS: dict[str, float] = {}  # benchmark name -> its last stage's share
 for _share in COST_SHARES:
     _spec = cost_share_pipeline(_share)
+    COST_SHARE_BENCHMARKS[_spec.name] = _share
     BENCHMARKS[_spec.name] = Benchmark(
         _spec.name,
         f"2 stages: Hartmann3 + Levy2 on [-5, 5]^2 as hartmann-levy, logistic costs with the "

@@ -41,8 +41,9 @@ from _common import (  # noqa: E402
     machine_info,
     now_utc,
     read_notes,
+    single_thread_torch,
 )
-from metatune.benchmarks.pipelines import best_at_costs, cost_share_pipeline  # noqa: E402
+from metatune.benchmarks.pipelines import best_at_costs  # noqa: E402
 
 DEFAULT_OUT = pb.ROOT / "docs" / "benchmarks" / "pipelines-cost-share"
 DEFAULT_METHODS = ("eeipu", "ei", "carbo")
@@ -51,10 +52,7 @@ REGRET_AT = (0.5, 1.0)  # fractions of the budget at which the page compares reg
 
 def share_of(bench: str) -> float | None:
     """The last-stage share of a cost-share benchmark name, or None for another benchmark."""
-    for share in pb.COST_SHARES:
-        if cost_share_pipeline(share).name == bench:
-            return share
-    return None
+    return pb.COST_SHARE_BENCHMARKS.get(bench)
 
 
 def per_seed_ratios(runs: list[dict[str, Any]], bench: str, method: str, base: str) -> list[float]:
@@ -331,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     summary_command = command_line()
     if args.source is None:
-        benches = ",".join(cost_share_pipeline(s).name for s in shares)
+        benches = ",".join(b for b, s in pb.COST_SHARE_BENCHMARKS.items() if s in shares)
         code = pb.main(
             [
                 "--benchmarks",
@@ -362,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if notes:
         data["meta"]["notes"] = notes
     if args.real:
-        pb.single_thread_torch()
+        single_thread_torch()
         data["meta"]["real_shares"] = measure_real_shares(args.real)
     rows = summary_rows(data["runs"], methods)
     if not rows:

@@ -771,6 +771,14 @@ def lhopt_train(
         Path | None,
         typer.Option(help="Start from this policy file (fine-tuning) instead of a fresh one."),
     ] = None,
+    rollouts: Annotated[
+        int,
+        typer.Option(
+            help="Runs of each drawn situation (task, start lr, length) per iteration; above 1, "
+            "an episode's advantage is its reward minus the other runs' mean. Must divide "
+            "--episodes."
+        ),
+    ] = 1,
 ) -> None:
     """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists.
 
@@ -810,6 +818,7 @@ def lhopt_train(
             baseline_lrs=multipliers,
             init_scale_spread=init_scale_spread,
             init_policy=str(init_policy) if init_policy is not None else "",
+            rollouts=rollouts,
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None

@@ -148,3 +148,68 @@ def test_init_scale_is_fixed_per_task_seed_and_scales_the_weights():
     assert training._baseline_key(old, [1.0]) == f"quadratic/{old.seed}/20/1"
     with pytest.raises(ValueError, match="init_scale_spread"):
         _tiny_config(init_scale_spread=-1.0)
+
+
+def test_rollouts_repeat_a_situation_with_their_own_action_samples():
+    from metatune.lhopt.training import draw_episode, draw_iteration
+
+    cfg = _tiny_config(episodes_per_iteration=6, rollouts=3, task_seeds=16)
+    specs = draw_iteration(np.random.default_rng(0), cfg)
+    assert len(specs) == 6
+    for group in (specs[:3], specs[3:]):
+        situations = {(s.family, s.seed, s.steps, s.n_policy, s.lr_exponent) for s in group}
+        assert len(situations) == 1
+        assert len({s.controller_seed for s in group}) == 3
+    # one rollout: exactly the episodes drawn one by one, as before the option existed
+    one = _tiny_config(episodes_per_iteration=3)
+    rng = np.random.default_rng(5)
+    expected = [draw_episode(rng, one) for _ in range(3)]
+    assert draw_iteration(np.random.default_rng(5), one) == expected
+    with pytest.raises(ValueError, match="rollouts must be a positive divisor"):
+        _tiny_config(episodes_per_iteration=4, rollouts=3)
+    with pytest.raises(ValueError, match="rollouts"):
+        _tiny_config(rollouts=0)
+
+
+def test_group_advantage_is_reward_minus_the_other_runs_mean():
+    from metatune.lhopt.training import _group_advantages
+
+    episodes = [{"reward": r} for r in (1.0, 2.0, 6.0, -1.0, -1.0)]
+    with pytest.raises(ZeroDivisionError):  # a group of one has no other run to compare with
+        _group_advantages([{"reward": 1.0}], 1)
+    _group_advantages(episodes[:3], 3)
+    assert [e["group_adv"] for e in episodes[:3]] == pytest.approx([-3.0, -1.5, 4.5])
+    _group_advantages(episodes[3:], 2)
+    assert [e["group_adv"] for e in episodes[3:]] == [0.0, 0.0]  # equal runs teach nothing
+
+
+def test_group_update_makes_the_better_runs_actions_more_likely():
+    """Two runs of one situation differ only in their sampled moves; PPO with the group
+    baseline must raise the probability of the better run's moves and lower the other's."""
+    from metatune.lhopt.controller import Controller
+    from metatune.lhopt.policy import Policy
+    from metatune.lhopt.training import _ppo_update, draw_iteration, run_episode
+
+    torch.manual_seed(0)
+    cfg = _tiny_config(rollouts=2, ppo_epochs=2, entropy=0.0, learning_rate=1e-2)
+    policy = Policy(Controller.policy_config(hidden=cfg.hidden))
+    specs = draw_iteration(np.random.default_rng(1), cfg)
+    episodes = [run_episode(policy, s) for s in specs]
+    assert episodes[0]["record"] and episodes[1]["record"]
+    episodes[0]["reward"], episodes[1]["reward"] = 1.0, -1.0  # run 0 was the better one
+
+    def logp(episode):
+        state, total = policy.initial_state(), 0.0
+        with torch.no_grad():
+            for step in episode["record"]:
+                logits, _, state = policy(torch.tensor([step["obs"]]), state)
+                total += sum(
+                    float(lg.log_softmax(-1)[0, c])
+                    for lg, c in zip(logits, step["choices"], strict=True)
+                )
+        return total
+
+    before = [logp(e) for e in episodes]
+    _ppo_update(policy, torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate), episodes, cfg)
+    after = [logp(e) for e in episodes]
+    assert after[0] > before[0] and after[1] < before[1]

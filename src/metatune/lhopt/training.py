@@ -14,6 +14,15 @@ be extended to more iterations. Every 20 iterations a snapshot of the policy goe
 `snapshots/policy-NNNNN.pt` there. `init_policy` starts from a trained policy (fine-tuning, e.g.
 against a tuned baseline after learning the basics against the default rate). With
 `init_scale_spread` every task seed also fixes a factor on the task's initial weights.
+
+With `rollouts` > 1, each drawn situation (task, seed, T, start lr, policy steps) is run that
+many times with different action samples, and an episode's advantage is its reward minus the
+mean reward of the other runs of the same situation (a leave-one-out baseline, as in RLOO),
+instead of GAE on the critic. Why: most of an episode's reward is set by its situation (a start
+300x too high scores badly whatever the policy does), and a critic that must read that off the
+features leaves that variance in the advantages; comparing runs of one situation removes it,
+so what is rewarded is acting better than the policy's own average in that situation, which
+is what makes it use its features instead of one schedule for every run.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,7 @@ __all__ = [
     "MetaTrainConfig",
     "EpisodeSpec",
     "draw_episode",
+    "draw_iteration",
     "best_loss",
     "speedup_reward",
     "run_episode",
@@ -73,6 +83,8 @@ class MetaTrainConfig:
     # read the right rate off a feature's typical value on the training families
     init_scale_spread: float = 0.0
     init_policy: str = ""  # a policy file to start from ("" = a fresh policy)
+    # runs per drawn situation; > 1 switches advantages from GAE to a leave-one-out group mean
+    rollouts: int = 1
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(TASK_FAMILIES))
@@ -88,6 +100,11 @@ class MetaTrainConfig:
             raise ValueError("need task_seeds >= 1 and 1 <= steps_grid <= max_steps")
         if self.iterations < 1 or self.episodes_per_iteration < 1:
             raise ValueError("iterations and episodes_per_iteration must be positive")
+        if self.rollouts < 1 or self.episodes_per_iteration % self.rollouts:
+            raise ValueError(
+                f"rollouts must be a positive divisor of episodes_per_iteration "
+                f"({self.episodes_per_iteration}), got {self.rollouts!r}"
+            )
         if not self.baseline_lrs or any(not 0 < x < math.inf for x in self.baseline_lrs):
             raise ValueError(
                 f"baseline_lrs must be positive multipliers of the default lr, "
@@ -241,6 +258,19 @@ def draw_episode(rng: np.random.Generator, config: MetaTrainConfig) -> EpisodeSp
     return EpisodeSpec(family, seed, steps, n_policy, exponent, int(rng.integers(2**31)), scale)
 
 
+def draw_iteration(rng: np.random.Generator, config: MetaTrainConfig) -> list[EpisodeSpec]:
+    """The episodes of one iteration: `episodes_per_iteration / rollouts` situations, each run
+    `rollouts` times with its own controller seed (so its own action samples); runs of one
+    situation are adjacent. With one rollout this is `draw_episode` repeated."""
+    specs = []
+    for _ in range(config.episodes_per_iteration // config.rollouts):
+        spec = draw_episode(rng, config)
+        specs.append(spec)
+        for _ in range(config.rollouts - 1):
+            specs.append(replace(spec, controller_seed=int(rng.integers(2**31))))
+    return specs
+
+
 def run_episode(
     policy: Policy,
     spec: EpisodeSpec,
@@ -293,6 +323,8 @@ def _worker_run(blob: dict[str, Any], spec: EpisodeSpec, baseline: Curve) -> dic
 def _ppo_update(
     policy: Policy, opt: torch.optim.Optimizer, episodes: list[dict], config: MetaTrainConfig
 ) -> dict[str, float]:
+    if config.rollouts > 1:
+        _group_advantages(episodes, config.rollouts)
     episodes = [e for e in episodes if e["record"]]
     if not episodes:
         return {}
@@ -300,6 +332,10 @@ def _ppo_update(
     policy.norm.update(obs_all)
     # advantages: reward only at the end, gamma = 1, GAE(lambda) on the recorded values
     for e in episodes:
+        if "group_adv" in e:  # leave-one-out group baseline; the critic still learns the return
+            e["adv"] = [e["group_adv"]] * len(e["record"])
+            e["ret"] = [e["reward"]] * len(e["record"])
+            continue
         values = [s["value"] for s in e["record"]] + [0.0]
         rewards = [0.0] * (len(e["record"]) - 1) + [e["reward"]]
         adv, gae = [], 0.0
@@ -340,6 +376,16 @@ def _ppo_update(
         opt.step()
         stats = {"loss": float(total.detach())}
     return stats
+
+
+def _group_advantages(episodes: list[dict[str, Any]], rollouts: int) -> None:
+    """Set `group_adv` on every episode: its reward minus the mean reward of the other runs of
+    its situation (runs of one situation are `rollouts` adjacent episodes)."""
+    for i in range(0, len(episodes), rollouts):
+        group = episodes[i : i + rollouts]
+        total = sum(e["reward"] for e in group)
+        for e in group:
+            e["group_adv"] = e["reward"] - (total - e["reward"]) / (len(group) - 1)
 
 
 def meta_train(
@@ -391,7 +437,7 @@ def meta_train(
     try:
         for it in range(start, config.iterations):
             rng = np.random.default_rng([config.seed, it])
-            specs = [draw_episode(rng, config) for _ in range(config.episodes_per_iteration)]
+            specs = draw_iteration(rng, config)
             baselines = _baselines_for(specs, config, stored_baselines, baselines_path, pool)
             if pool is None:
                 episodes = [

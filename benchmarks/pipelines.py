@@ -290,7 +290,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         if r.get("error"):
             continue
         out.setdefault(r["benchmark"], {}).setdefault(
-            r["method"], {"n": [], "best": [], "w": [], "reuse": [], "cost": []}
+            r["method"], {"n": [], "best": [], "w": [], "reuse": [], "cost": [], "seeds": {}}
         )
         d = out[r["benchmark"]][r["method"]]
         n_warmup = r.get("n_warmup", N_WARMUP)
@@ -301,6 +301,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             d["cost"].append(rel)
         d["n"].append(r["n_trials"])
         d["best"].append(r["best"])
+        d["seeds"][r["seed"]] = r["best"]
         d["w"].append(r["wall_seconds"])
     stats: dict[str, dict[str, dict[str, Any]]] = {}
     for b, per in out.items():
@@ -316,8 +317,30 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                 "wall_median": float(np.median(d["w"])),
                 "reuse_median": float(np.median(d["reuse"])),
                 "cost_median": float(np.median(d["cost"])) if d["cost"] else math.nan,
+                "best_by_seed": dict(d["seeds"]),
             }
     return stats
+
+
+def paired_comparison(
+    ours: dict[Any, float], theirs: dict[Any, float]
+) -> tuple[int, int, float | None]:
+    """(seeds where `theirs` found a lower best than `ours`, seeds both ran, two-sided Wilcoxon
+    signed-rank p on the per-seed differences, None if every difference is zero).
+
+    Paired by seed because every method of a seed starts from the same warm-up points, so a
+    seed's luck is shared. With 5 seeds the smallest possible p is 0.0625: a lower median over
+    5 seeds is a reading of the runs, not evidence of a better method.
+    """
+    from scipy.stats import wilcoxon
+
+    common = sorted(set(ours) & set(theirs))
+    # ties (equal within TIE_RTOL) count as zero differences, which the test drops
+    diffs = [0.0 if _same(theirs[k], ours[k]) else theirs[k] - ours[k] for k in common]
+    wins = sum(1 for x in diffs if x < 0)
+    if not any(diffs):
+        return wins, len(common), None
+    return wins, len(common), float(wilcoxon(diffs).pvalue)
 
 
 def relative_trial_cost(cumulative: Sequence[float], n_warmup: int) -> float | None:
@@ -490,6 +513,20 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | N
                 f"EEIPU / EI candidates (medians): {ratio:.2f}x. EEIPU's median best objective is "
                 f"{verdict}.",
             ]
+            paired = []
+            for m in beaten:
+                wins, n, p = paired_comparison(per["eeipu"]["best_by_seed"], per[m]["best_by_seed"])
+                paired.append(
+                    f"{m} found a lower best in {wins} of {n} seeds"
+                    + (f" (Wilcoxon signed-rank, two-sided p = {p:.2g})" if p is not None else "")
+                )
+            if paired:
+                lines += [
+                    "",
+                    "Paired by seed (a seed's methods share its warm-up): "
+                    + "; ".join(paired)
+                    + ".",
+                ]
         capped = sorted(
             f"{r['method']} seed {r['seed']}"
             for r in data["runs"]

@@ -162,3 +162,38 @@ def test_runs_of_one_benchmark_at_different_budgets_are_refused(
     assert exc.value.code == 2
     assert "hartmann-levy: 2400, 4800" in capsys.readouterr().err
     assert not (tmp_path / "page").exists()  # refused before any run
+
+
+def test_paired_comparison_counts_seed_wins_and_tests_them(bench):
+    ours = {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}
+    better = {k: 0.5 for k in ours}
+    wins, n, p = bench.paired_comparison(ours, better)
+    assert (wins, n) == (5, 5)
+    assert p == pytest.approx(0.0625)  # the smallest two-sided p five seeds allow
+    mixed = {0: 0.9, 1: 1.2, 2: 0.95, 3: 1.1, 4: 1.0 + 1e-9}  # seed 4 is a tie
+    wins, n, p = bench.paired_comparison(ours, mixed)
+    assert (wins, n) == (2, 5) and p > 0.5
+    # only seeds both ran are paired; all ties: no test
+    assert bench.paired_comparison(ours, {0: 1.0, 9: 0.1}) == (0, 1, None)
+
+
+def test_page_pairs_seeds_for_a_baseline_with_a_lower_median(bench, tmp_path):
+    runs = [_run("eeipu", s, [10, 10, 2], best=-3.0 + 0.01 * s) for s in range(3)]
+    runs += [_run("carbo", s, [10, 10, 8], best=-3.1 + 0.2 * (s == 2)) for s in range(3)]
+    data = {
+        "meta": {
+            "command": "t",
+            "date": "d",
+            "machine": "m",
+            "wall_minutes": 0.0,
+            "workers": 1,
+            "seeds": 3,
+            "note": "",
+        },
+        "runs": runs + [_run("ei", 0, [10, 10, 10], best=-2.0)],
+    }
+    page = tmp_path / "p.md"
+    bench.write_markdown(data, bench.summarize(data["runs"]), page)
+    text = page.read_text()
+    assert "worse than carbo (-3.1)'s" in text
+    assert "carbo found a lower best in 2 of 3 seeds (Wilcoxon signed-rank, two-sided p = " in text

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-finetuned clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-finetuned lhopt-group clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ lhopt-finetuned: $(STAMP)
 	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-finetuned --iterations 400 \
 		--max-steps 400 --workers 2 --seed 2 --baseline-lrs 0.3,1,3 --init-scale-spread 0.5 \
 		--init-policy metatune-runs/lhopt-tuned/policy.pt
+
+# The group-rollout candidate of docs/benchmarks/lhopt-group/lhopt.md (not shipped; about an hour
+# on 2 cores): from the shipped policy, 4 runs per drawn situation, leave-one-out advantages.
+# The evaluated policy is snapshots/policy-00160.pt (picked by a rule fixed before evaluation).
+lhopt-group: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-group --iterations 200 \
+		--episodes 16 --rollouts 4 --max-steps 400 --workers 2 --seed 3 \
+		--init-policy src/metatune/lhopt/policies/default.pt
 
 clean:
 	rm -rf $(VENV) .pytest_cache metatune-runs

@@ -614,14 +614,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for b in benches:
         bm = BENCHMARKS[b]
         BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
-    merged_runs: list[list[dict[str, Any]]] = []
+    merged: list[dict[str, Any]] = []  # each --merge file, read once, before any run
     for path in args.merge:
         try:
-            merged_runs.append(list(json.loads(Path(path).read_text())["runs"]))
+            earlier_page = json.loads(Path(path).read_text())
+            earlier_page["runs"] = list(earlier_page["runs"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             ap.error(f"--merge: cannot read runs from {path!r}: {exc}")
+        merged.append(earlier_page)
     planned = {(b, m): BENCHMARKS[b].budget for b in benches for m in methods}
-    conflicts = budget_conflicts(planned, merged_runs)
+    conflicts = budget_conflicts(planned, [page["runs"] for page in merged])
     if conflicts:
         ap.error(
             "runs on one page must share a budget per benchmark, got "
@@ -669,8 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": runs,
     }
-    for path in args.merge:
-        old = json.loads(Path(path).read_text())
+    for old in merged:
         have = {(r["benchmark"], r["method"]) for r in runs}
         keep = [r for r in old["runs"] if (r.get("benchmark"), r.get("method")) not in have]
         if not keep:

@@ -54,7 +54,7 @@ def test_torch_outputs_use_torch_save(tmp_path):
     cache = Cache(tmp_path)
     model = torch.nn.Linear(3, 2)
     cache.put(KEY, {"model": model, "x": torch.arange(4.0)})
-    header = (tmp_path / f"{KEY}.entry").read_bytes()[:200]
+    header = (tmp_path / f"{KEY}.entry").read_bytes()[:400]
     assert b'"serializer": "torch"' in header
     got = cache.get(KEY)
     assert got is not None
@@ -218,3 +218,80 @@ def test_two_processes_writing_the_same_key(tmp_path: Path):
     final = cache.get(KEY)
     assert final is not None and final.value["i"] == 24
     assert [p.name for p in folder.iterdir()] == [f"{KEY}.entry"]
+
+
+def test_a_header_with_bad_values_is_recomputed_not_a_crash(tmp_path):
+    import json
+    import struct
+
+    cache = Cache(tmp_path)
+    cache.put(KEY, [1, 2])
+    path = tmp_path / f"{KEY}.entry"
+    data = path.read_bytes()
+    head = len(b"MTCACHE1") + 4
+    (n,) = struct.unpack("<I", data[8:head])
+    header = json.loads(data[head : head + n])
+    header["seconds"] = None
+    new = json.dumps(header).encode()
+    path.write_bytes(data[:8] + struct.pack("<I", len(new)) + new + data[head + n :])
+    assert cache.get(KEY) is None
+    assert cache.stats.corrupt == 1 and not path.exists()
+
+
+def test_an_intact_entry_that_does_not_load_here_is_kept(tmp_path):
+    class NotReallyPickle:  # writes bytes that pickle cannot load, under pickle's name
+        name = "pickle"
+
+        def dumps(self, obj):
+            return b"written by another version"
+
+        def loads(self, data):
+            raise AssertionError("not used")
+
+    cache = Cache(tmp_path)
+    cache.put(KEY, [1], serializer=NotReallyPickle())
+    assert cache.get(KEY) is None and cache.stats.corrupt == 1
+    assert (tmp_path / f"{KEY}.entry").exists()  # another worker may load it
+
+
+def test_a_damaged_entry_replaced_meanwhile_is_not_deleted(tmp_path, monkeypatch):
+    from metatune.pipeline import cache as cache_mod
+
+    cache = Cache(tmp_path)
+    cache.put(KEY, [1])
+    path = tmp_path / f"{KEY}.entry"
+    path.write_bytes(b"damaged")
+    real_parse = cache_mod._parse
+
+    def parse_while_another_process_writes(data):
+        Cache(tmp_path).put(KEY, [2])  # os.replace: a new file under the same name
+        return real_parse(data)
+
+    monkeypatch.setattr(cache_mod, "_parse", parse_while_another_process_writes)
+    assert cache.get(KEY) is None
+    monkeypatch.setattr(cache_mod, "_parse", real_parse)
+    assert cache.get(KEY).value == [2]
+
+
+def test_entries_are_readable_by_the_group_and_others_as_umask_allows(tmp_path):
+    from metatune.pipeline import cache as cache_mod
+
+    if not hasattr(os, "fchmod"):
+        pytest.skip("no POSIX modes here")
+    Cache(tmp_path).put(KEY, [1])
+    mode = (tmp_path / f"{KEY}.entry").stat().st_mode & 0o777
+    assert mode == 0o666 & ~cache_mod._UMASK
+
+
+def test_eviction_goes_on_past_an_entry_it_cannot_delete(tmp_path, monkeypatch):
+    from metatune.pipeline import cache as cache_mod
+
+    cache = Cache(tmp_path)
+    for i in range(5):
+        cache.put(_key(i), os.urandom(10_000))
+    stuck = tmp_path / f"{_key(0)}.entry"  # the least recently used one
+    real_unlink = cache_mod._unlink
+    monkeypatch.setattr(cache_mod, "_unlink", lambda p: False if p == stuck else real_unlink(p))
+    cache.max_bytes = 25_000
+    cache.evict()
+    assert stuck.exists() and cache.size_bytes() <= 25_000

@@ -361,3 +361,76 @@ def test_source_hash_follows_same_module_helpers(tmp_path):
     same = _stage_module(tmp_path, "stages_c", "return x + 1")
     ids = [Stage("s", m.train, {"x": Float(0, 1)}).code_id for m in (a, b, same)]
     assert ids[0] != ids[1] and ids[0] == ids[2]
+
+
+def _scaled_sum(xs, scale):
+    return sum(xs) * scale
+
+
+def test_captured_data_changes_the_code_id():
+    import functools
+    import types
+
+    import numpy as np
+
+    def make(n):
+        def fn(x):
+            return x * n
+
+        return fn
+
+    assert (
+        Stage("s", make(1), {"x": Float(0, 1)}).code_id
+        != Stage("s", make(1000), {"x": Float(0, 1)}).code_id
+    )
+    # numpy's repr hides the middle of a large array; the key must not
+    a, b = np.zeros(5000), np.zeros(5000)
+    b[2500] = 1.0
+    pa = Stage("s", functools.partial(_scaled_sum, a), {"scale": Float(0, 1)})
+    pb = Stage("s", functools.partial(_scaled_sum, b), {"scale": Float(0, 1)})
+    assert repr(a) == repr(b) and pa.code_id != pb.code_id
+
+    class Shift:
+        def __init__(self, by):
+            self.by = by
+
+        def __call__(self, x):
+            return x + self.by
+
+    assert (
+        Stage("s", Shift(1), {"x": Float(0, 1)}).code_id
+        != Stage("s", Shift(2), {"x": Float(0, 1)}).code_id
+    )
+
+    # a module constant the function reads (same code, other globals)
+    def scaled(x):
+        return x * SCALE  # noqa: F821
+
+    with_2 = types.FunctionType(scaled.__code__, {"SCALE": 2})
+    with_3 = types.FunctionType(scaled.__code__, {"SCALE": 3})
+    assert (
+        Stage("s", with_2, {"x": Float(0, 1)}).code_id
+        != Stage("s", with_3, {"x": Float(0, 1)}).code_id
+    )
+
+
+def test_state_objects_in_closures_do_not_change_the_code_id():
+    calls = Counter()
+
+    def fn(x):
+        calls["fn"] += 1
+        return x
+
+    before = Stage("s", fn, {"x": Float(0, 1)}).code_id
+    calls["fn"] += 5  # a counter is state, not data: the key must stay put
+    assert Stage("s", fn, {"x": Float(0, 1)}).code_id == before
+
+
+def test_a_hit_on_a_stage_reporting_its_own_cost_is_charged_nothing(tmp_path):
+    p = _make(tmp_path, Counter())
+    p.run(PARAMS)
+    again = p.run({**PARAMS, "eval.k": 0})
+    train = [r for r in again.stages if r.name == "train"][0]
+    assert train.cache_hit and train.cost == 0.0 and train.seconds > 0.0
+    prep = [r for r in again.stages if r.name == "prep"][0]
+    assert prep.cache_hit and prep.cost == 0.0

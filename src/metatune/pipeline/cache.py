@@ -46,6 +46,8 @@ _MAGIC = b"MTCACHE1"
 _SUFFIX = ".entry"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 @runtime_checkable
@@ -149,6 +151,7 @@ class CachedValue:
     load_seconds: float
     prefix_seconds: float = 0.0
     prefix_cost: float = 0.0
+    own_cost: bool = False  # the stage reported its cost in its own units (not wall seconds)
 
 
 class _CorruptEntry(Exception):
@@ -216,36 +219,44 @@ class Cache:
     __contains__ = contains
 
     def get(self, key: str, serializer: Serializer | None = None) -> CachedValue | None:
-        """The stored output for `key`, or None; unreadable entries are deleted (counted as
-        corrupt, not as misses: the caller recomputes and records the miss)."""
+        """The stored output for `key`, or None. An entry that is damaged (bad format, header or
+        checksum) is deleted, unless another process has replaced it meanwhile; one that is
+        intact but does not load here (a class missing from this worker, CUDA tensors on a CPU
+        machine) is left for others. Both count as corrupt, not as misses: the caller
+        recomputes and records the miss."""
         path = self._path(key)
         start = time.perf_counter()
         try:
             with open(path, "rb") as f:
+                opened = os.fstat(f.fileno())
                 data = f.read()
-        except FileNotFoundError:
-            self._stats.misses += 1
-            return None
-        except OSError:
+        except OSError:  # gone (evicted meanwhile) or not readable by this user
             self._stats.misses += 1
             return None
         try:
             header, payload = _parse(data)
+            seconds = float(header.get("seconds", 0.0))
+            cost = float(header.get("cost", seconds))
+            prefix_seconds = float(header.get("prefix_seconds", seconds))
+            prefix_cost = float(header.get("prefix_cost", cost))
+            own_cost = bool(header.get("own_cost", False))
             name = header.get("serializer")
+            if not (serializer is not None and serializer.name == name) and name not in _BUILTIN:
+                raise _CorruptEntry(f"unknown serializer {name!r}")
+        except (_CorruptEntry, ValueError, TypeError, KeyError, AttributeError):
+            if _same_file(path, opened):
+                _unlink(path)
+            self._stats.corrupt += 1
+            return None
+        try:
             if serializer is not None and serializer.name == name:
                 value = serializer.loads(bytes(payload))
-            elif name in _BUILTIN:
-                value = _BUILTIN[name].loads(payload)
             else:
-                raise _CorruptEntry(f"unknown serializer {name!r}")
-        except Exception:  # corrupt, truncated, or an object that no longer unpickles
-            _unlink(path)
+                value = _BUILTIN[name].loads(payload)
+        except Exception:  # intact bytes that do not load in this process
             self._stats.corrupt += 1
             return None
         self._touch(path)
-        seconds = float(header.get("seconds", 0.0))
-        cost = float(header.get("cost", seconds))
-        prefix_seconds = float(header.get("prefix_seconds", seconds))
         self._stats.hits += 1
         self._stats.seconds_saved += prefix_seconds
         return CachedValue(
@@ -254,7 +265,8 @@ class Cache:
             cost=cost,
             load_seconds=time.perf_counter() - start,
             prefix_seconds=prefix_seconds,
-            prefix_cost=float(header.get("prefix_cost", cost)),
+            prefix_cost=prefix_cost,
+            own_cost=own_cost,
         )
 
     def record_miss(self) -> None:
@@ -272,12 +284,14 @@ class Cache:
         prefix_seconds: float | None = None,
         prefix_cost: float | None = None,
         label: str = "",
+        own_cost: bool = False,
     ) -> int:
         """Store `value` under `key` atomically; returns the bytes written (0 if not stored).
 
         `seconds` and `cost` record what computing it took; `prefix_seconds` / `prefix_cost`
         what computing it from scratch took (with every earlier stage; default: the same), which
-        later hits report as saved. An entry larger than `max_bytes` is not stored.
+        later hits report as saved; `own_cost` says the stage reported `cost` in its own units.
+        An entry larger than `max_bytes` is not stored.
         """
         path = self._path(key)
         ser = get_serializer(serializer, value)
@@ -296,6 +310,7 @@ class Cache:
                     (seconds if cost is None else cost) if prefix_cost is None else prefix_cost
                 ),
                 "label": label,
+                "own_cost": bool(own_cost),
                 "created": time.time(),
             },
             sort_keys=True,
@@ -306,6 +321,8 @@ class Cache:
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.folder)
         try:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; a shared cache must be readable
+                os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as f:
                 f.write(_MAGIC)
                 f.write(struct.pack("<I", len(header)))
@@ -337,6 +354,8 @@ class Cache:
                 continue
             if _unlink(path):
                 removed += 1
+            elif path.exists():  # could not delete it (permissions): it still takes room
+                continue
             total -= st.st_size
         self._stats.evictions += removed
         return removed
@@ -389,6 +408,19 @@ def _parse(data: bytes) -> tuple[dict[str, Any], memoryview]:
     if len(payload) != header["length"] or zlib.crc32(payload) != header["crc32"]:
         raise _CorruptEntry("payload length or checksum mismatch")
     return header, payload
+
+
+def _same_file(path: Path, opened: os.stat_result) -> bool:
+    """True if `path` is still the file that was opened (not replaced by another writer)."""
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    return (now.st_ino, now.st_dev, now.st_mtime_ns) == (
+        opened.st_ino,
+        opened.st_dev,
+        opened.st_mtime_ns,
+    )
 
 
 def _unlink(path: Path) -> bool:

@@ -35,7 +35,8 @@ _KEY_VERSION = 1
 @dataclass
 class StageRecord:
     """What one stage cost in one trial: its own reported cost (else wall seconds), and whether
-    its output came from the cache (then the cost is the time to load it)."""
+    its output came from the cache (then the cost is the time to load it, or 0 for a stage that
+    reports its own cost)."""
 
     name: str
     cost: float
@@ -317,8 +318,11 @@ class Pipeline:
                 prefix_cost = saved_cost = got.prefix_cost
                 for s in self.stages[: k - 1]:
                     records.append(StageRecord(s.name, 0.0, True, 0.0))
+                # a stage that reports its own cost (GPU-seconds, a simulated clock) is charged
+                # nothing for a hit: the load's wall seconds are not in its units
+                hit_cost = 0.0 if got.own_cost else got.load_seconds
                 records.append(
-                    StageRecord(self.stages[k - 1].name, got.load_seconds, True, got.load_seconds)
+                    StageRecord(self.stages[k - 1].name, hit_cost, True, got.load_seconds)
                 )
                 break
         for i in range(depth, n):
@@ -336,6 +340,7 @@ class Pipeline:
                 )
             seconds = time.perf_counter() - start
             cost = seconds
+            own_cost = isinstance(out, StageResult) and out.cost is not None
             if isinstance(out, StageResult):
                 cost = seconds if out.cost is None else float(out.cost)
                 out = out.output
@@ -354,6 +359,7 @@ class Pipeline:
                         prefix_seconds=prefix_seconds,
                         prefix_cost=prefix_cost,
                         label=stage.name,
+                        own_cost=own_cost,
                     )
                 except Exception as exc:  # an unpicklable output, a full disk: run uncached
                     log.warning("could not cache the output of stage %r: %s", stage.name, exc)

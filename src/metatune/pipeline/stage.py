@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import math
 import numbers
+import pickle
 import re
 import textwrap
 from collections.abc import Callable, Mapping
@@ -50,14 +51,17 @@ class StageError(RuntimeError):
         self.original = exc
 
 
-def _referenced_helpers(target: Any, limit: int = 64) -> list[Any]:
+def _referenced_helpers(target: Any, limit: int = 64) -> tuple[list[Any], list[str]]:
     """Functions and classes of `target`'s own module that it uses by global name, directly or
     through other such helpers (and closures): a changed helper must change the stage's key.
+    Also the fingerprints of the plain data those functions read from module globals and
+    closures (see `_data_fingerprint`): a changed constant must change it too.
 
     Only the stage's own module is followed; library code is identified by its version, not here.
     """
     module = getattr(target, "__module__", None)
     seen: dict[int, Any] = {}
+    data: list[str] = []
     todo = [target]
     while todo and len(seen) < limit:
         obj = todo.pop()
@@ -76,18 +80,60 @@ def _referenced_helpers(target: Any, limit: int = 64) -> list[Any]:
                 names.update(c.co_names)
                 codes += [k for k in c.co_consts if inspect.iscode(k)]
             scope = getattr(fn, "__globals__", {})
-            found = [scope[n] for n in sorted(names) if n in scope]
-            found += [cell.cell_contents for cell in (fn.__closure__ or ()) if _filled(cell)]
-            for ref in found:
-                if (
-                    (inspect.isfunction(ref) or inspect.isclass(ref))
-                    and getattr(ref, "__module__", None) == module
-                    and ref is not target
-                    and id(ref) not in seen
-                ):
-                    seen[id(ref)] = ref
-                    todo.append(ref)
-    return sorted(seen.values(), key=lambda r: r.__qualname__)
+            found = [(n, scope[n]) for n in sorted(names) if n in scope]
+            cells = [c.cell_contents for c in (fn.__closure__ or ()) if _filled(c)]
+            found += [(f"<closure {i}>", v) for i, v in enumerate(cells)]
+            for label, ref in found:
+                if inspect.isfunction(ref) or inspect.isclass(ref):
+                    if (
+                        getattr(ref, "__module__", None) == module
+                        and ref is not target
+                        and id(ref) not in seen
+                    ):
+                        seen[id(ref)] = ref
+                        todo.append(ref)
+                elif _is_plain_data(ref):
+                    data.append(f"{fn.__qualname__}:{label}={_data_fingerprint(ref)}")
+    helpers = sorted(seen.values(), key=lambda r: r.__qualname__)
+    return helpers, sorted(data)
+
+
+_PLAIN_SCALARS = (bool, int, float, complex, str, bytes, type(None))
+_PLAIN_CONTAINERS = (tuple, list, dict, set, frozenset)
+_ARRAY_TYPES = {
+    ("numpy", "ndarray"),
+    ("torch", "Tensor"),
+    ("pandas.core.frame", "DataFrame"),
+    ("pandas.core.series", "Series"),
+}
+
+
+def _is_plain_data(value: Any, depth: int = 0) -> bool:
+    """Numbers, strings, arrays, tensors, data frames and the built-in containers of them:
+    values a stage reads as data. Other objects (counters, loggers, models being trained) are
+    state, and hashing them would only turn every change of state into a cache miss."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS or (kind.__module__, kind.__name__) in _ARRAY_TYPES:
+        return True
+    if kind.__module__ == "numpy" and hasattr(value, "dtype"):  # numpy scalars
+        return True
+    if kind not in _PLAIN_CONTAINERS or depth > 4:
+        return False
+    items = [*value.keys(), *value.values()] if kind is dict else list(value)
+    return all(_is_plain_data(v, depth + 1) for v in items)
+
+
+def _data_fingerprint(value: Any) -> str:
+    """A hash of a plain value's pickle (exact, unlike repr, which numpy shortens for large
+    arrays), else of its type: other objects are identified by their type only."""
+    if not _is_plain_data(value):
+        kind = type(value)
+        return f"type:{kind.__module__}.{kind.__qualname__}"
+    try:
+        blob = pickle.dumps(value, protocol=4)
+    except Exception:  # an unpicklable tensor subclass or the like: repr is the best left
+        blob = repr(value).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
 
 
 def _filled(cell: Any) -> bool:
@@ -99,25 +145,33 @@ def _filled(cell: Any) -> bool:
 
 
 def _code_id(fn: Any) -> str:
-    """A hash of `fn`'s source and of the same-module helpers it calls (for a partial: its
-    function's, plus its bound arguments; for a callable object: its class's), else its
-    qualified name."""
-    extra = ""
+    """A hash of `fn`'s source, of the same-module helpers it calls and of the plain data it
+    reads from globals and closures; for a partial also of its bound arguments; for a callable
+    object, of its class's source and of its plain attributes. Without source: its qualified
+    name (plus those data)."""
+    data: list[str] = []
     if isinstance(fn, functools.partial):
-        extra = repr((fn.args, sorted(fn.keywords.items())))
+        data += [f"arg{i}={_data_fingerprint(a)}" for i, a in enumerate(fn.args)]
+        data += [f"{k}={_data_fingerprint(v)}" for k, v in sorted(fn.keywords.items())]
         fn = fn.func
+    if not (inspect.isroutine(fn) or inspect.isclass(fn)):
+        attrs = sorted(getattr(fn, "__dict__", {}).items())
+        data += [f"self.{k}={_data_fingerprint(v)}" for k, v in attrs]
     target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
     try:
-        src = textwrap.dedent(inspect.getsource(target)) + extra
+        src = textwrap.dedent(inspect.getsource(target))
     except (OSError, TypeError):
         qual = getattr(target, "__qualname__", None) or type(target).__qualname__
         module = getattr(target, "__module__", None) or type(target).__module__
+        extra = hashlib.sha256("\n".join(data).encode()).hexdigest()[:32] if data else ""
         return f"name:{module}.{qual}" + (f":{extra}" if extra else "")
-    for helper in _referenced_helpers(target):
+    helpers, helper_data = _referenced_helpers(target)
+    for helper in helpers:
         try:
             src += f"\n# {helper.__qualname__}\n" + textwrap.dedent(inspect.getsource(helper))
         except (OSError, TypeError):
             src += f"\n# {helper.__qualname__} (no source)"
+    src += "\n# data\n" + "\n".join(data + helper_data)
     return "source:" + hashlib.sha256(src.encode()).hexdigest()
 
 

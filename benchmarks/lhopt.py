@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += ["", "![validation loss: best AdamW grid cell vs policy](lhopt.png)"]
     notes = Path(args.notes).read_text().strip() if args.notes else ""
+    notes = notes.removeprefix("## Notes").strip()  # the page adds the heading itself
     previous = out / "lhopt.md"
     if not notes and previous.exists() and "\n## Notes\n" in previous.read_text():
         notes = previous.read_text().split("\n## Notes\n", 1)[1].strip()  # keep them on re-runs

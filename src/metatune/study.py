@@ -400,8 +400,12 @@ class Study:
         try:
             with self._keepalive(trial):
                 result = objective(dict(trial.params))
-        except KeyboardInterrupt:
-            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)")
+        except KeyboardInterrupt as exc:
+            attrs = {"ask_seconds": ask_seconds, **(record or {})}
+            partial = getattr(exc, "pipeline_run", None)  # stages that ran before the interrupt
+            if isinstance(partial, PipelineRun):
+                attrs.update(partial.system_attrs)
+            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)", system_attrs=attrs)
             raise
         except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)

@@ -250,3 +250,26 @@ def test_trial_cost_is_charged_to_every_trial_and_the_budget(tmp_path):
         with pytest.raises(ValueError, match="trial_cost"):  # a later assignment too
             charged.trial_cost = bad
     assert charged.trial_cost == 4.0
+
+
+def test_an_interrupted_trial_keeps_the_cost_of_the_stages_that_ran(tmp_path):
+    def prep(n):
+        return StageResult(list(range(n)), cost=5.0)
+
+    def train(xs, lr):
+        raise KeyboardInterrupt  # Ctrl-C while the second stage runs
+
+    pipe = Pipeline(
+        [
+            Stage("prep", prep, {"n": Int(2, 4)}),
+            Stage("train", train, {"lr": Float(0.01, 1.0, log=True)}),
+        ],
+        cache=tmp_path / "cache",
+    )
+    study = Study(pipe, optimizer="random", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(pipe, budget=100.0)
+    (trial,) = study.trials
+    assert trial.state is TrialState.FAILED and "KeyboardInterrupt" in trial.error
+    assert [s["name"] for s in trial.stages] == ["prep", "train"]
+    assert study.cost_spent >= 5.0  # prep ran (and was cached) before the interrupt

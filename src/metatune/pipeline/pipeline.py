@@ -292,7 +292,8 @@ class Pipeline:
     # Running -----------------------------------------------------------------------------------
     def run(self, params: Mapping[str, Any]) -> PipelineRun:
         """Run the stages for `params`, serving the longest cached prefix; never raises for a
-        failing stage (see `PipelineRun.error`), only for invalid params or KeyboardInterrupt."""
+        failing stage (see `PipelineRun.error`), only for invalid params or KeyboardInterrupt
+        (which then carries what ran so far as ``exc.pipeline_run``, so its cost is kept)."""
         self.space.validate(params)
         local = self._local(params)
         keys = self._keys(local)
@@ -331,6 +332,13 @@ class Pipeline:
             start = time.perf_counter()
             try:
                 out = stage.fn(*args, **local[i])
+            except KeyboardInterrupt as exc:  # the stages that finished still cost their time
+                seconds = time.perf_counter() - start
+                records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
+                exc.pipeline_run = PipelineRun(  # type: ignore[attr-defined]
+                    None, records, None, depth, saved_seconds, saved_cost, self.trial_cost
+                )
+                raise
             except Exception as exc:
                 seconds = time.perf_counter() - start
                 records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))

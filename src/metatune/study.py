@@ -405,7 +405,9 @@ class Study:
             partial = getattr(exc, "pipeline_run", None)  # stages that ran before the interrupt
             if isinstance(partial, PipelineRun):
                 attrs.update(partial.system_attrs)
-            self.tell(trial, error="interrupted by the user (KeyboardInterrupt)", system_attrs=attrs)
+            self.tell(
+                trial, error="interrupted by the user (KeyboardInterrupt)", system_attrs=attrs
+            )
             raise
         except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)

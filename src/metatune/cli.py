@@ -740,7 +740,11 @@ def lhopt_train(
     iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 40,
     episodes: Annotated[int, typer.Option(help="Training runs (episodes) per iteration.")] = 8,
     families: Annotated[
-        str, typer.Option(help="Comma-separated task families (default: all).")
+        str,
+        typer.Option(
+            help="Comma-separated task families (default: all but mlp-regression, the mix the "
+            "shipped policy was trained on)."
+        ),
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed of the whole meta-training.")] = 0,
     max_steps: Annotated[
@@ -787,7 +791,7 @@ def lhopt_train(
     import torch
     from rich.progress import Progress
 
-    from metatune.lhopt.tasks import TASK_FAMILIES
+    from metatune.lhopt.tasks import DEFAULT_FAMILIES
     from metatune.lhopt.training import MetaTrainConfig, meta_train
 
     if iterations < 1 or episodes < 1:
@@ -799,7 +803,7 @@ def lhopt_train(
             f"--threads and --workers must be positive integers, got {threads}, {workers}", code=2
         )
     torch.set_num_threads(threads)
-    chosen = [f.strip() for f in families.split(",") if f.strip()] or list(TASK_FAMILIES)
+    chosen = [f.strip() for f in families.split(",") if f.strip()] or list(DEFAULT_FAMILIES)
     try:
         multipliers = [float(x) for x in baseline_lrs.split(",") if x.strip()]
     except ValueError:

@@ -19,6 +19,14 @@ def test_every_task_family_trains_with_adamw(family):
     assert math.isfinite(curve[-1][1]) and curve[-1][1] < first
 
 
+def test_the_default_mix_is_the_one_the_shipped_policy_was_trained_on():
+    from metatune.lhopt.tasks import DEFAULT_FAMILIES
+
+    assert DEFAULT_FAMILIES == ["quadratic", "mlp-tabular", "cnn-digits", "char-lm", "majority-rnn"]
+    assert MetaTrainConfig().families == DEFAULT_FAMILIES
+    assert set(DEFAULT_FAMILIES) < set(TASK_FAMILIES)
+
+
 def test_speedup_reward():
     base = [(10, 2.0), (20, 1.5), (40, 1.0)]
     assert speedup_reward(base, [(10, 1.2), (20, 0.9), (40, 0.5)], 40) == pytest.approx(math.log(2))

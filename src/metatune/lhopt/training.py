@@ -40,7 +40,7 @@ import torch
 
 from metatune.lhopt.controller import Controller
 from metatune.lhopt.policy import Policy, PolicyConfig
-from metatune.lhopt.tasks import TASK_FAMILIES, TrainingTask
+from metatune.lhopt.tasks import DEFAULT_FAMILIES, TASK_FAMILIES, TrainingTask
 
 __all__ = [
     "MetaTrainConfig",
@@ -75,7 +75,7 @@ class MetaTrainConfig:
     gae_lambda: float = 0.95
     max_grad_norm: float = 5.0
     hidden: int = 64
-    families: list[str] = field(default_factory=lambda: list(TASK_FAMILIES))
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     seed: int = 0
     # the reward's baseline: best of constant and cosine AdamW at default lr x each of these
     baseline_lrs: list[float] = field(default_factory=lambda: [1.0])

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-finetuned lhopt-group lhopt-group-tuned clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,14 @@ lhopt-group-tuned: $(STAMP)
 	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-group-tuned --iterations 300 \
 		--episodes 16 --rollouts 4 --max-steps 400 --workers 2 --seed 4 --baseline-lrs 0.3,1,3 \
 		--init-policy src/metatune/lhopt/policies/default.pt
+
+# The candidate of docs/benchmarks/lhopt-regression/lhopt.md (not shipped; about 30 min on 2
+# cores): as lhopt-group-tuned plus the mlp-regression family; the rule picked snapshot 100.
+LHOPT_MIX = quadratic,mlp-tabular,cnn-digits,char-lm,majority-rnn,mlp-regression
+lhopt-regression: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-regr --iterations 160 \
+		--episodes 16 --rollouts 4 --max-steps 400 --workers 2 --seed 5 --baseline-lrs 0.3,1,3 \
+		--families $(LHOPT_MIX) --init-policy src/metatune/lhopt/policies/default.pt
 
 clean:
 	rm -rf $(VENV) .pytest_cache metatune-runs

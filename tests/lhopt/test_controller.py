@@ -59,7 +59,7 @@ def test_mismatched_policy_and_missing_default_are_clear_errors(monkeypatch, tmp
     with pytest.raises(ValueError, match="policy expects observations"):
         Controller(opt, total_steps=100, policy=wrong)
     monkeypatch.setattr(
-        "metatune.lhopt.controller.default_policy_path", lambda: tmp_path / "gone.pt"
+        "metatune.lhopt.controller.default_policy_path", lambda name="default": tmp_path / "gone.pt"
     )
     with pytest.raises(FileNotFoundError, match="shipped policy file is missing"):
         Controller(opt, total_steps=100)

@@ -37,3 +37,17 @@ def test_controller_recovers_from_a_learning_rate_far_too_high():
     assert plain > 0.9 * start  # the high lr really breaks plain training
     assert ours < 0.7 * start and ours < 0.6 * plain
     assert opt.param_groups[0]["lr"] < 0.2 * task.default_lr * mult  # the policy cut the lr
+
+
+def test_the_first_policy_ships_too_by_name():
+    from metatune.lhopt.controller import SHIPPED_POLICIES
+
+    assert SHIPPED_POLICIES == ("default", "base")
+    assert default_policy_path("base").exists()
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=1e-3)
+    base = Controller(opt, total_steps=50, policy="base").policy
+    default = Controller(opt, total_steps=50).policy
+    # two different policies: the default was fine-tuned from the base
+    assert any(
+        not torch.equal(p, q) for p, q in zip(base.parameters(), default.parameters(), strict=True)
+    )

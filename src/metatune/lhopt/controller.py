@@ -39,9 +39,14 @@ from metatune.lhopt.policy import CHECKPOINT_ACTIONS, Policy, PolicyConfig
 __all__ = ["Controller", "default_policy_path", "observation_size"]
 
 
-def default_policy_path() -> Path:
-    """Where the shipped pretrained policy lives inside the package."""
-    return Path(str(resources.files("metatune.lhopt").joinpath("policies/default.pt")))
+# policies shipped inside the package, by name: "default" is the current one, "base" the first
+# (2026-11-23), kept because the current one and the benchmark candidates were fine-tuned from it
+SHIPPED_POLICIES = ("default", "base")
+
+
+def default_policy_path(name: str = "default") -> Path:
+    """Where a shipped pretrained policy (see SHIPPED_POLICIES) lives inside the package."""
+    return Path(str(resources.files("metatune.lhopt").joinpath(f"policies/{name}.pt")))
 
 
 def observation_size(n_knobs: int) -> int:
@@ -52,8 +57,8 @@ def observation_size(n_knobs: int) -> int:
 def _resolve_policy(policy: str | Path | Policy) -> Policy:
     if isinstance(policy, Policy):
         return policy
-    if policy == "default":
-        path = default_policy_path()
+    if isinstance(policy, str) and policy in SHIPPED_POLICIES:
+        path = default_policy_path(policy)
         if not path.exists():
             raise FileNotFoundError(
                 f"the shipped policy file is missing from this installation ({path}); reinstall "

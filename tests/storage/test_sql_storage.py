@@ -192,3 +192,38 @@ def _memory_store() -> SQLStorage:
     if not _MEMORY:
         _MEMORY.append(SQLStorage("sqlite://"))
     return _MEMORY[0]
+
+
+def test_switching_sqlite_to_wal_retries_while_another_opener_holds_the_file() -> None:
+    import sqlite3
+
+    from metatune.storage.sql import _enable_wal
+
+    class Cursor:
+        def __init__(self, busy: int) -> None:
+            self.busy, self.calls = busy, []
+
+        def execute(self, sql: str):
+            self.calls.append(sql)
+            if sql == "PRAGMA journal_mode":
+                return self
+            if self.busy:
+                self.busy -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self
+
+        def fetchone(self):
+            return ("delete",)
+
+    cursor = Cursor(busy=3)
+    _enable_wal(cursor)  # no error: it waited for the other opener
+    assert cursor.calls.count("PRAGMA journal_mode = WAL") == 4
+
+    class Broken(Cursor):
+        def execute(self, sql: str):
+            if sql == "PRAGMA journal_mode = WAL":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enable_wal(Broken(busy=0))

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import sqlite3
 import threading
 import time
 import weakref
@@ -203,7 +204,12 @@ class SQLStorage(BaseStorage):
 
     def _tables_race(self, exc: DBAPIError) -> bool:
         text = str(exc.orig).lower()
-        return "already exists" in text or "duplicate" in text or "unique" in text
+        return (
+            "already exists" in text
+            or "duplicate" in text
+            or "unique" in text
+            or "database is locked" in text  # SQLite: another opener held the file just then
+        )
 
     def _register_fork_handler(self) -> None:
         # A forked child must not reuse the parent's pooled connections (sqlite forbids it).
@@ -408,9 +414,30 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")  # a no-op answer "memory" for :memory:
+        _enable_wal(cursor)
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database to WAL once (the mode is stored in the file, so later connections
+    find it set). The switch needs the database to itself: connections opened at the same moment
+    on a new file can get "database is locked" at once, whatever the busy timeout, so retry for a
+    few seconds, then go on without (WAL only lets readers and a writer overlap)."""
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()
+    if mode and str(mode[0]).lower() in ("wal", "memory"):
+        return
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                raise
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02 + 0.05 * random.random())
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

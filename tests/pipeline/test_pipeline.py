@@ -389,6 +389,12 @@ def test_captured_data_changes_the_code_id():
     pa = Stage("s", functools.partial(_scaled_sum, a), {"scale": Float(0, 1)})
     pb = Stage("s", functools.partial(_scaled_sum, b), {"scale": Float(0, 1)})
     assert repr(a) == repr(b) and pa.code_id != pb.code_id
+    # bound arguments that are objects (an estimator with other settings) count too
+    from sklearn.linear_model import Ridge
+
+    ra = Stage("s", functools.partial(_scaled_sum, Ridge(alpha=1.0)), {"scale": Float(0, 1)})
+    rb = Stage("s", functools.partial(_scaled_sum, Ridge(alpha=2.0)), {"scale": Float(0, 1)})
+    assert ra.code_id != rb.code_id
 
     class Shift:
         def __init__(self, by):

@@ -123,15 +123,17 @@ def _is_plain_data(value: Any, depth: int = 0) -> bool:
     return all(_is_plain_data(v, depth + 1) for v in items)
 
 
-def _data_fingerprint(value: Any) -> str:
-    """A hash of a plain value's pickle (exact, unlike repr, which numpy shortens for large
-    arrays), else of its type: other objects are identified by their type only."""
-    if not _is_plain_data(value):
+def _data_fingerprint(value: Any, plain_only: bool = True) -> str:
+    """A hash of a value's pickle (exact, unlike repr, which numpy shortens for large arrays),
+    else of its repr. With `plain_only`, for what a function merely reads from globals and
+    closures, objects that are not plain data are identified by their type only; the arguments
+    bound into a partial or a callable object are hashed whatever they are."""
+    if plain_only and not _is_plain_data(value):
         kind = type(value)
         return f"type:{kind.__module__}.{kind.__qualname__}"
     try:
         blob = pickle.dumps(value, protocol=4)
-    except Exception:  # an unpicklable tensor subclass or the like: repr is the best left
+    except Exception:  # unpicklable (a lock, a lambda): repr, which may hold an address
         blob = repr(value).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
@@ -151,12 +153,12 @@ def _code_id(fn: Any) -> str:
     name (plus those data)."""
     data: list[str] = []
     if isinstance(fn, functools.partial):
-        data += [f"arg{i}={_data_fingerprint(a)}" for i, a in enumerate(fn.args)]
-        data += [f"{k}={_data_fingerprint(v)}" for k, v in sorted(fn.keywords.items())]
+        data += [f"arg{i}={_data_fingerprint(a, False)}" for i, a in enumerate(fn.args)]
+        data += [f"{k}={_data_fingerprint(v, False)}" for k, v in sorted(fn.keywords.items())]
         fn = fn.func
     if not (inspect.isroutine(fn) or inspect.isclass(fn)):
         attrs = sorted(getattr(fn, "__dict__", {}).items())
-        data += [f"self.{k}={_data_fingerprint(v)}" for k, v in attrs]
+        data += [f"self.{k}={_data_fingerprint(v, False)}" for k, v in attrs]
     target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
     try:
         src = textwrap.dedent(inspect.getsource(target))

@@ -397,11 +397,11 @@ class Study:
         start = time.perf_counter()
         trial = self.ask(extra=extra)
         ask_seconds = time.perf_counter() - start
+        attrs: dict[str, Any] = {"ask_seconds": ask_seconds, **(record or {})}  # tuner's time
         try:
             with self._keepalive(trial):
                 result = objective(dict(trial.params))
         except KeyboardInterrupt as exc:
-            attrs = {"ask_seconds": ask_seconds, **(record or {})}
             partial = getattr(exc, "pipeline_run", None)  # stages that ran before the interrupt
             if isinstance(partial, PipelineRun):
                 attrs.update(partial.system_attrs)
@@ -411,10 +411,7 @@ class Study:
             raise
         except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self._tell_once(
-                trial, error=exc, system_attrs={"ask_seconds": ask_seconds, **(record or {})}
-            )
-        attrs: dict[str, Any] = {"ask_seconds": ask_seconds, **(record or {})}  # tuner's time
+            return self._tell_once(trial, error=exc, system_attrs=attrs)
         if isinstance(result, PipelineRun):  # per-stage records go with the trial
             attrs.update(result.system_attrs)
             if result.error is not None:

@@ -204,12 +204,7 @@ class SQLStorage(BaseStorage):
 
     def _tables_race(self, exc: DBAPIError) -> bool:
         text = str(exc.orig).lower()
-        return (
-            "already exists" in text
-            or "duplicate" in text
-            or "unique" in text
-            or "database is locked" in text  # SQLite: another opener held the file just then
-        )
+        return "already exists" in text or "duplicate" in text or "unique" in text
 
     def _register_fork_handler(self) -> None:
         # A forked child must not reuse the parent's pooled connections (sqlite forbids it).

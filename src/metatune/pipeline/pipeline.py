@@ -332,24 +332,22 @@ class Pipeline:
             start = time.perf_counter()
             try:
                 out = stage.fn(*args, **local[i])
-            except KeyboardInterrupt as exc:  # the stages that finished still cost their time
+            except (KeyboardInterrupt, Exception) as exc:
                 seconds = time.perf_counter() - start
                 records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
-                exc.pipeline_run = PipelineRun(  # type: ignore[attr-defined]
-                    None, records, None, depth, saved_seconds, saved_cost, self.trial_cost
-                )
-                raise
-            except Exception as exc:
-                seconds = time.perf_counter() - start
-                records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
+                if isinstance(exc, KeyboardInterrupt):  # the finished stages still cost time
+                    exc.pipeline_run = PipelineRun(  # type: ignore[attr-defined]
+                        None, records, None, depth, saved_seconds, saved_cost, self.trial_cost
+                    )
+                    raise
                 error = StageError(stage.name, exc)
                 return PipelineRun(
                     None, records, error, depth, saved_seconds, saved_cost, self.trial_cost
                 )
             seconds = time.perf_counter() - start
-            cost = seconds
-            own_cost = isinstance(out, StageResult) and out.cost is not None
+            cost, own_cost = seconds, False
             if isinstance(out, StageResult):
+                own_cost = out.cost is not None
                 cost = seconds if out.cost is None else float(out.cost)
                 out = out.output
             records.append(StageRecord(stage.name, cost, False, seconds))

@@ -92,8 +92,8 @@ def _referenced_helpers(target: Any, limit: int = 64) -> tuple[list[Any], list[s
                     ):
                         seen[id(ref)] = ref
                         todo.append(ref)
-                elif _is_plain_data(ref):
-                    data.append(f"{fn.__qualname__}:{label}={_data_fingerprint(ref)}")
+                elif _is_plain_data(ref):  # checked here: other globals are left out entirely
+                    data.append(f"{fn.__qualname__}:{label}={_data_fingerprint(ref, False)}")
     helpers = sorted(seen.values(), key=lambda r: r.__qualname__)
     return helpers, sorted(data)
 

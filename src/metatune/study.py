@@ -15,11 +15,16 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from metatune.direction import Direction
+from metatune.exceptions import DuplicateStudyError, StudyNotFoundError, TrialAlreadyFinished
+from metatune.objective import TrialObjective, as_trial_objective
 from metatune.optimizers import Optimizer, SuggestContext, make_optimizer
-from metatune.pipeline import Pipeline, PipelineRun, cost_spent
+from metatune.pipeline.context import PipelineContext
+from metatune.pipeline.pipeline import cost_spent
+from metatune.report.progress import StudyProgress
 from metatune.space import Space
-from metatune.storage import BaseStorage, DuplicateStudyError, InMemoryStorage, get_storage
-from metatune.trial import Trial, TrialState
+from metatune.storage import BaseStorage, get_storage
+from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = ["Study", "load_study", "Objective", "Callback"]
 
@@ -27,7 +32,6 @@ log = logging.getLogger("metatune")
 
 Objective = Callable[[dict[str, Any]], Any]
 Callback = Callable[["Study", Trial], None]
-_DIRECTIONS = ("minimize", "maximize")
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -66,8 +70,8 @@ class Study:
     Opening a name that already exists in the storage resumes that study (its space must match).
     `direction` defaults to "minimize" and `optimizer` to "gp" for new studies, and to the stored
     values for resumed ones. `seed` makes every suggestion reproducible; without one a seed is
-    drawn once and stored, so a resumed study continues the same sequence. `space` may also be a
-    Pipeline (its space is used).
+    drawn once and stored, so a resumed study continues the same sequence. `space` may also be
+    an objective that carries its own space, such as a Pipeline (its `.space` is used).
     """
 
     def __init__(
@@ -82,12 +86,12 @@ class Study:
         heartbeat_interval: float = 10.0,
         stale_after: float = 120.0,
     ) -> None:
-        if isinstance(space, Pipeline):
-            space = space.space
+        if space is not None and not isinstance(space, (Space, Mapping)):
+            space = getattr(space, "space", space)  # e.g. a Pipeline: its own space
         if space is not None and not isinstance(space, Space):
             space = Space(space)
-        if direction is not None and direction not in _DIRECTIONS:
-            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+        if direction is not None:
+            direction = Direction.parse(direction).value
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -110,7 +114,9 @@ class Study:
         if record is None:
             if space is None:
                 where = "in this storage" if name else "(no name given)"
-                raise ValueError(f"study {name!r} not found {where}; pass a space to create it")
+                raise StudyNotFoundError(
+                    f"study {name!r} not found {where}; pass a space to create it"
+                )
             try:
                 record = self._storage.create_study(
                     name=name or f"study-{uuid.uuid4().hex[:8]}",
@@ -138,7 +144,7 @@ class Study:
         self.space = stored_space
         if self._optimizer is None:
             self._optimizer = make_optimizer(record.optimizer, record.optimizer_options)
-        if not isinstance(self._storage, InMemoryStorage):
+        if self._storage.supports_heartbeats:
             failed = self._storage.fail_stale_trials(record.id, grace_seconds=stale_after)
             if failed:
                 log.warning("marked stale running trials as failed: %s", failed)
@@ -151,6 +157,10 @@ class Study:
     @property
     def direction(self) -> str:
         return self._record.direction
+
+    @property
+    def _direction(self) -> Direction:
+        return Direction.parse(self._record.direction)
 
     @property
     def seed(self) -> int:
@@ -195,11 +205,10 @@ class Study:
     @property
     def best(self) -> Trial:
         """The best completed trial (the earliest among ties)."""
-        done = self.completed_trials()
-        if not done:
+        best = self._direction.best(self.completed_trials())
+        if best is None:
             raise ValueError(f"study {self.name!r} has no completed trial yet")
-        sign = 1.0 if self.direction == "minimize" else -1.0
-        return min(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+        return best
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -210,8 +219,16 @@ class Study:
         return float(self.best.value)  # type: ignore[arg-type]
 
     # Ask / tell ----------------------------------------------------------------------------
-    def ask(self, extra: dict[str, Any] | None = None) -> Trial:
-        """Create the next trial: reserve its number, then let the optimizer choose its params."""
+    def ask(
+        self, extra: dict[str, Any] | None = None, *, pipeline: PipelineContext | None = None
+    ) -> Trial:
+        """Create the next trial: reserve its number, then let the optimizer choose its params.
+
+        `pipeline` tells the optimizer about a pipeline (``pipe.suggest_context(study.trials,
+        study.direction, budget)``); `extra` is passed on as `SuggestContext.extra`.
+        """
+        if pipeline is not None and not isinstance(pipeline, PipelineContext):
+            raise TypeError(f"pipeline must be a PipelineContext or None, got {pipeline!r}")
         trial = self._storage.create_trial(self._record.id, {})
         try:
             trials = self._storage.get_trials(self._record.id)
@@ -224,6 +241,7 @@ class Study:
                 seed=self.seed,
                 trial_number=trial.number,
                 extra=dict(extra or {}),
+                pipeline=pipeline,
             )
             params = self.optimizer.suggest(history, pending, context)
             self.space.validate(params)
@@ -250,20 +268,16 @@ class Study:
         A value that is NaN, infinite or not a number marks the trial failed. `value` may also be
         a dict with key "objective" plus extra metrics, which are stored in `user_attrs`.
         `system_attrs` is for metatune's own records (e.g. per-stage costs of a pipeline).
+        Raises TrialAlreadyFinished if the trial is finished already (for example failed as
+        stale by another process).
         """
         number = trial.number if isinstance(trial, Trial) else trial
         if isinstance(number, bool) or not isinstance(number, numbers.Integral):
             raise TypeError(f"trial must be a Trial or a trial number, got {trial!r}")
         attrs = dict(user_attrs or {})
-        if error is None and isinstance(value, Mapping):
-            if "objective" not in value:
-                raise ValueError(
-                    f"a dict result needs an 'objective' key, got keys {sorted(value)}"
-                )
-            attrs.update({k: v for k, v in value.items() if k != "objective"})
-            value = value["objective"]
-        if error is None and value is None:
-            raise ValueError("tell needs a value, or error=... to mark the trial failed")
+        if error is None:
+            value, metrics = _split_result(value)
+            attrs.update(metrics)
         state, stored = TrialState.COMPLETE, None
         if error is not None:
             state = TrialState.FAILED
@@ -296,8 +310,9 @@ class Study:
         show_progress: bool | None = None,
         budget: float | None = None,
     ) -> None:
-        """Run `objective(params)` on asked trials until `n_trials`, `timeout` seconds, or (for a
-        Pipeline) until the cost spent by the study's finished trials reaches `budget`.
+        """Run `objective(params)` on asked trials until `n_trials`, `timeout` seconds, or (for an
+        objective that records costs, such as a Pipeline) until the cost spent by the study's
+        finished trials reaches `budget`.
 
         The budget is recorded with every trial it governs (`study.budget`, `study.budget_left`),
         so `optimize(pipeline)` with no budget, n_trials or timeout resumes a budgeted study to
@@ -306,13 +321,13 @@ class Study:
         An objective that raises or returns NaN/inf fails its trial, and the study goes on.
         Ctrl-C fails the running trial with "interrupted", keeps every finished one, and
         re-raises KeyboardInterrupt. For a Pipeline, each ask tells the optimizer the stage
-        structure, the budget and the cached prefixes (`SuggestContext.extra`), the cache serves
-        the longest cached prefix, and each trial stores its per-stage costs and cache hits in
-        system_attrs["stages"] and its total cost in system_attrs["cost"].
+        structure, the budget and the cached prefixes (`SuggestContext.pipeline`), the cache
+        serves the longest cached prefix, and each trial stores its per-stage costs and cache
+        hits in system_attrs["stages"] and its total cost in system_attrs["cost"].
         """
-        if not callable(objective):
+        if not callable(objective) and not hasattr(objective, "evaluate"):
             raise TypeError(f"objective must be callable, got {objective!r}")
-        pipeline = objective if isinstance(objective, Pipeline) else None
+        target = as_trial_objective(objective)
         if budget is not None:
             if (
                 isinstance(budget, bool)
@@ -321,13 +336,13 @@ class Study:
                 or budget <= 0
             ):
                 raise ValueError(f"budget must be a positive number (total cost), got {budget!r}")
-            if pipeline is None:
+            if not target.records_cost:
                 raise ValueError(
                     "budget (a total cost) needs a Pipeline objective, whose stages record costs; "
                     "use n_trials or timeout for a plain objective"
                 )
         if (
-            pipeline is not None
+            target.records_cost
             and budget is None
             and n_trials is None
             and timeout is None
@@ -335,9 +350,10 @@ class Study:
         ):
             budget = self.budget  # resume to the recorded budget, as the study was started
             log.info("study %r: resuming with its recorded cost budget %g", self.name, budget)
-        if pipeline is not None and pipeline.space != self.space:
+        own_space = getattr(target, "space", None)
+        if isinstance(own_space, Space) and own_space != self.space:
             raise ValueError(
-                f"the pipeline's space {pipeline.space.to_dict()} differs from study "
+                f"the pipeline's space {own_space.to_dict()} differs from study "
                 f"{self.name!r}'s space {self.space.to_dict()}"
             )
         if n_trials is not None and (
@@ -357,91 +373,68 @@ class Study:
         if show_progress is None:
             show_progress = sys.stderr.isatty()
 
-        from metatune.report.progress import StudyProgress
-
         start = time.monotonic()
-        with StudyProgress(self, n_trials, timeout, enabled=bool(show_progress)) as progress:
+        progress = StudyProgress(
+            self.name, self.direction, n_trials, timeout, enabled=bool(show_progress)
+        )
+        with progress:
             done = 0
             while n_trials is None or done < n_trials:
                 if timeout is not None and time.monotonic() - start >= timeout:
                     break
-                if pipeline is not None:
-                    trials = self.trials
-                    if budget is not None and cost_spent(trials) >= budget:
-                        log.info("study %r: cost budget %g spent", self.name, budget)
-                        break
-                    extra = pipeline.suggest_context(trials, self.direction, budget)
-                    finished = self._run_one(
-                        pipeline.run, extra, {"budget": budget} if budget is not None else None
-                    )
-                else:
-                    finished = self._run_one(objective)
+                trials = self.trials
+                if budget is not None and cost_spent(trials) >= budget:
+                    log.info("study %r: cost budget %g spent", self.name, budget)
+                    break
+                context = target.suggest_context(trials, self.direction, budget)
+                finished = self._run_one(target, context, budget)
                 done += 1
                 progress.update(finished)
                 for cb in callbacks:
                     cb(self, finished)
 
     def _keepalive(self, trial: Trial) -> contextlib.AbstractContextManager[Any]:
-        if isinstance(self._storage, InMemoryStorage):
+        if not self._storage.supports_heartbeats:
             return contextlib.nullcontext()
         return _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
 
     def _run_one(
-        self,
-        objective: Objective,
-        extra: dict[str, Any] | None = None,
-        record: dict[str, Any] | None = None,
+        self, target: TrialObjective, context: PipelineContext | None, budget: float | None
     ) -> Trial:
-        """Ask, run `objective` (a plain objective, or a Pipeline's `run`), tell; `record` goes
-        into the trial's system_attrs whatever the outcome."""
+        """Ask, evaluate, tell. The objective's own records, the budget and the tuner's time
+        go into the trial's system_attrs whatever the outcome."""
         start = time.perf_counter()
-        trial = self.ask(extra=extra)
-        ask_seconds = time.perf_counter() - start
-        attrs: dict[str, Any] = {"ask_seconds": ask_seconds, **(record or {})}  # tuner's time
+        trial = self.ask(pipeline=context)
+        attrs: dict[str, Any] = {SystemAttr.ASK_SECONDS: time.perf_counter() - start}
+        if budget is not None:
+            attrs[SystemAttr.BUDGET] = budget
         try:
             with self._keepalive(trial):
-                result = objective(dict(trial.params))
-        except KeyboardInterrupt as exc:
-            partial = getattr(exc, "pipeline_run", None)  # stages that ran before the interrupt
-            if isinstance(partial, PipelineRun):
-                attrs.update(partial.system_attrs)
-            self.tell(
+                result = target.evaluate(dict(trial.params), attrs)
+            value, metrics = _split_result(result)
+        except KeyboardInterrupt:
+            self._tell_once(
                 trial, error="interrupted by the user (KeyboardInterrupt)", system_attrs=attrs
             )
             raise
-        except Exception as exc:  # e.g. the objective, or a pipeline's cache folder
+        except Exception as exc:  # the objective, a pipeline's stage or cache, a bad result
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
             return self._tell_once(trial, error=exc, system_attrs=attrs)
-        if isinstance(result, PipelineRun):  # per-stage records go with the trial
-            attrs.update(result.system_attrs)
-            if result.error is not None:
-                log.warning("trial %d failed: %s", trial.number, result.error)
-                message = f"{result.error}\n{_describe_error(result.error.original)}"
-                return self._tell_once(trial, error=message, system_attrs=attrs)
-            result = result.result
-        finished = self._tell_once(trial, result, system_attrs=attrs)
+        finished = self._tell_once(trial, value, user_attrs=metrics, system_attrs=attrs)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)
         return finished
 
-    def _tell_once(
-        self,
-        trial: Trial,
-        result: Any = None,
-        error: BaseException | str | None = None,
-        system_attrs: dict[str, Any] | None = None,
-    ) -> Trial:
+    def _tell_once(self, trial: Trial, value: Any = None, **outcome: Any) -> Trial:
         """Tell, but if another process already failed this trial as stale, keep its verdict."""
         try:
-            return self.tell(trial, result, error=error, system_attrs=system_attrs)
-        except ValueError as exc:
+            return self.tell(trial, value, **outcome)
+        except TrialAlreadyFinished as exc:
             stored = self._storage.get_trials(self._record.id)[trial.number]
-            if not stored.state.finished:  # a malformed result, e.g. a dict without "objective"
-                return self.tell(trial, error=exc, system_attrs=system_attrs)
             log.warning(
                 "trial %d was already marked %s by another process (%s); its result is dropped",
                 trial.number,
-                stored.state.value,
+                exc.state,
                 (stored.error or "").splitlines()[0] if stored.error else "",
             )
             return stored
@@ -450,10 +443,21 @@ class Study:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
 
 
+def _split_result(result: Any) -> tuple[Any, dict[str, Any]]:
+    """(objective value, extra metrics) of a number or a dict with "objective"."""
+    if isinstance(result, Mapping):
+        if "objective" not in result:
+            raise ValueError(f"a dict result needs an 'objective' key, got keys {sorted(result)}")
+        return result["objective"], {k: v for k, v in result.items() if k != "objective"}
+    if result is None:
+        raise ValueError("tell needs a value, or error=... to mark the trial failed")
+    return result, {}
+
+
 def _recorded_budget(trials: list[Trial]) -> float | None:
     for t in reversed(trials):
-        if t.system_attrs.get("budget") is not None:
-            return float(t.system_attrs["budget"])
+        if t.system_attrs.get(SystemAttr.BUDGET) is not None:
+            return float(t.system_attrs[SystemAttr.BUDGET])
     return None
 
 
@@ -466,5 +470,5 @@ def load_study(
     store = get_storage(storage)
     if store.get_study(name) is None:
         known = [s.name for s in store.list_studies()]
-        raise ValueError(f"no study named {name!r} in this storage; studies: {known}")
+        raise StudyNotFoundError(f"no study named {name!r} in this storage; studies: {known}")
     return Study(name=name, storage=store, optimizer=optimizer)

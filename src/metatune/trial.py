@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Trial", "TrialState"]
+__all__ = ["Trial", "TrialState", "SystemAttr"]
 
 
 class TrialState(str, enum.Enum):
@@ -20,6 +20,19 @@ class TrialState(str, enum.Enum):
     @property
     def finished(self) -> bool:
         return self is not TrialState.RUNNING
+
+
+class SystemAttr:
+    """Keys metatune writes into `Trial.system_attrs` (its own records, next to the user's)."""
+
+    STAGES = "stages"  # per-stage records of a pipeline trial: name, cost, cache_hit, seconds
+    COST = "cost"  # total cost charged to the trial (stages plus the pipeline's trial_cost)
+    BUDGET = "budget"  # the cost budget of the optimize() call that ran the trial
+    ASK_SECONDS = "ask_seconds"  # the optimizer's time to suggest the trial
+    CACHE_DEPTH = "cache_depth"  # leading stages served from the cache
+    SECONDS_SAVED = "seconds_saved"  # wall seconds the cache saved
+    COST_SAVED = "cost_saved"  # cost the cache saved
+    TRIAL_COST = "trial_cost"  # the pipeline's fixed charge per trial
 
 
 def utcnow() -> datetime:
@@ -50,13 +63,13 @@ class Trial:
     @property
     def cost(self) -> float | None:
         """The trial's recorded total cost (a pipeline's summed stage costs), or None."""
-        c = self.system_attrs.get("cost")
+        c = self.system_attrs.get(SystemAttr.COST)
         return None if c is None else float(c)
 
     @property
     def stages(self) -> list[dict[str, Any]]:
         """Per-stage records of a pipeline trial, in stage order: name, cost, cache_hit, seconds."""
-        return list(self.system_attrs.get("stages", []))
+        return list(self.system_attrs.get(SystemAttr.STAGES, []))
 
     def __repr__(self) -> str:
         value = "" if self.value is None else f", value={self.value:.6g}"

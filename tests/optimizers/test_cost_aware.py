@@ -1,5 +1,6 @@
 """Cost- and memoization-aware optimizers (EI, EIPS, CArBO, MS-CArBO, EEIPU, MS-BO)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -119,14 +120,14 @@ def _first_bo_suggestion(method, seed):
     study = Study(sim.space, optimizer=method, seed=seed)
     spent = 0.0
     for _ in range(10):
-        t = study.ask(extra=sim.context(3000.0, spent))
+        t = study.ask(pipeline=sim.context(3000.0, spent))
         value, records, cost = sim.evaluate(t.params)
         study.tell(t, value, system_attrs={"stages": records, "cost": cost})
         spent += cost
     ctx = sim.context(3000.0, spent)
-    t = study.ask(extra=ctx)
+    t = study.ask(pipeline=ctx)
     first = {n: t.params[n] for n in ("prep.x0", "prep.x1")}
-    cached = [c["params"] for c in ctx["cached_prefixes"] if c["depth"] == 1]
+    cached = [c.params for c in ctx.cached_prefixes if c.depth == 1]
     return first, cached
 
 
@@ -278,12 +279,13 @@ def test_a_pipelines_trial_cost_shrinks_the_cache_saving():
     (10 + 5) / (2.1 + 5) with a charge of 5; a total-cost GP already sees it in its data."""
     from metatune.optimizers.base import SuggestContext
     from metatune.optimizers.cost_aware import _PipelineInfo
+    from metatune.pipeline.context import PipelineContext
 
     space = Space({"a.x": Float(0.0, 1.0), "b.y": Float(0.0, 1.0)})
-    extra = {"stages": [{"name": "a", "params": ["a.x"]}, {"name": "b", "params": ["b.y"]}]}
-    context = SuggestContext(space, "minimize", seed=0, trial_number=0, extra=extra)
+    pipe = PipelineContext.build([("a", ["a.x"]), ("b", ["b.y"])])
+    context = SuggestContext(space, "minimize", seed=0, trial_number=0, pipeline=pipe)
     assert _PipelineInfo.from_context(context).trial_cost == 0.0
-    context.extra = {**extra, "trial_cost": 5.0}
+    context.pipeline = dataclasses.replace(pipe, trial_cost=5.0)
     info = _PipelineInfo.from_context(context)
     assert info.trial_cost == 5.0
     assert make_optimizer("eeipu", {})._overhead([], info) == 5.0

@@ -8,6 +8,7 @@ import pytest
 
 from metatune import Categorical, Float, Int, Pipeline, Stage
 from metatune.pipeline import Cache, StageError, StageResult
+from metatune.pipeline.context import CachedPrefix
 from metatune.trial import Trial, TrialState
 
 PARAMS = {"prep.scale": 2.0, "prep.mode": "a", "train.lr": 0.1, "train.steps": 3, "eval.k": 1}
@@ -228,14 +229,13 @@ def test_cached_prefixes_carry_exact_stored_values(tmp_path):
     p.run(b)
     trials = [_trial(0, a, 5.0), _trial(1, b, 1.0), _trial(2, {**b, "eval.k": 0}, 2.0)]
     prefixes = p.cached_prefixes(trials)
-    assert prefixes[0] == {
-        "depth": 1,
-        "params": {"prep.scale": 3.0000000000000004, "prep.mode": "a"},
-    }  # the best trial first
-    assert {"depth": 2, "params": {k: a[k] for k in list(a)[:4]}} in prefixes
+    assert prefixes[0] == CachedPrefix(
+        1, {"prep.scale": 3.0000000000000004, "prep.mode": "a"}
+    )  # the best trial first
+    assert CachedPrefix(2, {k: a[k] for k in list(a)[:4]}) in prefixes
     assert len(prefixes) == 4  # trial 2 shares trial 1's prefixes
     for pre in prefixes:
-        assert set(pre["params"]) == set(list(PARAMS)[: 2 * pre["depth"]])
+        assert set(pre.params) == set(list(PARAMS)[: 2 * pre.depth])
     # Evicted entries are no longer offered.
     p.cache.clear()
     assert p.cached_prefixes(trials) == []

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from metatune import Float, Int, Pipeline, Stage, Study, TrialState
 from metatune.optimizers import Optimizer
 from metatune.pipeline import StageResult, summarize
+from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 
 
 def _pipeline(tmp_path, calls: Counter, fail_when=None) -> Pipeline:
@@ -45,14 +45,14 @@ class _Replay(Optimizer):
     name = "replay"
 
     def __init__(self) -> None:
-        self.contexts: list[dict[str, Any]] = []
+        self.contexts: list[PipelineContext] = []
 
     def suggest(self, history, pending, context):
-        self.contexts.append(context.extra)
+        self.contexts.append(context.pipeline)
         params = context.space.sample(context.seed + context.trial_number)
-        for prefix in context.extra.get("cached_prefixes", []):
-            if prefix["depth"] == 2:
-                params.update(prefix["params"])
+        for prefix in context.pipeline.cached_prefixes:
+            if prefix.depth == 2:
+                params.update(prefix.params)
                 break
         return params
 
@@ -84,22 +84,19 @@ def test_stage_records_and_context_for_the_optimizer(tmp_path):
     assert calls == Counter(prep=1, train=1, eval=4)
 
     ctx = opt.contexts[0]
-    assert set(ctx) >= {"stages", "budget", "cached_prefixes"}
-    assert ctx["stages"] == [
-        {"name": "prep", "params": ["prep.n"]},
-        {"name": "train", "params": ["train.lr"]},
-        {"name": "eval", "params": ["eval.k"]},
-    ]
-    assert ctx["budget"] == {"total": None, "spent": 0.0} and ctx["cached_prefixes"] == []
+    assert isinstance(ctx, PipelineContext)
+    assert ctx.stages == (
+        StageInfo("prep", ("prep.n",)),
+        StageInfo("train", ("train.lr",)),
+        StageInfo("eval", ("eval.k",)),
+    )
+    assert (ctx.budget_total, ctx.budget_spent) == (None, 0.0) and ctx.cached_prefixes == ()
     second = opt.contexts[1]
-    assert second["budget"]["spent"] == 9.0
-    assert second["cached_prefixes"] == [
-        {"depth": 1, "params": {"prep.n": first.params["prep.n"]}},
-        {
-            "depth": 2,
-            "params": {"prep.n": first.params["prep.n"], "train.lr": first.params["train.lr"]},
-        },
-    ]
+    assert second.budget_spent == 9.0
+    assert second.cached_prefixes == (
+        CachedPrefix(1, {"prep.n": first.params["prep.n"]}),
+        CachedPrefix(2, {"prep.n": first.params["prep.n"], "train.lr": first.params["train.lr"]}),
+    )
     assert study.cost_spent == pytest.approx(sum(t.cost for t in trials))
 
 
@@ -124,8 +121,8 @@ def test_budget_stops_the_study_and_survives_resume(tmp_path):
     assert len(resumed.trials) == n
     # Values read back from SQLite are exact: their prefixes are found in the cache.
     prefixes = pipe.cached_prefixes(resumed.trials)
-    deepest = [p for p in prefixes if p["depth"] == 2]
-    assert deepest and pipe.run({**deepest[0]["params"], "eval.k": 0}).cache_depth == 2
+    deepest = [p for p in prefixes if p.depth == 2]
+    assert deepest and pipe.run({**deepest[0].params, "eval.k": 0}).cache_depth == 2
     resumed.optimize(pipe, budget=40.0, n_trials=100)
     assert resumed.cost_spent >= 40.0 and len(resumed.trials) > n
     assert resumed.cost_spent - resumed.trials[-1].cost < 40.0
@@ -158,8 +155,8 @@ def test_budget_context_counts_spent_cost(tmp_path):
     opt = _Replay()
     study = Study(pipe, optimizer=opt, seed=1)
     study.optimize(pipe, budget=100.0, n_trials=3)
-    assert [c["budget"]["total"] for c in opt.contexts] == [100.0] * 3
-    spent = [c["budget"]["spent"] for c in opt.contexts]
+    assert [c.budget_total for c in opt.contexts] == [100.0] * 3
+    spent = [c.budget_spent for c in opt.contexts]
     costs = [t.cost for t in study.trials]
     assert spent == pytest.approx([0.0, costs[0], costs[0] + costs[1]])
 
@@ -197,7 +194,7 @@ def test_a_plain_objective_still_works_and_a_pipeline_works_via_ask_tell(tmp_pat
     calls = Counter()
     pipe = _pipeline(tmp_path, calls)
     study = Study(pipe.space, optimizer="random", seed=0)
-    trial = study.ask(extra=pipe.suggest_context(study.trials, study.direction, budget=50.0))
+    trial = study.ask(pipeline=pipe.suggest_context(study.trials, study.direction, budget=50.0))
     run = pipe.run(trial.params)
     done = study.tell(trial, run.result, system_attrs=run.system_attrs)
     assert done.state is TrialState.COMPLETE and done.cost == 9.0
@@ -237,7 +234,7 @@ def test_trial_cost_is_charged_to_every_trial_and_the_budget(tmp_path):
     again = charged.run({"prep.n": 2, "train.lr": 0.1, "eval.k": 1})  # two stages cached
     assert again.cache_depth == 2 and again.cost >= 4.0 + 1.0
     assert again.system_attrs["trial_cost"] == 4.0
-    assert charged.suggest_context([], "minimize", 10.0)["trial_cost"] == 4.0
+    assert charged.suggest_context([], "minimize", 10.0).trial_cost == 4.0
 
     study = Study(charged, optimizer="random", seed=0)
     study.optimize(charged, budget=60.0)

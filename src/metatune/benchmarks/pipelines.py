@@ -8,8 +8,8 @@ charged to a simulated clock, so hundreds of optimization runs take minutes.
 
 The simulated cache holds every stage prefix that has run: a candidate whose stages 1..k have the
 exact parameter values of an earlier run pays only `epsilon` for them. `run_synthetic` drives a
-`metatune.Study` by ask/tell and builds the context a pipeline study would give its optimizer
-("stages", "budget", "cached_prefixes"), so every registered optimizer can be compared.
+`metatune.Study` by ask/tell and builds the `PipelineContext` a pipeline study gives its optimizer
+(stages, budget, cached prefixes), so every registered optimizer can be compared.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 
 __all__ = [
     "SyntheticStage",
@@ -183,7 +185,7 @@ class SimulatedPipeline:
             sum(fn.optimal_value for fn in self._functions)  # type: ignore[misc]
         )
         self.cache: set[tuple[Any, ...]] = set()
-        self._cached_list: list[dict[str, Any]] = []
+        self._cached_list: list[CachedPrefix] = []
 
     @property
     def n_stages(self) -> int:
@@ -236,16 +238,17 @@ class SimulatedPipeline:
                 self.cache.add(key)
                 if k < self.n_stages:
                     prefix = {n: params[n] for names in self._names[:k] for n in names}
-                    self._cached_list.append({"depth": k, "params": prefix})
+                    self._cached_list.append(CachedPrefix(k, prefix))
         return self.objective(params), records, float(sum(r["cost"] for r in records))
 
-    def context(self, total: float | None, spent: float) -> dict[str, Any]:
-        """The `extra` a pipeline study gives its optimizer."""
-        return {
-            "stages": self.stage_params(),
-            "budget": {"total": total, "spent": float(spent)},
-            "cached_prefixes": [dict(c) for c in self._cached_list],
-        }
+    def context(self, total: float | None, spent: float) -> PipelineContext:
+        """What a pipeline study tells its optimizer, as a real Pipeline does."""
+        return PipelineContext(
+            stages=tuple(StageInfo(s["name"], tuple(s["params"])) for s in self.stage_params()),
+            budget_total=total,
+            budget_spent=float(spent),
+            cached_prefixes=tuple(self._cached_list),
+        )
 
 
 def run_synthetic(
@@ -284,7 +287,7 @@ def run_synthetic(
     ask_s: list[float] = []
     while spent < budget and len(values) < max_trials:
         t0 = time.perf_counter()
-        trial = study.ask(extra=sim.context(budget, spent))
+        trial = study.ask(pipeline=sim.context(budget, spent))
         ask_s.append(time.perf_counter() - t0)
         reused.append(sim.cached_depth(trial.params))
         value, records, cost = sim.evaluate(trial.params)

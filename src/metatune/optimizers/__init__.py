@@ -4,6 +4,7 @@ from typing import Any
 
 from metatune.optimizers import random as _random  # noqa: F401  (registers "random")
 from metatune.optimizers.base import (
+    OPTIMIZERS,
     Optimizer,
     SuggestContext,
     available_optimizers,
@@ -13,6 +14,7 @@ from metatune.optimizers.base import (
 from metatune.optimizers.random import RandomOptimizer
 
 __all__ = [
+    "OPTIMIZERS",
     "Optimizer",
     "SuggestContext",
     "GPOptimizer",

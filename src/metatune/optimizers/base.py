@@ -9,16 +9,19 @@ serves ask/tell, `optimize` and many workers sharing one storage.
 from __future__ import annotations
 
 import abc
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from metatune._registry import Registry
+from metatune.direction import Direction
+from metatune.pipeline.context import PipelineContext
 from metatune.space import Space
 from metatune.trial import Trial, TrialState
 
 __all__ = [
+    "OPTIMIZERS",
     "Optimizer",
     "SuggestContext",
     "register_optimizer",
@@ -29,18 +32,23 @@ __all__ = [
 
 @dataclass
 class SuggestContext:
-    """What the study tells an optimizer besides the trials themselves."""
+    """What the study tells an optimizer besides the trials themselves.
+
+    `pipeline` is set when the study runs a pipeline (its stages, budget and cached prefixes);
+    `extra` carries whatever a caller of `Study.ask(extra=...)` adds for a custom optimizer.
+    """
 
     space: Space
     direction: str
     seed: int
     trial_number: int
     extra: dict[str, Any] = field(default_factory=dict)
+    pipeline: PipelineContext | None = None
 
     @property
     def sign(self) -> float:
         """+1 to turn stored values into a loss to minimize, -1 when the study maximizes."""
-        return 1.0 if self.direction == "minimize" else -1.0
+        return Direction.parse(self.direction).sign
 
 
 class Optimizer(abc.ABC):
@@ -60,8 +68,22 @@ class Optimizer(abc.ABC):
 
 
 _O = TypeVar("_O", bound=type[Optimizer])
-# name -> class, or "module:Class" for built-ins imported on first use (BoTorch is slow to import)
-_REGISTRY: dict[str, type[Optimizer] | str] = {
+
+
+def _check_optimizer(obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Optimizer)):
+        raise TypeError(f"{obj!r} must subclass metatune.optimizers.Optimizer")
+
+
+def _stamp_name(name: str, cls: type[Optimizer]) -> None:
+    cls.name = name
+
+
+OPTIMIZERS: Registry[type[Optimizer]] = Registry(
+    "optimizer", check=_check_optimizer, on_register=_stamp_name
+)
+# Built-ins are imported on first use: BoTorch takes seconds to import.
+for _name, _target in {
     "gp": "metatune.optimizers.gp:GPOptimizer",
     "ei": "metatune.optimizers.cost_aware:EIOptimizer",
     "eips": "metatune.optimizers.cost_aware:EIPSOptimizer",
@@ -70,37 +92,18 @@ _REGISTRY: dict[str, type[Optimizer] | str] = {
     "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
     "eeipu-memo": "metatune.optimizers.eeipu:EEIPUMemoOptimizer",
     "ms-bo": "metatune.optimizers.eeipu:MSBOOptimizer",
-}
+}.items():
+    OPTIMIZERS.register_lazy(_name, _target)
 
 
-def register_optimizer(name: str) -> Callable[[_O], _O]:
+def register_optimizer(name: str, *, overwrite: bool = False) -> Callable[[_O], _O]:
     """Class decorator that makes an optimizer available as ``Study(optimizer=name)``."""
-
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"optimizer name must be a non-empty string, got {name!r}")
-
-    def deco(cls: _O) -> _O:
-        if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
-            raise TypeError(f"{cls!r} must subclass metatune.optimizers.Optimizer")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
-
-
-def _resolve(name: str) -> type[Optimizer]:
-    entry = _REGISTRY[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        _REGISTRY[name] = entry
-    return entry
+    return OPTIMIZERS.register(name, overwrite=overwrite)
 
 
 def available_optimizers() -> list[str]:
     """Names accepted by ``Study(optimizer=...)``."""
-    return sorted(_REGISTRY)
+    return OPTIMIZERS.names()
 
 
 def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None) -> Optimizer:
@@ -109,11 +112,7 @@ def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None)
         if options:
             raise ValueError("optimizer_options only apply when optimizer is given by name")
         return spec
-    if not isinstance(spec, str) or spec not in _REGISTRY:
-        raise ValueError(
-            f"unknown optimizer {spec!r}; available: {', '.join(available_optimizers())}"
-        )
-    cls = _resolve(spec)
+    cls = OPTIMIZERS.get(spec)
     options = dict(options or {})
     accepted = inspect.signature(cls.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):

@@ -96,28 +96,16 @@ class _PipelineInfo:
 
     @classmethod
     def from_context(cls, context: SuggestContext) -> _PipelineInfo:
-        extra = context.extra or {}
         info = cls()
-        raw_stages = extra.get("stages") or []
-        names = set(context.space)
-        for i, st in enumerate(raw_stages):
-            if not isinstance(st, Mapping) or "params" not in st:
-                raise ValueError(
-                    f"context.extra['stages'][{i}] must be a dict with 'name' and 'params', got {st!r}"
-                )
-            params = [str(p) for p in st["params"]]
-            unknown = [p for p in params if p not in names]
-            if unknown:
-                raise ValueError(f"stage {st.get('name', i)!r} names unknown parameters {unknown}")
-            info.stages.append((str(st.get("name", f"stage{i}")), params))
-        budget = extra.get("budget") or {}
-        if isinstance(budget, Mapping):
-            total = budget.get("total")
-            info.budget_total = float(total) if total is not None else None
-            info.budget_spent = float(budget.get("spent") or 0.0)
-        for entry in extra.get("cached_prefixes") or []:
-            info.cached.append((int(entry["depth"]), dict(entry["params"])))
-        info.trial_cost = float(extra.get("trial_cost") or 0.0)
+        pipe = context.pipeline
+        if pipe is None:
+            return info
+        pipe.check_space(context.space)
+        info.stages = [(st.name, list(st.params)) for st in pipe.stages]
+        info.budget_total = pipe.budget_total
+        info.budget_spent = pipe.budget_spent
+        info.cached = [(c.depth, dict(c.params)) for c in pipe.cached_prefixes]
+        info.trial_cost = pipe.trial_cost
         return info
 
     @property

@@ -20,10 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from metatune.direction import Direction
 from metatune.pipeline.cache import Cache, get_serializer
+from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 from metatune.pipeline.stage import Stage, StageError, StageResult
 from metatune.space import Categorical, Float, Int, Param, Space
-from metatune.trial import Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = ["Pipeline", "PipelineRun", "StageRecord", "cost_spent", "summarize"]
 
@@ -76,12 +78,12 @@ class PipelineRun:
     def system_attrs(self) -> dict[str, Any]:
         """What the Study stores with the trial: per-stage records, total cost, cached depth."""
         return {
-            "stages": [r.to_dict() for r in self.stages],
-            "cost": self.cost,
-            "cache_depth": self.cache_depth,
-            "seconds_saved": float(self.seconds_saved),
-            "cost_saved": float(self.cost_saved),
-            "trial_cost": float(self.trial_cost),
+            SystemAttr.STAGES: [r.to_dict() for r in self.stages],
+            SystemAttr.COST: self.cost,
+            SystemAttr.CACHE_DEPTH: self.cache_depth,
+            SystemAttr.SECONDS_SAVED: float(self.seconds_saved),
+            SystemAttr.COST_SAVED: float(self.cost_saved),
+            SystemAttr.TRIAL_COST: float(self.trial_cost),
         }
 
 
@@ -90,7 +92,7 @@ def cost_spent(trials: Iterable[Trial]) -> float:
     total = 0.0
     for t in trials:
         if t.state.finished:
-            c = t.system_attrs.get("cost")
+            c = t.system_attrs.get(SystemAttr.COST)
             if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
                 total += float(c)
     return total
@@ -114,13 +116,13 @@ def summarize(trials: Iterable[Trial]) -> dict[str, Any]:
     for t in trials:
         out["candidates"] += 1
         out["completed" if t.state is TrialState.COMPLETE else "failed"] += 1
-        stages = t.system_attrs.get("stages") or []
+        stages = t.system_attrs.get(SystemAttr.STAGES) or []
         hits = sum(1 for r in stages if r.get("cache_hit"))
         out["stage_cache_hits"] += hits
         out["stage_runs"] += len(stages) - hits
         out["trials_with_cache_hits"] += 1 if hits else 0
-        out["seconds_saved"] += float(t.system_attrs.get("seconds_saved") or 0.0)
-        out["cost_saved"] += float(t.system_attrs.get("cost_saved") or 0.0)
+        out["seconds_saved"] += float(t.system_attrs.get(SystemAttr.SECONDS_SAVED) or 0.0)
+        out["cost_saved"] += float(t.system_attrs.get(SystemAttr.COST_SAVED) or 0.0)
     out["cost_spent"] = cost_spent(trials)
     return out
 
@@ -290,19 +292,37 @@ class Pipeline:
         return keys
 
     # Running -----------------------------------------------------------------------------------
+    records_cost = True  # `evaluate` records system_attrs["cost"]: a cost budget can be counted
+
     def run(self, params: Mapping[str, Any]) -> PipelineRun:
         """Run the stages for `params`, serving the longest cached prefix; never raises for a
-        failing stage (see `PipelineRun.error`), only for invalid params or KeyboardInterrupt
-        (which then carries what ran so far as ``exc.pipeline_run``, so its cost is kept)."""
+        failing stage (see `PipelineRun.error`), only for invalid params or KeyboardInterrupt."""
+        run = PipelineRun(None, trial_cost=self.trial_cost)
+        self._execute(params, run)
+        return run
+
+    def evaluate(self, params: Mapping[str, Any], system_attrs: dict[str, Any]) -> Any:
+        """Run for a Study: the last stage's result, or StageError for a failing stage. The
+        per-stage records go into `system_attrs` whatever happens, Ctrl-C included, so the cost
+        of the stages that ran is kept."""
+        run = PipelineRun(None, trial_cost=self.trial_cost)
+        try:
+            self._execute(params, run)
+        finally:
+            system_attrs.update(run.system_attrs)
+        if run.error is not None:
+            raise run.error from run.error.original
+        return run.result
+
+    def _execute(self, params: Mapping[str, Any], run: PipelineRun) -> None:
+        """Fill `run` in place as the stages go, so a caller interrupted midway keeps it."""
         self.space.validate(params)
         local = self._local(params)
         keys = self._keys(local)
         n = len(self.stages)
-        records: list[StageRecord] = []
+        records = run.stages
         value: Any = self.input
-        depth = 0
         prefix_seconds = prefix_cost = 0.0  # what computing `value` from scratch took
-        saved_seconds = saved_cost = 0.0
         cache = self.cache
         if cache is not None:
             for k in range(n - 1, 0, -1):  # k leading stages served from the cache
@@ -314,9 +334,9 @@ class Pipeline:
                 )
                 if got is None:  # unreadable: deleted, try a shorter prefix
                     continue
-                depth, value = k, got.value
-                prefix_seconds = saved_seconds = got.prefix_seconds
-                prefix_cost = saved_cost = got.prefix_cost
+                run.cache_depth, value = k, got.value
+                prefix_seconds = run.seconds_saved = got.prefix_seconds
+                prefix_cost = run.cost_saved = got.prefix_cost
                 for s in self.stages[: k - 1]:
                     records.append(StageRecord(s.name, 0.0, True, 0.0))
                 # a stage that reports its own cost (GPU-seconds, a simulated clock) is charged
@@ -326,7 +346,7 @@ class Pipeline:
                     StageRecord(self.stages[k - 1].name, hit_cost, True, got.load_seconds)
                 )
                 break
-        for i in range(depth, n):
+        for i in range(run.cache_depth, n):
             stage = self.stages[i]
             args = (value,) if (i > 0 or self._has_input) else ()
             start = time.perf_counter()
@@ -335,15 +355,10 @@ class Pipeline:
             except (KeyboardInterrupt, Exception) as exc:
                 seconds = time.perf_counter() - start
                 records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
-                if isinstance(exc, KeyboardInterrupt):  # the finished stages still cost time
-                    exc.pipeline_run = PipelineRun(  # type: ignore[attr-defined]
-                        None, records, None, depth, saved_seconds, saved_cost, self.trial_cost
-                    )
+                if isinstance(exc, KeyboardInterrupt):  # `run` keeps what the stages cost
                     raise
-                error = StageError(stage.name, exc)
-                return PipelineRun(
-                    None, records, error, depth, saved_seconds, saved_cost, self.trial_cost
-                )
+                run.error = StageError(stage.name, exc)
+                return
             seconds = time.perf_counter() - start
             cost, own_cost = seconds, False
             if isinstance(out, StageResult):
@@ -370,7 +385,7 @@ class Pipeline:
                 except Exception as exc:  # an unpicklable output, a full disk: run uncached
                     log.warning("could not cache the output of stage %r: %s", stage.name, exc)
             value = out
-        return PipelineRun(value, records, None, depth, saved_seconds, saved_cost, self.trial_cost)
+        run.result = value
 
     def __call__(self, params: Mapping[str, Any]) -> Any:
         """Run and return the last stage's result; a failing stage raises StageError."""
@@ -386,18 +401,16 @@ class Pipeline:
         direction: str = "minimize",
         n_best: int = 20,
         n_recent: int = 20,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CachedPrefix]:
         """Prefixes (depth k in 1..K-1, exact stored values) of the `n_best` best completed and
         the `n_recent` latest finished trials whose stage-k output is in the cache now."""
         n = len(self.stages)
         if self.cache is None or n < 2:
             return []
-        sign = 1.0 if direction == "minimize" else -1.0
-        done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
-        best = sorted(done, key=lambda t: (sign * float(t.value), t.number))[:n_best]  # type: ignore[arg-type]
+        best = Direction.parse(direction).best_first(trials)[:n_best]
         finished = [t for t in trials if t.state.finished and t.params]
         recent = sorted(finished, key=lambda t: t.number)[-n_recent:] if n_recent > 0 else []
-        out: list[dict[str, Any]] = []
+        out: list[CachedPrefix] = []
         seen: set[str] = set()
         for t in [*best, *recent]:
             try:
@@ -410,19 +423,19 @@ class Pipeline:
                 seen.add(keys[k - 1])
                 if self.cache.contains(keys[k - 1]):
                     names = [s.full_name(p) for s in self.stages[:k] for p in s.params]
-                    out.append({"depth": k, "params": {m: t.params[m] for m in names}})
+                    out.append(CachedPrefix(k, {m: t.params[m] for m in names}))
         return out
 
     def suggest_context(
         self, trials: Sequence[Trial], direction: str = "minimize", budget: float | None = None
-    ) -> dict[str, Any]:
-        """The `extra` a Study passes to the optimizer on each ask (usable with `Study.ask`)."""
-        return {
-            "stages": self.stage_info(),
-            "budget": {
-                "total": None if budget is None else float(budget),
-                "spent": cost_spent(trials),
-            },
-            "cached_prefixes": self.cached_prefixes(trials, direction),
-            "trial_cost": self.trial_cost,
-        }
+    ) -> PipelineContext:
+        """What a Study tells the optimizer on each ask (usable with `Study.ask(pipeline=...)`)."""
+        return PipelineContext(
+            stages=tuple(
+                StageInfo(s.name, tuple(s.full_name(p) for p in s.params)) for s in self.stages
+            ),
+            budget_total=None if budget is None else float(budget),
+            budget_spent=cost_spent(trials),
+            cached_prefixes=tuple(self.cached_prefixes(trials, direction)),
+            trial_cost=self.trial_cost,
+        )

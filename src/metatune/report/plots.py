@@ -12,20 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metatune.direction import Direction
 from metatune.trial import Trial, TrialState
 
 __all__ = ["best_so_far", "plot_best_so_far"]
 
 
-def _sign(direction: str) -> float:
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
-    return 1.0 if direction == "minimize" else -1.0
-
-
 def best_so_far(trials: Sequence[Trial], direction: str) -> list[tuple[int, float]]:
     """(trial number, best value among completed trials up to it), for each completed trial."""
-    sign = _sign(direction)
+    sign = Direction.parse(direction).sign
     out: list[tuple[int, float]] = []
     best = math.inf
     for t in sorted(trials, key=lambda t: t.number):
@@ -89,7 +84,7 @@ def plot_best_so_far(
     from matplotlib.transforms import blended_transform_factory
 
     trials, direction, name = _resolve(study_or_trials, direction)
-    sign = _sign(direction)
+    sign = Direction.parse(direction).sign
     path = Path(path)
     done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
     failed = [t for t in trials if t.state is TrialState.FAILED]
@@ -139,7 +134,7 @@ def plot_best_so_far(
         xs = [n for n, _ in curve] + [last]
         ys = [v for _, v in curve] + [curve[-1][1]]
         ax.step(xs, ys, where="post", color="tab:orange", lw=2, label="best so far", zorder=3)
-        best = min(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+        best = Direction.parse(direction).best_first(done)[0]
         ax.scatter(
             [best.number],
             [best.value],

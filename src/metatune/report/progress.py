@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from metatune.trial import Trial, TrialState
-
-if TYPE_CHECKING:
-    from metatune.study import Study
+from metatune.direction import Direction
+from metatune.trial import SystemAttr, Trial, TrialState
 
 
 class StudyProgress:
     """Shows trials done, the best value so far and failures, per `update(trial)`."""
 
     def __init__(
-        self, study: Study, n_trials: int | None, timeout: float | None, enabled: bool
+        self,
+        name: str,
+        direction: str,
+        n_trials: int | None,
+        timeout: float | None,
+        enabled: bool,
     ) -> None:
         self._enabled = enabled
-        self._sign = 1.0 if study.direction == "minimize" else -1.0
+        self._sign = Direction.parse(direction).sign
         self._best = math.inf
         self._failed = 0
         self._total = n_trials
         self._progress: Progress | None = None
         self._task: Any = None
-        self._name = study.name
+        self._name = name
 
     def __enter__(self) -> StudyProgress:
         if self._enabled:
@@ -54,7 +57,7 @@ class StudyProgress:
             best = "-" if math.isinf(self._best) else f"{self._sign * self._best:.6g}"
             failed = f"{self._failed} failed" if self._failed else ""
             self._progress.update(self._task, advance=1, best=best, failed=failed)
-            stages = trial.system_attrs.get("stages")
+            stages = trial.system_attrs.get(SystemAttr.STAGES)
             if stages:  # a pipeline trial: which stages ran and which came from the cache
                 self._progress.console.print(_stage_line(trial, stages))
 
@@ -73,5 +76,5 @@ def _stage_line(trial: Trial, stages: list[dict[str, Any]]) -> str:
         else:
             parts.append(f"{s['name']} ({float(s['cost']):.3g})")
     value = f"{trial.value:.6g}" if trial.value is not None else trial.state.value
-    cost = float(trial.system_attrs.get("cost", 0.0))
+    cost = float(trial.system_attrs.get(SystemAttr.COST, 0.0))
     return f"trial {trial.number}: {' -> '.join(parts)}  cost {cost:.3g}  value {value}"

@@ -15,6 +15,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from metatune.direction import Direction
 from metatune.trial import Trial, TrialState
 
 __all__ = [
@@ -39,29 +40,17 @@ _STATE_STYLE = {
 _MAX_PARAM_COLUMNS = 6  # more parameters than this are shown in one "params" column
 
 
-def _sign(direction: str) -> float:
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
-    return 1.0 if direction == "minimize" else -1.0
-
-
 def best_trial(trials: Iterable[Trial], direction: str) -> Trial | None:
     """The best completed trial (the earliest among ties), or None if none completed."""
-    sign = _sign(direction)
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
-    if not done:
-        return None
-    return min(done, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+    return Direction.parse(direction).best(trials)
 
 
 def rank_trials(trials: Iterable[Trial], direction: str) -> list[Trial]:
     """Completed trials best first (ties by number), then the others by number."""
-    sign = _sign(direction)
     trials = list(trials)
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
-    rest = [t for t in trials if not (t.state is TrialState.COMPLETE and t.value is not None)]
-    done.sort(key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
-    return done + sorted(rest, key=lambda t: t.number)
+    done = Direction.parse(direction).best_first(trials)
+    ranked = {t.number for t in done}
+    return done + sorted((t for t in trials if t.number not in ranked), key=lambda t: t.number)
 
 
 def param_names(trials: Iterable[Trial]) -> list[str]:

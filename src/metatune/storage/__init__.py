@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from metatune.storage.base import BaseStorage, DuplicateStudyError, StudyRecord
+from metatune.exceptions import DuplicateStudyError
+from metatune.storage.base import BaseStorage, StudyRecord
 from metatune.storage.memory import InMemoryStorage
 
 __all__ = ["BaseStorage", "DuplicateStudyError", "InMemoryStorage", "StudyRecord", "get_storage"]

@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from metatune.exceptions import TrialAlreadyFinished
 from metatune.trial import Trial, TrialState, utcnow
 
-__all__ = ["BaseStorage", "StudyRecord", "DuplicateStudyError", "process_owner", "owner_is_dead"]
-
-
-class DuplicateStudyError(ValueError):
-    """Raised when creating a study whose name is already taken in the storage."""
+__all__ = ["BaseStorage", "StudyRecord", "process_owner", "owner_is_dead"]
 
 
 @dataclass
@@ -72,7 +69,13 @@ def check_finished_state(state: TrialState | str) -> TrialState:
 
 
 class BaseStorage(abc.ABC):
-    """Abstract storage; see `InMemoryStorage` and `SQLStorage`."""
+    """Abstract storage; see `InMemoryStorage` and `SQLStorage`.
+
+    `supports_heartbeats` says whether trials in this storage may be run by other processes, so
+    that a study sends heartbeats while a trial runs and fails trials whose owner is gone.
+    """
+
+    supports_heartbeats: bool = True
 
     # Studies ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -124,7 +127,7 @@ class BaseStorage(abc.ABC):
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
     ) -> Trial:
-        """Mark a RUNNING trial finished, durably; ValueError if it is already finished."""
+        """Mark a RUNNING trial finished, durably; TrialAlreadyFinished if it is finished."""
 
     @abc.abstractmethod
     def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
@@ -160,7 +163,7 @@ class BaseStorage(abc.ABC):
                     self.finish_trial(
                         study_id, number, TrialState.FAILED, error=f"stale trial: {reason}"
                     )
-                except ValueError:  # finished by its owner in the meantime
+                except TrialAlreadyFinished:  # finished by its owner in the meantime
                     continue
                 failed.append(number)
         return failed

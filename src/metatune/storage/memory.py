@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from metatune.exceptions import DuplicateStudyError, TrialAlreadyFinished
 from metatune.storage.base import (
     BaseStorage,
-    DuplicateStudyError,
     StudyRecord,
     check_finished_state,
     process_owner,
@@ -20,6 +20,8 @@ from metatune.trial import Trial, TrialState, utcnow
 
 class InMemoryStorage(BaseStorage):
     """Thread-safe storage in a dict; returns copies so callers cannot mutate stored trials."""
+
+    supports_heartbeats = False  # one process: no other owner can die or go silent
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -74,7 +76,7 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             t = self._trials[study_id][number]
             if t.state.finished:
-                raise ValueError(f"trial {number} is already {t.state.value}")
+                raise TrialAlreadyFinished(number, t.state.value)
             t.params = dict(params)
 
     def finish_trial(
@@ -84,7 +86,7 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             t = self._trials[study_id][number]
             if t.state.finished:
-                raise ValueError(f"trial {number} is already {t.state.value}")
+                raise TrialAlreadyFinished(number, t.state.value)
             t.state = TrialState(state)
             t.value = value
             t.error = error

@@ -46,9 +46,9 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from metatune.exceptions import DuplicateStudyError, TrialAlreadyFinished
 from metatune.storage.base import (
     BaseStorage,
-    DuplicateStudyError,
     StudyRecord,
     check_finished_state,
     process_owner,
@@ -447,7 +447,7 @@ def _raise_not_running(conn: Connection, study_id: int, number: int) -> None:
     state = conn.scalar(select(_trials.c.state).where(*_trial_key(study_id, number)))
     if state is None:
         raise KeyError(f"study {study_id} has no trial {number}")
-    raise ValueError(f"trial {number} is already {state}")
+    raise TrialAlreadyFinished(number, str(state))
 
 
 def _study_record(row: Any) -> StudyRecord:

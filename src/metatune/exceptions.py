@@ -1,0 +1,45 @@
+"""Named errors, so that callers decide on the kind of failure, not on the text of a message."""
+
+from __future__ import annotations
+
+from metatune._registry import UnknownNameError
+
+__all__ = [
+    "MetatuneError",
+    "DuplicateStudyError",
+    "StudyNotFoundError",
+    "TrialAlreadyFinished",
+    "UnknownNameError",
+    "SchemaVersionError",
+]
+
+
+class MetatuneError(Exception):
+    """Base of metatune's own errors."""
+
+
+class DuplicateStudyError(MetatuneError, ValueError):
+    """Creating a study whose name is already taken in the storage."""
+
+
+class StudyNotFoundError(MetatuneError, ValueError):
+    """A study name (or id) that the storage does not hold."""
+
+
+class TrialAlreadyFinished(MetatuneError, ValueError):
+    """Finishing a trial that is already complete or failed (for example failed as stale by
+    another process): the stored verdict stands.
+
+    Attributes:
+        number: the trial's number.
+        state: the state it is stored with ("complete" or "failed").
+    """
+
+    def __init__(self, number: int, state: str) -> None:
+        super().__init__(f"trial {number} is already {state}")
+        self.number = number
+        self.state = state
+
+
+class SchemaVersionError(MetatuneError, RuntimeError):
+    """A database written by another version of metatune's storage schema."""

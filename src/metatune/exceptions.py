@@ -41,5 +41,19 @@ class TrialAlreadyFinished(MetatuneError, ValueError):
         self.state = state
 
 
-class SchemaVersionError(MetatuneError, RuntimeError):
-    """A database written by another version of metatune's storage schema."""
+class SchemaVersionError(MetatuneError, ValueError):
+    """A database stamped with a storage schema version this metatune cannot read.
+
+    Attributes:
+        found: the version stamped in the database.
+        expected: the version this metatune writes and reads.
+    """
+
+    def __init__(self, url: str, found: str, expected: int) -> None:
+        super().__init__(
+            f"storage {url!r} has metatune schema version {found}, but this metatune reads "
+            f"version {expected}; open it with the metatune that wrote it (or export its "
+            "trials there with `metatune export`), or use a new database file"
+        )
+        self.found = found
+        self.expected = expected

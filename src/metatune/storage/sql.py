@@ -46,7 +46,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from metatune.exceptions import DuplicateStudyError, TrialAlreadyFinished
+from metatune.exceptions import DuplicateStudyError, SchemaVersionError, TrialAlreadyFinished
 from metatune.storage.base import (
     BaseStorage,
     StudyRecord,
@@ -55,7 +55,7 @@ from metatune.storage.base import (
 )
 from metatune.trial import Trial, TrialState, utcnow
 
-__all__ = ["SQLStorage"]
+__all__ = ["SQLStorage", "SCHEMA_VERSION"]
 
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 _CREATE_TRIAL_RETRIES = 20
@@ -92,6 +92,18 @@ _trials = Table(
     Column("user_attrs", JSON, nullable=False),
     Column("system_attrs", JSON, nullable=False),
     UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+)
+
+# The layout of the tables above. Bump it with any change to them, and teach
+# `_check_schema_version` to migrate (or refuse) databases stamped with an older one.
+SCHEMA_VERSION = 1
+_SCHEMA_KEY = "schema_version"
+
+_meta = Table(
+    "metatune_meta",
+    _metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
 )
 
 _RUNNING = TrialState.RUNNING.value
@@ -186,6 +198,7 @@ class SQLStorage(BaseStorage):
             try:
                 with self._tx(write=True) as conn:
                     _metadata.create_all(conn, checkfirst=True)
+                    self._check_schema_version(conn)
                 return
             except DBAPIError as exc:
                 # A concurrent CREATE TABLE elsewhere (not possible under SQLite's IMMEDIATE lock,
@@ -201,6 +214,17 @@ class SQLStorage(BaseStorage):
                 raise ValueError(
                     f"cannot open storage {self.url!r}: {type(exc.orig).__name__}: {exc.orig}"
                 ) from exc
+
+    def _check_schema_version(self, conn: Connection) -> None:
+        """Stamp a new database with SCHEMA_VERSION; refuse one stamped with another version.
+
+        A database from before the stamp existed has the tables of version 1 and is stamped so.
+        """
+        found = conn.scalar(select(_meta.c.value).where(_meta.c.key == _SCHEMA_KEY))
+        if found is None:
+            conn.execute(insert(_meta).values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
+        elif found != str(SCHEMA_VERSION):
+            raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
 
     def _tables_race(self, exc: DBAPIError) -> bool:
         text = str(exc.orig).lower()

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from metatune._text import check_text
 from metatune.direction import Direction
 from metatune.exceptions import DuplicateStudyError, StudyNotFoundError, TrialAlreadyFinished
 from metatune.objective import TrialObjective, as_trial_objective
@@ -24,11 +25,15 @@ from metatune.pipeline.pipeline import cost_spent
 from metatune.report.progress import StudyProgress
 from metatune.space import Space
 from metatune.storage import BaseStorage, get_storage
-from metatune.trial import SystemAttr, Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState, to_json_attrs
 
 __all__ = ["Study", "load_study", "Objective", "Callback"]
 
 log = logging.getLogger("metatune")
+
+_monotonic = time.monotonic  # the sweep's clock (a test replaces it)
+MAX_SEED = 2**63 - 1  # what every storage holds (a signed 64-bit integer)
+_BOOL_DTYPES = ("bool", "torch.bool")
 
 Objective = Callable[[dict[str, Any]], Any]
 Callback = Callable[["Study", Trial], None]
@@ -94,10 +99,14 @@ class Study:
             direction = Direction.parse(direction).value
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name is not None:
+            check_text(name, "name")
         for label, v in (("heartbeat_interval", heartbeat_interval), ("stale_after", stale_after)):
-            if not isinstance(v, (int, float)) or v <= 0:
+            if not _positive_seconds(v):
                 raise ValueError(f"{label} must be a positive number of seconds, got {v!r}")
         if isinstance(optimizer, Optimizer) or optimizer is None:
             opt_name = getattr(optimizer, "name", None)
@@ -144,10 +153,22 @@ class Study:
         self.space = stored_space
         if self._optimizer is None:
             self._optimizer = make_optimizer(record.optimizer, record.optimizer_options)
-        if self._storage.supports_heartbeats:
-            failed = self._storage.fail_stale_trials(record.id, grace_seconds=stale_after)
-            if failed:
-                log.warning("marked stale running trials as failed: %s", failed)
+        self._stale_after = float(stale_after)
+        self._last_sweep = -math.inf
+        self._sweep_stale()
+
+    def _sweep_stale(self) -> None:
+        """Fail running trials whose owner died or went silent: on opening, then at most once a
+        heartbeat interval, so a killed worker's trial does not stay a pending point."""
+        if not self._storage.supports_heartbeats:
+            return
+        now = _monotonic()
+        if now - self._last_sweep < self._heartbeat_interval:
+            return
+        self._last_sweep = now
+        failed = self._storage.fail_stale_trials(self._record.id, grace_seconds=self._stale_after)
+        if failed:
+            log.warning("marked stale running trials as failed: %s", failed)
 
     # Properties ------------------------------------------------------------------------------
     @property
@@ -229,6 +250,7 @@ class Study:
         """
         if pipeline is not None and not isinstance(pipeline, PipelineContext):
             raise TypeError(f"pipeline must be a PipelineContext or None, got {pipeline!r}")
+        self._sweep_stale()
         trial = self._storage.create_trial(self._record.id, {})
         try:
             trials = self._storage.get_trials(self._record.id)
@@ -274,22 +296,25 @@ class Study:
         number = trial.number if isinstance(trial, Trial) else trial
         if isinstance(number, bool) or not isinstance(number, numbers.Integral):
             raise TypeError(f"trial must be a Trial or a trial number, got {trial!r}")
+        if number < 0:
+            raise ValueError(f"trial number must be >= 0, got {number!r}")
         attrs = dict(user_attrs or {})
         if error is None:
             value, metrics = _split_result(value)
             attrs.update(metrics)
+        attrs, bad_metric = to_json_attrs(attrs)
         state, stored = TrialState.COMPLETE, None
         if error is not None:
             state = TrialState.FAILED
             error = error if isinstance(error, str) else _describe_error(error)
+        elif bad_metric is not None:
+            state, error = TrialState.FAILED, bad_metric
         else:
-            try:
-                stored = float(value)
-            except (TypeError, ValueError):
+            stored = _as_value(value)
+            if stored is None:
                 state, error = TrialState.FAILED, f"objective returned a non-number: {value!r}"
-            else:
-                if not math.isfinite(stored):
-                    state, error, stored = TrialState.FAILED, f"objective returned {stored}", None
+            elif not math.isfinite(stored):
+                state, error, stored = TrialState.FAILED, f"objective returned {stored}", None
         return self._storage.finish_trial(
             self._record.id,
             int(number),
@@ -360,9 +385,7 @@ class Study:
             isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1
         ):
             raise ValueError(f"n_trials must be a positive integer or None, got {n_trials!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
+        if timeout is not None and not _positive_seconds(timeout):
             raise ValueError(
                 f"timeout must be a positive number of seconds or None, got {timeout!r}"
             )
@@ -420,6 +443,9 @@ class Study:
         except Exception as exc:  # the objective, a pipeline's stage or cache, a bad result
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
             return self._tell_once(trial, error=exc, system_attrs=attrs)
+        except BaseException as exc:  # SystemExit, GeneratorExit: stop, but not RUNNING forever
+            self._tell_once(trial, error=f"interrupted by {exc!r}", system_attrs=attrs)
+            raise
         finished = self._tell_once(trial, value, user_attrs=metrics, system_attrs=attrs)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)
@@ -441,6 +467,28 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
+
+
+def _as_value(value: Any) -> float | None:
+    """`value` as a float if it is a real number (a NumPy or 0-d tensor one too); None for text,
+    booleans and anything else, which would otherwise pass `float()`."""
+    if isinstance(value, (str, bytes, bool)) or str(getattr(value, "dtype", "")) in _BOOL_DTYPES:
+        return None  # text, and booleans (NumPy's and 1-element tensors' too)
+    if not isinstance(value, numbers.Real) and not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a tensor with many elements
+        return None
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _split_result(result: Any) -> tuple[Any, dict[str, Any]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Trial", "TrialState", "SystemAttr"]
+__all__ = ["Trial", "TrialState", "SystemAttr", "to_json_attrs"]
 
 
 class TrialState(str, enum.Enum):
@@ -74,3 +75,48 @@ class Trial:
     def __repr__(self) -> str:
         value = "" if self.value is None else f", value={self.value:.6g}"
         return f"Trial(number={self.number}, state={self.state.value}{value}, params={self.params})"
+
+
+def _to_json(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid Unicode text") from None
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} has a key {k!r} that is not a string")
+            out[k] = _to_json(v, f"{where}[{k!r}]")
+        return out
+    tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays, torch tensors
+    if callable(tolist) and hasattr(value, "dtype"):
+        return _to_json(tolist(), where)
+    raise ValueError(
+        f"{where} is a {type(value).__name__}, which has no JSON form; "
+        "store a number, a string, or a list or dict of them"
+    )
+
+
+def to_json_attrs(attrs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """`attrs` with NumPy and torch values as the plain JSON data they hold, and non-finite
+    floats as "nan"/"inf"/"-inf", so every storage keeps the same readable values. An attribute
+    with no faithful JSON form is left out and named in the returned message (else None)."""
+    out: dict[str, Any] = {}
+    problems = []
+    for key, value in attrs.items():
+        try:
+            out[str(key)] = _to_json(value, f"metric {key!r}")
+        except ValueError as exc:
+            problems.append(str(exc))
+    return out, ("; ".join(problems) or None)

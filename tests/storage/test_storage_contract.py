@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -186,13 +185,14 @@ def test_heartbeat_updates(storage: BaseStorage) -> None:
 
 
 def _dead_local_owner() -> str:
+    """The owner identity of a child process of this machine that has exited."""
     child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
+        [sys.executable, "-c", "from metatune.storage.base import process_owner as p; print(p())"],
         text=True,
         capture_output=True,
         check=True,
     )
-    return f"{socket.gethostname()}:{child.stdout.strip()}"
+    return child.stdout.strip()
 
 
 def test_fail_stale_trials(storage: BaseStorage, set_trial_owner) -> None:

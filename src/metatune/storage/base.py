@@ -8,13 +8,12 @@ killed at any moment loses no completed trial.
 from __future__ import annotations
 
 import abc
-import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from metatune._process import identity_is_dead, process_identity
 from metatune.exceptions import TrialAlreadyFinished
 from metatune.trial import Trial, TrialState, utcnow
 
@@ -36,29 +35,13 @@ class StudyRecord:
 
 
 def process_owner() -> str:
-    """An identifier of this process, stored with every trial it runs: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """An identifier of this process, stored with every trial it runs (see `_process`)."""
+    return process_identity()
 
 
 def owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` names a process on this host that no longer exists."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    # A zombie child still answers kill(0); treat it as dead if /proc says so.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
+    """True when `owner` provably names a process that no longer runs."""
+    return identity_is_dead(owner)
 
 
 def check_finished_state(state: TrialState | str) -> TrialState:

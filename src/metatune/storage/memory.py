@@ -74,7 +74,7 @@ class InMemoryStorage(BaseStorage):
 
     def set_trial_params(self, study_id: int, number: int, params: dict[str, Any]) -> None:
         with self._lock:
-            t = self._trials[study_id][number]
+            t = self._trial(study_id, number)
             if t.state.finished:
                 raise TrialAlreadyFinished(number, t.state.value)
             t.params = dict(params)
@@ -84,7 +84,7 @@ class InMemoryStorage(BaseStorage):
     ) -> Trial:
         check_finished_state(state)
         with self._lock:
-            t = self._trials[study_id][number]
+            t = self._trial(study_id, number)
             if t.state.finished:
                 raise TrialAlreadyFinished(number, t.state.value)
             t.state = TrialState(state)
@@ -94,6 +94,12 @@ class InMemoryStorage(BaseStorage):
             t.user_attrs.update(user_attrs or {})
             t.system_attrs.update(system_attrs or {})
             return copy.deepcopy(t)
+
+    def _trial(self, study_id: int, number: int) -> Trial:
+        trials = self._trials[study_id]
+        if isinstance(number, bool) or not 0 <= number < len(trials):  # no negative indexing
+            raise KeyError(f"study {study_id} has no trial {number}")
+        return trials[number]
 
     def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
         with self._lock:

@@ -215,6 +215,14 @@ class Pipeline:
         else:
             raise TypeError(f"cache must be a folder path, a Cache, None or False, got {cache!r}")
 
+        if self.cache is not None:
+            for s in self.stages[:-1]:  # the last stage's output is never cached
+                if not s.has_source:
+                    raise ValueError(
+                        f"stage {s.name!r}: the source of {s.fn!r} cannot be read (code made by "
+                        "exec or `python -c`), so the cache could not tell when it changes; "
+                        "give the stage version=... (and change it with the code), or cache=False"
+                    )
         self._has_input = input is not None
         self.input = input
         if input_fingerprint is not None:

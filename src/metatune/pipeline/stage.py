@@ -146,35 +146,52 @@ def _filled(cell: Any) -> bool:
     return True
 
 
-def _code_id(fn: Any) -> str:
-    """A hash of `fn`'s source, of the same-module helpers it calls and of the plain data it
-    reads from globals and closures; for a partial also of its bound arguments; for a callable
-    object, of its class's source and of its plain attributes. Without source: its qualified
-    name (plus those data)."""
+def _unwrap_callable(fn: Any) -> tuple[Any, list[str]]:
+    """The code object behind `fn` (a function, a class, or the class of a callable object) and
+    the fingerprints of the state bound to it: a partial's arguments, a bound method's instance
+    attributes, a callable object's attributes. The state is read anew at every call, since it
+    may change between runs while the code does not."""
     data: list[str] = []
     if isinstance(fn, functools.partial):
         data += [f"arg{i}={_data_fingerprint(a, False)}" for i, a in enumerate(fn.args)]
         data += [f"{k}={_data_fingerprint(v, False)}" for k, v in sorted(fn.keywords.items())]
-        fn = fn.func
+        inner, more = _unwrap_callable(fn.func)
+        return inner, data + more
+    if inspect.ismethod(fn) and not inspect.isclass(fn.__self__):  # obj.method: obj's state
+        attrs = sorted(getattr(fn.__self__, "__dict__", {}).items())
+        data += [f"self.{k}={_data_fingerprint(v, False)}" for k, v in attrs]
+        return fn.__func__, data
     if not (inspect.isroutine(fn) or inspect.isclass(fn)):
         attrs = sorted(getattr(fn, "__dict__", {}).items())
         data += [f"self.{k}={_data_fingerprint(v, False)}" for k, v in attrs]
-    target = fn if inspect.isroutine(fn) or inspect.isclass(fn) else type(fn)
+        return type(fn), data
+    return fn, data
+
+
+def _source_id(target: Any) -> str | None:
+    """A hash of `target`'s source, of the same-module helpers it calls and of the plain data
+    they read from globals and closures; None when its source cannot be read."""
     try:
         src = textwrap.dedent(inspect.getsource(target))
     except (OSError, TypeError):
-        qual = getattr(target, "__qualname__", None) or type(target).__qualname__
-        module = getattr(target, "__module__", None) or type(target).__module__
-        extra = hashlib.sha256("\n".join(data).encode()).hexdigest()[:32] if data else ""
-        return f"name:{module}.{qual}" + (f":{extra}" if extra else "")
+        return None
     helpers, helper_data = _referenced_helpers(target)
     for helper in helpers:
         try:
             src += f"\n# {helper.__qualname__}\n" + textwrap.dedent(inspect.getsource(helper))
         except (OSError, TypeError):
             src += f"\n# {helper.__qualname__} (no source)"
-    src += "\n# data\n" + "\n".join(data + helper_data)
-    return "source:" + hashlib.sha256(src.encode()).hexdigest()
+    src += "\n# data\n" + "\n".join(helper_data)
+    return hashlib.sha256(src.encode()).hexdigest()
+
+
+def _has_python_code(target: Any) -> bool:
+    """True for code written in Python (whose changes the source hash should see); False for
+    functions of compiled extensions and builtins, identified by name like library code."""
+    target = inspect.unwrap(target) if inspect.isroutine(target) else target
+    return hasattr(target, "__code__") or (
+        inspect.isclass(target) and getattr(target, "__module__", "builtins") != "builtins"
+    )
 
 
 class Stage:
@@ -230,17 +247,37 @@ class Stage:
         self.params: dict[str, Param] = params
         self.version = version
         self.serializer = serializer
-        self._code_id: str | None = None
+        self._source: tuple[str | None] | None = None  # the source hash, computed once
+
+    @property
+    def has_source(self) -> bool:
+        """False when the code's source cannot be read (defined by ``exec`` or ``python -c``):
+        the cache could not tell when it changes, so such a stage is cached only with a version."""
+        if self.version is not None:
+            return True
+        target, _ = _unwrap_callable(self.fn)
+        return self._source_hash(target) is not None or not _has_python_code(target)
+
+    def _source_hash(self, target: Any) -> str | None:
+        if self._source is None:
+            self._source = (_source_id(target),)
+        return self._source[0]
 
     @property
     def code_id(self) -> str:
-        """What identifies this stage's code in cache keys: its version, or a hash of its source."""
-        if self._code_id is None:
-            if self.version is not None:
-                self._code_id = f"version:{self.version}"
-            else:
-                self._code_id = _code_id(self.fn)
-        return self._code_id
+        """What identifies this stage's code in cache keys: its version, or a hash of its source
+        (else its qualified name) and of the state bound to it (partial arguments, the attributes
+        of the instance of a bound method or of a callable object), read at every call."""
+        if self.version is not None:
+            return f"version:{self.version}"
+        target, data = _unwrap_callable(self.fn)
+        source = self._source_hash(target)
+        extra = hashlib.sha256("\n".join(data).encode()).hexdigest()[:32] if data else ""
+        if source is None:
+            qual = getattr(target, "__qualname__", None) or type(target).__qualname__
+            module = getattr(target, "__module__", None) or type(target).__module__
+            return f"name:{module}.{qual}" + (f":{extra}" if extra else "")
+        return f"source:{source}" + (f":{extra}" if extra else "")
 
     def full_name(self, param: str) -> str:
         return f"{self.name}.{param}"

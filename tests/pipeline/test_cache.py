@@ -182,7 +182,8 @@ def test_a_writer_killed_mid_write_leaves_no_readable_entry(tmp_path):
     assert cache.get(KEY).value == b"fresh"
     # An old leftover temp file is removed when the folder is next scanned.
     old = time.time() - 2 * 3600
-    os.utime(folder / leftovers[0], (old, old))
+    if (folder / leftovers[0]).exists():  # its writer is dead: already swept by the first scan
+        os.utime(folder / leftovers[0], (old, old))
     cache.size_bytes()
     assert not (folder / leftovers[0]).exists()
 
@@ -226,14 +227,19 @@ def test_a_header_with_bad_values_is_recomputed_not_a_crash(tmp_path):
 
     cache = Cache(tmp_path)
     cache.put(KEY, [1, 2])
+    from metatune.pipeline import cache as cache_mod
+
     path = tmp_path / f"{KEY}.entry"
     data = path.read_bytes()
-    head = len(b"MTCACHE1") + 4
-    (n,) = struct.unpack("<I", data[8:head])
+    start = len(cache_mod._MAGIC) + cache_mod._TAG_BYTES
+    head = start + 4
+    (n,) = struct.unpack("<I", data[start:head])
     header = json.loads(data[head : head + n])
     header["seconds"] = None
     new = json.dumps(header).encode()
-    path.write_bytes(data[:8] + struct.pack("<I", len(new)) + new + data[head + n :])
+    signed = struct.pack("<I", len(new)) + new + data[head + n :]  # re-signed with our key
+    tag = cache_mod._entry_tag(cache._signing_key(), path.name, signed)
+    path.write_bytes(data[: len(cache_mod._MAGIC)] + tag + signed)
     assert cache.get(KEY) is None
     assert cache.stats.corrupt == 1 and not path.exists()
 
@@ -263,9 +269,9 @@ def test_a_damaged_entry_replaced_meanwhile_is_not_deleted(tmp_path, monkeypatch
     path.write_bytes(b"damaged")
     real_parse = cache_mod._parse
 
-    def parse_while_another_process_writes(data):
+    def parse_while_another_process_writes(*args):
         Cache(tmp_path).put(KEY, [2])  # os.replace: a new file under the same name
-        return real_parse(data)
+        return real_parse(*args)
 
     monkeypatch.setattr(cache_mod, "_parse", parse_while_another_process_writes)
     assert cache.get(KEY) is None

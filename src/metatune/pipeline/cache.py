@@ -1,8 +1,8 @@
 """A content-addressed store of stage outputs on disk, shared safely by processes.
 
-Each entry is one file ``<key>.entry`` in the cache folder: a small JSON header (serializer,
-payload length and CRC32, the compute seconds and cost of the stage that produced it) followed by
-the serialized output. Writes go to a temp file in the same folder and are renamed into place with
+Each entry is one file ``<key>.entry`` in the cache folder: an HMAC-SHA256 tag, a small JSON
+header (serializer, payload length, the compute seconds and cost of the stage that produced it)
+and the serialized output. Writes go to a temp file in the same folder and are renamed into place with
 ``os.replace``, so a reader never sees a partial entry and two processes writing the same key
 simply leave the last complete one. An entry that cannot be read (truncated, corrupt, written by an
 unknown serializer) is deleted and reported as a miss, so the stage is recomputed. With
@@ -10,12 +10,18 @@ unknown serializer) is deleted and reported as a miss, so the stage is recompute
 is its file's modification time, refreshed on every hit.
 
 Security: entries are loaded with pickle (or ``torch.load(weights_only=False)``), which runs code
-chosen by whoever wrote them. Only use a cache folder that you, or people you trust, write to.
+chosen by whoever wrote them. So every entry is signed with a secret key kept outside the cache
+folder (by default ``~/.config/metatune/cache.key``, created with mode 0600 on first use; or
+``$METATUNE_CACHE_KEY_FILE``), and only an entry whose tag checks out, bound to its own file
+name, is ever unpickled: a planted or copied entry is a miss, not code. Sharing a cache between
+users is an explicit choice: give them the same key (``Cache(folder, key=path_or_bytes)``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -25,10 +31,11 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from metatune._process import identity_is_dead, process_identity
 
 __all__ = [
     "Cache",
@@ -39,13 +46,18 @@ __all__ = [
     "TorchSerializer",
     "get_serializer",
     "DEFAULT_CACHE_DIR",
+    "KEY_FILE_ENV",
+    "default_key_file",
 ]
 
 DEFAULT_CACHE_DIR = os.path.join("metatune-runs", "cache")
-_MAGIC = b"MTCACHE1"
+_MAGIC = b"MTCACHE2"
+_TAG_BYTES = 32  # HMAC-SHA256
+_MAX_HEADER_BYTES = 64 * 1024  # ours are a few hundred bytes; a larger one is not ours
 _SUFFIX = ".entry"
 _TMP_PREFIX = ".tmp-"
-_STALE_TMP_SECONDS = 3600.0
+_STALE_TMP_SECONDS = 3600.0  # for a temp file whose writer cannot be checked (another machine)
+KEY_FILE_ENV = "METATUNE_CACHE_KEY_FILE"
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
@@ -158,10 +170,76 @@ class _CorruptEntry(Exception):
     pass
 
 
+def default_key_file() -> Path:
+    """Where the signing key lives unless a Cache is given one: ``$METATUNE_CACHE_KEY_FILE``,
+    else ``metatune/cache.key`` under ``$XDG_CONFIG_HOME`` (default ``~/.config``)."""
+    env = os.environ.get(KEY_FILE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return (Path(base) / "metatune" / "cache.key").resolve()
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    """The key in `path`; a new random one, written with mode 0600, if the file is missing."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            text = path.read_text().strip()
+        else:
+            text = os.urandom(32).hex()
+            with os.fdopen(fd, "w") as f:
+                f.write(text + "\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read the cache key file {str(path)!r}: {exc}") from exc
+    if len(text) < 32:
+        raise ValueError(
+            f"the cache key file {str(path)!r} holds {len(text)} characters; a key needs at "
+            "least 32 (delete the file to have a new one made)"
+        )
+    return text.encode()
+
+
+def _entry_tag(key: bytes, name: str, signed: bytes | memoryview) -> bytes:
+    """The HMAC of an entry's header and payload, bound to its file name (so an entry copied
+    under another key's name does not verify)."""
+    mac = hmac.new(key, _MAGIC + name.encode() + b"\0", hashlib.sha256)
+    mac.update(signed)
+    return mac.digest()
+
+
+def _writer_token() -> str:
+    """This process's identity in a temp file's name, so an abandoned one can be told apart."""
+    host, pid, boot, pidns, start = process_identity().split(":")
+    return f"{pid}_{start}_{pidns}_{boot.replace('-', '')}"  # no "-": it ends the token
+
+
+def _abandoned(name: str) -> bool:
+    """True if the temp file `name` was being written by a process of this machine that is gone."""
+    token = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+    parts = token.split("_")
+    if len(parts) != 4:
+        return False
+    pid, start, pidns, boot = parts
+    host, _, my_boot, _, _ = process_identity().split(":")
+    if boot != my_boot.replace("-", ""):
+        return False  # written on another machine or before a reboot: left to the age rule
+    return identity_is_dead(f"{host}:{pid}:{my_boot}:{pidns}:{start}")
+
+
 class Cache:
     """Stage outputs in `folder` (created on first write); `max_bytes` caps its size (LRU)."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None, max_bytes: int | None = None):
+    def __init__(
+        self,
+        folder: str | os.PathLike[str] | None = None,
+        max_bytes: int | None = None,
+        key: bytes | str | os.PathLike[str] | None = None,
+    ):
         if folder is None:
             folder = DEFAULT_CACHE_DIR
         if not isinstance(folder, (str, os.PathLike)):
@@ -172,12 +250,34 @@ class Cache:
             raise ValueError(f"max_bytes must be a positive integer or None, got {max_bytes!r}")
         self.folder = Path(folder).expanduser().resolve()
         self.max_bytes = max_bytes
+        if key is not None and not isinstance(key, (bytes, str, os.PathLike)):
+            raise TypeError(f"key must be bytes, a key file path or None, got {key!r}")
+        if isinstance(key, bytes) and len(key) < 16:
+            raise ValueError(f"a cache key must have at least 16 bytes, got {len(key)}")
+        self._key_spec = key
+        self._key: bytes | None = key if isinstance(key, bytes) else None
+        if not isinstance(key, bytes):
+            key_file = default_key_file() if key is None else Path(key).expanduser().resolve()
+            if key_file.is_relative_to(self.folder):
+                raise ValueError(
+                    f"the cache key file {str(key_file)!r} must not be inside the cache folder "
+                    f"{str(self.folder)!r}: whoever can write entries could then sign them"
+                )
+            self._key_file: Path | None = key_file
+        else:
+            self._key_file = None
         self._stats = CacheStats()
         self._lock = threading.Lock()
         self._last_touch = 0
 
     def __repr__(self) -> str:
         return f"Cache({str(self.folder)!r}, max_bytes={self.max_bytes})"
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            assert self._key_file is not None
+            self._key = _read_or_create_key(self._key_file)
+        return self._key
 
     # Paths ------------------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -186,11 +286,18 @@ class Cache:
         return self.folder / f"{key}{_SUFFIX}"
 
     def _entries(self) -> list[tuple[Path, os.stat_result]]:
-        out = []
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[list[tuple[Path, os.stat_result]], int]:
+        """The entries, and the bytes of temp files still being written. Temp files left by a
+        writer that died are deleted: at once when it was a process of this machine, else
+        after an hour."""
+        out: list[tuple[Path, os.stat_result]] = []
+        pending = 0
         try:
             names = os.listdir(self.folder)
         except FileNotFoundError:
-            return out
+            return out, pending
         for name in names:
             path = self.folder / name
             try:
@@ -199,9 +306,12 @@ class Cache:
                 continue
             if name.endswith(_SUFFIX):
                 out.append((path, st))
-            elif name.startswith(_TMP_PREFIX) and time.time() - st.st_mtime > _STALE_TMP_SECONDS:
-                _unlink(path)  # left by a writer that died mid-write
-        return out
+            elif name.startswith(_TMP_PREFIX):
+                if _abandoned(name) or time.time() - st.st_mtime > _STALE_TMP_SECONDS:
+                    _unlink(path)
+                else:
+                    pending += st.st_size
+        return out, pending
 
     def _touch(self, path: Path) -> None:
         # Strictly increasing within this process, so LRU order is exact even on a fast clock.
@@ -234,7 +344,7 @@ class Cache:
             self._stats.misses += 1
             return None
         try:
-            header, payload = _parse(data)
+            header, payload = _parse(data, self._signing_key(), path.name)
             seconds = float(header.get("seconds", 0.0))
             cost = float(header.get("cost", seconds))
             prefix_seconds = float(header.get("prefix_seconds", seconds))
@@ -243,7 +353,7 @@ class Cache:
             name = header.get("serializer")
             if not (serializer is not None and serializer.name == name) and name not in _BUILTIN:
                 raise _CorruptEntry(f"unknown serializer {name!r}")
-        except (_CorruptEntry, ValueError, TypeError, KeyError, AttributeError):
+        except (_CorruptEntry, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             if _same_file(path, opened):
                 _unlink(path)
             self._stats.corrupt += 1
@@ -302,7 +412,6 @@ class Cache:
             {
                 "serializer": ser.name,
                 "length": len(payload),
-                "crc32": zlib.crc32(payload),
                 "seconds": float(seconds),
                 "cost": float(seconds if cost is None else cost),
                 "prefix_seconds": float(seconds if prefix_seconds is None else prefix_seconds),
@@ -315,17 +424,22 @@ class Cache:
             },
             sort_keys=True,
         ).encode()
-        size = len(_MAGIC) + 4 + len(header) + len(payload)
+        size = len(_MAGIC) + _TAG_BYTES + 4 + len(header) + len(payload)
         if self.max_bytes is not None and size > self.max_bytes:
             return 0
+        length = struct.pack("<I", len(header))
+        mac = hmac.new(self._signing_key(), _MAGIC + path.name.encode() + b"\0", hashlib.sha256)
+        for part in (length, header, payload):
+            mac.update(part)
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.folder)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{_writer_token()}-", dir=self.folder)
         try:
             if hasattr(os, "fchmod"):  # mkstemp makes 0600; a shared cache must be readable
                 os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as f:
                 f.write(_MAGIC)
-                f.write(struct.pack("<I", len(header)))
+                f.write(mac.digest())
+                f.write(length)
                 f.write(header)
                 f.write(payload)
                 f.flush()
@@ -344,8 +458,8 @@ class Cache:
         """Delete least recently used entries until the folder fits `max_bytes`; returns count."""
         if self.max_bytes is None:
             return 0
-        entries = self._entries()
-        total = sum(st.st_size for _, st in entries)
+        entries, pending = self._scan()
+        total = pending + sum(st.st_size for _, st in entries)  # writes under way take room too
         removed = 0
         for path, st in sorted(entries, key=lambda e: e[1].st_mtime_ns):
             if total <= self.max_bytes:
@@ -375,8 +489,9 @@ class Cache:
                 _unlink(self.folder / name)
 
     def size_bytes(self) -> int:
-        """Bytes used by the entries now in the folder."""
-        return sum(st.st_size for _, st in self._entries())
+        """Bytes used by the entries now in the folder, and by writes under way."""
+        entries, pending = self._scan()
+        return pending + sum(st.st_size for _, st in entries)
 
     def __len__(self) -> int:
         return len(self._entries())
@@ -396,17 +511,27 @@ class Cache:
         )
 
 
-def _parse(data: bytes) -> tuple[dict[str, Any], memoryview]:
-    head = len(_MAGIC) + 4
+def _parse(data: bytes, key: bytes, name: str) -> tuple[dict[str, Any], memoryview]:
+    """Header and payload of an entry, after checking its tag; _CorruptEntry if anything is off
+    (nothing of an entry is parsed before its tag checks out)."""
+    start = len(_MAGIC) + _TAG_BYTES
+    head = start + 4
     if len(data) < head or data[: len(_MAGIC)] != _MAGIC:
         raise _CorruptEntry("bad magic")
-    (n,) = struct.unpack("<I", data[len(_MAGIC) : head])
-    if len(data) < head + n:
-        raise _CorruptEntry("truncated header")
+    (n,) = struct.unpack("<I", data[start:head])
+    if n > _MAX_HEADER_BYTES or len(data) < head + n:
+        raise _CorruptEntry("truncated or oversized header")
+    view = memoryview(data)
+    if not hmac.compare_digest(
+        _entry_tag(key, name, view[start:]), bytes(view[len(_MAGIC) : start])
+    ):
+        raise _CorruptEntry("bad signature: not written with this cache's key")
     header = json.loads(data[head : head + n])
-    payload = memoryview(data)[head + n :]  # no copy of a large payload
-    if len(payload) != header["length"] or zlib.crc32(payload) != header["crc32"]:
-        raise _CorruptEntry("payload length or checksum mismatch")
+    if not isinstance(header, dict):
+        raise _CorruptEntry("header is not an object")
+    payload = view[head + n :]  # no copy of a large payload
+    if len(payload) != header["length"]:
+        raise _CorruptEntry("payload length mismatch")
     return header, payload
 
 

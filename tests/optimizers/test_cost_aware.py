@@ -14,13 +14,16 @@ from metatune.benchmarks.pipelines import (
     run_synthetic,
 )
 from metatune.optimizers import available_optimizers, make_optimizer
+from metatune.optimizers._gp.acquisition import CostTerm
+from metatune.optimizers._gp.cost_models import LogCostModel, fit_cost_model
+from metatune.optimizers._gp.fit import WarmStartFitter
 from metatune.optimizers.cost_aware import (
-    _CostTerm,
-    _LogCostModel,
     cooling_eta,
     log_expected_inverse_cost,
     measured_overhead,
+    pipeline_of,
 )
+from metatune.pipeline.context import PipelineContext
 from metatune.trial import Trial, TrialState
 
 
@@ -195,9 +198,9 @@ def test_a_trial_overhead_bounds_how_cheap_a_cached_trial_looks():
 
 def _constant_cost_term(memo_cooling, eta):
     cols = np.zeros(0, dtype=int)
-    models = [_LogCostModel(cols, None, math.log(c), 0.0) for c in (8.0, 2.0)]
+    models = [LogCostModel(cols, None, math.log(c), 0.0) for c in (8.0, 2.0)]
     z = torch.zeros(8, 2, dtype=torch.float64)
-    return _CostTerm(models, eta, math.log(0.1), z, memo_cooling=memo_cooling)
+    return CostTerm(models, eta, math.log(0.1), z, memo_cooling=memo_cooling)
 
 
 def test_memo_cooling_off_keeps_the_cache_saving_as_eta_falls():
@@ -236,10 +239,8 @@ def test_measured_overhead_only_for_wall_second_costs():
 def test_prefix_cost_inputs_see_what_an_earlier_stage_chose():
     """Stage b's cost grows with stage a's parameter (e.g. more augmented copies): only a cost GP
     that sees the prefix's parameters can tell the cheap candidates from the dear ones."""
-    from metatune.optimizers.cost_aware import _PipelineInfo
-
     space = Space({"a.copies": Float(0.0, 1.0), "b.lr": Float(0.0, 1.0)})
-    info = _PipelineInfo(stages=[("a", ["a.copies"]), ("b", ["b.lr"])])
+    pipe = PipelineContext.build([("a", ["a.copies"]), ("b", ["b.lr"])])
     rng = np.random.default_rng(0)
     trials = []
     for i in range(16):
@@ -264,7 +265,7 @@ def test_prefix_cost_inputs_see_what_an_earlier_stage_chose():
     gaps = {}
     for inputs in ("own", "prefix"):
         opt = make_optimizer("eeipu", {"cost_inputs": inputs})
-        stage_b = opt._stage_models(space, trials, info)[1]
+        stage_b = opt._cost_models(space, trials, pipe)[1]
         mean, _ = stage_b.predict(X)
         gaps[inputs] = float((mean[1] - mean[0]).detach())  # true: 3 * 0.8 = 2.4 in log cost
     assert gaps["prefix"] == pytest.approx(2.4, abs=0.3)
@@ -278,15 +279,13 @@ def test_a_pipelines_trial_cost_shrinks_the_cache_saving():
     cost: with stages of cost 8 and 2, reusing the first saves 8 / 2.1 without it, and only
     (10 + 5) / (2.1 + 5) with a charge of 5; a total-cost GP already sees it in its data."""
     from metatune.optimizers.base import SuggestContext
-    from metatune.optimizers.cost_aware import _PipelineInfo
-    from metatune.pipeline.context import PipelineContext
 
     space = Space({"a.x": Float(0.0, 1.0), "b.y": Float(0.0, 1.0)})
     pipe = PipelineContext.build([("a", ["a.x"]), ("b", ["b.y"])])
     context = SuggestContext(space, "minimize", seed=0, trial_number=0, pipeline=pipe)
-    assert _PipelineInfo.from_context(context).trial_cost == 0.0
+    assert pipeline_of(context).trial_cost == 0.0
     context.pipeline = dataclasses.replace(pipe, trial_cost=5.0)
-    info = _PipelineInfo.from_context(context)
+    info = pipeline_of(context)
     assert info.trial_cost == 5.0
     assert make_optimizer("eeipu", {})._overhead([], info) == 5.0
     assert make_optimizer("eeipu", {"trial_overhead": 0.5})._overhead([], info) == 5.5
@@ -305,8 +304,7 @@ def test_cost_model_closed_form_matches_the_gp_posterior():
     rng = np.random.default_rng(3)
     X = rng.uniform(size=(25, 2))
     y = np.log(1.0 + 5.0 * X[:, 0] + np.sin(6.0 * X[:, 1])) + 0.05 * rng.normal(size=25)
-    opt = make_optimizer("eeipu")
-    model = opt._fit_cost(("t",), X, y, np.arange(2))
+    model = fit_cost_model(WarmStartFitter(), ("t",), X, y, np.arange(2), fit_iters=6)
     assert model._closed_form is not None
     Xq = torch.tensor(rng.uniform(size=(40, 2)), dtype=torch.float64, requires_grad=True)
     mean, std = model.predict(Xq)

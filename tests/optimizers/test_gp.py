@@ -119,7 +119,7 @@ def test_model_failure_falls_back_to_sobol(monkeypatch, caplog):
     def broken(self, *args, **kwargs):
         raise RuntimeError("not positive definite")
 
-    monkeypatch.setattr(GPOptimizer, "_suggest_point", broken)
+    monkeypatch.setattr(GPOptimizer, "_suggest_params", broken)
     space = Space({"x": Float(0, 1)})
     study = Study(space, optimizer="gp", seed=0, optimizer_options={"n_startup_trials": 2})
     study.optimize(lambda p: p["x"], n_trials=4)

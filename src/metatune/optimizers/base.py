@@ -91,7 +91,7 @@ for _name, _target in {
     "ms-carbo": "metatune.optimizers.cost_aware:MSCArBOOptimizer",
     "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
     "eeipu-memo": "metatune.optimizers.eeipu:EEIPUMemoOptimizer",
-    "ms-bo": "metatune.optimizers.eeipu:MSBOOptimizer",
+    "ms-bo": "metatune.optimizers.ms_bo:MSBOOptimizer",
 }.items():
     OPTIMIZERS.register_lazy(_name, _target)
 
@@ -114,6 +114,14 @@ def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None)
         return spec
     cls = OPTIMIZERS.get(spec)
     options = dict(options or {})
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f"optimizer_options must be a dict of keyword options, got {options!r}")
+    if cls.__init__ is object.__init__:  # a class without options of its own
+        if options:
+            raise ValueError(
+                f"unknown option(s) {sorted(options)} for optimizer {spec!r}; it takes no options"
+            )
+        return cls()
     accepted = inspect.signature(cls.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         bad = sorted(set(options) - set(accepted) - {"self"})

@@ -7,10 +7,11 @@ measures only the acquisition. Costs are modelled in log space by GPs and enter 
 quasi-Monte-Carlo over Sobol normal samples of the log costs.
 
 What the optimizers read (never the cache itself):
-* finished trials' ``system_attrs["stages"]`` (per-stage ``cost`` and ``cache_hit``) and
-  ``system_attrs["cost"]`` (the total);
-* ``context.extra["stages"]`` (stage names and their parameters), ``["budget"]`` (``total``,
-  ``spent``) and ``["cached_prefixes"]`` (which stage prefixes the cache holds; see eeipu.py).
+* finished trials' per-stage records (``SystemAttr.STAGES``: ``cost`` and ``cache_hit``) and
+  total cost (``SystemAttr.COST``);
+* ``context.pipeline``, a `PipelineContext`: the stages and their parameters, the budget
+  (total and spent), which stage prefixes the cache holds (see eeipu.py) and the fixed charge
+  per trial.
 
 Without cost records the cost-aware methods are plain LogEI; without a budget total there is no
 cooling (eta = 1).
@@ -18,26 +19,36 @@ cooling (eta = 1).
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import gpytorch
 import numpy as np
 import torch
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.acquisition import AcquisitionFunction
 from botorch.utils.sampling import draw_sobol_normal_samples
-from gpytorch.mlls import ExactMarginalLogLikelihood
-from scipy.stats import qmc
 
+from metatune.direction import Direction
+from metatune.optimizers._gp.acquisition import (
+    CostAwareAcquisition,
+    CostTerm,
+    FixedFeatures,
+    cooling_eta,
+    log_expected_inverse_cost,
+)
+from metatune.optimizers._gp.cost_models import (
+    COST_INPUTS,
+    LogCostModel,
+    cache_epsilon,
+    stage_cost_models,
+    total_cost_model,
+)
+from metatune.optimizers._gp.fit import WarmStartFitter
+from metatune.optimizers._gp.history import measured_overhead, spent_at_warmup
+from metatune.optimizers._gp.search import Search, sobol_batch
 from metatune.optimizers.base import SuggestContext, register_optimizer
-from metatune.optimizers.gp import GPOptimizer, _Layout, is_repeat, suggestion_seeds
-from metatune.optimizers.random import sobol_point
+from metatune.optimizers.gp import GPOptimizer
+from metatune.pipeline.context import PipelineContext
 from metatune.space import Space
 from metatune.trial import Trial
 
@@ -49,222 +60,17 @@ __all__ = [
     "CostAwareOptimizer",
     "cooling_eta",
     "log_expected_inverse_cost",
+    "measured_overhead",
 ]
-
-log = logging.getLogger("metatune")
 
 DEFAULT_WARMUP = 10
 
 
-# Pure helpers ------------------------------------------------------------------------------------
-def cooling_eta(total: float | None, spent: float, spent_at_warmup: float) -> float:
-    """CArBO/EEIPU cost cooling: (B - spent) / (B - B0), clipped to [0, 1]; 1 without a budget."""
-    if total is None or not math.isfinite(float(total)):
-        return 1.0
-    denom = float(total) - float(spent_at_warmup)
-    if denom <= 0:
-        return 0.0
-    return float(min(max((float(total) - float(spent)) / denom, 0.0), 1.0))
+def pipeline_of(context: SuggestContext) -> PipelineContext:
+    """The study's pipeline, or an empty one (no stages, no budget) for a plain study."""
+    return context.pipeline if context.pipeline is not None else PipelineContext()
 
 
-def log_expected_inverse_cost(
-    mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, overhead: float = 0.0
-) -> torch.Tensor:
-    """log E[1 / (overhead + sum_k c_k)] for independent log-normal stage costs, by quasi-MC.
-
-    mu, sigma: (n, K) mean and standard deviation of log c_k (sigma 0 for a known cost, e.g. the
-    epsilon of a cached stage); z: (N, K) standard normal samples shared by all n candidates;
-    overhead: a known cost every trial pays on top of its stages. Returns (n,). Everything stays
-    in log space: log C = logsumexp_k(log c_k), and log E[1/C] = logsumexp_s(-log C_s) - log N.
-    """
-    logc = mu.unsqueeze(1) + sigma.unsqueeze(1) * z.unsqueeze(0)  # (n, N, K)
-    if overhead > 0:
-        fixed = torch.full((*logc.shape[:-1], 1), math.log(overhead), dtype=logc.dtype)
-        logc = torch.cat([logc, fixed], dim=-1)
-    log_total = torch.logsumexp(logc, dim=-1)  # (n, N)
-    return torch.logsumexp(-log_total, dim=-1) - math.log(z.shape[0])
-
-
-# What the study tells us about the pipeline --------------------------------------------------------
-@dataclass
-class _PipelineInfo:
-    stages: list[tuple[str, list[str]]] = field(default_factory=list)
-    budget_total: float | None = None
-    budget_spent: float = 0.0
-    cached: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    trial_cost: float = 0.0  # the pipeline's fixed charge per trial (in the budget too)
-
-    @classmethod
-    def from_context(cls, context: SuggestContext) -> _PipelineInfo:
-        info = cls()
-        pipe = context.pipeline
-        if pipe is None:
-            return info
-        pipe.check_space(context.space)
-        info.stages = [(st.name, list(st.params)) for st in pipe.stages]
-        info.budget_total = pipe.budget_total
-        info.budget_spent = pipe.budget_spent
-        info.cached = [(c.depth, dict(c.params)) for c in pipe.cached_prefixes]
-        info.trial_cost = pipe.trial_cost
-        return info
-
-    @property
-    def n_stages(self) -> int:
-        return len(self.stages)
-
-
-def _prefix_key(params: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
-    return tuple((n, type(params[n]).__name__, params[n]) for n in names)
-
-
-def _trial_cost(t: Trial) -> float | None:
-    c = t.system_attrs.get("cost") if t.system_attrs else None
-    try:
-        c = float(c)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return c if math.isfinite(c) else None
-
-
-def _stage_records(t: Trial) -> list[Mapping[str, Any]]:
-    recs = t.system_attrs.get("stages") if t.system_attrs else None
-    return [r for r in recs if isinstance(r, Mapping)] if isinstance(recs, list) else []
-
-
-def _spent_at_warmup(history: Sequence[Trial], done: list[Trial], n_warmup: int) -> float:
-    """Cost spent by all trials up to the last warm-up trial (by trial number)."""
-    ordered = sorted(done, key=lambda t: t.number)[:n_warmup]
-    if not ordered:
-        return 0.0
-    last = ordered[-1].number
-    return float(sum(_trial_cost(t) or 0.0 for t in history if t.number <= last))
-
-
-def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
-    """Median optimizer time per trial over the latest `window` trials that recorded it, when
-    the stage costs are wall seconds (every fresh stage's cost equals its seconds); else 0."""
-    recent = sorted(trials, key=lambda t: t.number)[-window:]
-    asks = []
-    for t in recent:
-        for r in _stage_records(t):
-            if r.get("cache_hit"):
-                continue
-            c, s = r.get("cost"), r.get("seconds")
-            if not isinstance(c, (int, float)) or not isinstance(s, (int, float)):
-                return 0.0
-            if abs(float(c) - float(s)) > 1e-9 * max(1.0, abs(float(s))):
-                return 0.0  # a stage reports its own cost units: seconds do not compare
-        a = t.system_attrs.get("ask_seconds") if t.system_attrs else None
-        if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
-            asks.append(float(a))
-    return float(np.median(asks)) if asks else 0.0
-
-
-# Cost models -----------------------------------------------------------------------------------
-class _LogCostModel:
-    """Predicts mean and standard deviation of log cost on some columns of the model encoding.
-
-    The acquisition search asks for thousands of predictions per suggestion, one small batch at
-    a time, and BoTorch's general posterior path costs milliseconds per call. An exact GP with a
-    constant mean, a Gaussian likelihood and fixed training data has a closed-form posterior, so
-    its Cholesky factor and weights are computed once here and a prediction is one kernel
-    evaluation and one triangular solve (the same numbers as ``model.posterior``).
-    """
-
-    def __init__(
-        self,
-        cols: np.ndarray,
-        model: SingleTaskGP | None,
-        y_mean: float,
-        y_std: float,
-    ) -> None:
-        self.cols = torch.as_tensor(cols, dtype=torch.long)
-        self.model = model
-        self.y_mean = y_mean
-        self.y_std = y_std
-        self._closed_form: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None
-        self._closed_form = self._factorize(model) if model is not None else None
-
-    @staticmethod
-    def _factorize(
-        model: SingleTaskGP,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """(train X, Cholesky factor of K + noise, weights, constant mean), or None when the
-        model is not the plain kind this shortcut is exact for (then `posterior` is used)."""
-        if (
-            getattr(model, "input_transform", None) is not None
-            or getattr(model, "outcome_transform", None) is not None
-            or not isinstance(model.mean_module, gpytorch.means.ConstantMean)
-            or not isinstance(model.likelihood, gpytorch.likelihoods.GaussianLikelihood)
-        ):
-            return None
-        with torch.no_grad():
-            X = model.train_inputs[0]
-            y = model.train_targets
-            c = model.mean_module.constant.reshape(())
-            K = model.covar_module(X).to_dense()
-            K = K + model.likelihood.noise.reshape(()) * torch.eye(K.shape[-1], dtype=K.dtype)
-            L, info = torch.linalg.cholesky_ex(K)
-            if int(info) != 0:
-                return None
-            alpha = torch.cholesky_solve((y - c).unsqueeze(-1), L)
-        return X, L, alpha, c
-
-    def predict(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = X.shape[0]
-        if self.model is None:
-            return (
-                torch.full((n,), self.y_mean, dtype=X.dtype),
-                torch.full((n,), self.y_std, dtype=X.dtype),
-            )
-        Xq = X[:, self.cols]
-        if self._closed_form is not None:
-            X_train, L, alpha, c = self._closed_form
-            # differentiable in Xq: the acquisition's L-BFGS polish takes gradients through it
-            K_qx = self.model.covar_module(Xq, X_train).to_dense()  # (n, m)
-            prior = self.model.covar_module(Xq, diag=True)  # (n,)
-            mean = c + (K_qx @ alpha).reshape(n)
-            v = torch.linalg.solve_triangular(L, K_qx.T, upper=False)  # (m, n)
-            std = (prior - (v * v).sum(0)).clamp_min(0.0).sqrt()
-        else:
-            post = self.model.posterior(Xq.unsqueeze(1))
-            mean = post.mean.reshape(n)
-            std = post.variance.clamp_min(0.0).sqrt().reshape(n)
-        return self.y_mean + self.y_std * mean, self.y_std * std
-
-
-@dataclass
-class _CostTerm:
-    """eta * log E[1/C(x; d)], with stages 1..d served from the cache at cost epsilon.
-
-    With ``memo_cooling`` False only the cost of running x from scratch is cooled; the saving from
-    the cache, log E[1/C(x; d)] - log E[1/C(x; 0)], is added at full weight.
-    """
-
-    models: list[_LogCostModel]
-    eta: float
-    log_eps: float
-    z: torch.Tensor
-    overhead: float = 0.0
-    memo_cooling: bool = True
-
-    def _log_inverse(self, X: torch.Tensor, depth: int) -> torch.Tensor:
-        n, K = X.shape[0], len(self.models)
-        mu = torch.full((n, K), self.log_eps, dtype=X.dtype)
-        sigma = torch.zeros((n, K), dtype=X.dtype)
-        for k in range(min(depth, K), K):
-            mu[:, k], sigma[:, k] = self.models[k].predict(X)
-        return log_expected_inverse_cost(mu, sigma, self.z.to(X.dtype), self.overhead)
-
-    def __call__(self, X: torch.Tensor, depth: int = 0) -> torch.Tensor:
-        v = self._log_inverse(X, depth)
-        if self.memo_cooling or depth == 0:
-            return self.eta * v
-        fresh = self._log_inverse(X, 0)
-        return self.eta * fresh + (v - fresh)
-
-
-# Optimizers ------------------------------------------------------------------------------------
 @register_optimizer("ei")
 class EIOptimizer(GPOptimizer):
     """Cost-blind LogEI: the `gp` optimizer with the shared 10-trial Sobol warm-up."""
@@ -359,260 +165,106 @@ class CostAwareOptimizer(GPOptimizer):
                 f"trial_overhead must be 'auto' or a non-negative number, got {trial_overhead!r}"
             )
         self.trial_overhead = trial_overhead
-        if cost_inputs not in ("own", "prefix"):
+        if cost_inputs not in COST_INPUTS:
             raise ValueError(f"cost_inputs must be 'own' or 'prefix', got {cost_inputs!r}")
         self.cost_inputs = cost_inputs
         self.memo_cooling = bool(memo_cooling)
-        self._cost_warm: dict[Any, dict[str, torch.Tensor]] = {}
+        self._cost_fitter = WarmStartFitter()  # one warm start per cost GP
         self.last_eta: float | None = None  # for inspection: eta used by the latest suggestion
 
-    # -- suggest --------------------------------------------------------------------------------
-    def suggest(
-        self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext
-    ) -> dict[str, Any]:
-        space = context.space
-        done = self.completed(history)
-        if len(done) < self._startup(space):
-            return sobol_point(space, context.seed, context.trial_number)
-        info = _PipelineInfo.from_context(context)
-        torch_seed, rng = suggestion_seeds(context)
-        with torch.random.fork_rng(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.manual_seed(torch_seed)
-            try:
-                params, prefix = self._suggest_params(
-                    space, done, history, pending, context, info, rng
-                )
-            except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-                log.warning(
-                    "%s suggestion failed (%s); using a Sobol point instead", self.name, exc
-                )
-                self._warm_state = None
-                self._cost_warm.clear()
-                return sobol_point(space, context.seed, context.trial_number)
-        if is_repeat(params, history, pending):  # never repeat a point exactly: explore instead
-            params = {**space.sample(rng), **prefix}
-        return params
+    # -- hooks of the suggestion skeleton -------------------------------------------------------
+    def _label(self) -> str:
+        return self.name
+
+    def _check_context(self, context: SuggestContext) -> None:
+        pipeline_of(context).check_space(context.space)
+
+    def _forget(self) -> None:
+        super()._forget()
+        self._cost_fitter.clear()
+
+    def _searches(
+        self,
+        objective: AcquisitionFunction,
+        space: Space,
+        done: list[Trial],
+        history: Sequence[Trial],
+        context: SuggestContext,
+        rng: np.random.Generator,
+    ) -> list[Search]:
+        """One search per entry of the prefix pool, each with the cost term at its depth; when
+        there are more than `n_refine`, the free one and the best-screened prefixes."""
+        pipe = pipeline_of(context)
+        cost = self._cost_term(space, done, history, pipe)
+        self.last_eta = cost.eta if cost is not None else None
+        pool = self._prefix_pool(space, pipe, done, Direction.parse(context.direction))
+        searches = []
+        for depth, prefix in pool:
+            acquisition = CostAwareAcquisition(objective, cost, depth)
+            acquisition = FixedFeatures.at(acquisition, space, prefix)
+            # fewer free dimensions: a smaller first batch suffices
+            n = min(self.n_candidates, self.prefix_candidates) if depth else self.n_candidates
+            searches.append(Search(prefix, acquisition, n))
+        if len(searches) > self.n_refine:
+            # Screen the prefixes on one Sobol batch each; refine the free search and the best few.
+            U = sobol_batch(space, rng, self.prefix_candidates)
+            with torch.no_grad():
+                screen = [float(s.acquisition(U).max()) for s in searches[1:]]
+            keep = np.argsort(screen)[::-1][: self.n_refine - 1] + 1
+            searches = [searches[0]] + [searches[i] for i in sorted(keep)]
+        return searches
 
     def _prefix_pool(
-        self, space: Space, info: _PipelineInfo, done: list[Trial], sign: float
+        self, space: Space, pipe: PipelineContext, done: list[Trial], direction: Direction
     ) -> list[tuple[int, dict[str, Any]]]:
         """(depth, exact stage-prefix values) pairs to search; depth 0 is the free search."""
         return [(0, {})]
 
-    def _suggest_params(
-        self,
-        space: Space,
-        done: list[Trial],
-        history: Sequence[Trial],
-        pending: Sequence[Trial],
-        context: SuggestContext,
-        info: _PipelineInfo,
-        rng: np.random.Generator,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        logei, X_np, z = self._acquisition(space, done, history, pending, context.sign)
-        layout = _Layout(space)
-        cost = self._cost_term(space, done, history, info)
-        self.last_eta = cost.eta if cost is not None else None
-        best: tuple[float, np.ndarray, dict[str, Any]] | None = None
-        searches = []
-        for depth, prefix in self._prefix_pool(space, info, done, context.sign):
-            fixed_idx, fixed_val = self._fixed_columns(space, prefix)
-
-            def acq(
-                Xq: torch.Tensor, depth: int = depth, idx=fixed_idx, val=fixed_val
-            ) -> torch.Tensor:
-                if len(idx):
-                    Xq = Xq.clone()
-                    Xq[..., idx] = val
-                v = logei(Xq)
-                if cost is not None:
-                    v = v + cost(Xq[:, 0, :], depth)
-                return v
-
-            searches.append((depth, prefix, acq))
-        if len(searches) > self.n_refine:
-            # Screen the prefixes on one Sobol batch each; refine the free search and the best few.
-            U = self._sobol_batch(space, rng, self.prefix_candidates)
-            with torch.no_grad():
-                screen = [float(acq(U).max()) for _, _, acq in searches[1:]]
-            keep = np.argsort(screen)[::-1][: self.n_refine - 1] + 1
-            searches = [searches[0]] + [searches[i] for i in sorted(keep)]
-        for depth, prefix, acq in searches:
-            n_full = self.n_candidates
-            if depth:  # fewer free dimensions: a smaller first batch suffices
-                self.n_candidates = min(n_full, self.prefix_candidates)
-            try:
-                x = self._maximize(acq, space, layout, X_np, z, rng)
-            finally:
-                self.n_candidates = n_full
-            with torch.no_grad():
-                v = float(acq(torch.from_numpy(x[None, None, :])))
-            if best is None or v > best[0]:
-                best = (v, x, prefix)
-        assert best is not None
-        params = space.decode(best[1])
-        params.update(best[2])  # exact stored values, so cache keys match bit for bit
-        return params, best[2]
-
-    @staticmethod
-    def _sobol_batch(space: Space, rng: np.random.Generator, n: int) -> torch.Tensor:
-        sobol = qmc.Sobol(d=len(space), scramble=True, seed=rng)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            U = sobol.random(n)
-        return torch.from_numpy(space.uniform_to_model(np.minimum(U, 1 - 1e-12))).unsqueeze(1)
-
-    @staticmethod
-    def _fixed_columns(
-        space: Space, prefix: Mapping[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        idx: list[int] = []
-        val: list[float] = []
-        for name, value in prefix.items():
-            sl = space.slice_of(name)
-            idx.extend(range(sl.start, sl.stop))
-            val.extend(space[name].encode(value))
-        return torch.tensor(idx, dtype=torch.long), torch.tensor(val, dtype=torch.float64)
-
-    # -- cost models ------------------------------------------------------------------------------
+    # -- the cost term ----------------------------------------------------------------------------
     def _cost_term(
-        self, space: Space, done: list[Trial], history: Sequence[Trial], info: _PipelineInfo
-    ) -> _CostTerm | None:
+        self, space: Space, done: list[Trial], history: Sequence[Trial], pipe: PipelineContext
+    ) -> CostTerm | None:
         eta = 1.0
         if self.cooling:
-            b0 = _spent_at_warmup(history, done, self._startup(space))
-            eta = cooling_eta(info.budget_total, info.budget_spent, b0)
+            b0 = spent_at_warmup(history, done, self._startup(space))
+            eta = cooling_eta(pipe.budget_total, pipe.budget_spent, b0)
         if eta <= 0 and (self.memo_cooling or not self.memoize):
             return None
-        if self.cost_model == "stages":
-            if not info.stages:
-                return None
-            models = self._stage_models(space, done, info)
-        else:
-            models = self._total_model(space, done)
+        models = self._cost_models(space, done, pipe)
         if models is None:
             return None
         z = draw_sobol_normal_samples(
             d=len(models), n=self.n_cost_samples, seed=len(done) % (2**31)
         ).to(torch.float64)
-        return _CostTerm(
+        epsilon = cache_epsilon(done) if self.epsilon is None else float(self.epsilon)
+        return CostTerm(
             models=models,
             eta=eta,
-            log_eps=math.log(self._epsilon(done, info)),
+            log_eps=math.log(epsilon),
             z=z,
-            overhead=self._overhead(done, info),
+            overhead=self._overhead(done, pipe),
             memo_cooling=self.memo_cooling,
         )
 
-    def _overhead(self, done: list[Trial], info: _PipelineInfo) -> float:
+    def _cost_models(
+        self, space: Space, done: list[Trial], pipe: PipelineContext
+    ) -> list[LogCostModel] | None:
+        """The log-cost models of the cost term, or None (then the acquisition is LogEI)."""
+        if self.cost_model == "total":
+            return total_cost_model(self._cost_fitter, space, done, self.fit_iters)
+        if not pipe.stages:
+            return None
+        return stage_cost_models(
+            self._cost_fitter, space, done, pipe, self.fit_iters, inputs=self.cost_inputs
+        )
+
+    def _overhead(self, done: list[Trial], pipe: PipelineContext) -> float:
         """Fixed cost added to every candidate: `trial_overhead`, plus the pipeline's own
         `trial_cost` when costs are modelled per stage (a total-cost GP already sees it)."""
-        extra = info.trial_cost if self.cost_model == "stages" else 0.0
+        extra = pipe.trial_cost if self.cost_model == "stages" else 0.0
         if self.trial_overhead != "auto":
             return float(self.trial_overhead) + extra
         return measured_overhead(done) + extra
-
-    def _epsilon(self, done: list[Trial], info: _PipelineInfo) -> float:
-        if self.epsilon is not None:
-            return float(self.epsilon)
-        hits, fresh = [], []
-        for t in done:
-            for k, r in enumerate(_stage_records(t)):
-                c = r.get("cost")
-                if isinstance(c, (int, float)) and math.isfinite(c) and c > 0:
-                    (hits if r.get("cache_hit") else fresh).append((k, float(c)))
-        if hits:
-            return float(np.median([c for _, c in hits]))
-        if fresh:
-            per_stage = {}
-            for k, c in fresh:
-                per_stage.setdefault(k, []).append(c)
-            return 0.01 * min(float(np.median(v)) for v in per_stage.values())
-        return 1e-3
-
-    def _total_model(self, space: Space, done: list[Trial]) -> list[_LogCostModel] | None:
-        rows, ys = [], []
-        for t in done:
-            c = _trial_cost(t)
-            if c is None or c <= 0 or any(r.get("cache_hit") for r in _stage_records(t)):
-                continue  # a partly cached run does not say what a fresh run costs
-            rows.append(space.encode(t.params))
-            ys.append(math.log(c))
-        if len(ys) < 3:
-            return None
-        cols = np.arange(space.dim)
-        return [self._fit_cost(("total",), np.stack(rows), np.array(ys), cols)]
-
-    def _stage_models(
-        self, space: Space, done: list[Trial], info: _PipelineInfo
-    ) -> list[_LogCostModel] | None:
-        data: list[tuple[list[np.ndarray], list[float]]] = [([], []) for _ in info.stages]
-        any_cost = False
-        for t in done:
-            recs = _stage_records(t)
-            if not recs:
-                continue
-            enc = space.encode(t.params)
-            for k, r in enumerate(recs[: info.n_stages]):
-                c = r.get("cost")
-                if r.get("cache_hit") or not isinstance(c, (int, float)) or not c > 0:
-                    continue  # cache hits do not measure what the stage costs
-                if not math.isfinite(c):
-                    continue
-                data[k][0].append(enc)
-                data[k][1].append(math.log(c))
-                any_cost = True
-        if not any_cost:
-            return None
-        all_y = [y for _, ys in data for y in ys]
-        models = []
-        for k in range(info.n_stages):
-            upto = info.stages[: k + 1] if self.cost_inputs == "prefix" else info.stages[k : k + 1]
-            params = [p for _, names in upto for p in names]
-            cols = (
-                np.concatenate(
-                    [np.arange(space.slice_of(p).start, space.slice_of(p).stop) for p in params]
-                )
-                if params
-                else np.zeros(0, dtype=int)
-            )
-            rows, ys = data[k]
-            if len(ys) < 3 or len(cols) == 0:
-                ref = ys if ys else all_y
-                mean = float(np.mean(ref))
-                spread = float(np.std(ref)) if len(ref) > 1 else 0.0
-                models.append(_LogCostModel(cols, None, mean, spread))
-            else:
-                models.append(self._fit_cost(("stage", k), np.stack(rows), np.array(ys), cols))
-        return models
-
-    def _fit_cost(
-        self, key: Any, X_full: np.ndarray, y: np.ndarray, cols: np.ndarray
-    ) -> _LogCostModel:
-        """A GP on standardized log cost over `cols`, warm-started from the previous fit."""
-        y_mean, y_std = float(y.mean()), float(y.std())
-        if y_std < 1e-9:
-            return _LogCostModel(cols, None, y_mean, 0.0)
-        X = torch.tensor(X_full[:, cols], dtype=torch.float64)
-        Y = torch.tensor((y - y_mean) / y_std, dtype=torch.float64).unsqueeze(-1)
-        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1])
-        model = SingleTaskGP(X, Y, covar_module=covar, outcome_transform=None)
-        full_key = (key, X.shape[-1])
-        warm = self._cost_warm.get(full_key)
-        if warm is not None:
-            model.load_state_dict(warm, strict=False)
-        with gpytorch.settings.lazily_evaluate_kernels(False):
-            try:
-                fit_gpytorch_mll(
-                    ExactMarginalLogLikelihood(model.likelihood, model),
-                    optimizer_kwargs={"options": {"maxiter": self.fit_iters if warm else 200}},
-                )
-            except Exception:
-                model = SingleTaskGP(X, Y, covar_module=covar, outcome_transform=None)
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        self._cost_warm[full_key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return _LogCostModel(cols, model.eval(), y_mean, y_std)
 
 
 @register_optimizer("eips")

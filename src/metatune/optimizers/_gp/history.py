@@ -1,0 +1,89 @@
+"""What the optimizers read from stored trials: repeats, costs, stage records, stage prefixes.
+
+Only the records a study writes (`metatune.trial.SystemAttr`) are read, and every malformed
+record is skipped rather than trusted: a trial told by hand may carry anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from metatune.pipeline.context import PipelineContext
+from metatune.trial import SystemAttr, Trial
+
+__all__ = [
+    "is_repeat",
+    "measured_overhead",
+    "prefix_key",
+    "spent_at_warmup",
+    "stage_prefix",
+    "stage_records",
+    "trial_cost",
+]
+
+
+def is_repeat(
+    params: Mapping[str, Any], history: Sequence[Trial], pending: Sequence[Trial]
+) -> bool:
+    """True when `params` equals the parameters of a finished or running trial exactly."""
+    key = repr(sorted(params.items()))
+    return any(repr(sorted(t.params.items())) == key for t in (*history, *pending))
+
+
+def trial_cost(t: Trial) -> float | None:
+    """The trial's recorded total cost, or None when missing or not a finite number."""
+    c = t.system_attrs.get(SystemAttr.COST) if t.system_attrs else None
+    try:
+        c = float(c)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return c if math.isfinite(c) else None
+
+
+def stage_records(t: Trial) -> list[Mapping[str, Any]]:
+    """The trial's per-stage records (cost, cache_hit, seconds), in stage order."""
+    recs = t.system_attrs.get(SystemAttr.STAGES) if t.system_attrs else None
+    return [r for r in recs if isinstance(r, Mapping)] if isinstance(recs, list) else []
+
+
+def spent_at_warmup(history: Sequence[Trial], done: Sequence[Trial], n_warmup: int) -> float:
+    """Cost spent by all trials up to the last warm-up trial (by trial number)."""
+    ordered = sorted(done, key=lambda t: t.number)[:n_warmup]
+    if not ordered:
+        return 0.0
+    last = ordered[-1].number
+    return float(sum(trial_cost(t) or 0.0 for t in history if t.number <= last))
+
+
+def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
+    """Median optimizer time per trial over the latest `window` trials that recorded it, when
+    the stage costs are wall seconds (every fresh stage's cost equals its seconds); else 0."""
+    recent = sorted(trials, key=lambda t: t.number)[-window:]
+    asks = []
+    for t in recent:
+        for r in stage_records(t):
+            if r.get("cache_hit"):
+                continue
+            c, s = r.get("cost"), r.get("seconds")
+            if not isinstance(c, (int, float)) or not isinstance(s, (int, float)):
+                return 0.0
+            if abs(float(c) - float(s)) > 1e-9 * max(1.0, abs(float(s))):
+                return 0.0  # a stage reports its own cost units: seconds do not compare
+        a = t.system_attrs.get(SystemAttr.ASK_SECONDS) if t.system_attrs else None
+        if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
+            asks.append(float(a))
+    return float(np.median(asks)) if asks else 0.0
+
+
+def stage_prefix(t: Trial, pipe: PipelineContext, depth: int) -> dict[str, Any]:
+    """The trial's exact values of the parameters of stages 1..`depth`."""
+    return {n: t.params[n] for n in pipe.prefix_names(depth)}
+
+
+def prefix_key(params: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """A hashable key of exact parameter values that tells 1 from 1.0 and True, as a cache does."""
+    return tuple((n, type(params[n]).__name__, params[n]) for n in names)

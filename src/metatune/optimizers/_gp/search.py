@@ -1,0 +1,224 @@
+"""Acquisition search over a mixed space, in the model encoding (the unit cube, one-hot blocks).
+
+Sobol points and perturbations of the best trials are scored in one batched call, then the 8
+best are refined in rounds of shrinking steps (each round one batched call). Through GPyTorch a
+gradient step costs about as much as scoring a thousand points, so gradient polishing
+(L-BFGS-B on the continuous coordinates) is optional. Integers and categoricals move only to
+valid neighbours, so every candidate is a valid point and categoricals are never ordered.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from scipy.stats import qmc
+
+from metatune.optimizers._gp.acquisition import Acquisition
+from metatune.space import Categorical, Float, Int, Space
+
+__all__ = ["Layout", "Search", "candidates", "maximize", "perturb", "polish", "sobol_batch"]
+
+# Step sizes (in the unit cube) of the local-search rounds around the best acquisition values:
+# each round scores _N_REFINED x _N_STEPS perturbed points in one batched call.
+REFINE_SCALES = (0.05, 0.01, 0.002, 4e-4, 1e-4)
+_N_REFINED = 8
+_N_STEPS = 16
+_N_TOP_TRIALS = 5  # best trials whose neighbourhoods seed the first batch
+_HILL_CLIMB_STEPS = 10
+_WIDE_INT = 32  # integers with more values than this are searched as reals, then rounded
+
+
+class Layout:
+    """Which model dimensions are continuous, and the discrete moves on the rest."""
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self.continuous = np.zeros(space.dim, dtype=bool)
+        self.int_dims: list[tuple[int, Int]] = []
+        self.cat_blocks: list[slice] = []
+        for name, p in space.items():
+            sl = space.slice_of(name)
+            if isinstance(p, Float) or (isinstance(p, Int) and p.n_values > _WIDE_INT):
+                self.continuous[sl] = True
+            elif isinstance(p, Int):
+                self.int_dims.append((sl.start, p))
+            elif isinstance(p, Categorical):
+                self.cat_blocks.append(sl)
+
+    @property
+    def has_discrete(self) -> bool:
+        return bool(self.int_dims or self.cat_blocks)
+
+    def neighbours(self, x: np.ndarray) -> np.ndarray:
+        """Valid points one discrete step away from the valid point `x` (d,), as (m, d)."""
+        out = []
+        for dim, p in self.int_dims:
+            k = p.decode([x[dim]])
+            for step in (-1, 1):
+                if p.low <= k + step <= p.high:
+                    y = x.copy()
+                    y[dim] = p.encode(k + step)[0]
+                    out.append(y)
+        for sl in self.cat_blocks:
+            cur = int(np.argmax(x[sl]))
+            for j in range(sl.stop - sl.start):
+                if j != cur:
+                    y = x.copy()
+                    y[sl] = 0.0
+                    y[sl.start + j] = 1.0
+                    out.append(y)
+        return np.array(out) if out else np.empty((0, len(x)))
+
+
+def _sobol(space: Space, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` scrambled Sobol points of the space, encoded, (n, d)."""
+    sobol = qmc.Sobol(d=len(space), scramble=True, seed=rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # balance-properties warning for non powers of two
+        U = sobol.random(n)
+    return space.uniform_to_model(np.minimum(U, 1 - 1e-12))
+
+
+def sobol_batch(space: Space, rng: np.random.Generator, n: int) -> torch.Tensor:
+    """`n` scrambled Sobol points as candidates to score, (n, 1, d)."""
+    return torch.from_numpy(_sobol(space, rng, n)).unsqueeze(1)
+
+
+def perturb(
+    X: np.ndarray, layout: Layout, space: Space, rng: np.random.Generator, scale: Any
+) -> np.ndarray:
+    """Gaussian steps of `scale` (a number or (n, 1)) on the continuous dimensions of X (n, d),
+    and a random discrete move on half the rows; every row stays a valid point."""
+    X = X + rng.normal(size=X.shape) * scale * layout.continuous
+    X = space.round(np.clip(X, 0.0, 1.0))
+    if layout.has_discrete:
+        for i in np.flatnonzero(rng.random(len(X)) < 0.5):
+            nb = layout.neighbours(X[i])
+            if len(nb):
+                X[i] = nb[rng.integers(len(nb))]
+    return X
+
+
+def candidates(
+    space: Space,
+    layout: Layout,
+    X_obs: np.ndarray,
+    z: np.ndarray,
+    rng: np.random.Generator,
+    n_candidates: int,
+) -> np.ndarray:
+    """Valid points to score: `n_candidates` Sobol points plus perturbations of the best
+    observed points X_obs (n, d) by their model outputs z (n,), higher is better."""
+    U = _sobol(space, rng, n_candidates)
+    n_local = max(n_candidates // 4, 16)
+    top = X_obs[np.argsort(-z)[: min(_N_TOP_TRIALS, len(z))]]
+    local = top[np.arange(n_local) % len(top)]
+    local = perturb(local, layout, space, rng, 10 ** rng.uniform(-3, -1, (n_local, 1)))
+    return np.vstack([U, local])
+
+
+def maximize(
+    acqf: Acquisition,
+    space: Space,
+    layout: Layout,
+    X_obs: np.ndarray,
+    z: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_candidates: int,
+    n_restarts: int,
+    polish_iters: int,
+) -> np.ndarray:
+    """The best valid point (d,) found for `acqf`: score candidates, refine the best by
+    shrinking local sampling, polish by L-BFGS-B (when `polish_iters` > 0), then hill-climb
+    over integer and categorical neighbours.
+
+    Args:
+        X_obs, z: the observed points (n, d) and their model outputs (n,), higher is better.
+        n_candidates: Sobol candidates in the first batch.
+        n_restarts: best candidates polished by L-BFGS-B.
+        polish_iters: L-BFGS-B iterations (0: no polish).
+    """
+
+    def score(C: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return acqf(torch.from_numpy(C).unsqueeze(1))
+
+    C = candidates(space, layout, X_obs, z, rng, n_candidates)
+    vals = score(C)
+    for scale in REFINE_SCALES:  # cheap zeroth-order refinement of the best candidates
+        top = C[torch.argsort(vals, descending=True)[:_N_REFINED].numpy()]
+        P = perturb(np.repeat(top, _N_STEPS, axis=0), layout, space, rng, scale)
+        C, vals = np.vstack([C, P]), torch.cat([vals, score(P)])
+    order = torch.argsort(vals, descending=True).numpy()
+    best_x, best_v = C[order[0]], float(vals[order[0]])
+
+    if layout.continuous.any() and n_restarts and polish_iters:
+        starts = torch.from_numpy(C[order[:n_restarts]])
+        xs = polish(acqf, starts, torch.from_numpy(layout.continuous), polish_iters)
+        xs = space.round(xs.numpy())
+        vs = score(xs)
+        i = int(torch.argmax(vs))
+        if float(vs[i]) > best_v:
+            best_x, best_v = xs[i], float(vs[i])
+
+    if layout.has_discrete:
+        for _ in range(_HILL_CLIMB_STEPS):
+            nb = layout.neighbours(best_x)
+            if not len(nb):
+                break
+            nv = score(nb)
+            j = int(torch.argmax(nv))
+            if float(nv[j]) <= best_v:
+                break
+            best_x, best_v = nb[j], float(nv[j])
+    return best_x
+
+
+def polish(acqf: Acquisition, starts: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Tensor:
+    """L-BFGS-B on the `free` (d,) coordinates of every start (b, d) at once, the rest held
+    fixed; the starts themselves on numerical trouble."""
+    b, k = starts.shape[0], int(free.sum())
+
+    def assemble(z: np.ndarray | torch.Tensor) -> torch.Tensor:
+        X = starts.clone()
+        X[:, free] = torch.as_tensor(z, dtype=starts.dtype).view(b, k)
+        return X
+
+    def loss_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
+        Z = torch.tensor(z, dtype=starts.dtype, requires_grad=True)
+        loss = -acqf(assemble(Z).unsqueeze(1)).sum()
+        (grad,) = torch.autograd.grad(loss, Z)
+        if not torch.isfinite(loss):
+            return 1e10, np.zeros_like(z)
+        return float(loss), torch.nan_to_num(grad).numpy()
+
+    z0 = starts[:, free].reshape(-1).numpy()
+    try:
+        res = minimize(
+            loss_and_grad,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * len(z0),
+            options={"maxiter": iters},
+        )
+        return assemble(np.clip(res.x, 0.0, 1.0)).detach()
+    except (ValueError, RuntimeError):  # numerical trouble: keep the starts
+        return starts
+
+
+@dataclass(frozen=True)
+class Search:
+    """One acquisition search of a suggestion: the parameter values it holds fixed (their exact
+    stored values, merged into the suggestion), its acquisition, and its first batch size."""
+
+    fixed: Mapping[str, Any]
+    acquisition: Acquisition
+    n_candidates: int

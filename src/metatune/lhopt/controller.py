@@ -54,6 +54,23 @@ def observation_size(n_knobs: int) -> int:
     return RunFeatures().size_without_hparams + n_knobs + 1  # + clipped fraction
 
 
+def _as_loss(value: Any, argument: str) -> float:
+    """A loss as a float: a number or a one-element tensor; TypeError naming `argument`."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(
+                f"{argument} must be a number or a one-element tensor, got {value.shape}"
+            )
+        return float(value.detach())
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        and not hasattr(value, "__float__")
+    ):
+        raise TypeError(f"{argument} must be a number or a one-element tensor, got {value!r}")
+    return float(value)
+
+
 def _resolve_policy(policy: str | Path | Policy) -> Policy:
     if isinstance(policy, Policy):
         return policy
@@ -149,17 +166,16 @@ class Controller:
         self, loss: float | torch.Tensor, val_loss: float | torch.Tensor | None = None
     ) -> None:
         """Call once per training step, after `optimizer.step()`."""
-        loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        loss = _as_loss(loss, "loss")
+        val = None if val_loss is None else _as_loss(val_loss, "val_loss")  # before any change
         self._t += 1
         if math.isfinite(loss):
             self._loss_sum += loss
             self._loss_n += 1
         else:
             self._nonfinite = True
-        if val_loss is not None:
-            self._val = (
-                float(val_loss.detach()) if isinstance(val_loss, torch.Tensor) else float(val_loss)
-            )
+        if val is not None:
+            self._val = val
         if self._t % self.stats_every == 0:
             self.features.gradients.sample(self.optimizer)
         if self._t % self.interval == 0 and self._t < self.total_steps:

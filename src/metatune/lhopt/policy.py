@@ -137,10 +137,21 @@ class Policy(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
+        """A policy written by `save`; ValueError naming the file if it is not one."""
         try:
             blob: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise FileNotFoundError(f"no policy file at {path}") from None
-        policy = cls(PolicyConfig(**blob["config"]))
-        policy.load_state_dict(blob["state_dict"])
+        except Exception as exc:  # not a torch file, truncated, or pickled objects refused
+            raise ValueError(
+                f"{path} is not a metatune policy file ({type(exc).__name__}); "
+                "give a file written by Policy.save or `metatune lhopt train`"
+            ) from None
+        try:
+            policy = cls(PolicyConfig(**blob["config"]))
+            policy.load_state_dict(blob["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"{path} is not a metatune policy file: {type(exc).__name__}: {exc}"
+            ) from None
         return policy.eval()

@@ -389,6 +389,23 @@ def _group_advantages(episodes: list[dict[str, Any]], rollouts: int) -> None:
             e["group_adv"] = e["reward"] - (total - e["reward"]) / (len(group) - 1)
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint: plain data and tensors only (weights_only), so a file planted in
+    the output folder cannot run code; ValueError naming the file if it is not ours."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused, truncated, not a torch file
+        raise ValueError(
+            f"cannot resume from {path}: not a readable metatune checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "delete it to start over, or use another --out folder"
+        ) from None
+    keys = {"config", "policy", "optimizer", "iteration", "log"}
+    if not isinstance(blob, dict) or not keys <= set(blob):
+        raise ValueError(f"cannot resume from {path}: it lacks the fields {sorted(keys)}")
+    return blob
+
+
 def meta_train(
     out: str | Path,
     config: MetaTrainConfig,
@@ -418,7 +435,7 @@ def meta_train(
             )
         policy.load_state_dict(init.state_dict())
     if ckpt.exists():
-        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+        blob = _read_checkpoint(ckpt)
         theirs, ours = dict(blob["config"]), asdict(config)
         for name, default in asdict(MetaTrainConfig()).items():  # fields added since
             theirs.setdefault(name, default)

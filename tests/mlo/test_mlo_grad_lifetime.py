@@ -9,7 +9,7 @@ from mlo_testlib import ridge_engine
 
 from metatune.mlo import get_hypergradient
 from metatune.mlo.engine import Engine
-from metatune.mlo.hypergradients import _REGISTRY, register_hypergradient
+from metatune.mlo.hypergradients import HYPERGRADIENTS, register_hypergradient
 
 
 @pytest.mark.parametrize("method", ["darts", "neumann", "cg"])
@@ -37,5 +37,6 @@ def test_lower_gradients_are_freed_before_the_upper_step(method, monkeypatch):
         engine, _ = ridge_engine(name, train_iters=3, outer_lr=0.01)
         engine.run()
     finally:
-        _REGISTRY.pop(name, None)
+        if name in HYPERGRADIENTS:
+            HYPERGRADIENTS.unregister(name)
     assert alive_at_hop == [0, 0, 0]

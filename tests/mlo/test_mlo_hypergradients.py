@@ -115,7 +115,7 @@ def test_reinforce_vector_upper_is_unbiased():
     a = torch.tensor([0.3, -0.2, 0.5], dtype=DT)
     engine, m = trilevel_engine("cg", {"iterations": 30}, converged_at=a)
     bottom, middle = engine.problems["bottom"], engine.problems["middle"]
-    bottom._last_batch = m
+    bottom.last_batch = m
     vec = [torch.tensor([1.0, -2.0, 0.5], dtype=DT)]
     ref = get_hypergradient("cg")(vec, bottom, middle, {"iterations": 30})[0]
     n = 200
@@ -138,8 +138,8 @@ def test_trilevel_two_hop_hypergradient_is_exact(method, options, tol):
     a = torch.tensor([0.3, -0.2, 0.5], dtype=DT)
     engine, m = trilevel_engine(method, options, converged_at=a)
     bottom = engine.problems["bottom"]
-    bottom._last_batch = m
-    engine.problems["middle"]._last_batch = m
+    bottom.last_batch = m
+    engine.problems["middle"].last_batch = m
     (g,) = engine.hypergradient("top", m)
     K, _ = trilevel_exact(m)
     exact = K.T @ (K @ a - m["t"]) + m["rho"] * a

@@ -11,20 +11,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from metatune.mlo import distributed as _dist
+import metatune.mlo.distributed as _dist
 from metatune.mlo.config import EngineConfig
 from metatune.mlo.hypergradients import check_options, get_hypergradient
-from metatune.mlo.hypergradients._utils import swap_parameters
-from metatune.mlo.problem import Problem, _HistoryEntry
+from metatune.mlo.problem import Problem
+from metatune.mlo.tensors import fill_none, swap_parameters
 
 
 def _detached(tensors: Sequence[Tensor | None]) -> list[Any]:
     """The tensors without autograd history (None stays None; no-op for plain tensors)."""
     return [t.detach() if t is not None and t.requires_grad else t for t in tensors]
-
-
-def _fill(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor]:
-    return [torch.zeros_like(p) if t is None else t for t, p in zip(tensors, like, strict=True)]
 
 
 def _grad_or_none(loss: Tensor, inputs: list[Tensor], create_graph: bool) -> list[Tensor | None]:
@@ -82,8 +78,7 @@ class Engine:
             raise ValueError("problems must not be empty")
         self._build_graph(dependencies or {})
         for p in self.problems.values():
-            p._peers = {n: q for n, q in self.problems.items() if n != p.name}
-            p._engine = self
+            p.set_peers(self.problems)
         self.global_step = 0
         self.losses: dict[str, list[tuple[int, float]]] = {n: [] for n in self.problems}
         self.validation_history: list[tuple[int, dict[str, float]]] = []
@@ -157,13 +152,16 @@ class Engine:
                         "the direct gradient is used; add the u2l edge if that is not intended",
                         stacklevel=3,
                     )
+        # problems whose steps keep their gradient graph for the unrolled method: see
+        # _records_step_graph
+        self._reuse_step_graph: dict[str, bool] = {}
         for name, p in self.problems.items():
             method = get_hypergradient(p.config.method) if self._uppers[name] else None
             if method is not None:
                 check_options(p.config.method, p.config.options, f"problem {name!r}")
-            p._keep_history = bool(getattr(method, "needs_history", False))
-            p._reuse_step_graph = (
-                p._keep_history
+            p.history.recording = bool(getattr(method, "needs_history", False))
+            self._reuse_step_graph[name] = (
+                p.history.recording
                 and bool(getattr(method, "reuses_step_graph", False))
                 and p.config.unroll_steps == 1
                 and p.config.gradient_accumulation == 1
@@ -233,7 +231,7 @@ class Engine:
         sources = [self.problems[s] for s in self._l2u_sources[problem.name]]
         src_params = [s.trainable_parameters() for s in sources]
         flat = list(params) + [q for ps in src_params for q in ps]
-        scale = problem._loss_scale
+        scale = problem.loss_scale
         grads = _grad_or_none(loss * scale if scale != 1.0 else loss, flat, create_graph)
         if scale != 1.0:
             grads = [None if g is None else g / scale for g in grads]
@@ -246,13 +244,13 @@ class Engine:
             offset += len(ps)
             if all(v is None for v in vec):
                 continue
-            vec = _fill(_detached(vec), ps)
+            vec = fill_none(_detached(vec), ps)
             for path in self._paths[(src.name, problem.name)]:
                 v = vec
                 for low, up in zip(path[:-1], path[1:], strict=True):
                     v = self._hop(v, self.problems[low], self.problems[up])
                 total = [h if t is None else t + h for t, h in zip(total, v, strict=True)]
-        return direct, _owned(_fill(total, params))
+        return direct, _owned(fill_none(total, params))
 
     @staticmethod
     def _hop(vector: list[Tensor], lower: Problem, upper: Problem) -> list[Tensor]:
@@ -275,15 +273,11 @@ class Engine:
         ``distributed=True`` it is averaged over ranks (one all-reduce; call it on every rank)."""
         problem = self._problem(name)
         if batch is None:
-            batch = (
-                problem._last_batch if problem._last_batch is not None else problem._next_batch()
-            )
+            batch = problem.last_batch if problem.last_batch is not None else problem.next_batch()
         buffers = [b for p in self.problems.values() for b in p.module.buffers()]
         saved = [b.detach().clone() for b in buffers]
         try:
-            _, grads = self._gradients(
-                problem, problem._loss(batch), problem.trainable_parameters()
-            )
+            _, grads = self._gradients(problem, problem.loss(batch), problem.trainable_parameters())
             return _dist.all_reduce_tensors(grads) if self.config.distributed else grads
         finally:
             with torch.no_grad():
@@ -298,53 +292,39 @@ class Engine:
 
     def _step(self, problem: Problem) -> None:
         cfg = problem.config
-        batch = problem._next_batch()
-        problem._last_batch = batch
+        batch = problem.next_batch()
+        problem.last_batch = batch
         record = self._records_step_graph(problem)
         named = problem.named_trainable_parameters() if record else []
         params = [p for _, p in named] if record else problem.trainable_parameters()
-        if not problem._pending:
-            problem._pending_params = (
-                [p.detach().clone().requires_grad_(record) for p in params]
-                if problem._keep_history
-                else None
-            )
-        problem._pending.append(batch if problem._keep_history else None)
+        # the parameters at the start of the optimizer step in progress (None unless recorded)
+        start = problem.history.note(params, batch, requires_grad=record)
         if record:  # the loss reads stand-ins for the parameters: the step's graph outlives it
-            start = problem._pending_params
             assert start is not None
             stand_ins = {n: w for (n, _), w in zip(named, start, strict=True)}
             with swap_parameters(problem.module, stand_ins):
-                loss = problem._loss(batch)
+                loss = problem.loss(batch)
             watch = self._watch_list(params)
             direct, grads = self._gradients(problem, loss, start, create_graph=True)
         else:
-            loss = problem._loss(batch)
+            loss = problem.loss(batch)
             grads = self._gradients(problem, loss, params)[1]
-        problem._count += 1
-        if problem._count % self.config.log_step == 0:
+        due = problem.accumulate_gradients(params, grads)
+        if problem.training_step_count % self.config.log_step == 0:
             self._log(problem, float(loss.detach()))
-        acc = cfg.gradient_accumulation
-        for p, g in zip(params, grads, strict=True):
-            if acc != 1:
-                g = g / acc
-            p.grad = g if p.grad is None else p.grad + g
         # .grad holds them now; drop the locals so that neither they nor the loss outlive the
         # optimizer step into the upper steps triggered below (peak memory)
-        grads = g = loss = None
-        if problem._count % acc != 0:
+        grads = loss = None
+        if not due:
             return
-        self._optimizer_step(problem, params)
-        entry = None
-        if problem._keep_history:
-            entry = _HistoryEntry(problem._pending_params, problem._pending)
-            if record:
-                entry.grads, entry.watch = _fill(direct, start), watch
-            problem._history.append(entry)
-        problem._pending = []
-        problem._pending_params = None
-        problem._steps += 1
-        after_warmup = problem._steps - cfg.warmup_steps
+        if self.config.distributed:  # the full (direct + hyper) gradient, once per update
+            _dist.all_reduce_gradients(params)
+        problem.optimizer_step(params)
+        entry = problem.history.commit()
+        if entry is not None and record:
+            assert start is not None
+            entry.attach_graph(fill_none(direct, start), watch)
+        after_warmup = problem.step_count - cfg.warmup_steps
         if after_warmup > 0 and after_warmup % cfg.unroll_steps == 0:
             for up in self._uppers[problem.name]:
                 self._ready[(problem.name, up)] = True
@@ -360,9 +340,9 @@ class Engine:
         only when it is a whole one-step unroll window that ends in upper steps, so the unrolled
         hypergradient can reuse it instead of replaying the step (same numbers, half the work)."""
         return (
-            problem._reuse_step_graph
-            and problem._loss_scale == 1.0
-            and problem._steps + 1 > problem.config.warmup_steps
+            self._reuse_step_graph.get(problem.name, False)
+            and problem.loss_scale == 1.0
+            and problem.step_count + 1 > problem.config.warmup_steps
         )
 
     def _watch_list(self, own: list[nn.Parameter]) -> list[tuple[Tensor, int]]:
@@ -370,29 +350,6 @@ class Engine:
         the step is replayed instead) once any parameter it may have read is changed in place."""
         skip = {id(p) for p in own}
         return [(t, t._version) for t in self._all_parameters if id(t) not in skip]
-
-    def _optimizer_step(self, problem: Problem, params: list[nn.Parameter]) -> None:
-        if self.config.distributed:  # the full (direct + hyper) gradient, once per update
-            _dist.all_reduce_gradients(params)
-        if problem.config.precision == "fp16":
-            finite = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
-            if not finite:  # dynamic loss scaling: skip the step, halve the scale
-                problem._loss_scale /= 2.0
-                problem._good_steps = 0
-                for p in params:
-                    p.grad = None
-                return
-            problem._good_steps += 1
-            if problem._good_steps % 2000 == 0:
-                problem._loss_scale *= 2.0
-        if problem.config.gradient_clipping is not None:
-            torch.nn.utils.clip_grad_norm_(params, problem.config.gradient_clipping)
-        if problem.optimizer is not None:
-            problem.optimizer.step()
-        for p in params:  # also parameters the optimizer does not hold: no stale sums
-            p.grad = None
-        if problem.scheduler is not None:
-            problem.scheduler.step()
 
     def _log(self, problem: Problem, loss: float) -> None:
         self.losses[problem.name].append((self.global_step, loss))
@@ -419,14 +376,12 @@ class Engine:
                     self._list_parameters()  # in case the hook changed a module
         finally:
             for p in self.problems.values():
-                p._named_params = None
+                p.forget_parameters()
 
     def _list_parameters(self) -> None:
         """List every module's parameters once; run() assumes modules keep them while it runs
         (which their optimizers assume too). Whether they require grad is still read live."""
-        for p in self.problems.values():
-            p._named_params = list(p.module.named_parameters())
-        self._all_parameters = [t for p in self.problems.values() for _, t in p._named_params]
+        self._all_parameters = [t for p in self.problems.values() for _, t in p.list_parameters()]
 
     def _run_validation(self) -> None:
         modes = {n: p.module.training for n, p in self.problems.items()}

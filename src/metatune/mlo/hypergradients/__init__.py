@@ -1,28 +1,60 @@
-"""Hypergradient methods: best-response vector-Jacobian products, one module per method.
+"""Hypergradient methods: best-response vector-Jacobian products, in one registry.
 
-A method is a function ``fn(vector, lower, upper, options) -> list[Tensor]``: given ``vector``
+A method is a callable ``fn(vector, lower, upper, options) -> list[Tensor]``: given ``vector``
 (d loss / d lower parameters), it returns ``vector @ d lower* / d upper`` (one tensor per upper
-trainable parameter). The engine chains these along every path of the dependency graph, so every
-registered method works on multi-hop paths. Register new ones with ``@register_hypergradient``.
+trainable parameter). ``lower`` and ``upper`` are used only through the public protocol
+:class:`~metatune.mlo.protocol.ProblemLike`. The engine chains these along every path of the
+dependency graph, so every registered method works on multi-hop paths.
+
+Built-ins: ``cg``, ``neumann`` and ``finite_difference`` (alias ``darts``) are implicit
+differentiation with a linear solver from :mod:`metatune.mlo.linear_solve`
+(:class:`~metatune.mlo.hypergradients.implicit.ImplicitHypergradient`); ``unrolled`` is
+iterative differentiation through the recorded steps; ``reinforce`` a zero-order estimate.
+Register new ones with ``@register_hypergradient``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from metatune.mlo.problem import Problem
+# the built-in modules are bound under private aliases: binding a function named like its
+# module (unrolled.unrolled) here would hide the module from `import ...hypergradients.unrolled`
+import metatune.mlo.hypergradients.implicit as _implicit
+import metatune.mlo.hypergradients.reinforce as _reinforce
+import metatune.mlo.hypergradients.unrolled as _unrolled
+from metatune._registry import Registry
+from metatune.mlo.hypergradients.implicit import ImplicitHypergradient
+from metatune.mlo.options import OptionSpec, validate_options
+from metatune.mlo.protocol import ProblemLike
 
-HypergradientFn = Callable[[list[Tensor], "Problem", "Problem", dict[str, Any]], list[Tensor]]
+__all__ = [
+    "HYPERGRADIENTS",
+    "HypergradientFn",
+    "ImplicitHypergradient",
+    "OptionSpec",
+    "available_hypergradients",
+    "check_options",
+    "get_hypergradient",
+    "register_hypergradient",
+]
 
-_REGISTRY: dict[str, HypergradientFn] = {}
+HypergradientFn = Callable[
+    [Sequence[Tensor], ProblemLike, ProblemLike, Mapping[str, Any]], list[Tensor]
+]
 
 
-# option name -> (type, minimum, maximum); None = unbounded. Checked when an Engine is built.
-OptionSpec = dict[str, tuple[type, float | None, float | None]]
+def _check_method(obj: Any) -> None:
+    if not callable(obj):
+        raise TypeError(
+            f"a hypergradient method must be callable as fn(vector, lower, upper, options), "
+            f"got {obj!r}"
+        )
+
+
+HYPERGRADIENTS: Registry[HypergradientFn] = Registry("hypergradient method", check=_check_method)
 
 
 def register_hypergradient(
@@ -30,77 +62,65 @@ def register_hypergradient(
     *,
     needs_history: bool = False,
     options: OptionSpec | None = None,
+    reuses_step_graph: bool = False,
     overwrite: bool = False,
 ) -> Callable[[HypergradientFn], HypergradientFn]:
     """Decorator registering a hypergradient method under ``name``.
 
     ``needs_history=True`` makes the engine keep the lower problem's last ``unroll_steps``
-    parameter snapshots and batches (``lower._history``), as unrolled differentiation needs.
-    ``options`` declares the accepted options as ``{name: (type, min, max)}``; when given, the
-    engine refuses unknown options and out-of-range values before any work is done.
+    parameter snapshots and batches (``lower.history``), as unrolled differentiation needs.
+    ``options`` declares the accepted options as ``{name: (type, min, max)}`` (default: the
+    method's own ``option_spec``, as an :class:`ImplicitHypergradient` has); when there is a
+    spec, the engine refuses unknown options and out-of-range values before any work is done.
+    ``reuses_step_graph=True`` lets the engine keep the differentiable gradient of a one-step
+    unroll window in the history (see ``HistoryEntry.take_graph``). A name is registered once:
+    registering it again, even with the same function, needs ``overwrite=True``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
 
     def deco(fn: HypergradientFn) -> HypergradientFn:
-        if name in _REGISTRY and not overwrite:
+        # stricter than Registry.register, which lets the same object register twice: a second
+        # registration of a name is more likely a clash than a module imported again
+        if name in HYPERGRADIENTS and not overwrite:
             raise ValueError(
                 f"hypergradient method {name!r} is already registered; pass overwrite=True"
             )
+        spec = options if options is not None else getattr(fn, "option_spec", None)
+        HYPERGRADIENTS.register(name, fn, overwrite=True)
         fn.needs_history = needs_history  # type: ignore[attr-defined]
-        fn.option_spec = options  # type: ignore[attr-defined]
-        _REGISTRY[name] = fn
+        fn.option_spec = spec  # type: ignore[attr-defined]
+        fn.reuses_step_graph = reuses_step_graph  # type: ignore[attr-defined]
         return fn
 
     return deco
 
 
 def get_hypergradient(name: str) -> HypergradientFn:
-    """The method registered under ``name``; a clear error lists the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown hypergradient method {name!r}; known: {sorted(_REGISTRY)}"
-        ) from None
-
-
-def check_options(method: str, options: dict[str, Any], where: str) -> None:
-    """Raise a ValueError naming the option and its allowed range if ``options`` is invalid."""
-    spec = getattr(get_hypergradient(method), "option_spec", None)
-    if spec is None:
-        return
-    for key, value in options.items():
-        if key not in spec:
-            raise ValueError(
-                f"{where}: unknown option {key!r} for hypergradient method {method!r}; "
-                f"allowed: {sorted(spec)}"
-            )
-        typ, lo, hi = spec[key]
-        if typ is str:
-            continue
-        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if typ is int:
-            ok_type = ok_type and float(value).is_integer()
-        if not ok_type or (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-            raise ValueError(
-                f"{where}: option {key!r} of method {method!r} must be a {typ.__name__} in "
-                f"{rng}, got {value!r}"
-            )
+    """The method registered under ``name``; an unknown name's error lists the known ones."""
+    return HYPERGRADIENTS.get(name)
 
 
 def available_hypergradients() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every registered method name, sorted."""
+    return HYPERGRADIENTS.names()
 
 
-# Built-in methods register themselves on import.
-from metatune.mlo.hypergradients import cg, darts, neumann, reinforce, unrolled  # noqa: E402, F401
+def check_options(method: str, options: Mapping[str, Any], where: str) -> None:
+    """Raise a ValueError naming the option and its allowed range if ``options`` is invalid
+    for ``method`` (a method registered without a spec accepts anything)."""
+    spec = getattr(get_hypergradient(method), "option_spec", None)
+    if spec is not None:
+        validate_options(spec, options, where, method)
 
-__all__ = [
-    "HypergradientFn",
-    "available_hypergradients",
-    "check_options",
-    "get_hypergradient",
-    "register_hypergradient",
-]
+
+register_hypergradient("cg")(_implicit.cg)
+register_hypergradient("neumann")(_implicit.neumann)
+register_hypergradient("finite_difference")(_implicit.finite_difference)
+register_hypergradient("darts")(_implicit.finite_difference)  # DARTS's name for the same method
+register_hypergradient(
+    "unrolled", needs_history=True, options=_unrolled.OPTIONS, reuses_step_graph=True
+)(_unrolled.unrolled)
+register_hypergradient("reinforce", needs_history=True, options=_reinforce.OPTIONS)(
+    _reinforce.reinforce
+)

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from metatune.mlo.hypergradients import register_hypergradient
-from metatune.mlo.hypergradients._utils import dot, lower_step_batches, replay, sgd_hyper
+from metatune.mlo.hypergradients.sgd import replay, sgd_hyper, unroll_window
+from metatune.mlo.protocol import ProblemLike
+from metatune.mlo.tensors import dot
+
+__all__ = ["OPTIONS", "reinforce"]
+
+OPTIONS = {
+    "samples": (int, 1, None),
+    "sigma": (float, 0.0, None),
+    "distribution": (str, None, None),
+    "steps": (int, 1, None),
+    "lr": (float, 0.0, None),
+    "seed": (int, None, None),
+}
 
 
-@register_hypergradient(
-    "reinforce",
-    needs_history=True,
-    options={
-        "samples": (int, 1, None),
-        "sigma": (float, 0.0, None),
-        "distribution": (str, None, None),
-        "steps": (int, 1, None),
-        "lr": (float, 0.0, None),
-        "seed": (int, None, None),
-    },
-)
 def reinforce(
-    vector: list[Tensor], lower: Any, upper: Any, options: dict[str, Any]
+    vector: Sequence[Tensor], lower: ProblemLike, upper: ProblemLike, options: Mapping[str, Any]
 ) -> list[Tensor]:
     """Estimate ``vector @ d w / d upper`` without differentiating through the upper parameters.
 
@@ -45,17 +46,19 @@ def reinforce(
     if samples < 1:
         raise ValueError(f"reinforce: samples must be >= 1, got {samples}")
     sigma = float(options.get("sigma", 0.01))
-    start, steps = lower_step_batches(lower)
+    start, steps = unroll_window(lower)
     if start is None:
         start = [p.detach().clone() for p in lower.trainable_parameters()]
-        steps = [[lower._last_batch]]
+        steps = [[lower.last_batch]]
     n_steps = int(options.get("steps", len(steps)))
     steps = [steps[i % len(steps)] for i in range(n_steps)]
     hyper = sgd_hyper(lower, options)
-    uparams = upper.trainable_parameters()
+    uparams = list(upper.trainable_parameters())
     seed = options.get("seed")
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed) if seed is not None else 1_000_003 * upper._steps + lower._steps)
+    gen.manual_seed(
+        int(seed) if seed is not None else 1_000_003 * upper.step_count + lower.step_count
+    )
     vec = [v.detach() for v in vector]
     est = [torch.zeros_like(p) for p in uparams]
 

@@ -24,14 +24,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from metatune.benchmarks.common import single_thread_torch
+
+# Every task trains on one thread. The held-out tasks are
+# metatune.benchmarks.registry.HELD_OUT_TASKS, never among the meta-training families.
+single_thread_torch()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
-torch.set_num_threads(1)
-
+from metatune.benchmarks.registry import DEFAULT_HELD_OUT_TASKS, HELD_OUT_TASKS  # noqa: E402
 from metatune.lhopt import Controller, Policy  # noqa: E402
 from metatune.lhopt.controller import default_policy_path  # noqa: E402
 from metatune.lhopt.tasks import TrainingTask  # noqa: E402
@@ -39,80 +41,6 @@ from metatune.lhopt.training import best_loss  # noqa: E402
 
 LRS = (0.1, 0.3, 1.0, 3.0, 10.0)  # x the task's default learning rate
 SCHEDULES = ("constant", "cosine", "linear", "step")
-
-
-# --- held-out tasks (not in metatune.lhopt.tasks) ---------------------------------------------
-def matrix_factorization(seed: int) -> TrainingTask:
-    """Recommendation: factorize synthetic low-rank ratings (users x items) with biases."""
-    g = torch.Generator().manual_seed(seed)
-    n_users, n_items, rank = 300, 200, 5
-    truth = torch.randn(n_users, rank, generator=g) @ torch.randn(rank, n_items, generator=g) / 2
-    mask = torch.rand(n_users, n_items, generator=g) < 0.15
-    users, items = mask.nonzero(as_tuple=True)
-    ratings = truth[users, items] + 0.3 * torch.randn(len(users), generator=g)
-    perm = torch.randperm(len(users), generator=g)
-    cut = int(0.8 * len(perm))
-    tr, va = perm[:cut], perm[cut:]
-    torch.manual_seed(seed)
-    model = nn.ModuleDict(
-        {
-            "u": nn.Embedding(n_users, 16),
-            "i": nn.Embedding(n_items, 16),
-            "bu": nn.Embedding(n_users, 1),
-            "bi": nn.Embedding(n_items, 1),
-        }
-    )
-    for emb in (model["u"], model["i"]):
-        nn.init.normal_(emb.weight, std=0.1)
-
-    def predict(idx: torch.Tensor) -> torch.Tensor:
-        u, i = users[idx], items[idx]
-        return (model["u"](u) * model["i"](i)).sum(-1) + model["bu"](u)[:, 0] + model["bi"](i)[:, 0]
-
-    def train(t: int) -> torch.Tensor:
-        idx = tr[
-            torch.randint(0, len(tr), (256,), generator=torch.Generator().manual_seed(seed + t))
-        ]
-        return ((predict(idx) - ratings[idx]) ** 2).mean()
-
-    def val() -> float:
-        with torch.no_grad():
-            return float(((predict(va) - ratings[va]) ** 2).mean())
-
-    return TrainingTask("matrix-factorization", model, train, val, 3e-2)
-
-
-def diabetes_regression(seed: int) -> TrainingTask:
-    """Regression on scikit-learn's diabetes data with a small MLP (MSE on standardized targets)."""
-    from sklearn.datasets import load_diabetes
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = load_diabetes(return_X_y=True)
-    X = StandardScaler().fit_transform(X).astype(np.float32)
-    y = ((y - y.mean()) / y.std()).astype(np.float32)
-    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Linear(10, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 1)
-    )
-    Xt, yt, Xv, yv = map(torch.from_numpy, (X_tr, y_tr, X_va, y_va))
-
-    def train(t: int) -> torch.Tensor:
-        idx = torch.randint(0, len(yt), (32,), generator=torch.Generator().manual_seed(seed + t))
-        return ((model(Xt[idx])[:, 0] - yt[idx]) ** 2).mean()
-
-    def val() -> float:
-        with torch.no_grad():
-            return float(((model(Xv)[:, 0] - yv) ** 2).mean())
-
-    return TrainingTask("diabetes-regression", model, train, val, 1e-3)
-
-
-HELD_OUT: dict[str, Callable[[int], TrainingTask]] = {
-    "matrix-factorization": matrix_factorization,
-    "diabetes-regression": diabetes_regression,
-}
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -163,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--tasks", default=",".join(HELD_OUT))
+    ap.add_argument("--tasks", default=",".join(DEFAULT_HELD_OUT_TASKS))
     ap.add_argument("--out", default="docs/benchmarks")
     ap.add_argument(
         "--grid-cache",
@@ -183,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
-    unknown = sorted(set(tasks) - set(HELD_OUT))
+    unknown = sorted(set(tasks) - set(HELD_OUT_TASKS))
     if unknown:
-        ap.error(f"unknown tasks {unknown}; available: {sorted(HELD_OUT)}")
+        ap.error(f"unknown tasks {unknown}; available: {HELD_OUT_TASKS.names()}")
     policy = Policy.load(default_policy_path() if args.policy == "default" else args.policy)
     cache_path = Path(args.grid_cache)
     cache: dict[str, list] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -193,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     def cached_baseline(name: str, seed: int, m: float, sched: str) -> list[tuple[int, float]]:
         key = f"{name}|{seed}|{args.steps}|{m}|{sched}"
         if key not in cache:
-            cache[key] = baseline_run(HELD_OUT[name], seed, args.steps, m, sched)
+            cache[key] = baseline_run(HELD_OUT_TASKS.get(name), seed, args.steps, m, sched)
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache))
         return [tuple(p) for p in cache[key]]
 
     results: dict[str, dict] = {}
     for name in tasks:
-        make = HELD_OUT[name]
+        make = HELD_OUT_TASKS.get(name)
         grid = {
             (m, s): [cached_baseline(name, seed, m, s) for seed in range(args.seeds)]
             for m in LRS
@@ -294,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
-        start = [HELD_OUT[name](seed).val_loss() for seed in range(args.seeds)]
+        start = [HELD_OUT_TASKS.get(name)(seed).val_loss() for seed in range(args.seeds)]
         lines.append(
             f"| {name} | {cell(r['final_high_lr_policy'])} | {cell(r['final_high_lr_adamw'])} | "
             f"{cell(start)} |"

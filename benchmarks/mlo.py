@@ -22,18 +22,19 @@ listed in the ``bench`` extra; they are never imported by metatune itself.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from metatune.benchmarks.common import command_line, machine_info, now_utc, single_thread_env
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "examples" / "mlo"))
-
-from _common import command_line, machine_info, now_utc, single_thread_env  # noqa: E402
+TASK_FILE = ROOT / "examples" / "mlo" / "reweighting.py"  # the task every implementation runs
 
 IMPLS = (
     "plain",
@@ -59,6 +60,19 @@ MEM_WINDOW = 20  # outer steps after the warm-up over which peak live tensor mem
 WINDOW_MARK = "mlo_bench_memory_window"
 # (iterations, damping) settings of the CG study (--cg-study); damping only exists in metatune
 CG_STUDY = ((1, 0.0), (3, 0.0), (5, 0.0), (10, 0.0), (3, 0.1), (10, 0.1), (3, 1.0), (10, 1.0))
+
+
+def _task(*names: str) -> tuple[Any, ...]:
+    """Names from examples/mlo/reweighting.py, loaded once from its file (the examples are
+    scripts, not a package)."""
+    module_name = "_mlo_bench_reweighting"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, TASK_FILE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # classes of the example look their module up there
+        spec.loader.exec_module(module)
+    module = sys.modules[module_name]
+    return tuple(getattr(module, n) for n in names)
 
 
 def _maxrss_kib() -> int:
@@ -137,7 +151,8 @@ def _endless(batches):
 def run_plain(data, seed, steps):
     import torch
     import torch.nn.functional as F
-    from reweighting import Batches, classifier
+
+    Batches, classifier = _task("Batches", "classifier")
 
     (X_tr, y_tr), _, _ = data
     torch.manual_seed(seed)
@@ -159,8 +174,9 @@ def run_hand(data, seed, steps):
     """One differentiable SGD step with torch.autograd.grad, meta gradient, then keep the step."""
     import torch
     import torch.nn.functional as F
-    from reweighting import Batches, WeightNet, classifier
     from torch.func import functional_call
+
+    Batches, WeightNet, classifier = _task("Batches", "WeightNet", "classifier")
 
     (X_tr, y_tr), (X_m, y_m), _ = data
     torch.manual_seed(seed)
@@ -195,7 +211,8 @@ def run_torchopt(data, seed, steps):
     import torch
     import torch.nn.functional as F
     import torchopt
-    from reweighting import Batches, WeightNet, classifier
+
+    Batches, WeightNet, classifier = _task("Batches", "WeightNet", "classifier")
 
     (X_tr, y_tr), (X_m, y_m), _ = data
     torch.manual_seed(seed)
@@ -222,9 +239,12 @@ def run_torchopt(data, seed, steps):
 
 def run_metatune(data, seed, steps, method, cg_iters=CG_ITERS, cg_damping=0.0):
     import torch
-    from reweighting import Batches, Classifier, Reweight, WeightNet, classifier
 
     from metatune.mlo import Config, Engine, EngineConfig
+
+    Batches, Classifier, Reweight, WeightNet, classifier = _task(
+        "Batches", "Classifier", "Reweight", "WeightNet", "classifier"
+    )
 
     (X_tr, y_tr), (X_m, y_m), _ = data
     torch.manual_seed(seed)
@@ -267,7 +287,8 @@ def run_betty(data, seed, steps, method, cg_iters=CG_ITERS):
     from betty.configs import Config, EngineConfig
     from betty.engine import Engine
     from betty.problems import ImplicitProblem
-    from reweighting import Batches, WeightNet, classifier
+
+    Batches, WeightNet, classifier = _task("Batches", "WeightNet", "classifier")
 
     (X_tr, y_tr), (X_m, y_m), _ = data
     torch.manual_seed(seed)
@@ -350,7 +371,8 @@ def worker(
     """One run. ``memory``: instead of the timed run, profile tensor memory over WARMUP +
     MEM_WINDOW steps (a separate process, so profiling never enters the timed steps)."""
     import torch
-    from reweighting import accuracy, make_data
+
+    accuracy, make_data = _task("accuracy", "make_data")
 
     torch.set_num_threads(1)
     data = make_data(seed)

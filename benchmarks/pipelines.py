@@ -12,38 +12,34 @@ docs/benchmarks/pipelines.{json,md} and one best-so-far-vs-cost plot per benchma
 A method is a registered optimizer name, optionally followed by ``+option=value`` pairs passed to
 it (``eeipu+cost_inputs=prefix+n_top=3``): a variant is compared under its full label.
 
-Benchmarks are entries of BENCHMARKS: a runner ``(method, seed, budget, optimizer options) ->
-run dict`` with the keys of metatune.benchmarks.pipelines.run_synthetic, plus a default budget.
-The real pipelines (tabular stacking, vision, language) plug in there with a runner that drives a
-metatune.Pipeline.
+Benchmarks are the entries of metatune.benchmarks.registry.PIPELINE_BENCHMARKS (definition,
+description, default budget): synthetic pipelines on a simulated clock, and the real pipelines
+(tabular stacking, vision, language) charged their stages' wall seconds. This script only runs
+them and writes the page; a run's record is metatune.benchmarks.runs.BenchmarkRun.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from metatune.benchmarks.common import single_thread_env
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import single_thread_env  # noqa: E402
-
-single_thread_env()  # before torch/numpy are imported, here and in every spawned worker
+single_thread_env()  # before torch is imported, here and in every spawned worker
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from _common import (  # noqa: E402
+from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     fmt_num,
     format_machine,
@@ -52,192 +48,38 @@ from _common import (  # noqa: E402
     read_notes,
     single_thread_torch,
 )
-from metatune.benchmarks.pipelines import SyntheticPipeline, cost_share_pipeline  # noqa: E402
+from metatune.benchmarks.methods import (  # noqa: E402, F401  (tests read them from here)
+    BASELINES,
+    COLORS,
+    METHODS,
+    check_method,
+    ordered_methods,
+    parse_method,
+)
+from metatune.benchmarks.registry import (  # noqa: E402
+    DEFAULT_ML_MAX_TRIALS,
+    DEFAULT_PIPELINE_BENCHMARKS,
+    PIPELINE_BENCHMARKS,
+    PipelineBenchmark,
+)
+from metatune.benchmarks.runs import (  # noqa: E402, F401  (tests read them from here)
+    N_WARMUP,
+    TIE_RTOL,
+    best_at_costs,
+    paired_comparison,
+    relative_trial_cost,
+    same_value,
+)
+from metatune.benchmarks.runs import summarize_runs as summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("eeipu", "eeipu-memo", "ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")
-COLORS = {
-    "eeipu": "tab:red",
-    "eeipu-memo": "tab:pink",
-    "ei": "tab:blue",
-    "eips": "tab:orange",
-    "carbo": "tab:green",
-    "ms-carbo": "tab:purple",
-    "ms-bo": "tab:brown",
-    "random": "tab:gray",
-}
-N_WARMUP = 10
-BASELINES = ("ei", "eips", "carbo", "ms-carbo", "ms-bo", "random")  # eeipu-memo is our variant
-ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left (see run_ml_pipeline)
-ML_TRIAL_COST = 0.0  # real pipelines: a fixed cost (seconds) charged to every trial
-TIE_RTOL = 1e-6  # best objectives this close (relative) are reported as ties, not as "worse"
 
 
-Runner = Callable[
-    [str, int, float, dict[str, Any]], dict[str, Any]
-]  # method, seed, budget, options
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    description: str
-    budget: float
-    runner: Runner
-    minimize: bool = True
-    cost_label: str = "cost spent (simulated units)"
-
-
-def _synthetic_runner(pipeline: str | SyntheticPipeline) -> Runner:
-    def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
-        from metatune.benchmarks.pipelines import run_synthetic
-
-        return run_synthetic(
-            method,
-            seed,
-            budget,
-            pipeline=pipeline,
-            n_warmup=N_WARMUP,
-            optimizer_options=options or None,
-        )
-
-    return run
-
-
-def _ml_runner(pipeline: str) -> Runner:
-    def run(method: str, seed: int, budget: float, options: dict[str, Any]) -> dict[str, Any]:
-        from metatune.benchmarks.ml_pipelines import run_ml_pipeline
-
-        return run_ml_pipeline(
-            pipeline,
-            method,
-            seed,
-            budget,
-            n_warmup=N_WARMUP,
-            max_trials=ML_MAX_TRIALS,
-            trial_cost=ML_TRIAL_COST,
-            optimizer_options=options or None,
-        )
-
-    return run
-
-
-# Synthetic budgets give EI about 45-70 BO steps after the warm-up, the paper's regime (about 40);
-# half of these (used until 2026-11-30) gave 12-32 and a smaller EEIPU advantage.
-BENCHMARKS: dict[str, Benchmark] = {
-    "branin-hartmann-ackley": Benchmark(
-        "branin-hartmann-ackley",
-        "3 stages: Branin (2d, cost 20-50, logistic) + Hartmann3 (cost 8-30, sine) + "
-        "Ackley2 on [-5, 5]^2 (cost 5-15, cosine); objective = sum, minimized",
-        3000.0,
-        _synthetic_runner("branin-hartmann-ackley"),
-    ),
-    "hartmann-levy": Benchmark(
-        "hartmann-levy",
-        "2 stages: Hartmann3 (cost 15-50, cosine) + Levy2 on [-5, 5]^2 (cost 5-20, sine); "
-        "objective = sum, minimized",
-        2400.0,
-        _synthetic_runner("hartmann-levy"),
-    ),
-}
-
-# The cost-share family (benchmarks/pipelines_cost_share.py): hartmann-levy with the last stage
-# at 5-50% of a fresh trial's mean cost of 40 units; 2400 units give EI about 60 trials.
-COST_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
-COST_SHARE_BENCHMARKS: dict[str, float] = {}  # benchmark name -> its last stage's share
-for _share in COST_SHARES:
-    _spec = cost_share_pipeline(_share)
-    COST_SHARE_BENCHMARKS[_spec.name] = _share
-    BENCHMARKS[_spec.name] = Benchmark(
-        _spec.name,
-        f"2 stages: Hartmann3 + Levy2 on [-5, 5]^2 as hartmann-levy, logistic costs with the "
-        f"last stage {100 * _share:g}% of a fresh trial's mean cost of 40 units; "
-        "objective = sum, minimized",
-        2400.0,
-        _synthetic_runner(_spec),
-    )
-
-# Real pipelines (budget in stage wall-seconds, one thread): not in the default run yet, since
-# 7 methods x 5 seeds of each take hours on 2 cores; select them with --benchmarks.
-ML_BENCHMARKS: dict[str, Benchmark] = {
-    "ml-stacking": Benchmark(
-        "ml-stacking",
-        "breast_cancer stacking: base models with out-of-fold predictions (expensive), then a "
-        "logistic-regression meta-learner; objective = validation log loss",
-        300.0,
-        _ml_runner("stacking"),
-        cost_label="cost spent (stage seconds)",
-    ),
-    "ml-vision": Benchmark(
-        "ml-vision",
-        "digits CNN: augmentation, two training phases (lr, weight decay), test-time "
-        "augmentation; objective = validation cross-entropy",
-        300.0,
-        _ml_runner("vision"),
-        cost_label="cost spent (stage seconds)",
-    ),
-    "ml-language": Benchmark(
-        "ml-language",
-        "char-GRU on stdlib sources: data (context, pre-training size), pre-training, "
-        "fine-tuning; objective = validation loss per character",
-        400.0,
-        _ml_runner("language"),
-        cost_label="cost spent (stage seconds)",
-    ),
-}
-BENCHMARKS.update(ML_BENCHMARKS)
-DEFAULT_BENCHMARKS = ("branin-hartmann-ackley", "hartmann-levy")
-
-
-def _set_max_trials(n: int) -> None:
-    global ML_MAX_TRIALS
-    ML_MAX_TRIALS = n
-
-
-def _init_worker(max_trials: int = ML_MAX_TRIALS, trial_cost: float = 0.0) -> None:
-    global ML_TRIAL_COST
-    _set_max_trials(max_trials)
-    ML_TRIAL_COST = trial_cost
+def _init_worker() -> None:
     single_thread_torch()
     import botorch.test_functions  # noqa: F401
 
     import metatune.optimizers.eeipu  # noqa: F401
-
-
-def ordered_methods(labels: Iterable[str]) -> list[str]:
-    """The standard methods in their usual order, then variants (``name+option=value``)."""
-    have = set(labels)
-    return [m for m in METHODS if m in have] + sorted(have - set(METHODS))
-
-
-def check_method(label: str) -> None:
-    """Raise ValueError naming the bad part of a method label, before any run starts."""
-    import metatune.optimizers.eeipu  # noqa: F401  (registers eeipu, eeipu-memo, ms-bo)
-    from metatune.optimizers.base import available_optimizers, make_optimizer
-
-    name, options = parse_method(label)
-    if name not in available_optimizers():
-        raise ValueError(f"unknown method {name!r}; known: {available_optimizers()}")
-    try:
-        make_optimizer(name, options or None)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"method {label!r}: {exc}") from exc
-
-
-def parse_method(label: str) -> tuple[str, dict[str, Any]]:
-    """``"eeipu+cost_inputs=prefix+n_top=3"`` -> ``("eeipu", {"cost_inputs": "prefix",
-    "n_top": 3})``; values are read as JSON where they parse (numbers, true/false), else text."""
-    name, *pairs = label.split("+")
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"method {label!r}: expected +option=value, got {pair!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return name, options
 
 
 def budget_conflicts(
@@ -266,7 +108,16 @@ def budget_conflicts(
     return {b: sorted(v) for b, v in budgets.items() if len(v) > 1}
 
 
-def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]:
+def run_job(
+    bench: str,
+    method: str,
+    seed: int,
+    budget: float,
+    max_trials: int = DEFAULT_ML_MAX_TRIALS,
+    trial_cost: float = 0.0,
+) -> dict[str, Any]:
+    """One (benchmark, method, seed) run as its JSON record; never raises: a failure is recorded
+    in ``error``."""
     import logging
     import warnings
 
@@ -276,7 +127,15 @@ def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]
         name, options = parse_method(method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rec = BENCHMARKS[bench].runner(name, seed, budget, options)
+            run = PIPELINE_BENCHMARKS.get(bench).run(
+                name,
+                seed,
+                budget,
+                optimizer_options=options,
+                max_trials=max_trials,
+                trial_cost=trial_cost,
+            )
+        rec = run.to_dict()
         rec["error"] = None
     except Exception:
         rec = {"method": method, "seed": seed, "error": traceback.format_exc()[-2000:]}
@@ -284,94 +143,17 @@ def run_job(bench: str, method: str, seed: int, budget: float) -> dict[str, Any]
     return rec
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in runs:
-        if r.get("error"):
-            continue
-        out.setdefault(r["benchmark"], {}).setdefault(
-            r["method"], {"n": [], "best": [], "w": [], "reuse": [], "cost": [], "seeds": {}}
-        )
-        d = out[r["benchmark"]][r["method"]]
-        n_warmup = r.get("n_warmup", N_WARMUP)
-        after = r.get("reused_stages", [])[n_warmup:]
-        d["reuse"].append(sum(1 for k in after if k > 0) / len(after) if after else 0.0)
-        rel = relative_trial_cost(r.get("costs", []), n_warmup)
-        if rel is not None:
-            d["cost"].append(rel)
-        d["n"].append(r["n_trials"])
-        d["best"].append(r["best"])
-        d["seeds"][r["seed"]] = r["best"]
-        d["w"].append(r["wall_seconds"])
-    stats: dict[str, dict[str, dict[str, Any]]] = {}
-    for b, per in out.items():
-        stats[b] = {}
-        for m, d in per.items():
-            n, best = np.array(d["n"], float), np.array(d["best"], float)
-            stats[b][m] = {
-                "runs": len(n),
-                "n_median": float(np.median(n)),
-                "n_q": [float(np.percentile(n, 25)), float(np.percentile(n, 75))],
-                "best_median": float(np.median(best)),
-                "best_q": [float(np.percentile(best, 25)), float(np.percentile(best, 75))],
-                "wall_median": float(np.median(d["w"])),
-                "reuse_median": float(np.median(d["reuse"])),
-                "cost_median": float(np.median(d["cost"])) if d["cost"] else math.nan,
-                "best_by_seed": dict(d["seeds"]),
-            }
-    return stats
-
-
-def paired_comparison(
-    ours: dict[Any, float], theirs: dict[Any, float]
-) -> tuple[int, int, float | None]:
-    """(seeds where `theirs` found a lower best than `ours`, seeds both ran, two-sided Wilcoxon
-    signed-rank p on the per-seed differences, None if every difference is zero).
-
-    Paired by seed because every method of a seed starts from the same warm-up points, so a
-    seed's luck is shared. With 5 seeds the smallest possible p is 0.0625: a lower median over
-    5 seeds is a reading of the runs, not evidence of a better method.
-    """
-    from scipy.stats import wilcoxon
-
-    common = sorted(set(ours) & set(theirs))
-    # ties (equal within TIE_RTOL) count as zero differences, which the test drops
-    diffs = [0.0 if _same(theirs[k], ours[k]) else theirs[k] - ours[k] for k in common]
-    wins = sum(1 for x in diffs if x < 0)
-    if not any(diffs):
-        return wins, len(common), None
-    return wins, len(common), float(wilcoxon(diffs).pvalue)
-
-
-def relative_trial_cost(cumulative: Sequence[float], n_warmup: int) -> float | None:
-    """Mean cost of a trial after warm-up over the mean cost of a warm-up trial.
-
-    The warm-up is the same Sobol points for every method in a seed, so this says how much of a
-    fresh trial's cost a method's own choices paid: cheap regions, and cached prefixes that save
-    real work (a hit on a nearly free first stage barely moves it). None without trials after
-    warm-up.
-    """
-    c = np.diff(np.concatenate([[0.0], np.asarray(cumulative, float)]))
-    if len(c) <= n_warmup or n_warmup < 1:
-        return None
-    warm = float(np.mean(c[:n_warmup]))
-    return float(np.mean(c[n_warmup:]) / warm) if warm > 0 else None
-
-
-def _same(a: float, b: float, rel: float = TIE_RTOL) -> bool:
-    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
-
-
-def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], path: Path) -> None:
+def plot(
+    runs: list[dict[str, Any]], bench: PipelineBenchmark, methods: Sequence[str], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metatune.benchmarks.pipelines import best_at_costs
-
     mine = [r for r in runs if r["benchmark"] == bench.name and not r.get("error")]
-    budget = max((r.get("budget", bench.budget) for r in mine), default=bench.budget)
+    fallback = bench.default_budget
+    budget = max((r.get("budget", fallback) for r in mine), default=fallback)
     grid = np.linspace(0, budget, 200)
     lowest = min((v for r in mine for v in r["best_so_far"] if np.isfinite(v)), default=0.0)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -412,9 +194,18 @@ def plot(runs: list[dict[str, Any]], bench: Benchmark, methods: Sequence[str], p
     plt.close(fig)
 
 
-def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | None = None) -> None:
+def write_markdown(
+    data: dict[str, Any],
+    stats: dict,
+    path: Path,
+    notes: str | None = None,
+    *,
+    max_trials: int = DEFAULT_ML_MAX_TRIALS,
+    trial_cost: float = 0.0,
+) -> None:
     """The page: set-up, one table and plot per benchmark, then `notes` (hand-written Markdown
-    kept in its own file, so re-rendering the tables does not lose it)."""
+    kept in its own file, so re-rendering the tables does not lose it). `max_trials` and
+    `trial_cost` are the real pipelines' settings of the run, for the set-up paragraph."""
     meta = data["meta"]
     lines = [
         "# Pipelines: EEIPU vs cost-aware and cost-blind BO at the same cost budget",
@@ -450,12 +241,12 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | N
         "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
         "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
         "charged their stages' wall seconds (a cache hit costs its load time) with a fresh cache "
-        f"per run, and stop at {ML_MAX_TRIALS} trials even with budget left. Single-threaded runs."
+        f"per run, and stop at {max_trials} trials even with budget left. Single-threaded runs."
         + (
-            f" Every real-pipeline trial is also charged a fixed {ML_TRIAL_COST:g} s "
+            f" Every real-pipeline trial is also charged a fixed {trial_cost:g} s "
             "(`Pipeline(trial_cost=...)`), which the budget counts and the per-stage cost-aware "
             "methods add to every candidate's cost."
-            if ML_TRIAL_COST
+            if trial_cost
             else ""
         ),
         "",
@@ -470,10 +261,10 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | N
     if meta.get("note"):
         lines += [f"Note: {meta['note']}", ""]
     for b, per in stats.items():
-        bench = BENCHMARKS[b]
+        bench = PIPELINE_BENCHMARKS.get(b)
         bruns = [r for r in data["runs"] if r.get("benchmark") == b]
         opt = next((r.get("optimal_value") for r in bruns), None)
-        budget = next((r["budget"] for r in bruns if "budget" in r), bench.budget)
+        budget = next((r["budget"] for r in bruns if "budget" in r), bench.default_budget)
         lines += [
             f"## {b} (budget {budget:g} cost units)",
             "",
@@ -495,8 +286,8 @@ def write_markdown(data: dict[str, Any], stats: dict, path: Path, notes: str | N
             ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
             others = {m: v["best_median"] for m, v in per.items() if m in BASELINES}
             mine = per["eeipu"]["best_median"]
-            beaten = sorted(m for m, v in others.items() if v < mine and not _same(v, mine))
-            tied = sorted(m for m, v in others.items() if v < mine and _same(v, mine))
+            beaten = sorted(m for m, v in others.items() if v < mine and not same_value(v, mine))
+            tied = sorted(m for m, v in others.items() if v < mine and same_value(v, mine))
             verdict = (
                 "at least as good as every baseline's"
                 if not beaten
@@ -556,8 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument(
         "--benchmarks",
-        default=",".join(DEFAULT_BENCHMARKS),
-        help=f"comma-separated, from {sorted(BENCHMARKS)}",
+        default=",".join(DEFAULT_PIPELINE_BENCHMARKS),
+        help=f"comma-separated, from {PIPELINE_BENCHMARKS.names()}",
     )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget")
@@ -581,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--max-trials",
         type=int,
-        default=ML_MAX_TRIALS,
+        default=DEFAULT_ML_MAX_TRIALS,
         help="real pipelines: stop a run at this many trials even with budget left",
     )
     ap.add_argument(
@@ -593,27 +384,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not (args.trial_cost >= 0 and math.isfinite(args.trial_cost)):
         ap.error(f"--trial-cost must be a finite number >= 0, got {args.trial_cost}")
-    global ML_TRIAL_COST
-    ML_TRIAL_COST = args.trial_cost
     if not args.benchmarks and not args.merge:
         ap.error("nothing to do: give --benchmarks, or --benchmarks '' with --merge")
     notes = read_notes(ap, args.notes)
     if args.max_trials < 1:
         ap.error(f"--max-trials must be at least 1, got {args.max_trials}")
-    _set_max_trials(args.max_trials)
     benches = [b for b in args.benchmarks.split(",") if b]
     methods = [m for m in args.methods.split(",") if m]
     for b in benches:
-        if b not in BENCHMARKS:
-            ap.error(f"unknown benchmark {b!r}; known: {sorted(BENCHMARKS)}")
+        if b not in PIPELINE_BENCHMARKS:
+            ap.error(f"unknown benchmark {b!r}; known: {PIPELINE_BENCHMARKS.names()}")
     for m in methods:
         try:
             check_method(m)
         except ValueError as exc:
             ap.error(f"--methods: {exc}")
-    for b in benches:
-        bm = BENCHMARKS[b]
-        BENCHMARKS[b] = replace(bm, budget=bm.budget * args.budget_scale)
+    budgets = {b: PIPELINE_BENCHMARKS.get(b).default_budget * args.budget_scale for b in benches}
     merged: list[dict[str, Any]] = []  # each --merge file, read once, before any run
     for path in args.merge:
         try:
@@ -622,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             ap.error(f"--merge: cannot read runs from {path!r}: {exc}")
         merged.append(earlier_page)
-    planned = {(b, m): BENCHMARKS[b].budget for b in benches for m in methods}
+    planned = {(b, m): budgets[b] for b in benches for m in methods}
     conflicts = budget_conflicts(planned, [page["runs"] for page in merged])
     if conflicts:
         ap.error(
@@ -639,13 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        args.workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(args.max_trials, args.trial_cost),
-    ) as pool:
-        futs = [pool.submit(run_job, b, m, s, BENCHMARKS[b].budget) for b, m, s in jobs]
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker) as pool:
+        futs = [
+            pool.submit(run_job, b, m, s, budgets[b], args.max_trials, args.trial_cost)
+            for b, m, s in jobs
+        ]
         for i, fut in enumerate(as_completed(futs), 1):
             r = fut.result()
             runs.append(r)
@@ -667,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "workers": args.workers,
             "seeds": args.seeds,
             "note": args.note,
-            "budgets": {b: BENCHMARKS[b].budget for b in benches},
+            "budgets": budgets,
         },
         "runs": runs,
     }
@@ -696,8 +480,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "pipelines.json").write_text(json.dumps(data))
     for b in dict.fromkeys(r["benchmark"] for r in runs):  # once each, merged ones included
         labels = ordered_methods({r["method"] for r in runs if r["benchmark"] == b})
-        plot(runs, BENCHMARKS[b], labels, out / f"pipelines_{b}.png")
-    write_markdown(data, stats, out / "pipelines.md", notes)
+        plot(runs, PIPELINE_BENCHMARKS.get(b), labels, out / f"pipelines_{b}.png")
+    write_markdown(
+        data,
+        stats,
+        out / "pipelines.md",
+        notes,
+        max_trials=args.max_trials,
+        trial_cost=args.trial_cost,
+    )
     print(f"wrote {out / 'pipelines.md'} in {wall:.1f} min")
     return 1 if any(r.get("error") for r in runs) else 0
 

@@ -17,25 +17,22 @@ benchmarks/pipelines.py); the summary is cost-share.md and cost-share.png.
 
 from __future__ import annotations
 
-import os
-import sys
+from metatune.benchmarks.common import single_thread_env
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import single_thread_env  # noqa: E402
-
-single_thread_env()  # before torch/numpy are imported, here and in every spawned worker
+single_thread_env()  # before torch is imported, here and in the runs started from here
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import pipelines as pb  # noqa: E402
-from _common import (  # noqa: E402
+from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     format_machine,
     machine_info,
@@ -43,16 +40,20 @@ from _common import (  # noqa: E402
     read_notes,
     single_thread_torch,
 )
-from metatune.benchmarks.pipelines import best_at_costs  # noqa: E402
+from metatune.benchmarks.methods import COLORS  # noqa: E402
+from metatune.benchmarks.registry import COST_SHARES, cost_share_benchmarks  # noqa: E402
+from metatune.benchmarks.runs import best_at_costs, summarize_runs  # noqa: E402
 
-DEFAULT_OUT = pb.ROOT / "docs" / "benchmarks" / "pipelines-cost-share"
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINES_SCRIPT = Path(__file__).resolve().with_name("pipelines.py")
+DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "pipelines-cost-share"
 DEFAULT_METHODS = ("eeipu", "ei", "carbo")
 REGRET_AT = (0.5, 1.0)  # fractions of the budget at which the page compares regret
 
 
 def share_of(bench: str) -> float | None:
     """The last-stage share of a cost-share benchmark name, or None for another benchmark."""
-    return pb.COST_SHARE_BENCHMARKS.get(bench)
+    return cost_share_benchmarks().get(bench)
 
 
 def per_seed_ratios(runs: list[dict[str, Any]], bench: str, method: str, base: str) -> list[float]:
@@ -97,7 +98,7 @@ def regrets(runs: list[dict[str, Any]], bench: str, method: str, fraction: float
 
 
 def summary_rows(runs: list[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
-    stats = pb.summarize(runs)
+    stats = summarize_runs(runs)
     rows = []
     for bench in sorted(stats, key=lambda b: share_of(b) or 0.0):
         share = share_of(bench)
@@ -134,7 +135,7 @@ def measure_real_shares(n_trials: int, seed: int = 0) -> list[dict[str, Any]]:
 
     out = []
     for name in ("vision", "language"):
-        names = [s.name for s in ML_PIPELINES[name]().stages]
+        names = [s.name for s in ML_PIPELINES[name](cache=False).stages]
         run = run_ml_pipeline(name, "random", seed, budget=1e9, max_trials=n_trials)
         costs = np.array(
             [c for c, k in zip(run["stage_costs"], run["reused_stages"], strict=False) if k == 0]
@@ -175,7 +176,7 @@ def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: Path) -> None
             [100 * r["share"] for r in have],
             med,
             yerr=[lo, hi],
-            color=pb.COLORS.get(m),
+            color=COLORS.get(m),
             marker="o",
             capsize=3,
             label=f"{m} / ei (median, min-max)",
@@ -196,7 +197,7 @@ def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: Path) -> None
             x = [p[0] for p in pts]
             v = [np.maximum(np.asarray(p[1]), 1e-9) for p in pts]  # log scale: floor at 1e-9
             (line,) = ax.plot(
-                x, [np.median(a) for a in v], marker="o", color=pb.COLORS.get(m), label=m
+                x, [np.median(a) for a in v], marker="o", color=COLORS.get(m), label=m
             )
             q = np.array([np.percentile(a, [25, 75]) for a in v])
             ax.fill_between(x, q[:, 0], q[:, 1], color=line.get_color(), alpha=0.12)
@@ -292,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     ap.add_argument(
         "--shares",
-        default=",".join(f"{s:g}" for s in pb.COST_SHARES),
-        help=f"last-stage shares to run, from {list(pb.COST_SHARES)}",
+        default=",".join(f"{s:g}" for s in COST_SHARES),
+        help=f"last-stage shares to run, from {list(COST_SHARES)}",
     )
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument(
@@ -320,18 +321,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = [float(s) for s in args.shares.split(",") if s]
     except ValueError:
         ap.error(f"--shares must be comma-separated numbers, got {args.shares!r}")
-    unknown = [s for s in shares if s not in pb.COST_SHARES]
+    unknown = [s for s in shares if s not in COST_SHARES]
     if unknown or not shares:
-        ap.error(f"--shares: {unknown or 'none given'}; allowed: {list(pb.COST_SHARES)}")
+        ap.error(f"--shares: {unknown or 'none given'}; allowed: {list(COST_SHARES)}")
     notes = read_notes(ap, args.notes)
     if args.real < 0:
         ap.error(f"--real must be a number of configurations >= 0, got {args.real}")
     out = Path(args.out)
     summary_command = command_line()
     if args.source is None:
-        benches = ",".join(b for b, s in pb.COST_SHARE_BENCHMARKS.items() if s in shares)
-        code = pb.main(
+        benches = ",".join(b for b, s in cost_share_benchmarks().items() if s in shares)
+        code = subprocess.run(
             [
+                sys.executable,
+                str(PIPELINES_SCRIPT),
                 "--benchmarks",
                 benches,
                 "--methods",
@@ -343,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--out",
                 str(out),
             ]
-        )
+        ).returncode
+        if code == 2:  # benchmarks/pipelines.py refused its arguments (its message is printed)
+            raise SystemExit(2)
         if code:
             print("some runs failed; see pipelines.md", file=sys.stderr)
         source = out / "pipelines.json"

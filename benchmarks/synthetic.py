@@ -11,15 +11,10 @@ and runs single-threaded in a process pool. Writes docs/benchmarks/synthetic.{js
 
 from __future__ import annotations
 
-import os
-import sys
+from metatune.benchmarks.common import single_thread_env
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import single_thread_env  # noqa: E402
-
-# Before anything imports torch or numpy, here and in every spawned worker (which re-imports
-# this module), so that every method runs single-threaded.
+# Before anything imports torch, here and in every spawned worker (which re-imports this
+# module), so that every method runs single-threaded.
 single_thread_env()
 
 import argparse  # noqa: E402
@@ -27,6 +22,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import warnings  # noqa: E402
@@ -38,7 +34,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from _common import (  # noqa: E402
+from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     fmt_num,
     format_machine,
@@ -47,17 +43,15 @@ from _common import (  # noqa: E402
     now_utc,
     single_thread_torch,
 )
+from metatune.benchmarks.registry import DEFAULT_FUNCTIONS, SYNTHETIC_FUNCTIONS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> (botorch class, constructor kwargs); each keeps its own bounds unless set here.
-FUNCTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Branin": ("Branin", {}),
-    "Hartmann6": ("Hartmann", {"dim": 6}),
-    "Ackley5": ("Ackley", {"dim": 5, "bounds": [(-5.0, 10.0)] * 5}),
-    "Levy4": ("Levy", {"dim": 4}),
-    "Rosenbrock4": ("Rosenbrock", {"dim": 4}),
-}
+# The functions (metatune.benchmarks.registry.SYNTHETIC_FUNCTIONS), in the page's order.
+FUNCTIONS = [
+    *DEFAULT_FUNCTIONS,
+    *(n for n in SYNTHETIC_FUNCTIONS.names() if n not in DEFAULT_FUNCTIONS),
+]
 METHODS = ("random", "metatune-gp", "optuna-tpe", "optuna-gp")
 # Rough relative cost per job, to start the slow jobs first and balance the pool.
 _COST = {"metatune-gp": 3, "optuna-gp": 3, "optuna-tpe": 1, "random": 0}
@@ -73,19 +67,11 @@ PLOT_FLOOR = 1e-9  # regret is clipped here for the log-scale plot
 
 # Problems ------------------------------------------------------------------------------------
 def make_function(name: str) -> Any:
-    import botorch.test_functions as tf
-
-    cls, kwargs = FUNCTIONS[name]
-    return getattr(tf, cls)(**kwargs)
+    return SYNTHETIC_FUNCTIONS.get(name).make()
 
 
 def function_info(name: str) -> dict[str, Any]:
-    f = make_function(name)
-    return {
-        "dim": int(f.dim),
-        "bounds": f.bounds.T.tolist(),
-        "optimal_value": float(f.optimal_value),
-    }
+    return SYNTHETIC_FUNCTIONS.get(name).info()
 
 
 # One job (runs in a worker) ------------------------------------------------------------------
@@ -482,10 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
-        functions = [f for f in data["config"]["functions"] if f in FUNCTIONS]
+        functions = [f for f in data["config"]["functions"] if f in SYNTHETIC_FUNCTIONS]
         methods = list(data["config"]["methods"])
     else:
-        functions = _pick(args.functions, list(FUNCTIONS), "function")
+        functions = _pick(args.functions, FUNCTIONS, "function")
         methods = _pick(args.methods, METHODS, "method")
         if args.seeds < 1 or args.trials < 1 or args.workers < 1:
             raise SystemExit("--seeds, --trials and --workers must be positive")

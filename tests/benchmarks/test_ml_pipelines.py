@@ -1,8 +1,10 @@
+import itertools
 import math
 
 import pytest
 
-from metatune.benchmarks.ml_pipelines import ML_PIPELINES
+from metatune import Float, Pipeline, Stage
+from metatune.benchmarks.ml_pipelines import ML_PIPELINES, with_stage_clock
 
 
 def _cheapest(space):
@@ -36,7 +38,10 @@ def test_pipeline_runs_and_reuses_its_prefix(name, tmp_path):
 def test_benchmark_runner_spends_its_budget_with_a_fresh_cache():
     from metatune.benchmarks.ml_pipelines import run_ml_pipeline
 
-    rec = run_ml_pipeline("vision", "random", seed=0, budget=1.0)
+    # a simulated clock (each stage 1 s): how many trials fit is not left to the machine's speed
+    rec = run_ml_pipeline(
+        "vision", "random", seed=0, budget=1.0, stage_clock=itertools.count().__next__
+    )
     assert rec["n_trials"] >= 1 and len(rec["costs"]) == rec["n_trials"]
     assert rec["costs"][-1] >= 1.0 or rec["n_trials"] > 1
     assert rec["reused_stages"][0] == 0  # nothing cached at the start of a run
@@ -49,3 +54,28 @@ def test_benchmark_runner_spends_its_budget_with_a_fresh_cache():
     assert capped["costs"][0] >= 50 and capped["costs"][1] - capped["costs"][0] >= 50
     with pytest.raises(ValueError, match="max_trials"):
         run_ml_pipeline("vision", "random", seed=0, budget=1.0, max_trials=0)
+
+
+def _double(*, x: float) -> float:
+    return 2 * x
+
+
+def _square(prev: float, *, y: float) -> float:
+    return (prev - y) ** 2
+
+
+def test_a_clocked_pipeline_charges_its_clock_and_keeps_its_own_cache_keys(tmp_path):
+    plain = Pipeline(
+        [Stage("a", _double, {"x": Float(0, 1)}), Stage("b", _square, {"y": Float(0, 1)})],
+        cache=tmp_path / "cache",
+    )
+    clocked = with_stage_clock(plain, itertools.count(0.0, 2.5).__next__)
+    params = {"a.x": 0.25, "b.y": 0.5}
+    first = clocked.run(params)
+    assert first.error is None and first.result == 0.0
+    assert [s.cost for s in first.stages] == [2.5, 2.5]
+    again = clocked.run({**params, "b.y": 0.0})
+    assert [s.cache_hit for s in again.stages] == [True, False]
+    assert [s.cost for s in again.stages] == [0.0, 2.5]  # a hit costs nothing on that clock
+    assert plain.keys(params) != clocked.keys(params)  # wall-second outputs are kept apart
+    assert plain.run(params).cache_depth == 0

@@ -19,18 +19,28 @@ Stage functions are module-level so the cache can hash their source.
 
 from __future__ import annotations
 
+import functools
 import math
 import sysconfig
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metatune.pipeline import Pipeline, Stage
+from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
+from metatune.pipeline import Pipeline, Stage, StageResult
 from metatune.space import Float, Int
 
-__all__ = ["stacking_pipeline", "vision_pipeline", "language_pipeline", "ML_PIPELINES"]
+__all__ = [
+    "ML_PIPELINES",
+    "language_pipeline",
+    "run_ml_pipeline",
+    "stacking_pipeline",
+    "vision_pipeline",
+    "with_stage_clock",
+]
 
 
 def _phase_params(lr_low: float, lr_high: float) -> dict[str, Float]:
@@ -393,11 +403,52 @@ def language_pipeline(cache: Any = None) -> Pipeline:
     )
 
 
-ML_PIPELINES = {
+ML_PIPELINES: dict[str, Callable[..., Pipeline]] = {
     "stacking": stacking_pipeline,
     "vision": vision_pipeline,
     "language": language_pipeline,
 }
+
+
+class _ClockedStage:
+    """A stage function charged by `clock` (its reading after the call minus before) instead of
+    its wall seconds: a simulated clock makes a budget in seconds independent of the machine."""
+
+    def __init__(self, fn: Callable[..., Any], clock: Callable[[], float]) -> None:
+        functools.update_wrapper(self, fn)  # the pipeline's signature check sees fn's parameters
+        self.fn = fn
+        self.clock = clock
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StageResult:
+        start = float(self.clock())
+        out = self.fn(*args, **kwargs)
+        if isinstance(out, StageResult):
+            out = out.output
+        return StageResult(out, cost=max(float(self.clock()) - start, 0.0))
+
+
+def with_stage_clock(pipeline: Pipeline, clock: Callable[[], float]) -> Pipeline:
+    """`pipeline` with every stage's cost read from `clock` (seconds, e.g. a simulated clock).
+
+    The stages keep their cache identity apart from the unclocked ones (a version derived from
+    the original's), so outputs cached with one kind of cost are never served to the other.
+    """
+    stages = [
+        Stage(
+            s.name,
+            _ClockedStage(s.fn, clock),
+            params=s.params,
+            version=f"clocked:{s.code_id}",
+            serializer=s.serializer,
+        )
+        for s in pipeline.stages
+    ]
+    return Pipeline(
+        stages,
+        cache=pipeline.cache if pipeline.cache is not None else False,
+        input=pipeline.input,
+        trial_cost=pipeline.trial_cost,
+    )
 
 
 def run_ml_pipeline(
@@ -405,18 +456,18 @@ def run_ml_pipeline(
     method: str,
     seed: int,
     budget: float,
-    n_warmup: int = 10,
+    n_warmup: int = N_WARMUP,
     cache_dir: str | None = None,
     max_trials: int = 1000,
     trial_cost: float = 0.0,
     optimizer_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    stage_clock: Callable[[], float] | None = None,
+) -> BenchmarkRun:
     """Tune pipeline `name` with optimizer `method` until `budget` stage-seconds are spent.
 
     Each run gets its own empty cache (a temporary folder unless `cache_dir` is given), so no
-    method profits from another's work. Returns the keys of
-    `metatune.benchmarks.pipelines.run_synthetic` (optimal_value is NaN: unknown), plus
-    ``budget_exhausted``.
+    method profits from another's work. The run (see `BenchmarkRun`) has NaN for optimal_value
+    (unknown) and records ``budget_exhausted``.
 
     `max_trials` bounds the run: a memoizing method that keeps re-tuning a cheap last stage on a
     cached prefix spends almost no stage-seconds per trial (seen on the stacking pipeline: 0.005
@@ -424,7 +475,8 @@ def run_ml_pipeline(
     out. A run stopped by the cap says so (``budget_exhausted`` False). `trial_cost` charges
     every trial a fixed cost on top of its stages (`Pipeline(trial_cost=...)`), which also keeps
     such re-fits from looking free. `optimizer_options` go to the optimizer (after the shared
-    warm-up setting).
+    warm-up setting). `stage_clock` charges the stages by that clock instead of their wall
+    seconds (`with_stage_clock`; tests use a simulated one).
     """
     if not (isinstance(max_trials, int) and max_trials >= 1):
         raise ValueError(f"max_trials must be a positive integer, got {max_trials!r}")
@@ -436,39 +488,20 @@ def run_ml_pipeline(
         raise ValueError(f"unknown pipeline {name!r}; available: {sorted(ML_PIPELINES)}")
     with tempfile.TemporaryDirectory(prefix="metatune-bench-") as tmp:
         pipe = ML_PIPELINES[name](cache=cache_dir or tmp)
+        if stage_clock is not None:
+            pipe = with_stage_clock(pipe, stage_clock)
         pipe.trial_cost = trial_cost
         options = {} if method == "random" else {"n_startup_trials": n_warmup}
         options.update(optimizer_options or {})
         study = Study(pipe, optimizer=method, seed=seed, optimizer_options=options)
         study.optimize(pipe, n_trials=max_trials, budget=budget, show_progress=False)
-        trials = [t for t in study.trials if t.state.finished]
-    values, costs, best, reused, stage_costs = [], [], [], [], []
-    spent, running = 0.0, math.inf
-    for t in trials:
-        spent += float(t.system_attrs.get("cost", 0.0))
-        value = float(t.value) if t.value is not None else math.nan
-        if math.isfinite(value):
-            running = min(running, value)
-        values.append(value)
-        costs.append(spent)
-        best.append(running)
-        records = t.system_attrs.get("stages", [])
-        reused.append(sum(1 for r in records if r.get("cache_hit")))
-        stage_costs.append([float(r.get("cost", math.nan)) for r in records])
-    return {
-        "method": method,
-        "seed": seed,
-        "pipeline": name,
-        "budget": float(budget),
-        "n_warmup": n_warmup,
-        "n_trials": len(trials),
-        "best": best[-1] if best else math.nan,
-        "optimal_value": math.nan,
-        "values": values,
-        "costs": costs,
-        "best_so_far": best,
-        "reused_stages": reused,
-        "stage_costs": stage_costs,
-        "ask_seconds": [],
-        "budget_exhausted": spent >= budget,
-    }
+        trials = study.trials
+    return BenchmarkRun.from_trials(
+        trials,
+        method=method,
+        seed=seed,
+        pipeline=name,
+        budget=budget,
+        n_warmup=n_warmup,
+        record_budget_exhausted=True,
+    )

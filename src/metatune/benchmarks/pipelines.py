@@ -9,19 +9,22 @@ charged to a simulated clock, so hundreds of optimization runs take minutes.
 The simulated cache holds every stage prefix that has run: a candidate whose stages 1..k have the
 exact parameter values of an earlier run pays only `epsilon` for them. `run_synthetic` drives a
 `metatune.Study` by ask/tell and builds the `PipelineContext` a pipeline study gives its optimizer
-(stages, budget, cached prefixes), so every registered optimizer can be compared.
+(stages, budget, cached prefixes), so every registered optimizer can be compared. The benchmarks
+built on these pipelines (description, default budget) are entries of
+`metatune.benchmarks.registry.PIPELINE_BENCHMARKS`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
 from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 
 __all__ = [
@@ -256,17 +259,16 @@ def run_synthetic(
     seed: int,
     budget: float,
     pipeline: str | SyntheticPipeline = "branin-hartmann-ackley",
-    n_warmup: int = 10,
+    n_warmup: int = N_WARMUP,
     epsilon: float = 0.1,
     optimizer_options: dict[str, Any] | None = None,
     max_trials: int = 2000,
-) -> dict[str, Any]:
+) -> BenchmarkRun:
     """Optimize a synthetic pipeline with optimizer `method` until `budget` cost units are spent.
 
-    Every method gets the same `n_warmup` Sobol points for one seed. Returns the per-trial values,
-    cumulative costs, best-so-far values, reused stage counts, per-stage costs (a cached stage
-    at its epsilon) and ask times, plus
-    ``n_trials`` (candidates evaluated, warm-up included) and ``best``.
+    Every method gets the same `n_warmup` Sobol points for one seed. The run records the
+    per-trial values, cumulative costs, best-so-far values, reused stage counts, per-stage costs
+    (a cached stage at its epsilon) and ask times (see `BenchmarkRun`).
     """
     from metatune.study import Study
 
@@ -278,47 +280,23 @@ def run_synthetic(
     if method != "random":
         opts.setdefault("n_startup_trials", n_warmup)
     study = Study(sim.space, optimizer=method, seed=seed, optimizer_options=opts or None)
-    spent = 0.0
-    values: list[float] = []
-    costs: list[float] = []
-    best: list[float] = []
-    reused: list[int] = []
-    stage_costs: list[list[float]] = []
+    spent, n = 0.0, 0
     ask_s: list[float] = []
-    while spent < budget and len(values) < max_trials:
+    while spent < budget and n < max_trials:
         t0 = time.perf_counter()
         trial = study.ask(pipeline=sim.context(budget, spent))
         ask_s.append(time.perf_counter() - t0)
-        reused.append(sim.cached_depth(trial.params))
         value, records, cost = sim.evaluate(trial.params)
-        stage_costs.append([float(r["cost"]) for r in records])
         study.tell(trial, value, system_attrs={"stages": records, "cost": cost})
         spent += cost
-        values.append(value)
-        costs.append(spent)
-        best.append(min(value, best[-1]) if best else value)
-    return {
-        "method": method,
-        "seed": seed,
-        "pipeline": spec.name,
-        "budget": float(budget),
-        "n_warmup": n_warmup,
-        "n_trials": len(values),
-        "best": best[-1] if best else math.nan,
-        "optimal_value": sim.optimal_value,
-        "values": values,
-        "costs": costs,
-        "best_so_far": best,
-        "reused_stages": reused,
-        "stage_costs": stage_costs,
-        "ask_seconds": ask_s,
-    }
-
-
-def best_at_costs(costs: Sequence[float], best: Sequence[float], grid: np.ndarray) -> np.ndarray:
-    """Best-so-far value at each cost of `grid` (NaN before the first trial finished)."""
-    out = np.full(len(grid), np.nan)
-    idx = np.searchsorted(np.asarray(costs), grid, side="right") - 1
-    ok = idx >= 0
-    out[ok] = np.asarray(best)[idx[ok]]
-    return out
+        n += 1
+    return BenchmarkRun.from_trials(
+        study.trials,
+        method=method,
+        seed=seed,
+        pipeline=spec.name,
+        budget=budget,
+        n_warmup=n_warmup,
+        optimal_value=sim.optimal_value,
+        ask_seconds=ask_s,
+    )

@@ -6,7 +6,8 @@ bundled tabular datasets, a small CNN on digits, a tiny character-level LM on st
 source, and a small RNN on an algorithmic task (majority vote over a bit sequence); opt-in, not
 in the default mix the shipped policy was trained on: MLP regression on scikit-learn's synthetic
 generators (`mlp-regression`).
-Held-out families for evaluation live in `benchmarks/lhopt.py`, never here.
+Families are entries of the `TASK_FAMILIES` registry (name -> ``seed -> TrainingTask``).
+Held-out tasks for evaluation live in `metatune.benchmarks.lhopt_tasks`, never here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from metatune._registry import Registry
 
 __all__ = ["TrainingTask", "TASK_FAMILIES", "DEFAULT_FAMILIES", "sample_task"]
 
@@ -264,14 +268,29 @@ def _mlp_regression(seed: int) -> TrainingTask:
     return TrainingTask("mlp-regression", model, train, val, 1e-3)
 
 
-TASK_FAMILIES: dict[str, Callable[[int], TrainingTask]] = {
-    "quadratic": _quadratic,
-    "mlp-tabular": _tabular,
-    "cnn-digits": _cnn_digits,
-    "char-lm": _char_lm,
-    "majority-rnn": _majority_rnn,
-    "mlp-regression": _mlp_regression,
-}
+def _check_family(obj: Any) -> None:
+    if not callable(obj):
+        raise TypeError(f"a task family must be a callable seed -> TrainingTask, got {obj!r}")
+
+
+class _TaskFamilies(Registry[Callable[[int], TrainingTask]]):
+    """The families by name; ``TASK_FAMILIES[name]`` reads like the dict it replaced."""
+
+    def __getitem__(self, name: str) -> Callable[[int], TrainingTask]:
+        return self.get(name)
+
+
+TASK_FAMILIES = _TaskFamilies("task family", check=_check_family)
+for _name, _family in (
+    ("quadratic", _quadratic),
+    ("mlp-tabular", _tabular),
+    ("cnn-digits", _cnn_digits),
+    ("char-lm", _char_lm),
+    ("majority-rnn", _majority_rnn),
+    ("mlp-regression", _mlp_regression),
+):
+    TASK_FAMILIES.register(_name, _family)
+del _name, _family
 # the mix the shipped policy was meta-trained on (`make lhopt-policy` must keep reproducing it)
 DEFAULT_FAMILIES = ["quadratic", "mlp-tabular", "cnn-digits", "char-lm", "majority-rnn"]
 
@@ -281,6 +300,6 @@ def sample_task(rng: np.random.Generator, families: list[str] | None = None) -> 
     names = families or list(DEFAULT_FAMILIES)
     unknown = sorted(set(names) - set(TASK_FAMILIES))
     if unknown:
-        raise ValueError(f"unknown task families {unknown}; available: {sorted(TASK_FAMILIES)}")
+        raise ValueError(f"unknown task families {unknown}; available: {TASK_FAMILIES.names()}")
     name = names[int(rng.integers(len(names)))]
-    return TASK_FAMILIES[name](int(rng.integers(0, 10_000)))
+    return TASK_FAMILIES.get(name)(int(rng.integers(0, 10_000)))

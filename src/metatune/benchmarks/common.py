@@ -1,4 +1,10 @@
-"""Shared helpers for the benchmark scripts: thread pinning, machine info, progress, stats."""
+"""Shared helpers of the benchmark scripts: thread pinning, machine info, command line, progress,
+number formatting and notes files.
+
+The scripts under benchmarks/ import this module before torch: `single_thread_env` must run
+before torch is first imported (importing metatune has already loaded numpy, whose BLAS pool is
+pinned through threadpoolctl instead).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,18 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+__all__ = [
+    "command_line",
+    "fmt_num",
+    "format_machine",
+    "machine_info",
+    "make_progress",
+    "now_utc",
+    "read_notes",
+    "single_thread_env",
+    "single_thread_torch",
+]
+
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -21,9 +39,20 @@ _THREAD_VARS = (
 
 
 def single_thread_env() -> None:
-    """Pin BLAS/OpenMP to one thread; call before torch (or numpy) is first imported."""
+    """Pin BLAS/OpenMP to one thread, here and in every process started from here.
+
+    The environment variables reach libraries loaded later (torch) and child processes; the
+    libraries already loaded (numpy's BLAS, loaded by importing metatune) are limited through
+    threadpoolctl, a dependency of scikit-learn.
+    """
     for var in _THREAD_VARS:
         os.environ[var] = "1"
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - scikit-learn always brings it
+            return
+        threadpool_limits(limits=1)
 
 
 def single_thread_torch() -> None:
@@ -44,6 +73,7 @@ def command_line() -> str:
 
 
 def now_utc() -> str:
+    """The current time in UTC to the minute, as the pages print it."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -77,6 +107,7 @@ def machine_info(
 
 
 def format_machine(info: dict[str, Any]) -> str:
+    """`machine_info` as one line: platform, CPUs, Python, package versions."""
     versions = ", ".join(
         f"{k} {v if v is not None else 'not installed'}"
         for k, v in info.items()

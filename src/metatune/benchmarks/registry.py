@@ -1,0 +1,299 @@
+"""Every benchmark, registered once: what it runs, how it is described, its default budget.
+
+* `PIPELINE_BENCHMARKS`: name -> `PipelineBenchmark`, run and reported by benchmarks/pipelines.py
+  and benchmarks/pipelines_cost_share.py. Synthetic benchmarks charge a simulated clock (cost
+  units); real ones (``ml-*``) their stages' wall seconds on one thread.
+* `SYNTHETIC_FUNCTIONS`: name -> `SyntheticFunction` (a botorch test function), compared across
+  libraries by benchmarks/synthetic.py.
+* `HELD_OUT_TASKS`: name -> a held-out lhopt training task ``seed -> TrainingTask``, never in the
+  meta-training families (`metatune.lhopt.tasks.TASK_FAMILIES`), used by benchmarks/lhopt.py.
+
+The scripts only run and report what is registered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from metatune._registry import Registry
+from metatune.benchmarks.ml_pipelines import ML_PIPELINES, run_ml_pipeline
+from metatune.benchmarks.pipelines import (
+    SYNTHETIC_PIPELINES,
+    SyntheticPipeline,
+    cost_share_pipeline,
+    run_synthetic,
+)
+from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
+
+__all__ = [
+    "COST_SHARES",
+    "DEFAULT_FUNCTIONS",
+    "DEFAULT_HELD_OUT_TASKS",
+    "DEFAULT_ML_MAX_TRIALS",
+    "DEFAULT_PIPELINE_BENCHMARKS",
+    "HELD_OUT_TASKS",
+    "PIPELINE_BENCHMARKS",
+    "SYNTHETIC_FUNCTIONS",
+    "BenchmarkKind",
+    "PipelineBenchmark",
+    "SyntheticFunction",
+    "cost_share_benchmarks",
+]
+
+BenchmarkKind = Literal["synthetic", "real"]
+DEFAULT_ML_MAX_TRIALS = 300  # a real-pipeline run stops here even with budget left
+
+
+@dataclass(frozen=True)
+class PipelineBenchmark:
+    """One pipeline benchmark.
+
+    Args:
+        name: its registry name (also the name on the pages and in the JSON).
+        description: one line for the page, ending before "; optimum ...".
+        default_budget: the cost budget of a run (cost units, or stage seconds for a real one),
+            before a script's ``--budget-scale``.
+        kind: "synthetic" (a `SyntheticPipeline` on a simulated clock) or "real" (a
+            `metatune.Pipeline` of `ML_PIPELINES`, charged its wall seconds).
+        pipeline: the synthetic pipeline's spec, or the name of the real pipeline.
+        last_stage_share: for the cost-share family, the last stage's share of a fresh trial's
+            mean cost; None for the others.
+    """
+
+    name: str
+    description: str
+    default_budget: float
+    kind: BenchmarkKind
+    pipeline: SyntheticPipeline | str
+    last_stage_share: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("synthetic", "real"):
+            raise ValueError(f"kind must be 'synthetic' or 'real', got {self.kind!r}")
+        if not self.default_budget > 0:
+            raise ValueError(f"default_budget must be positive, got {self.default_budget!r}")
+        if self.kind == "synthetic" and not isinstance(self.pipeline, SyntheticPipeline):
+            raise TypeError(
+                f"a synthetic benchmark needs a SyntheticPipeline, got {self.pipeline!r}"
+            )
+        if self.kind == "real" and (
+            not isinstance(self.pipeline, str) or self.pipeline not in ML_PIPELINES
+        ):
+            raise ValueError(
+                f"unknown real pipeline {self.pipeline!r}; available: {sorted(ML_PIPELINES)}"
+            )
+
+    @property
+    def cost_label(self) -> str:
+        """The x-axis label of its plots."""
+        if self.kind == "real":
+            return "cost spent (stage seconds)"
+        return "cost spent (simulated units)"
+
+    def factory(self, **kwargs: Any) -> Any:
+        """A fresh pipeline to evaluate: a `SimulatedPipeline` (kwargs: epsilon) or a
+        `metatune.Pipeline` (kwargs: cache, ...)."""
+        if isinstance(self.pipeline, SyntheticPipeline):
+            return self.pipeline.make(**kwargs)
+        return ML_PIPELINES[self.pipeline](**kwargs)
+
+    def run(
+        self,
+        method: str,
+        seed: int,
+        budget: float | None = None,
+        *,
+        optimizer_options: dict[str, Any] | None = None,
+        n_warmup: int = N_WARMUP,
+        max_trials: int = DEFAULT_ML_MAX_TRIALS,
+        trial_cost: float = 0.0,
+        stage_clock: Callable[[], float] | None = None,
+    ) -> BenchmarkRun:
+        """One run of optimizer `method` at `budget` (default: `default_budget`). `max_trials`,
+        `trial_cost` and `stage_clock` apply to real pipelines (see `run_ml_pipeline`)."""
+        budget = self.default_budget if budget is None else budget
+        if isinstance(self.pipeline, SyntheticPipeline):
+            return run_synthetic(
+                method,
+                seed,
+                budget,
+                pipeline=self.pipeline,
+                n_warmup=n_warmup,
+                optimizer_options=optimizer_options or None,
+            )
+        return run_ml_pipeline(
+            self.pipeline,
+            method,
+            seed,
+            budget,
+            n_warmup=n_warmup,
+            max_trials=max_trials,
+            trial_cost=trial_cost,
+            optimizer_options=optimizer_options or None,
+            stage_clock=stage_clock,
+        )
+
+
+def _check(obj: Any) -> None:
+    if not isinstance(obj, PipelineBenchmark):
+        raise TypeError(f"a pipeline benchmark must be a PipelineBenchmark, got {obj!r}")
+
+
+PIPELINE_BENCHMARKS: Registry[PipelineBenchmark] = Registry("pipeline benchmark", check=_check)
+
+
+def _register(bench: PipelineBenchmark) -> None:
+    """Register `bench` under its own name (the pages and the JSON use that name)."""
+    PIPELINE_BENCHMARKS.register(bench.name, bench)
+
+
+# Synthetic budgets give EI about 45-70 BO steps after the warm-up, the paper's regime (about 40);
+# half of these (used until 2026-11-30) gave 12-32 and a smaller EEIPU advantage.
+_register(
+    PipelineBenchmark(
+        "branin-hartmann-ackley",
+        "3 stages: Branin (2d, cost 20-50, logistic) + Hartmann3 (cost 8-30, sine) + "
+        "Ackley2 on [-5, 5]^2 (cost 5-15, cosine); objective = sum, minimized",
+        3000.0,
+        "synthetic",
+        SYNTHETIC_PIPELINES["branin-hartmann-ackley"],
+    )
+)
+_register(
+    PipelineBenchmark(
+        "hartmann-levy",
+        "2 stages: Hartmann3 (cost 15-50, cosine) + Levy2 on [-5, 5]^2 (cost 5-20, sine); "
+        "objective = sum, minimized",
+        2400.0,
+        "synthetic",
+        SYNTHETIC_PIPELINES["hartmann-levy"],
+    )
+)
+
+# The cost-share family (benchmarks/pipelines_cost_share.py): hartmann-levy with the last stage
+# at 5-50% of a fresh trial's mean cost of 40 units; 2400 units give EI about 60 trials.
+COST_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
+for _share in COST_SHARES:
+    _spec = cost_share_pipeline(_share)
+    _register(
+        PipelineBenchmark(
+            _spec.name,
+            f"2 stages: Hartmann3 + Levy2 on [-5, 5]^2 as hartmann-levy, logistic costs with the "
+            f"last stage {100 * _share:g}% of a fresh trial's mean cost of 40 units; "
+            "objective = sum, minimized",
+            2400.0,
+            "synthetic",
+            _spec,
+            last_stage_share=_share,
+        )
+    )
+del _share, _spec
+
+# Real pipelines (budget in stage wall-seconds, one thread): not in the default run yet, since
+# 7 methods x 5 seeds of each take hours on 2 cores; select them with --benchmarks.
+_register(
+    PipelineBenchmark(
+        "ml-stacking",
+        "breast_cancer stacking: base models with out-of-fold predictions (expensive), then a "
+        "logistic-regression meta-learner; objective = validation log loss",
+        300.0,
+        "real",
+        "stacking",
+    )
+)
+_register(
+    PipelineBenchmark(
+        "ml-vision",
+        "digits CNN: augmentation, two training phases (lr, weight decay), test-time "
+        "augmentation; objective = validation cross-entropy",
+        300.0,
+        "real",
+        "vision",
+    )
+)
+_register(
+    PipelineBenchmark(
+        "ml-language",
+        "char-GRU on stdlib sources: data (context, pre-training size), pre-training, "
+        "fine-tuning; objective = validation loss per character",
+        400.0,
+        "real",
+        "language",
+    )
+)
+
+DEFAULT_PIPELINE_BENCHMARKS = ("branin-hartmann-ackley", "hartmann-levy")
+
+
+def cost_share_benchmarks() -> dict[str, float]:
+    """Benchmark name -> its last stage's share, for the cost-share family, by share."""
+    family = [b for _, b in PIPELINE_BENCHMARKS.items() if b.last_stage_share is not None]
+    return {b.name: float(b.last_stage_share) for b in sorted(family, key=_share_of)}
+
+
+def _share_of(bench: PipelineBenchmark) -> float:
+    return bench.last_stage_share or 0.0
+
+
+# Synthetic functions (benchmarks/synthetic.py) ------------------------------------------------
+@dataclass(frozen=True)
+class SyntheticFunction:
+    """A botorch test function, minimized noise-free; its own bounds unless `kwargs` set them."""
+
+    name: str
+    botorch_class: str  # class name in botorch.test_functions
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def make(self) -> Any:
+        """A fresh instance of the function."""
+        import botorch.test_functions as tf
+
+        return getattr(tf, self.botorch_class)(**dict(self.kwargs))
+
+    def info(self) -> dict[str, Any]:
+        """Dimension, bounds (one [low, high] per input) and the tabulated optimum."""
+        f = self.make()
+        return {
+            "dim": int(f.dim),
+            "bounds": f.bounds.T.tolist(),
+            "optimal_value": float(f.optimal_value),
+        }
+
+
+def _check_function(obj: Any) -> None:
+    if not isinstance(obj, SyntheticFunction):
+        raise TypeError(f"a synthetic function must be a SyntheticFunction, got {obj!r}")
+
+
+SYNTHETIC_FUNCTIONS: Registry[SyntheticFunction] = Registry(
+    "synthetic function", check=_check_function
+)
+for _fn in (
+    SyntheticFunction("Branin", "Branin"),
+    SyntheticFunction("Hartmann6", "Hartmann", {"dim": 6}),
+    SyntheticFunction("Ackley5", "Ackley", {"dim": 5, "bounds": [(-5.0, 10.0)] * 5}),
+    SyntheticFunction("Levy4", "Levy", {"dim": 4}),
+    SyntheticFunction("Rosenbrock4", "Rosenbrock", {"dim": 4}),
+):
+    SYNTHETIC_FUNCTIONS.register(_fn.name, _fn)
+del _fn
+DEFAULT_FUNCTIONS = ("Branin", "Hartmann6", "Ackley5", "Levy4", "Rosenbrock4")  # page order
+
+
+# Held-out lhopt tasks (benchmarks/lhopt.py) ---------------------------------------------------
+def _check_task(obj: Any) -> None:
+    if not callable(obj):
+        raise TypeError(f"a held-out task must be a callable seed -> TrainingTask, got {obj!r}")
+
+
+HELD_OUT_TASKS: Registry[Callable[[int], Any]] = Registry("held-out task", check=_check_task)
+# lazy: the tasks import torch
+HELD_OUT_TASKS.register_lazy(
+    "matrix-factorization", "metatune.benchmarks.lhopt_tasks:matrix_factorization"
+)
+HELD_OUT_TASKS.register_lazy(
+    "diabetes-regression", "metatune.benchmarks.lhopt_tasks:diabetes_regression"
+)
+DEFAULT_HELD_OUT_TASKS = ("matrix-factorization", "diabetes-regression")  # page order

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from metatune._text import check_text
+from metatune._trial_history import TrialHistory
 from metatune.direction import Direction
 from metatune.exceptions import DuplicateStudyError, StudyNotFoundError, TrialAlreadyFinished
 from metatune.objective import TrialObjective, as_trial_objective
@@ -153,6 +154,7 @@ class Study:
         self.space = stored_space
         if self._optimizer is None:
             self._optimizer = make_optimizer(record.optimizer, record.optimizer_options)
+        self._history = TrialHistory(self._storage, record.id)
         self._stale_after = float(stale_after)
         self._last_sweep = -math.inf
         self._sweep_stale()
@@ -253,10 +255,9 @@ class Study:
         self._sweep_stale()
         trial = self._storage.create_trial(self._record.id, {})
         try:
-            trials = self._storage.get_trials(self._record.id)
-            history = [t for t in trials if t.state.finished]
-            pending = [t for t in trials if not t.state.finished and t.number != trial.number]
-            pending = [t for t in pending if t.params]
+            self._history.refresh()
+            history, running = self._history.split()
+            pending = [t for t in running if t.number != trial.number and t.params]
             context = SuggestContext(
                 space=self.space,
                 direction=self.direction,
@@ -405,11 +406,11 @@ class Study:
             while n_trials is None or done < n_trials:
                 if timeout is not None and time.monotonic() - start >= timeout:
                     break
-                trials = self.trials
-                if budget is not None and cost_spent(trials) >= budget:
+                self._history.refresh()
+                if budget is not None and self._history.cost_spent() >= budget:
                     log.info("study %r: cost budget %g spent", self.name, budget)
                     break
-                context = target.suggest_context(trials, self.direction, budget)
+                context = target.suggest_context(self._history.trials(), self.direction, budget)
                 finished = self._run_one(target, context, budget)
                 done += 1
                 progress.update(finished)

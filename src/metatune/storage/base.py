@@ -113,8 +113,12 @@ class BaseStorage(abc.ABC):
         """Mark a RUNNING trial finished, durably; TrialAlreadyFinished if it is finished."""
 
     @abc.abstractmethod
-    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
-        """Trials of a study ordered by number, optionally filtered by state."""
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None, first_number: int = 0
+    ) -> list[Trial]:
+        """Trials of a study ordered by number, optionally filtered by state; only those numbered
+        `first_number` or more (a study re-reads only what may have changed since its last read,
+        since finished trials never change)."""
 
     @abc.abstractmethod
     def heartbeat(self, study_id: int, number: int) -> None:

@@ -101,12 +101,14 @@ class InMemoryStorage(BaseStorage):
             raise KeyError(f"study {study_id} has no trial {number}")
         return trials[number]
 
-    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None, first_number: int = 0
+    ) -> list[Trial]:
         with self._lock:
             wanted = None if states is None else {TrialState(s) for s in states}
             return [
                 copy.deepcopy(t)
-                for t in self._trials[study_id]
+                for t in self._trials[study_id][max(first_number, 0) :]
                 if wanted is None or t.state in wanted
             ]
 

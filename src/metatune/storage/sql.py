@@ -399,8 +399,12 @@ class SQLStorage(BaseStorage):
             row = conn.execute(select(_trials).where(*_trial_key(study_id, number))).one()
         return _trial(row)
 
-    def get_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> list[Trial]:
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None, first_number: int = 0
+    ) -> list[Trial]:
         query = select(_trials).where(_trials.c.study_id == study_id).order_by(_trials.c.number)
+        if first_number > 0:  # the (study_id, number) index makes this read O(returned rows)
+            query = query.where(_trials.c.number >= first_number)
         if states is not None:
             query = query.where(_trials.c.state.in_([TrialState(s).value for s in states]))
         with self._tx() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import subprocess
@@ -292,6 +293,15 @@ def test_pipeline_demo_runs_on_a_tiny_budget_and_resumes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # A simulated clock charges every stage 1 s (the 4 stages of a trial: 4 s), so the count of
+    # candidates a budget of 1 s buys does not depend on how fast the machine trains.
+    settings = cli.Settings(stage_clock=itertools.count().__next__)
+
+    def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args), settings=settings)
+        out, err = capsys.readouterr()
+        return code, out, err
+
     args = ("demo", "--budget", "1", "--optimizer", "random", "--pipeline", "vision")
     code, out, err = run(capsys, *args)
     assert code == 0, err

@@ -10,20 +10,30 @@ import contextlib
 import enum
 import json
 import logging
-import math
 import os
-import re
-import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from metatune import __version__
+from metatune.demos.common import (
+    DEFAULT_DIR,
+    DEFAULT_STORAGE,
+    STORAGE_ENV,
+    CommandError,
+    Output,
+    display_url,
+    fail,
+    one_line,
+    open_storage,
+)
+from metatune.demos.svm import DEMO_STUDY, DEMO_TRIALS
 
 try:  # typer >= 0.2x vendors click; older releases use click itself
     from typer._click import exceptions as _click_exc
@@ -34,61 +44,45 @@ if TYPE_CHECKING:
     from metatune.storage import BaseStorage, StudyRecord
     from metatune.trial import Trial
 
-__all__ = ["app", "main"]
+__all__ = ["CLIError", "Settings", "app", "main"]
 
-DEFAULT_DIR = "metatune-runs"
-DEFAULT_STORAGE = f"sqlite:///{DEFAULT_DIR}/metatune.db"
-DEMO_STUDY = "svm-digits"
-DEMO_TRIALS = 70
-_STORAGE_ENV = "METATUNE_STORAGE"
+CLIError = CommandError  # a user-facing error: one line ``error: ...`` and its exit code
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line ``error: ...`` with exit code `code`."""
+@dataclass(frozen=True)
+class Settings:
+    """What every command of one invocation reads from ``ctx.obj`` (made by the root callback).
 
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class _Options:
-    quiet = False
-
-
-_OPTS = _Options()
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    raise CLIError(message, code)
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
-
-
-def _out() -> Console:
-    """Console for results (stdout); colour only on a terminal (rich decides, NO_COLOR works).
-
-    Off a terminal, tables get 120 columns (or $COLUMNS) instead of rich's cramped 80.
+    `quiet`: no progress bars or notes (--quiet). `stage_clock`: the clock the pipeline demo
+    charges its stages by (None: wall seconds; tests pass a simulated one through `main`).
     """
-    width = None
-    if not sys.stdout.isatty():
-        cols = os.environ.get("COLUMNS", "")
-        width = int(cols) if cols.isdigit() and int(cols) > 0 else 120
-    return Console(highlight=False, width=width)
+
+    quiet: bool = False
+    stage_clock: Callable[[], float] | None = None
 
 
-def _note(message: str) -> None:
-    """An informational line on stderr, silenced by --quiet."""
-    if not _OPTS.quiet:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(message)
+def _settings(ctx: typer.Context, quiet: bool = False) -> Settings:
+    """The invocation's settings, quiet also when a command's own --quiet is given."""
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings()
+    return replace(settings, quiet=settings.quiet or quiet)
+
+
+def _output(ctx: typer.Context, quiet: bool = False) -> Output:
+    """The command's output; a command's own --quiet also silences warnings while it runs."""
+    if quiet:
+        ctx.with_resource(_stderr_logging(True))
+    return Output(quiet=_settings(ctx, quiet).quiet)
 
 
 class _StderrHandler(logging.Handler):
     """Writes to whatever sys.stderr is at emit time, so live progress bars stay intact."""
 
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.quiet = quiet
+
     def emit(self, record: logging.LogRecord) -> None:
-        if _OPTS.quiet and record.levelno < logging.ERROR:
+        if self.quiet and record.levelno < logging.ERROR:
             return
         try:
             print(f"{record.levelname.lower()}: {self.format(record)}", file=sys.stderr)
@@ -96,49 +90,25 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-# Storage helpers ------------------------------------------------------------------------------
-def _sqlite_file(url: str) -> str | None:
-    """The database file of a file-backed sqlite URL, else None."""
+@contextlib.contextmanager
+def _stderr_logging(quiet: bool) -> Iterator[None]:
+    """While it lasts, metatune's warnings go to stderr as ``warning: ...`` (errors only when
+    quiet), in place of an earlier such handler (a command's --quiet replaces the root's)."""
+    logger = logging.getLogger("metatune")
+    replaced = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    for h in replaced:
+        logger.removeHandler(h)
+    handler = _StderrHandler(quiet)
+    logger.addHandler(handler)
+    old_propagate = logger.propagate
+    logger.propagate = False
     try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-    except Exception:
-        return None
-    db = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or db in ("", ":memory:") or db.startswith("file:"):
-        return None
-    return db
-
-
-def _safe_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def _open_storage(url: str, *, must_exist: bool) -> BaseStorage:
-    """Open `url`; for reading, refuse to create a new sqlite file where none exists."""
-    from metatune.storage import get_storage
-
-    if must_exist:
-        db = _sqlite_file(url)
-        if db is not None and not Path(db).is_file():
-            _fail(
-                f"no database at {db} (storage {_safe_url(url)}); "
-                "run 'metatune demo' first or pass --storage URL"
-            )
-    try:
-        return get_storage(url)
-    except (ValueError, TypeError, ImportError) as exc:
-        _fail(_one_line(str(exc)))
-
-
-def _display_url(storage: BaseStorage, url: str) -> str:
-    return str(getattr(storage, "url", None) or _safe_url(url))
+        yield
+    finally:
+        logger.removeHandler(handler)
+        for h in replaced:
+            logger.addHandler(h)
+        logger.propagate = old_propagate
 
 
 def _find_study(storage: BaseStorage, url: str, name: str | None) -> StudyRecord:
@@ -147,14 +117,14 @@ def _find_study(storage: BaseStorage, url: str, name: str | None) -> StudyRecord
         record = storage.get_study(name)
         if record is None:
             known = [s.name for s in storage.list_studies()]
-            _fail(f"no study named {name!r} in {_display_url(storage, url)}; studies: {known}")
+            fail(f"no study named {name!r} in {display_url(storage, url)}; studies: {known}")
         return record
     studies = storage.list_studies()
     if len(studies) == 1:
         return studies[0]
-    where = _display_url(storage, url)
+    where = display_url(storage, url)
     if not studies:
-        _fail(f"no studies in {where}")
+        fail(f"no studies in {where}")
     known = [s.name for s in studies]
     raise _click_exc.UsageError(
         f"Missing option '--study': {where} holds {len(known)} studies: {known}"
@@ -165,7 +135,7 @@ def _find_study(storage: BaseStorage, url: str, name: str | None) -> StudyRecord
 _STUDY_HELP = "Name of the study (may be left out when the storage holds only one)."
 _STORAGE_HELP = "SQLAlchemy URL of the storage, e.g. sqlite:///runs.db or postgresql://..."
 _StorageOpt = Annotated[
-    str, typer.Option("--storage", envvar=_STORAGE_ENV, metavar="URL", help=_STORAGE_HELP)
+    str, typer.Option("--storage", envvar=STORAGE_ENV, metavar="URL", help=_STORAGE_HELP)
 ]
 _StudyOpt = Annotated[str | None, typer.Option("--study", "-s", help=_STUDY_HELP)]
 _JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -205,6 +175,7 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -223,37 +194,26 @@ def _root(
     Studies live in a storage given by --storage (default sqlite:///metatune-runs/metatune.db,
     or the METATUNE_STORAGE environment variable).
     """
-    _OPTS.quiet = _OPTS.quiet or quiet
+    settings = _settings(ctx, quiet)
+    ctx.obj = settings
+    ctx.with_resource(_stderr_logging(settings.quiet))
 
 
 # demo ----------------------------------------------------------------------------------------
-def _interrupted(study: Any, where: str) -> NoReturn:
-    """After Ctrl-C in a demo: say what is kept and exit 130."""
-    print(
-        f"Interrupted: the {len(study.completed_trials())} completed trials of study "
-        f"{study.name!r} are saved in {where}; run the same command again to resume.",
-        file=sys.stderr,
-    )
-    raise typer.Exit(130)
-
-
 _DemoStorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        envvar=_STORAGE_ENV,
+        envvar=STORAGE_ENV,
         metavar="URL",
         help=_STORAGE_HELP + " (default: sqlite:///<out>/metatune.db)",
     ),
 ]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"
-
-
 @app.command("demo")
 def demo(
+    ctx: typer.Context,
     budget: Annotated[
         float,
         typer.Option("--budget", min=1.0, help="Cost budget of this call, in stage seconds."),
@@ -287,104 +247,24 @@ def demo(
     cache; the end shows candidates, cache hits, seconds saved, the best configuration and a plot.
     Running it again resumes the study with a new budget.
     """
-    from metatune.benchmarks.ml_pipelines import ML_PIPELINES
-    from metatune.optimizers import available_optimizers
-    from metatune.pipeline import summarize
-    from metatune.report.plots import plot_best_so_far
-    from metatune.report.tables import best_trial, format_params, format_value
-    from metatune.study import Study
-    from metatune.trial import TrialState
+    from metatune.demos.pipeline import PipelineDemoOptions, run_pipeline_demo
 
-    _OPTS.quiet = _OPTS.quiet or quiet
-    demo_pipelines = ("vision", "stacking")
-    if pipeline not in demo_pipelines:
-        raise typer.BadParameter(
-            f"{pipeline!r} is not one of {', '.join(map(repr, demo_pipelines))}",
-            param_hint="'--pipeline'",
-        )
-    optimizer = optimizer or "eeipu"
-    if optimizer not in available_optimizers():
-        raise typer.BadParameter(
-            f"{optimizer!r} is not one of {', '.join(repr(o) for o in available_optimizers())}",
-            param_hint="'--optimizer'",
-        )
-    study = study or f"{pipeline}-{optimizer}"
-    url = storage or f"sqlite:///{(out / 'metatune.db').as_posix()}"
-    store = _open_storage(url, must_exist=False)
-    where = _display_url(store, url)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"cannot create output folder {out}: {exc.strerror or exc}")
-    pipe = ML_PIPELINES[pipeline](cache=out / "cache")
-    try:
-        st = Study(pipe, optimizer=optimizer, storage=store, name=study, seed=seed)
-    except ValueError as exc:
-        _fail(_one_line(str(exc)))
-    spent_before = st.cost_spent
-    total = spent_before + budget
-    _note(
-        f"Study [bold]{escape(study)}[/] in {escape(where)}: pipeline {pipeline} "
-        f"({' -> '.join(pipe.stage_names)}), optimizer {escape(st.optimizer.name)}, "
-        f"budget {budget:g} s of stage time"
-        + (f" (after {spent_before:.0f} s already spent)" if spent_before else "")
-        + f"; cache in {escape(str(out / 'cache'))}."
+    options = PipelineDemoOptions(
+        budget=budget,
+        pipeline=pipeline,
+        optimizer=optimizer,
+        storage=storage,
+        study=study,
+        seed=seed,
+        out=out,
     )
-    err = Console(stderr=True, highlight=False)
-    show = not _OPTS.quiet and sys.stderr.isatty()
-    best_value = [math.inf]
-
-    def report(s: Study, t: Any) -> None:
-        if not show:
-            return
-        marks = " ".join(
-            f"[cyan]{escape(r['name'])}:cache[/]"
-            if r.get("cache_hit")
-            else f"{escape(r['name'])}:ran"
-            for r in t.system_attrs.get("stages", [])
-        )
-        if t.state is TrialState.COMPLETE and t.value is not None:
-            best_value[0] = min(best_value[0], t.value)
-            outcome = f"loss {t.value:.4f} (best {best_value[0]:.4f})"
-        else:
-            outcome = f"[red]failed[/]: {escape((t.error or '').splitlines()[0][:60])}"
-        cost = float(t.system_attrs.get("cost", 0.0))
-        err.print(
-            f"#{t.number:<4} {marks}  {cost:6.2f} s  {outcome}  [dim]{s.cost_spent:.0f}/{total:.0f} s[/]"
-        )
-
-    try:
-        st.optimize(pipe, budget=total, callbacks=[report], show_progress=False)
-    except KeyboardInterrupt:
-        _interrupted(st, where)
-
-    trials = st.trials
-    summary = summarize(trials)
-    console = _out()
-    console.print(
-        f"{summary['candidates']} candidates in {summary['cost_spent']:.0f} s of stage time "
-        f"({summary['completed']} completed, {summary['failed']} failed); "
-        f"{summary['trials_with_cache_hits']} reused a cached prefix, "
-        f"{summary['stage_cache_hits']} stage runs served from the cache, "
-        f"{summary['seconds_saved']:.0f} s saved."
-    )
-    best = best_trial(trials, st.direction)
-    if best is not None:
-        acc = best.user_attrs.get("accuracy")
-        acc_txt = f", accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
-        console.print(
-            f"Best: trial #{best.number}, validation loss {format_value(best.value)}{acc_txt} "
-            f"with {escape(format_params(best.params))}"
-        )
-    plot = out / f"{_slug(study)}-best-so-far.png"
-    plot_best_so_far(
-        trials, plot, st.direction, title=f"{study}: {pipeline} pipeline", ylabel="validation loss"
-    )
-    console.print(f"Plot: {escape(str(plot))}")
+    output = _output(ctx, quiet)
+    run_pipeline_demo(options, output, stage_clock=_settings(ctx).stage_clock)
 
 
 @app.command("demo-svm")
 def demo_svm(
+    ctx: typer.Context,
     trials: Annotated[
         int,
         typer.Option("--trials", "-n", min=1, help="Trials to run in this call (added on resume)."),
@@ -431,144 +311,26 @@ def demo_svm(
     Shows a live progress bar, then the top trials and a best-so-far plot (PNG in --out).
     Running it again resumes the same study; Ctrl-C keeps every finished trial.
     """
-    from metatune.benchmarks.sklearn_tasks import SVMDigits
-    from metatune.optimizers import available_optimizers
-    from metatune.report.plots import plot_best_so_far
-    from metatune.report.tables import (
-        best_trial,
-        format_params,
-        format_value,
-        rank_trials,
-        trials_table,
-    )
-    from metatune.space import Space
-    from metatune.study import Study
-    from metatune.trial import TrialState
+    from metatune.demos.svm import SvmDemoOptions, run_svm_demo
 
-    _OPTS.quiet = _OPTS.quiet or quiet
-    if optimizer is not None and optimizer not in available_optimizers():
-        raise typer.BadParameter(
-            f"{optimizer!r} is not one of {', '.join(repr(o) for o in available_optimizers())}",
-            param_hint="'--optimizer'",
-        )
-    if max_samples is not None and max_samples < 10 * cv:
-        raise typer.BadParameter(
-            f"{max_samples} is too small for {cv}-fold CV; use at least {10 * cv}",
-            param_hint="'--max-samples'",
-        )
-    if study is None:
-        study = DEMO_STUDY
-        if cv != 5:
-            study += f"-cv{cv}"
-        if max_samples is not None:
-            study += f"-n{max_samples}"
-    if not study.strip():
-        raise typer.BadParameter("the study name must not be empty", param_hint="'--study'")
-
-    url = storage or f"sqlite:///{(out / 'metatune.db').as_posix()}"
-    store = _open_storage(url, must_exist=False)
-    where = _display_url(store, url)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"cannot create output folder {out}: {exc.strerror or exc}")
-    try:
-        task = SVMDigits(cv=cv, max_samples=max_samples, seed=0)
-        config = {"cv": cv, "n_samples": len(task.y)}
-        record = store.get_study(study)
-        if record is not None:
-            existing = store.get_trials(record.id)
-            if record.direction != task.direction or Space.from_dict(record.space) != task.space:
-                _fail(
-                    f"study {study!r} in {where} is not an SVM-digits demo study "
-                    "(different space or direction); pass --study NAME for a new one"
-                )
-            ran = next((t.user_attrs for t in reversed(existing) if "cv" in t.user_attrs), None)
-            if ran is not None and {k: ran.get(k) for k in config} != config:
-                _fail(
-                    f"study {study!r} was run with cv={ran.get('cv')} on {ran.get('n_samples')} "
-                    f"samples, not cv={cv} on {config['n_samples']}; pass --study NAME for a new one"
-                )
-            done = [t for t in existing if t.state is TrialState.COMPLETE]
-            best = best_trial(existing, record.direction)
-            best_txt = f", best {format_value(best.value)} (#{best.number})" if best else ""
-            opt_txt = optimizer or record.optimizer
-            _note(
-                f"Resuming study [bold]{escape(study)}[/] in {escape(where)}: {len(existing)} trials so far "
-                f"({len(done)} complete){best_txt}; adding {trials} with optimizer {escape(opt_txt)}."
-            )
-            if seed is not None and seed != record.seed:
-                _note(f"--seed {seed} ignored: a resumed study keeps its seed ({record.seed}).")
-        else:
-            _note(
-                f"New study [bold]{escape(study)}[/] in {escape(where)}: {trials} trials, "
-                f"optimizer {escape(optimizer or 'gp')}, seed {0 if seed is None else seed}."
-            )
-        st = Study(
-            task.space,
-            direction=task.direction,
-            optimizer=optimizer if record is not None else (optimizer or "gp"),
-            storage=store,
-            name=study,
-            seed=0 if seed is None else seed,
-        )
-    except ValueError as exc:
-        _fail(_one_line(str(exc)))
-    _note(
-        f"Objective: {cv}-fold CV accuracy of sklearn SVC(C, gamma, kernel) on digits "
-        f"({len(task.y)} samples), maximized."
+    options = SvmDemoOptions(
+        trials=trials,
+        storage=storage,
+        study=study,
+        optimizer=optimizer,
+        seed=seed,
+        out=out,
+        cv=cv,
+        max_samples=max_samples,
+        top=top,
     )
-
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        return {**task(params), **config}
-
-    show_progress = not _OPTS.quiet and sys.stderr.isatty()
-    try:
-        st.optimize(objective, n_trials=trials, show_progress=show_progress)
-    except KeyboardInterrupt:
-        _interrupted(st, where)
-
-    all_trials = st.trials
-    n_failed = sum(t.state is TrialState.FAILED for t in all_trials)
-    ranked = [t for t in rank_trials(all_trials, st.direction) if t.state is TrialState.COMPLETE]
-    console = _out()
-    console.print(
-        trials_table(
-            ranked[:top],
-            st.direction,
-            title=(
-                f"{study}: top {min(top, len(ranked))} of {len(all_trials)} trials"
-                + (f" ({n_failed} failed)" if n_failed else "")
-            ),
-        )
-    )
-    best = best_trial(all_trials, st.direction)
-    if best is not None:
-        console.print(
-            f"Best: trial #{best.number}, accuracy {format_value(best.value)} "
-            f"with {escape(format_params(best.params))}"
-        )
-    plot = out / f"{_slug(study)}-best-so-far.png"
-    plot_best_so_far(
-        all_trials,
-        plot,
-        st.direction,
-        title=f"{study}: SVC on digits, {cv}-fold CV accuracy",
-        ylabel="CV accuracy",
-    )
-    console.print(f"Plot: {escape(str(plot))}")
-    storage_arg = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(where)}"
-    _note(
-        escape(
-            "Run the same command again to add trials to this study; inspect it with "
-            f"'metatune trials{storage_arg} --study {shlex.quote(study)}'."
-        )
-    )
+    run_svm_demo(options, _output(ctx, quiet))
 
 
 # trials / best / export / studies -------------------------------------------------------------
 @app.command("trials")
 def trials_cmd(
+    ctx: typer.Context,
     storage: _StorageOpt = DEFAULT_STORAGE,
     study: _StudyOpt = None,
     state: Annotated[
@@ -591,7 +353,8 @@ def trials_cmd(
     from metatune.report.tables import rank_trials, trials_table
     from metatune.trial import TrialState
 
-    store = _open_storage(storage, must_exist=True)
+    output = _output(ctx)
+    store = open_storage(storage, must_exist=True)
     try:
         record = _find_study(store, storage, study)
         states = None if state is None else [TrialState(state.value)]
@@ -611,21 +374,21 @@ def trials_cmd(
     if len(rows) < total:
         title += f", showing {len(rows)}"
     if not rows:
-        _note(escape(f"study {record.name!r} has no {what}"))
+        output.note(escape(f"study {record.name!r} has no {what}"))
         return
-    _out().print(trials_table(rows, record.direction, title=title, show_started=True))
+    output.results().print(trials_table(rows, record.direction, title=title, show_started=True))
 
 
 def _trial_json(trial: Trial) -> dict[str, Any]:
-    from metatune.report.export import _iso, _jsonable
+    from metatune.report.export import iso_utc, jsonable
 
     return {
         "number": trial.number,
         "value": trial.value,
         "params": trial.params,
-        "user_attrs": {k: _jsonable(v) for k, v in trial.user_attrs.items()},
-        "started_at": _iso(trial.started_at),
-        "finished_at": _iso(trial.finished_at),
+        "user_attrs": {k: jsonable(v) for k, v in trial.user_attrs.items()},
+        "started_at": iso_utc(trial.started_at),
+        "finished_at": iso_utc(trial.finished_at),
         "duration": trial.duration,
     }
 
@@ -639,7 +402,7 @@ def best(
     """Show the best completed trial of a study: number, value and params."""
     from metatune.report.tables import best_trial, trial_table
 
-    store = _open_storage(storage, must_exist=True)
+    store = open_storage(storage, must_exist=True)
     try:
         record = _find_study(store, storage, study)
         rows = store.get_trials(record.id)
@@ -647,12 +410,12 @@ def best(
         store.close()
     top = best_trial(rows, record.direction)
     if top is None:
-        _fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")
+        fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")
     if as_json:
         payload = {"study": record.name, "direction": record.direction, **_trial_json(top)}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    console = _out()
+    console = Output().results()
     console.print(
         f"[bold]Best trial of {escape(record.name)}[/] ({record.direction}, {len(rows)} trials)"
     )
@@ -661,6 +424,7 @@ def best(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     storage: _StorageOpt = DEFAULT_STORAGE,
     study: _StudyOpt = None,
     format: Annotated[
@@ -678,7 +442,7 @@ def export(
     """
     from metatune.report.export import write_trials
 
-    store = _open_storage(storage, must_exist=True)
+    store = open_storage(storage, must_exist=True)
     try:
         record = _find_study(store, storage, study)
         rows = store.get_trials(record.id)
@@ -696,31 +460,35 @@ def export(
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
-    _note(escape(f"Wrote {len(rows)} trials of {record.name!r} to {output} ({format.value})."))
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    _output(ctx).note(
+        escape(f"Wrote {len(rows)} trials of {record.name!r} to {output} ({format.value}).")
+    )
 
 
 @app.command()
 def studies(
+    ctx: typer.Context,
     storage: _StorageOpt = DEFAULT_STORAGE,
     as_json: _JsonOpt = False,
 ) -> None:
     """List the studies in a storage with trial counts and best values."""
     from metatune.report.tables import studies_table, summarize_study
 
-    store = _open_storage(storage, must_exist=True)
+    store = open_storage(storage, must_exist=True)
     try:
         summaries = [summarize_study(r, store.get_trials(r.id)) for r in store.list_studies()]
-        where = _display_url(store, storage)
+        where = display_url(store, storage)
     finally:
         store.close()
     if as_json:
         sys.stdout.write(json.dumps([s.to_dict() for s in summaries], indent=2) + "\n")
         return
+    output = _output(ctx)
     if not summaries:
-        _note(f"no studies in {escape(where)}")
+        output.note(f"no studies in {escape(where)}")
         return
-    _out().print(studies_table(summaries, title=f"Studies in {where}"))
+    output.results().print(studies_table(summaries, title=f"Studies in {where}"))
 
 
 # lhopt ------------------------------------------------------------------------------------------
@@ -734,6 +502,7 @@ app.add_typer(lhopt_app, name="lhopt")
 
 @lhopt_app.command("train")
 def lhopt_train(
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option(help="Folder for checkpoints, log.json and policy.pt.")
     ] = Path(f"{DEFAULT_DIR}/lhopt"),
@@ -826,14 +595,15 @@ def lhopt_train(
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None
-    show = not _OPTS.quiet and sys.stderr.isatty()
+    output = _output(ctx)
+    show = output.live
     with Progress(console=Console(stderr=True), disable=not show) as bar:
         task = bar.add_task("meta-training", total=iterations)
 
         def report(it: int, stats: dict[str, float]) -> None:
             reward = stats.get("mean_reward", 0.0)
             bar.update(task, completed=it, description=f"meta-training (reward {reward:+.3f})")
-            if not show and not _OPTS.quiet:  # a log line per iteration when not on a terminal
+            if not show and not output.quiet:  # a log line per iteration when not on a terminal
                 print(f"iteration {it}/{iterations}: mean reward {reward:+.3f}", flush=True)
 
         try:
@@ -844,27 +614,18 @@ def lhopt_train(
 
 
 # Entry point ----------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code."""
-    _OPTS.quiet = False
-    logger = logging.getLogger("metatune")
-    handler = _StderrHandler()
-    logger.addHandler(handler)
-    old_propagate = logger.propagate
-    logger.propagate = False
-    try:
-        return _main(argv, handler)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = old_propagate
+def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
+    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code.
 
-
-def _main(argv: Sequence[str] | None, handler: logging.Handler) -> int:
+    `settings` start the invocation's `Settings` (the options then add to them), e.g. a
+    simulated stage clock in tests.
+    """
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
-    handler.setLevel(logging.WARNING)
     try:
-        rv = command.main(args=args, prog_name="metatune", standalone_mode=False)
+        rv = command.main(
+            args=args, prog_name="metatune", standalone_mode=False, obj=settings or Settings()
+        )
         return rv if isinstance(rv, int) else 0
     except _click_exc.NoArgsIsHelpError as exc:
         exc.show()
@@ -873,12 +634,12 @@ def _main(argv: Sequence[str] | None, handler: logging.Handler) -> int:
         hint = ""
         if exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        print(f"error: {_one_line(exc.format_message())}{hint}", file=sys.stderr)
+        print(f"error: {one_line(exc.format_message())}{hint}", file=sys.stderr)
         return exc.exit_code
     except _click_exc.ClickException as exc:
-        print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
+        print(f"error: {one_line(exc.format_message())}", file=sys.stderr)
         return exc.exit_code
-    except CLIError as exc:
+    except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
     except (KeyboardInterrupt, typer.Abort):
@@ -891,7 +652,7 @@ def _main(argv: Sequence[str] | None, handler: logging.Handler) -> int:
         return 1
     except Exception as exc:
         if type(exc).__module__.startswith("sqlalchemy"):
-            print(f"error: database error: {_one_line(str(exc))[:500]}", file=sys.stderr)
+            print(f"error: database error: {one_line(str(exc))[:500]}", file=sys.stderr)
             return 1
         raise
 

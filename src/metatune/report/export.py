@@ -16,13 +16,23 @@ from typing import IO, Any
 
 from metatune.trial import Trial
 
-__all__ = ["FORMATS", "trial_columns", "trial_rows", "write_csv", "write_json", "write_trials"]
+__all__ = [
+    "FORMATS",
+    "iso_utc",
+    "jsonable",
+    "trial_columns",
+    "trial_rows",
+    "write_csv",
+    "write_json",
+    "write_trials",
+]
 
 FORMATS = ("csv", "json")
 _BASE_COLUMNS = ["number", "state", "value", "error", "started_at", "finished_at", "duration"]
 
 
-def _iso(dt: datetime | None) -> str | None:
+def iso_utc(dt: datetime | None) -> str | None:
+    """`dt` as ISO 8601 in UTC with microseconds and a ``Z`` (naive times are taken as UTC)."""
     if dt is None:
         return None
     if dt.tzinfo is not None:
@@ -63,17 +73,19 @@ def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
             "state": t.state.value,
             "value": t.value,
             "error": _first_line(t.error),
-            "started_at": _iso(t.started_at),
-            "finished_at": _iso(t.finished_at),
+            "started_at": iso_utc(t.started_at),
+            "finished_at": iso_utc(t.finished_at),
             "duration": None if duration is None else round(duration, 6),
         }
         row.update({f"params.{k}": v for k, v in t.params.items()})
-        row.update({f"user_attrs.{k}": _jsonable(v) for k, v in t.user_attrs.items()})
+        row.update({f"user_attrs.{k}": jsonable(v) for k, v in t.user_attrs.items()})
         rows.append({c: row.get(c) for c in columns})
     return rows
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """`v` as a JSON value: numbers and strings as they are, numpy scalars as Python ones,
+    containers that serialize as they are, anything else as its str."""
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     item = getattr(v, "item", None)  # numpy scalars

@@ -158,6 +158,7 @@ def plot(
     lowest = min((v for r in mine for v in r["best_so_far"] if np.isfinite(v)), default=0.0)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     opt = None
+    drawn = False  # whether any run finished a trial within the budget
     for m in methods:
         rs = [
             r
@@ -169,6 +170,7 @@ def plot(
         opt = rs[0].get("optimal_value", opt)
         curves = np.array([best_at_costs(r["costs"], r["best_so_far"], grid) for r in rs])
         ok = ~np.isnan(curves).any(axis=0)
+        drawn = drawn or bool(ok.any())
         med = np.median(curves[:, ok], axis=0)
         q25, q75 = np.percentile(curves[:, ok], [25, 75], axis=0)
         variant = m not in COLORS  # name+option=value: dashed, in its base method's colour
@@ -183,8 +185,8 @@ def plot(
         ax.fill_between(grid[ok], q25, q75, color=line.get_color(), alpha=0.12)
     if opt is not None and np.isfinite(opt):
         ax.axhline(opt, color="k", ls=":", lw=0.8, label="optimum")
-    if lowest > 0:  # losses: a log scale shows the differences near the end
-        ax.set_yscale("log")
+    if lowest > 0 and drawn:  # losses: a log scale shows the differences near the end
+        ax.set_yscale("log")  # (an empty plot cannot have one: matplotlib refuses)
     ax.set_xlabel(bench.cost_label)
     ax.set_ylabel("best objective so far (median, IQR)")
     ax.set_title(f"{bench.name}: best-so-far vs cost")

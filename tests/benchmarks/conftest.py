@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str) -> ModuleType:
-    """Import benchmarks/<name>.py without leaving its sys.path entry or its thread-pinning
-    environment variables behind in the test process."""
+    """Import benchmarks/<name>.py without leaving its thread-pinning environment variables
+    (or any sys.path change) behind in the test process."""
     spec = importlib.util.spec_from_file_location(
         f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py"
     )

@@ -2,8 +2,8 @@
 number formatting and notes files.
 
 The scripts under benchmarks/ import this module before torch: `single_thread_env` must run
-before torch is first imported (importing metatune has already loaded numpy, whose BLAS pool is
-pinned through threadpoolctl instead).
+before torch is first imported; `single_thread_torch` then pins the process that runs the work
+(numpy's BLAS pool, loaded by importing metatune, included).
 """
 
 from __future__ import annotations
@@ -39,25 +39,24 @@ _THREAD_VARS = (
 
 
 def single_thread_env() -> None:
-    """Pin BLAS/OpenMP to one thread, here and in every process started from here.
-
-    The environment variables reach libraries loaded later (torch) and child processes; the
-    libraries already loaded (numpy's BLAS, loaded by importing metatune) are limited through
-    threadpoolctl, a dependency of scikit-learn.
-    """
+    """Pin BLAS/OpenMP to one thread in libraries loaded from now on (torch) and in every process
+    started from here; call before torch is first imported. Libraries already loaded (numpy's
+    BLAS, which importing metatune loads) keep their pools: `single_thread_torch` pins those."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"
-    if "numpy" in sys.modules:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - scikit-learn always brings it
-            return
-        threadpool_limits(limits=1)
 
 
 def single_thread_torch() -> None:
-    """Pin torch's intra- and inter-op pools to one thread (env first, for a fresh process)."""
+    """Pin this process to one thread before it runs anything: the environment (for a fresh
+    process), the BLAS/OpenMP pools already loaded (through threadpoolctl, a dependency of
+    scikit-learn) and torch's intra- and inter-op pools."""
     single_thread_env()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn always brings it
+        pass
+    else:
+        threadpool_limits(limits=1)
     import torch
 
     torch.set_num_threads(1)

@@ -84,8 +84,11 @@ def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
 
 
 def jsonable(v: Any) -> Any:
-    """`v` as a JSON value: numbers and strings as they are, numpy scalars as Python ones,
-    containers that serialize as they are, anything else as its str."""
+    """`v` as a JSON value: numbers and strings as they are (a non-finite float as "nan",
+    "inf" or "-inf", which JSON has no number for), numpy scalars as Python ones, containers
+    that serialize as they are, anything else as its str."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     item = getattr(v, "item", None)  # numpy scalars
@@ -95,27 +98,38 @@ def jsonable(v: Any) -> Any:
         except (TypeError, ValueError):
             pass
     try:
-        json.dumps(v)
+        json.dumps(v, allow_nan=False)
     except (TypeError, ValueError):
         return str(v)
     return v
 
 
+# A cell a spreadsheet would run as a formula: text starting with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading quote before a formula-looking cell."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else str(v)
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return repr(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
     if isinstance(v, (dict, list)):
-        return json.dumps(v)
-    return v
+        return _neutral(json.dumps(v))
+    return _neutral(str(v))
 
 
 def write_csv(trials: Sequence[Trial], fp: IO[str]) -> None:
     """Write `trials` as CSV with a header row; empty cells for missing values."""
     columns = trial_columns(trials)
     writer = csv.writer(fp, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([_neutral(c) for c in columns])
     for row in trial_rows(trials):
         writer.writerow([_csv_cell(row[c]) for c in columns])
 

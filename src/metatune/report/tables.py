@@ -15,6 +15,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from metatune._text import printable
 from metatune.direction import Direction
 from metatune.trial import Trial, TrialState
 
@@ -98,9 +99,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def _text(value: object, style: str = "") -> Text:
+    """A cell or title shown as given: never parsed as rich markup, and with control characters
+    escaped, so a name holding terminal escapes prints as text."""
+    return Text(printable(value), style=style)
+
+
 def _plain(text: str | None) -> Text | None:
-    """Titles and cells are shown as given, never parsed as rich markup."""
-    return None if text is None else Text(text)
+    return None if text is None else _text(text)
 
 
 def _format_time(dt: datetime | None) -> str:
@@ -140,7 +146,7 @@ def trials_table(
     table.add_column(f"value ({direction[:3]})", justify="right")
     if split_params:
         for name in names:
-            table.add_column(Text(name), justify="right", overflow="fold")
+            table.add_column(_text(name), justify="right", overflow="fold")
     else:
         table.add_column("params", overflow="fold")
     table.add_column("duration", justify="right")
@@ -152,19 +158,19 @@ def trials_table(
     for t in trials:
         is_best = t.number == best_number
         row: list[Any] = [
-            Text(f"{t.number}{' *' if is_best else ''}"),
-            Text(t.state.value, style=_STATE_STYLE.get(t.state, "")),
-            Text(format_value(t.value)),
+            _text(f"{t.number}{' *' if is_best else ''}"),
+            _text(t.state.value, style=_STATE_STYLE.get(t.state, "")),
+            _text(format_value(t.value)),
         ]
         if split_params:
-            row += [Text(format_value(t.params[n]) if n in t.params else "") for n in names]
+            row += [_text(format_value(t.params[n]) if n in t.params else "") for n in names]
         else:
-            row.append(Text(format_params(t.params)))
-        row.append(Text(format_duration(t.duration)))
+            row.append(_text(format_params(t.params)))
+        row.append(_text(format_duration(t.duration)))
         if show_started:
-            row.append(Text(_format_time(t.started_at)))
+            row.append(_text(_format_time(t.started_at)))
         if show_error:
-            row.append(Text(_first_line(t.error), style="red"))
+            row.append(_text(_first_line(t.error), style="red"))
         table.add_row(*row, style="bold green" if is_best else None)
     return table
 
@@ -177,17 +183,17 @@ def trial_table(trial: Trial, *, title: str | None = None) -> Table:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     table.add_row("trial", str(trial.number))
-    table.add_row("state", Text(trial.state.value, style=_STATE_STYLE.get(trial.state, "")))
+    table.add_row("state", _text(trial.state.value, style=_STATE_STYLE.get(trial.state, "")))
     table.add_row("value", format_value(trial.value))
     table.add_row("params", "")
     for name, v in trial.params.items():
-        table.add_row(Text(f"  {name}"), Text(format_value(v)))
+        table.add_row(_text(f"  {name}"), _text(format_value(v)))
     if trial.user_attrs:
         table.add_row("user attrs", "")
         for name, v in trial.user_attrs.items():
-            table.add_row(Text(f"  {name}"), Text(format_value(v)))
+            table.add_row(_text(f"  {name}"), _text(format_value(v)))
     if trial.error:
-        table.add_row("error", Text(_first_line(trial.error), style="red"))
+        table.add_row("error", _text(_first_line(trial.error), style="red"))
     table.add_row("duration", format_duration(trial.duration))
     table.add_row("started (UTC)", _format_time(trial.started_at))
     table.add_row("finished (UTC)", _format_time(trial.finished_at))
@@ -248,7 +254,7 @@ def studies_table(summaries: Sequence[StudySummary], *, title: str | None = None
     table.add_column("created (UTC)", no_wrap=True)
     for s in summaries:
         table.add_row(
-            Text(s.name),
+            _text(s.name),
             s.direction,
             s.optimizer,
             str(s.n_trials),

@@ -138,7 +138,7 @@ def open_storage(url: str, *, must_exist: bool) -> BaseStorage:
                 "run 'metatune demo' first or pass --storage URL"
             )
     try:
-        return get_storage(url)
+        return get_storage(url, read_only=must_exist)  # a read-only command writes nothing
     except (ValueError, TypeError, ImportError) as exc:
         fail(one_line(str(exc)))
 

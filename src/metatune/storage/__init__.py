@@ -9,8 +9,11 @@ from metatune.storage.memory import InMemoryStorage
 __all__ = ["BaseStorage", "DuplicateStudyError", "InMemoryStorage", "StudyRecord", "get_storage"]
 
 
-def get_storage(storage: str | BaseStorage | None) -> BaseStorage:
-    """Resolve None (in memory), a SQLAlchemy URL such as ``sqlite:///runs.db``, or a storage."""
+def get_storage(storage: str | BaseStorage | None, *, read_only: bool = False) -> BaseStorage:
+    """Resolve None (in memory), a SQLAlchemy URL such as ``sqlite:///runs.db``, or a storage.
+
+    With `read_only`, a URL is opened for reading only: nothing is created or written in it.
+    """
     if storage is None:
         return InMemoryStorage()
     if isinstance(storage, BaseStorage):
@@ -22,5 +25,5 @@ def get_storage(storage: str | BaseStorage | None) -> BaseStorage:
             )
         from metatune.storage.sql import SQLStorage
 
-        return SQLStorage(storage)
+        return SQLStorage(storage, read_only=read_only)
     raise TypeError(f"storage must be None, a URL string or a BaseStorage, got {storage!r}")

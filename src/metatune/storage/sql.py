@@ -16,6 +16,7 @@ import random
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -39,6 +40,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -133,7 +135,7 @@ class SQLStorage(BaseStorage):
     driver is missing, or the database cannot be opened.
     """
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(self, url: str, echo: bool = False, read_only: bool = False) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a string like 'sqlite:///study.db', got {url!r}")
         try:
@@ -144,6 +146,7 @@ class SQLStorage(BaseStorage):
                 f"(expected e.g. 'sqlite:///study.db'): {exc}"
             ) from exc
         self.url = parsed.render_as_string(hide_password=True)
+        self.read_only = bool(read_only)
         self._is_sqlite = parsed.get_backend_name() == "sqlite"
         memory = self._is_sqlite and _is_memory_sqlite(parsed)
         # One shared connection for an in-memory SQLite database, so every use is serialized.
@@ -159,6 +162,8 @@ class SQLStorage(BaseStorage):
             }
             if memory:
                 kwargs["poolclass"] = StaticPool
+            elif self.read_only:
+                kwargs["creator"] = _read_only_sqlite(parsed, self.url)
             else:
                 self._make_parent_dir(parsed)
         else:
@@ -173,9 +178,13 @@ class SQLStorage(BaseStorage):
         except (ArgumentError, TypeError) as exc:
             raise ValueError(f"cannot use storage URL {self.url!r}: {exc}") from exc
         if self._is_sqlite:
-            event.listen(self._engine, "connect", _sqlite_on_connect)
+            on_connect = _sqlite_on_connect_read_only if self.read_only else _sqlite_on_connect
+            event.listen(self._engine, "connect", on_connect)
             event.listen(self._engine, "begin", _sqlite_on_begin)
-        self._create_tables()
+        if self.read_only:
+            self._check_readable()
+        else:
+            self._create_tables()
         self._register_fork_handler()
 
     # Setup ------------------------------------------------------------------------------------
@@ -215,6 +224,27 @@ class SQLStorage(BaseStorage):
                     f"cannot open storage {self.url!r}: {type(exc.orig).__name__}: {exc.orig}"
                 ) from exc
 
+    def _check_readable(self) -> None:
+        """For a read-only storage: metatune's tables must be there (nothing is created), and
+        the schema version, if stamped, must be ours."""
+        try:
+            with self._tx() as conn:
+                names = set(inspect(conn).get_table_names())
+                if not {"studies", "trials"} <= names:
+                    raise ValueError(
+                        f"storage {self.url!r} holds no metatune studies (it has no metatune "
+                        "tables); check the --storage URL"
+                    )
+                if "metatune_meta" in names:
+                    found = conn.scalar(select(_meta.c.value).where(_meta.c.key == _SCHEMA_KEY))
+                    if found is not None and found != str(SCHEMA_VERSION):
+                        raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
+        except DBAPIError as exc:
+            self._engine.dispose()
+            raise ValueError(
+                f"cannot open storage {self.url!r}: {type(exc.orig).__name__}: {exc.orig}"
+            ) from exc
+
     def _check_schema_version(self, conn: Connection) -> None:
         """Stamp a new database with SCHEMA_VERSION; refuse one stamped with another version.
 
@@ -246,6 +276,8 @@ class SQLStorage(BaseStorage):
     @contextlib.contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
         """A transaction committed on exit; SQLite writes take the write lock up front."""
+        if write and self.read_only:
+            raise ValueError(f"storage {self.url!r} is open read-only: nothing can be written")
         with self._lock, self._engine.connect() as conn:
             if write and self._is_sqlite:
                 conn = conn.execution_options(metatune_begin="BEGIN IMMEDIATE")
@@ -461,6 +493,33 @@ def _enable_wal(cursor: Any) -> None:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.02 + 0.05 * random.random())
+
+
+def _sqlite_on_connect_read_only(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
+def _read_only_sqlite(url: URL, shown: str) -> Any:
+    """A connection factory that opens the SQLite file read-only (it must exist)."""
+    db = url.database or ""
+    if db.startswith("file:"):
+        raise ValueError(f"read-only storage needs a plain SQLite file path, got {shown!r}")
+    path = os.path.abspath(db)
+    if not os.path.isfile(path):
+        raise ValueError(f"no database file at {path} (storage {shown!r})")
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(
+            uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False
+        )
+
+    return connect
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

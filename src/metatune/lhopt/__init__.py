@@ -1,9 +1,11 @@
-"""Learned hyperparameter control (LHOPT-style): features, actions, policy and controller.
+"""Learned hyperparameter control (LHOPT-style): a small recurrent policy, meta-trained with PPO
+over a distribution of training tasks, that adjusts a torch Adam/AdamW optimizer while it trains.
 
-Built so far: unitless run features (`features`), bounded relative actions with gradient
-clipping and checkpoints (`actions`), the recurrent actor-critic (`policy`) and the drop-in
-`Controller`. Not built yet: PPO meta-training over a task distribution and the shipped
-pretrained policy, so `Controller(..., policy="default")` raises until one is shipped.
+`features` builds the policy's unitless observations, `actions` applies its bounded relative
+moves (learning rate, betas, eps, weight decay, a gradient-clipping quantile), `policy` is the
+actor-critic, `controller` the drop-in `Controller` (with a shipped pretrained policy, and a
+divergence guard outside the policy), `tasks` the task families and `training` the PPO loop
+behind `metatune lhopt train`.
 """
 
 from metatune.lhopt.actions import (

@@ -614,6 +614,14 @@ def lhopt_train(
 
 
 # Entry point ----------------------------------------------------------------------------------
+def _error(message: str) -> None:
+    """``error: <message>`` on stderr; what the stream cannot encode (a lone surrogate from an
+    undecodable argument) is written as a backslash escape instead of raising."""
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    line = f"error: {message}".encode(encoding, "backslashreplace").decode(encoding)
+    print(line, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
     """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code.
 
@@ -634,13 +642,13 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         hint = ""
         if exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        print(f"error: {one_line(exc.format_message())}{hint}", file=sys.stderr)
+        _error(f"{one_line(exc.format_message())}{hint}")
         return exc.exit_code
     except _click_exc.ClickException as exc:
-        print(f"error: {one_line(exc.format_message())}", file=sys.stderr)
+        _error(one_line(exc.format_message()))
         return exc.exit_code
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.code
     except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
@@ -652,7 +660,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         return 1
     except Exception as exc:
         if type(exc).__module__.startswith("sqlalchemy"):
-            print(f"error: database error: {one_line(str(exc))[:500]}", file=sys.stderr)
+            _error(f"database error: {one_line(str(exc))[:500]}")
             return 1
         raise
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ def test_random_studies_finish_every_trial_and_read_back(
         for t in trials:  # only a real number completes a trial
             out = outcomes[t.number] if t.number < len(outcomes) else 1.0
             value = out.get("objective") if isinstance(out, dict) else out
-            real = isinstance(value, (int, float)) and not isinstance(value, bool)
+            real = isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
             assert t.state is TrialState.FAILED or (real and math.isfinite(value)), (out, t)
         reread = Study(name=study.name, storage=url).trials
         assert [_comparable(t) for t in reread] == [_comparable(t) for t in trials]

@@ -303,7 +303,19 @@ class Study:
         if error is None:
             value, metrics = _split_result(value)
             attrs.update(metrics)
-        attrs, bad_metric = to_json_attrs(attrs)
+        return self._finish(int(number), value, error, attrs, system_attrs)
+
+    def _finish(
+        self,
+        number: int,
+        value: Any,
+        error: BaseException | str | None,
+        user_attrs: dict[str, Any],
+        system_attrs: dict[str, Any] | None,
+    ) -> Trial:
+        """Store the outcome of trial `number`: `value` is the objective value alone (a
+        result's metrics are already in `user_attrs`)."""
+        attrs, bad_metric = to_json_attrs(user_attrs)
         state, stored = TrialState.COMPLETE, None
         if error is not None:
             state = TrialState.FAILED
@@ -318,7 +330,7 @@ class Study:
                 state, error, stored = TrialState.FAILED, f"objective returned {stored}", None
         return self._storage.finish_trial(
             self._record.id,
-            int(number),
+            number,
             state,
             value=stored,
             error=error,
@@ -437,25 +449,32 @@ class Study:
                 result = target.evaluate(dict(trial.params), attrs)
             value, metrics = _split_result(result)
         except KeyboardInterrupt:
-            self._tell_once(
-                trial, error="interrupted by the user (KeyboardInterrupt)", system_attrs=attrs
-            )
+            self._tell_once(trial, error="interrupted by the user (KeyboardInterrupt)", attrs=attrs)
             raise
         except Exception as exc:  # the objective, a pipeline's stage or cache, a bad result
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            return self._tell_once(trial, error=exc, system_attrs=attrs)
+            return self._tell_once(trial, error=exc, attrs=attrs)
         except BaseException as exc:  # SystemExit, GeneratorExit: stop, but not RUNNING forever
-            self._tell_once(trial, error=f"interrupted by {exc!r}", system_attrs=attrs)
+            self._tell_once(trial, error=f"interrupted by {exc!r}", attrs=attrs)
             raise
-        finished = self._tell_once(trial, value, user_attrs=metrics, system_attrs=attrs)
+        finished = self._tell_once(trial, value, metrics=metrics, attrs=attrs)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)
         return finished
 
-    def _tell_once(self, trial: Trial, value: Any = None, **outcome: Any) -> Trial:
-        """Tell, but if another process already failed this trial as stale, keep its verdict."""
+    def _tell_once(
+        self,
+        trial: Trial,
+        value: Any = None,
+        *,
+        error: BaseException | str | None = None,
+        metrics: dict[str, Any] | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> Trial:
+        """Finish the trial, but if another process already failed it as stale, keep its
+        verdict."""
         try:
-            return self.tell(trial, value, **outcome)
+            return self._finish(trial.number, value, error, dict(metrics or {}), attrs)
         except TrialAlreadyFinished as exc:
             stored = self._storage.get_trials(self._record.id)[trial.number]
             log.warning(

@@ -32,13 +32,15 @@ def _escape(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(text: object) -> str:
+def printable(text: object, keep_newlines: bool = False) -> str:
     """`text` with control, format and unpaired-surrogate characters escaped (``\\x1b``);
-    newlines and tabs too, so one value stays on one line of a table."""
+    newlines and tabs too (unless `keep_newlines`), so one value stays on one line of a table."""
     s = str(text)
     if s.isprintable():
         return s
     return "".join(
-        ch if ch.isprintable() and unicodedata.category(ch) not in ("Cs",) else _escape(ch)
+        ch
+        if (ch.isprintable() and unicodedata.category(ch) != "Cs") or (keep_newlines and ch == "\n")
+        else _escape(ch)
         for ch in s
     )

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from metatune import __version__
+from metatune._text import printable
 from metatune.demos.common import (
     DEFAULT_DIR,
     DEFAULT_STORAGE,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CLIError", "Settings", "app", "main"]
 
+DEBUG_ENV = "METATUNE_DEBUG"  # set to see the traceback of an internal error
 CLIError = CommandError  # a user-facing error: one line ``error: ...`` and its exit code
 
 
@@ -85,7 +87,8 @@ class _StderrHandler(logging.Handler):
         if self.quiet and record.levelno < logging.ERROR:
             return
         try:
-            print(f"{record.levelname.lower()}: {self.format(record)}", file=sys.stderr)
+            message = printable(self.format(record), keep_newlines=True)
+            print(f"{record.levelname.lower()}: {message}", file=sys.stderr)
         except Exception:  # pragma: no cover
             self.handleError(record)
 
@@ -413,11 +416,12 @@ def best(
         fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")
     if as_json:
         payload = {"study": record.name, "direction": record.direction, **_trial_json(top)}
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
         return
     console = Output().results()
     console.print(
-        f"[bold]Best trial of {escape(record.name)}[/] ({record.direction}, {len(rows)} trials)"
+        f"[bold]Best trial of {escape(printable(record.name))}[/] "
+        f"({record.direction}, {len(rows)} trials)"
     )
     console.print(trial_table(top))
 
@@ -461,6 +465,10 @@ def export(
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         fail(f"cannot write {output}: {exc.strerror or exc}")
+    except BaseException:  # no half-written temp file is left behind, whatever happened
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     _output(ctx).note(
         escape(f"Wrote {len(rows)} trials of {record.name!r} to {output} ({format.value}).")
     )
@@ -618,7 +626,7 @@ def _error(message: str) -> None:
     """``error: <message>`` on stderr; what the stream cannot encode (a lone surrogate from an
     undecodable argument) is written as a backslash escape instead of raising."""
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
-    line = f"error: {message}".encode(encoding, "backslashreplace").decode(encoding)
+    line = f"error: {printable(message)}".encode(encoding, "backslashreplace").decode(encoding)
     print(line, file=sys.stderr)
 
 
@@ -662,7 +670,14 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         if type(exc).__module__.startswith("sqlalchemy"):
             _error(f"database error: {one_line(str(exc))[:500]}")
             return 1
-        raise
+        if os.environ.get(DEBUG_ENV):
+            raise
+        # A bug of ours, not a bad input: still one line, with how to get the traceback.
+        _error(
+            f"internal error: {type(exc).__name__}: {one_line(str(exc))[:500]} "
+            f"(set {DEBUG_ENV}=1 for the traceback, and please report it)"
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from metatune._text import printable
+
 if TYPE_CHECKING:
     from metatune.storage import BaseStorage
     from metatune.trial import Trial
@@ -98,7 +100,9 @@ class Output:
     def note(self, message: str) -> None:
         """An informational line on stderr (rich markup), silenced by quiet."""
         if not self.quiet:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(message)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                printable(message, keep_newlines=True)
+            )
 
 
 # Storage -------------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ def _nan_metric(tmp_path: Path) -> None:
         conn.execute("UPDATE trials SET user_attrs = '{\"m\": NaN}'")
 
 
-def test_studies_prints_an_escaped_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_studies_prints_an_escaped_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that no cell is folded
     url = _study(tmp_path, name=f"{CLEAR}x")
     assert main(["studies", "--storage", url]) == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from metatune.trial import Trial
+from metatune.trial import SystemAttr, Trial
 
 __all__ = [
     "N_WARMUP",
@@ -86,14 +86,14 @@ class BenchmarkRun:
         for t in trials:
             if not t.state.finished:
                 continue
-            spent += float(t.system_attrs.get("cost", 0.0))
+            spent += float(t.system_attrs.get(SystemAttr.COST, 0.0))
             value = float(t.value) if t.value is not None else math.nan
             if math.isfinite(value):
                 running = min(running, value)
             values.append(value)
             costs.append(spent)
             best.append(running)
-            records = t.system_attrs.get("stages", [])
+            records = t.system_attrs.get(SystemAttr.STAGES, [])
             reused.append(sum(1 for r in records if r.get("cache_hit")))
             stage_costs.append(tuple(float(r.get("cost", math.nan)) for r in records))
         return cls(

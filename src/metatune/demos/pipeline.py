@@ -29,6 +29,7 @@ from metatune.demos.common import (
     report_best,
     write_best_so_far_plot,
 )
+from metatune.trial import SystemAttr
 
 __all__ = ["PIPELINES", "PipelineDemoOptions", "run_pipeline_demo"]
 
@@ -103,14 +104,14 @@ def run_pipeline_demo(
             f"[cyan]{escape(r['name'])}:cache[/]"
             if r.get("cache_hit")
             else f"{escape(r['name'])}:ran"
-            for r in t.system_attrs.get("stages", [])
+            for r in t.system_attrs.get(SystemAttr.STAGES, [])
         )
         if t.state is TrialState.COMPLETE and t.value is not None:
             best_value[0] = min(best_value[0], t.value)
             outcome = f"loss {t.value:.4f} (best {best_value[0]:.4f})"
         else:
             outcome = f"[red]failed[/]: {escape((t.error or '').splitlines()[0][:60])}"
-        cost = float(t.system_attrs.get("cost", 0.0))
+        cost = float(t.system_attrs.get(SystemAttr.COST, 0.0))
         err.print(
             f"#{t.number:<4} {marks}  {cost:6.2f} s  {outcome}  [dim]{s.cost_spent:.0f}/{total:.0f} s[/]"
         )

@@ -128,6 +128,10 @@ class Registry(Generic[T]):
         """(name, object) pairs, sorted by name; resolves lazy entries."""
         return [(n, self.get(n)) for n in self.names()]
 
+    def __getitem__(self, name: str) -> T:
+        """``registry[name]``, the same as `get` (so a registry reads like the dict it is)."""
+        return self.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -273,14 +273,9 @@ def _check_family(obj: Any) -> None:
         raise TypeError(f"a task family must be a callable seed -> TrainingTask, got {obj!r}")
 
 
-class _TaskFamilies(Registry[Callable[[int], TrainingTask]]):
-    """The families by name; ``TASK_FAMILIES[name]`` reads like the dict it replaced."""
-
-    def __getitem__(self, name: str) -> Callable[[int], TrainingTask]:
-        return self.get(name)
-
-
-TASK_FAMILIES = _TaskFamilies("task family", check=_check_family)
+TASK_FAMILIES: Registry[Callable[[int], TrainingTask]] = Registry(
+    "task family", check=_check_family
+)
 for _name, _family in (
     ("quadratic", _quadratic),
     ("mlp-tabular", _tabular),

@@ -20,11 +20,12 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from metatune.benchmarks.common import single_thread_torch
+from metatune.benchmarks.common import how_it_was_run, repo_relative, single_thread_torch
 
 # Every task trains on one thread. The held-out tasks are
 # metatune.benchmarks.registry.HELD_OUT_TASKS, never among the meta-training families.
@@ -78,6 +79,107 @@ def policy_run(
 
 def first_reach(curve: list[tuple[int, float]], target: float) -> int | None:
     return next((t for t, v in curve if math.isfinite(v) and v <= target), None)
+
+
+def existing_notes(page: str) -> str:
+    """The body of a page's "## Notes" section (up to "## How it was run"), or ""."""
+    if "\n## Notes\n" not in page:
+        return ""
+    body = page.split("\n## Notes\n", 1)[1]
+    return body.split("\n## How it was run\n", 1)[0].strip()
+
+
+def _cell(values: list[float]) -> str:
+    return f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
+
+
+def what_it_means(speed: float, worst: float) -> str:
+    """The verdict on the two targets, then the numbers it is read from."""
+    fast, close = speed >= 1.3, worst <= 1.02
+    verdict = (
+        "both targets are met"
+        if fast and close
+        else "neither target is met"
+        if not fast and not close
+        else "the speedup target is not met"
+        if not fast
+        else "the best-loss target is not met"
+    )
+    return (
+        f"What it means: {verdict}. Median over tasks of the per-task median speedup: "
+        f"{speed:.2f} (target >= 1.3); worst per-task median best-loss ratio policy / grid: "
+        f"{worst:.3f} (target <= 1.02)."
+    )
+
+
+def write_markdown(
+    results: dict[str, dict],
+    initial: dict[str, list[float]],
+    path: Path,
+    *,
+    command: str,
+    date: str,
+    machine: str,
+    policy: str,
+    seeds: int,
+    steps: int,
+    high_lr: float,
+    notes: str = "",
+) -> None:
+    """The page: the comparison and recovery tables, what they mean, the notes (`notes`,
+    without their heading), then how it was run. `initial`: each task's validation loss before
+    training, per seed."""
+    lines = [
+        "# Learned control policy vs best-of-grid AdamW (held-out tasks)",
+        "",
+        "| task | best grid (lr x default, schedule) | speedup median [min, max] | best loss: policy | best grid | AdamW default lr, constant | policy / grid: best loss | last loss (medians) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        s = r["speedup"]
+        lines.append(
+            f"| {name} | x{r['best_grid']['lr_mult']}, {r['best_grid']['schedule']} | "
+            f"{np.median(s):.2f} [{min(s):.2f}, {max(s):.2f}] | {_cell(r['best_policy'])} | "
+            f"{_cell(r['best_grid_loss'])} | {_cell(r['best_default_adamw'])} | "
+            f"{np.median(r['best_ratio']):.3f} | {np.median(r['last_ratio']):.3f} |"
+        )
+    speed = [float(np.median(r["speedup"])) for r in results.values()]
+    worst = max(float(np.median(r["best_ratio"])) for r in results.values())
+    lines += [
+        "",
+        what_it_means(float(np.median(speed)), worst),
+        "",
+        f"Recovery from a learning rate {high_lr:g}x too high (final validation loss, median "
+        "[min, max]):",
+        "",
+        "| task | policy started at high lr | constant AdamW at high lr | initial loss |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {_cell(r['final_high_lr_policy'])} | {_cell(r['final_high_lr_adamw'])} | "
+            f"{_cell(initial[name])} |"
+        )
+    lines += [
+        "",
+        "![validation loss: best AdamW grid cell vs policy](lhopt.png)",
+        "",
+        f"Policy: `{policy}`; {seeds} seeds, {steps} steps per run. The grid is "
+        f"AdamW with lr x {list(LRS)} of the task's default and schedules {list(SCHEDULES)}; "
+        "the best cell per task (median best validation loss) is the baseline. The policy "
+        "starts AdamW at the default lr. Validation loss is measured every 10 steps; a run's "
+        "loss is its best (what early stopping keeps; the tasks overfit at different speeds, "
+        "so the last loss would reward stopping early by luck). Speedup = steps / first step "
+        "at which the policy's validation loss reaches the baseline's best (if never, "
+        "baseline best / policy best, below 1). Losses: median [min, max] over seeds.",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", notes, ""]
+    lines += how_it_was_run(
+        [(command, repo_relative(path.parent), "")], [f"Date: {date}", f"Machine: {machine}"]
+    )
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,65 +279,29 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lhopt.json").write_text(json.dumps(results))
-    lines = [
-        "# Learned control policy vs best-of-grid AdamW (held-out tasks)",
-        "",
-        f"Command: `python benchmarks/lhopt.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-        "",
-        f"Policy: `{args.policy}`; {args.seeds} seeds, {args.steps} steps per run. The grid is "
-        f"AdamW with lr x {list(LRS)} of the task's default and schedules {list(SCHEDULES)}; "
-        "the best cell per task (median best validation loss) is the baseline. The policy "
-        "starts AdamW at the default lr. Validation loss is measured every 10 steps; a run's "
-        "loss is its best (what early stopping keeps; the tasks overfit at different speeds, "
-        "so the last loss would reward stopping early by luck). Speedup = steps / first step "
-        "at which the policy's validation loss reaches the baseline's best (if never, "
-        "baseline best / policy best, below 1). Losses: median [min, max] over seeds.",
-        "",
-        "| task | best grid (lr x default, schedule) | speedup median [min, max] | best loss: policy | best grid | AdamW default lr, constant | policy / grid: best loss | last loss (medians) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-
-    def cell(values: list[float]) -> str:
-        return f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
-
-    for name, r in results.items():
-        s = r["speedup"]
-        lines.append(
-            f"| {name} | x{r['best_grid']['lr_mult']}, {r['best_grid']['schedule']} | "
-            f"{np.median(s):.2f} [{min(s):.2f}, {max(s):.2f}] | {cell(r['best_policy'])} | "
-            f"{cell(r['best_grid_loss'])} | {cell(r['best_default_adamw'])} | "
-            f"{np.median(r['best_ratio']):.3f} | {np.median(r['last_ratio']):.3f} |"
-        )
-    speed = [float(np.median(r["speedup"])) for r in results.values()]
-    worst = max(float(np.median(r["best_ratio"])) for r in results.values())
-    lines += [
-        "",
-        f"Median over tasks of the per-task median speedup: {np.median(speed):.2f} (target >= 1.3); "
-        f"worst per-task median best-loss ratio policy / grid: {worst:.3f} (target <= 1.02).",
-        "",
-        f"Recovery from a learning rate {args.high_lr:g}x too high (final validation loss, median "
-        "[min, max]):",
-        "",
-        "| task | policy started at high lr | constant AdamW at high lr | initial loss |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for name, r in results.items():
-        start = [HELD_OUT_TASKS.get(name)(seed).val_loss() for seed in range(args.seeds)]
-        lines.append(
-            f"| {name} | {cell(r['final_high_lr_policy'])} | {cell(r['final_high_lr_adamw'])} | "
-            f"{cell(start)} |"
-        )
-    lines += ["", "![validation loss: best AdamW grid cell vs policy](lhopt.png)"]
     notes = Path(args.notes).read_text().strip() if args.notes else ""
     notes = notes.removeprefix("## Notes").strip()  # the page adds the heading itself
     previous = out / "lhopt.md"
-    if not notes and previous.exists() and "\n## Notes\n" in previous.read_text():
-        notes = previous.read_text().split("\n## Notes\n", 1)[1].strip()  # keep them on re-runs
-    if notes:
-        lines += ["", "## Notes", "", notes]
-    (out / "lhopt.md").write_text("\n".join(lines) + "\n")
+    if not notes and previous.exists():
+        notes = existing_notes(previous.read_text())  # keep them on re-runs
+    initial = {
+        name: [HELD_OUT_TASKS.get(name)(seed).val_loss() for seed in range(args.seeds)]
+        for name in results
+    }
+    write_markdown(
+        results,
+        initial,
+        out / "lhopt.md",
+        command="python benchmarks/lhopt.py "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        date=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        machine=f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        policy=args.policy,
+        seeds=args.seeds,
+        steps=args.steps,
+        high_lr=args.high_lr,
+        notes=notes,
+    )
 
     import matplotlib
 

@@ -31,7 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metatune.benchmarks.common import command_line, machine_info, now_utc, single_thread_env
+from metatune.benchmarks.common import (
+    command_line,
+    how_it_was_run,
+    machine_info,
+    now_utc,
+    repo_relative,
+    single_thread_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_FILE = ROOT / "examples" / "mlo" / "reweighting.py"  # the task every implementation runs
@@ -530,15 +537,56 @@ def _versus(summary: dict) -> list[str]:
 
 
 def _existing_notes(path: Path) -> str | None:
-    """The "## Notes" section of an existing mlo.md, kept when no --notes file is given."""
+    """The "## Notes" section of an existing mlo.md (up to "## How it was run"), kept when no
+    --notes file is given."""
     if not path.exists():
         return None
     text = path.read_text()
     i = text.find("\n## Notes")
-    return text[i + 1 :] if i >= 0 else None
+    if i < 0:
+        return None
+    return text[i + 1 :].split("\n## How it was run\n", 1)[0]
 
 
-def write_outputs(payload: dict, notes: str | None) -> None:
+def same_accuracy(rows: list[dict]) -> list[list[str]]:
+    """Groups of two or more implementations with the same accuracy on every seed (in IMPLS
+    order): they compute the same hypergradient."""
+    per: dict[str, dict[int, float]] = {}
+    failed = {r["impl"] for r in rows if "error" in r}
+    for r in rows:
+        if "error" not in r:
+            per.setdefault(r["impl"], {})[r["seed"]] = r["accuracy"]
+    groups: dict[tuple, list[str]] = {}
+    for impl, accs in per.items():
+        if impl not in failed:
+            groups.setdefault(tuple(sorted(accs.items())), []).append(impl)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def what_it_means(rows: list[dict]) -> str:
+    """The page's "What it means" paragraph, read off the runs."""
+
+    def _and(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    groups = same_accuracy(rows)
+    if not groups:
+        return (
+            "What it means: no two implementations gave the same accuracy on every seed; "
+            "compare their cost columns with that in mind."
+        )
+    return (
+        "What it means: implementations with the same clean test accuracy on every seed compute "
+        "the same hypergradient: "
+        + "; ".join(_and(g) for g in groups)
+        + ". Between those, the CPU time and peak live tensor memory columns compare the cost of "
+        "one result."
+    )
+
+
+def write_outputs(payload: dict, notes: str | None, rendered_by: str | None = None) -> None:
+    """mlo.json, mlo.md and mlo.png. `rendered_by`: the command that re-rendered the page from
+    mlo.json (``--render``), if one did."""
     out_dir = ROOT / "docs" / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     notes_text = Path(notes).read_text() if notes else _existing_notes(out_dir / "mlo.md")
@@ -551,39 +599,6 @@ def write_outputs(payload: dict, notes: str | None) -> None:
     elapsed = payload["elapsed_s"]
     lines = [
         "# Multilevel optimization benchmark: Meta-Weight-Net data reweighting",
-        "",
-        f"Command: `{payload['command']}` ({elapsed / 60:.1f} min in all)  ",
-        f"Date: {payload['date']}  ",
-        f"Machine: {info['platform']}, {info['cpu_count']} CPUs ({info['cpu']}), "
-        f"Python {info['python']}; each run single-threaded in a fresh subprocess, runs one after "
-        "another on a machine shared with other jobs (timings are noisy)  ",
-        "Versions: "
-        + ", ".join(f"{k} {info.get(k)}" for k in ("metatune", "torch", "betty-ml", "torchopt")),
-        "",
-        "Task (examples/mlo/reweighting.py): digits, 40% symmetric label noise, 5x class "
-        "imbalance; MLP 64-128-10 (SGD lr 0.1, batch 64) with per-example weights from a "
-        "1-32-1 weight net (Adam 1e-3) trained on a clean meta set (100 examples, batch 50). "
-        f"{args.steps} outer steps (one classifier step + one weight-net step each), seeds "
-        f"{', '.join(map(str, args.seeds))}; the same data, initialization and batch order for "
-        "every implementation. Approximation settings shared by metatune and Betty: darts radius "
-        f"{DARTS_ALPHA}; Neumann {NEUMANN['iterations']} terms, alpha {NEUMANN['alpha']}; CG "
-        f"{getattr(args, 'cg_iters', CG_ITERS)} iterations"
-        + (
-            f" (metatune damping {args.cg_damping:g})." if getattr(args, "cg_damping", 0.0) else "."
-        ),
-        "",
-        "Cells: median [min, max] over seeds. Two memory metrics: **peak live tensor memory** = "
-        "the peak, over outer steps "
-        f"{WARMUP + 1}-{WARMUP + MEM_WINDOW}, of the bytes held by live CPU tensors minus those "
-        "live when step "
-        f"{WARMUP + 1} began, in KiB, reconstructed from the allocation and free records of "
-        "torch's CPU allocator under `torch.profiler.profile(profile_memory=True)` in a separate "
-        "run of the same seed (so the profiler never enters the timed steps); it is what one "
-        "outer step allocates at its worst moment (parameters, optimizer state and data that "
-        "persist across steps are in the baseline). **Peak RSS growth** = growth of the "
-        "process's peak resident set (getrusage ru_maxrss) from just before the training loop "
-        "to just after it, in MiB, in the timed run; it is dominated by libtorch code pages "
-        "loaded on the first step (see Notes), so read differences under ~1 MiB as ties.",
         "",
         "| implementation | clean test accuracy | CPU ms / outer step | wall ms / outer step "
         "| peak live tensor memory (KiB) | peak RSS growth (MiB) | of which after warm-up (MiB) |",
@@ -610,10 +625,49 @@ def write_outputs(payload: dict, notes: str | None) -> None:
         "",
         "![accuracy, CPU seconds per outer step, peak live tensor memory, peak RSS growth](mlo.png)",
         "",
+        what_it_means(payload["rows"]),
+        "",
+        "Cells: median [min, max] over seeds. Two memory metrics: **peak live tensor memory** = "
+        "the peak, over outer steps "
+        f"{WARMUP + 1}-{WARMUP + MEM_WINDOW}, of the bytes held by live CPU tensors minus those "
+        "live when step "
+        f"{WARMUP + 1} began, in KiB, reconstructed from the allocation and free records of "
+        "torch's CPU allocator under `torch.profiler.profile(profile_memory=True)` in a separate "
+        "run of the same seed (so the profiler never enters the timed steps); it is what one "
+        "outer step allocates at its worst moment (parameters, optimizer state and data that "
+        "persist across steps are in the baseline). **Peak RSS growth** = growth of the "
+        "process's peak resident set (getrusage ru_maxrss) from just before the training loop "
+        "to just after it, in MiB, in the timed run; it is dominated by libtorch code pages "
+        "loaded on the first step (see Notes), so read differences under ~1 MiB as ties.",
+        "",
     ]
     if notes_text:
         lines += [notes_text.rstrip(), ""]
-    (out_dir / "mlo.md").write_text("\n".join(lines))
+    task = (
+        "Task (examples/mlo/reweighting.py): digits, 40% symmetric label noise, 5x class "
+        "imbalance; MLP 64-128-10 (SGD lr 0.1, batch 64) with per-example weights from a "
+        "1-32-1 weight net (Adam 1e-3) trained on a clean meta set (100 examples, batch 50). "
+        f"{args.steps} outer steps (one classifier step + one weight-net step each), seeds "
+        f"{', '.join(map(str, args.seeds))}; the same data, initialization and batch order for "
+        "every implementation. Approximation settings shared by metatune and Betty: darts radius "
+        f"{DARTS_ALPHA}; Neumann {NEUMANN['iterations']} terms, alpha {NEUMANN['alpha']}; CG "
+        f"{getattr(args, 'cg_iters', CG_ITERS)} iterations"
+        + (f" (metatune damping {args.cg_damping:g})." if getattr(args, "cg_damping", 0.0) else ".")
+    )
+    here = repo_relative(out_dir)
+    commands = [(payload["command"], here, f"{payload['date']}, {elapsed / 60:.1f} min in all")]
+    if rendered_by:
+        commands.append((rendered_by, here, "rendered this page again from mlo.json"))
+    facts = [
+        f"{'Machine of the run' if rendered_by else 'Machine'}: {info['platform']}, "
+        f"{info['cpu_count']} CPUs ({info['cpu']}), "
+        f"Python {info['python']}; each run single-threaded in a fresh subprocess, runs one after "
+        "another on a machine shared with other jobs (timings are noisy)",
+        "Versions: "
+        + ", ".join(f"{k} {info.get(k)}" for k in ("metatune", "torch", "betty-ml", "torchopt")),
+    ]
+    lines += how_it_was_run(commands, facts, [task])
+    (out_dir / "mlo.md").write_text("\n".join(lines) + "\n")
     plot(summary, out_dir / "mlo.png")
 
 
@@ -719,7 +773,7 @@ def main() -> None:
         return
     if args.render:
         payload = json.loads((ROOT / "docs" / "benchmarks" / "mlo.json").read_text())
-        write_outputs(payload, args.notes)
+        write_outputs(payload, args.notes, rendered_by=command_line())
         return
     t0 = time.perf_counter()
     rows = []

@@ -43,9 +43,11 @@ from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     fmt_num,
     format_machine,
+    how_it_was_run,
     machine_info,
     now_utc,
     read_notes,
+    repo_relative,
     single_thread_torch,
 )
 from metatune.benchmarks.methods import (  # noqa: E402, F401  (tests read them from here)
@@ -196,6 +198,58 @@ def plot(
     plt.close(fig)
 
 
+def _eeipu_verdict(per: dict) -> tuple[float, list[str], list[str]] | None:
+    """EEIPU / EI candidates (medians), the baselines whose median best is lower than EEIPU's
+    (beyond a tie) and those lower by a tie; None without both methods."""
+    if "eeipu" not in per or "ei" not in per:
+        return None
+    ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
+    others = {m: v["best_median"] for m, v in per.items() if m in BASELINES}
+    mine = per["eeipu"]["best_median"]
+    beaten = sorted(m for m, v in others.items() if v < mine and not same_value(v, mine))
+    tied = sorted(m for m, v in others.items() if v < mine and same_value(v, mine))
+    return ratio, beaten, tied
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def what_it_means(stats: dict) -> str:
+    """The page's "What it means" paragraph, read off the tables: EEIPU's candidates over EI's
+    and whether a baseline's median best is lower, per benchmark."""
+    verdicts = {b: v for b, per in stats.items() if (v := _eeipu_verdict(per)) is not None}
+    if not verdicts:
+        return (
+            "What it means: each table compares the methods at one cost budget: more candidates "
+            "means the budget bought more trials, a lower best objective a better result."
+        )
+    ratios = [f"{v[0]:.2f}x on {b}" for b, v in verdicts.items()]
+    good = [b for b, v in verdicts.items() if not v[1]]
+    bad = [f"{b} ({', '.join(v[1])})" for b, v in verdicts.items() if v[1]]
+    text = (
+        f"What it means: EEIPU / EI candidates at the same cost budget (medians): {_and(ratios)}."
+    )
+    if good:
+        text += (
+            f" Its median best objective is at least as good as every baseline's on {_and(good)}"
+        )
+        text += f"; a baseline's is lower on {_and(bad)}." if bad else "."
+    else:
+        text += f" A baseline's median best objective is lower than EEIPU's on {_and(bad)}."
+    if bad:
+        text += (
+            " The paired lines under those tables say how many seeds the baseline won and "
+            "whether the seeds separate the two."
+        )
+    return text
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker process" + ("" if n == 1 else "es")
+
+
 def write_markdown(
     data: dict[str, Any],
     stats: dict,
@@ -205,63 +259,20 @@ def write_markdown(
     max_trials: int = DEFAULT_ML_MAX_TRIALS,
     trial_cost: float = 0.0,
 ) -> None:
-    """The page: set-up, one table and plot per benchmark, then `notes` (hand-written Markdown
-    kept in its own file, so re-rendering the tables does not lose it). `max_trials` and
-    `trial_cost` are the real pipelines' settings of the run, for the set-up paragraph."""
+    """The page: one table and plot per benchmark, what they mean, `notes` (hand-written
+    Markdown kept in its own file, so re-rendering the tables does not lose it), then how it was
+    run: set-up, commands, dates and machine. `max_trials` and `trial_cost` are the real
+    pipelines' settings of the run, for the set-up paragraph."""
     meta = data["meta"]
     lines = [
         "# Pipelines: EEIPU vs cost-aware and cost-blind BO at the same cost budget",
         "",
-        f"Command: `{meta['command']}`  ",
-        f"Date: {meta['date']}  ",
-        f"Machine: {meta['machine']}  ",
-        f"Wall time: {meta['wall_minutes']:.1f} min with {meta['workers']} worker processes"
-        if not meta.get("render_only")
-        else "This page was rendered from the earlier runs listed below; it ran nothing itself.",
+        f"{meta['seeds']} seed{'' if meta['seeds'] == 1 else 's'} per (benchmark, method), "
+        "every method at the same cost budget; "
+        "what the columns and results mean is [below the tables](#what-it-means), how the runs "
+        "were made [at the end](#how-it-was-run).",
         "",
     ]
-    for part in meta.get("merged", []):
-        grouped: dict[str, list[str]] = {}
-        for pair in part["benchmarks"]:
-            bench_name, _, method = pair.partition(" ")
-            grouped.setdefault(bench_name, []).append(method)
-        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in grouped.items())
-        lines += [
-            f"Merged from an earlier run ({what}): "
-            f"`{part['command']}`, {part['date']}, {part['wall_minutes']:.1f} min with "
-            f"{part['workers']} worker processes.",
-            "",
-        ]
-    lines += [
-        f"Setup: {meta['seeds']} seeds (0..{meta['seeds'] - 1}) per (benchmark, method); every "
-        f"method starts with the same {N_WARMUP} Sobol warm-up points for a seed, then asks "
-        "until the cost budget is spent (the trial that crosses it still counts). Methods are "
-        "`metatune.Study(optimizer=...)`: `eeipu` (as published), `eeipu-memo` (metatune's "
-        "variant: the cache saving is not cooled and stage cost models see the earlier stages' "
-        "parameters), `ei` (cost-blind LogEI, the `gp` model), `eips`, "
-        "`carbo`, `ms-carbo`, `ms-bo` (last stage only, on top of the best earlier stages) and "
-        "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
-        "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
-        "charged their stages' wall seconds (a cache hit costs its load time) with a fresh cache "
-        f"per run, and stop at {max_trials} trials even with budget left. Single-threaded runs."
-        + (
-            f" Every real-pipeline trial is also charged a fixed {trial_cost:g} s "
-            "(`Pipeline(trial_cost=...)`), which the budget counts and the per-stage cost-aware "
-            "methods add to every candidate's cost."
-            if trial_cost
-            else ""
-        ),
-        "",
-        "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
-        "best objective found (minimized); median and [25%, 75%] quartiles over seeds; reuse = "
-        "share of the trials after warm-up that took at least one stage from the cache (median); "
-        "cost/trial = mean cost of a trial after warm-up over the mean cost of a warm-up trial "
-        "(median over seeds; the warm-up is the same for every method, so below 1 means the "
-        "method's choices, cheap regions or cached prefixes, saved real cost).",
-        "",
-    ]
-    if meta.get("note"):
-        lines += [f"Note: {meta['note']}", ""]
     for b, per in stats.items():
         bench = PIPELINE_BENCHMARKS.get(b)
         bruns = [r for r in data["runs"] if r.get("benchmark") == b]
@@ -284,12 +295,11 @@ def write_markdown(
                 f"{fmt_num(s['best_q'][1])}] | {100 * s['reuse_median']:.0f}% | "
                 f"{s['cost_median']:.2f} | {s['wall_median']:.0f} | {s['runs']} |"
             )
-        if "eeipu" in per and "ei" in per:
-            ratio = per["eeipu"]["n_median"] / per["ei"]["n_median"]
+        verdict_of = _eeipu_verdict(per)
+        if verdict_of is not None:
+            ratio, beaten, tied = verdict_of
             others = {m: v["best_median"] for m, v in per.items() if m in BASELINES}
             mine = per["eeipu"]["best_median"]
-            beaten = sorted(m for m, v in others.items() if v < mine and not same_value(v, mine))
-            tied = sorted(m for m, v in others.items() if v < mine and same_value(v, mine))
             verdict = (
                 "at least as good as every baseline's"
                 if not beaten
@@ -331,6 +341,21 @@ def write_markdown(
                 f"Stopped by the trial cap before spending the budget: {', '.join(capped)}.",
             ]
         lines += ["", f"![{b}](pipelines_{b}.png)", ""]
+    lines += [
+        "## What it means",
+        "",
+        what_it_means(stats),
+        "",
+        "Columns: candidates = trials evaluated within the budget, warm-up included; best = "
+        "best objective found (minimized); median and [25%, 75%] quartiles over seeds; reuse = "
+        "share of the trials after warm-up that took at least one stage from the cache (median); "
+        "cost/trial = mean cost of a trial after warm-up over the mean cost of a warm-up trial "
+        "(median over seeds; the warm-up is the same for every method, so below 1 means the "
+        "method's choices, cheap regions or cached prefixes, saved real cost).",
+        "",
+    ]
+    if meta.get("note"):
+        lines += [f"Note: {meta['note']}", ""]
     errors = [r for r in data["runs"] if r.get("error")]
     if errors:
         lines += ["## Failed runs", ""]
@@ -339,8 +364,56 @@ def write_markdown(
             f"{r['error'].strip().splitlines()[-1]}"
             for r in errors
         ]
+        lines += [""]
     if notes:
-        lines += ["", notes.strip()]
+        lines += [notes.strip(), ""]
+    setup = (
+        f"Setup: {meta['seeds']} seeds (0..{meta['seeds'] - 1}) per (benchmark, method); every "
+        f"method starts with the same {N_WARMUP} Sobol warm-up points for a seed, then asks "
+        "until the cost budget is spent (the trial that crosses it still counts). Methods are "
+        "`metatune.Study(optimizer=...)`: `eeipu` (as published), `eeipu-memo` (metatune's "
+        "variant: the cache saving is not cooled and stage cost models see the earlier stages' "
+        "parameters), `ei` (cost-blind LogEI, the `gp` model), `eips`, "
+        "`carbo`, `ms-carbo`, `ms-bo` (last stage only, on top of the best earlier stages) and "
+        "`random` (Sobol). Synthetic pipelines charge a simulated clock; every stage prefix that "
+        "ran is cached, and a cached stage costs epsilon = 0.1. Real pipelines (`ml-*`) are "
+        "charged their stages' wall seconds (a cache hit costs its load time) with a fresh cache "
+        f"per run, and stop at {max_trials} trials even with budget left. Single-threaded runs."
+        + (
+            f" Every real-pipeline trial is also charged a fixed {trial_cost:g} s "
+            "(`Pipeline(trial_cost=...)`), which the budget counts and the per-stage cost-aware "
+            "methods add to every candidate's cost."
+            if trial_cost
+            else ""
+        )
+    )
+    commands: list[tuple[str, str | None, str]] = []
+    for part in meta.get("merged", []):
+        grouped: dict[str, list[str]] = {}
+        for pair in part["benchmarks"]:
+            bench_name, _, method = pair.partition(" ")
+            grouped.setdefault(bench_name, []).append(method)
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in grouped.items())
+        about = (
+            f"{part['date']}, {part['wall_minutes']:.1f} min with {_workers(part['workers'])}; "
+            f"ran {what}"
+        )
+        commands.append((part["command"], None, about))
+    if meta.get("render_only"):
+        own = f"{meta['date']}; rendered this page from the runs above, ran nothing itself"
+    else:
+        own = f"{meta['date']}, {meta['wall_minutes']:.1f} min with {_workers(meta['workers'])}"
+        if commands:
+            own += "; the runs not listed above"
+    commands.append((meta["command"], repo_relative(path.parent), own))
+    machine = "Machine of the last command" if len(commands) > 1 else "Machine"
+    facts = [
+        f"Machine of the runs of {part['date']}: {part['machine']}"
+        for part in meta.get("merged", [])
+        if part.get("machine")
+    ]
+    facts.append(f"{machine}: {meta['machine']}")
+    lines += how_it_was_run(commands, facts, [setup])
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -463,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not keep:
             continue
         part = {k: old["meta"][k] for k in ("command", "date", "wall_minutes", "workers")}
+        if "machine" in old["meta"] and not old["meta"].get("render_only"):
+            part["machine"] = old["meta"]["machine"]  # where these runs ran, for the page
         which = sorted({f"{r['benchmark']} {r['method']}" for r in keep})
         parts = data["meta"].setdefault("merged", [])
         earlier: set[str] = set()

@@ -35,9 +35,11 @@ import numpy as np  # noqa: E402
 from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     format_machine,
+    how_it_was_run,
     machine_info,
     now_utc,
     read_notes,
+    repo_relative,
     single_thread_torch,
 )
 from metatune.benchmarks.methods import COLORS  # noqa: E402
@@ -211,30 +213,35 @@ def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: Path) -> None
     plt.close(fig)
 
 
+def what_it_means(rows: list[dict[str, Any]]) -> str:
+    """The page's "What it means" paragraph: EEIPU / EI candidates at the smallest and largest
+    share, next to the bound 1 / share."""
+    have = [r for r in rows if r["ratio_by"].get("eeipu")]
+    if not have:
+        return (
+            "What it means: the smaller the last stage's share, the more a cached first stage "
+            "saves, up to the bound 1 / share."
+        )
+    ends = [have[0], have[-1]] if len(have) > 1 else have
+    said = [
+        f"{np.median(r['ratio_by']['eeipu']):.2f}x at {100 * r['share']:g}% "
+        f"(bound {1 / r['share']:.1f}x)"
+        for r in ends
+    ]
+    return (
+        "What it means: the smaller the last stage's share, the more a cached first stage "
+        "saves, up to the bound 1 / share. EEIPU / EI candidates (median of the per-seed ratios): "
+        + " and ".join(said)
+        + "."
+    )
+
+
 def write_markdown(
     data: dict[str, Any], rows: list[dict[str, Any]], methods: Sequence[str], path: Path
 ) -> None:
     meta = data["meta"]
     lines = [
         "# EEIPU's extra candidates against the cost share of the last stage",
-        "",
-        f"Command: `{meta['summary_command']}`  ",
-        f"Runs: `{meta['command']}`, {meta['date']}  ",
-        *(f"Merged runs: `{m['command']}`, {m['date']}  " for m in meta.get("merged", [])),
-        f"Machine: {meta['machine']}",
-        "",
-        "Set-up: the `hartmann-levy-lastNN` synthetic pipelines (`metatune.benchmarks.pipelines."
-        "cost_share_pipeline`): Hartmann3 then Levy2, objective their sum (optimum -3.863), "
-        "logistic stage costs from 0.5x to 1.5x each stage's mean, a fresh trial costing 40 units "
-        "on average, of which the last stage is NN%. Budget 2400 units for every share, the same "
-        "10 Sobol warm-up points per seed for every method, a cached stage costs 0.1. Per-share "
-        "tables and best-so-far plots: [pipelines.md](pipelines.md).",
-        "",
-        "Columns: EEIPU / EI = candidates of EEIPU over those of EI in the same seed (median "
-        "[min, max] over seeds); bound = 1 / share, what a tuner that reused a cached first "
-        "stage in every trial would approach; reuse = share of EEIPU's trials after warm-up that "
-        "took the first stage from the cache (median); candidates: median; regret = best "
-        "objective minus the optimum after half and all of the budget (median over seeds).",
         "",
         "| last stage (measured) | EEIPU / EI | bound | EEIPU reuse | "
         + " | ".join(f"{m} candidates" for m in methods)
@@ -259,7 +266,19 @@ def write_markdown(
             f"| {100 * r['share']:g}% ({100 * r['measured_share']:.1f}%) | {ratio} | "
             f"{1 / r['share']:.1f}x | {reuse} | " + " | ".join(cands + regret) + " |"
         )
-    lines += ["", "![EEIPU / EI candidates against the last stage's share](cost-share.png)", ""]
+    lines += [
+        "",
+        "![EEIPU / EI candidates against the last stage's share](cost-share.png)",
+        "",
+        what_it_means(rows),
+        "",
+        "Columns: EEIPU / EI = candidates of EEIPU over those of EI in the same seed (median "
+        "[min, max] over seeds); bound = 1 / share, what a tuner that reused a cached first "
+        "stage in every trial would approach; reuse = share of EEIPU's trials after warm-up that "
+        "took the first stage from the cache (median); candidates: median; regret = best "
+        "objective minus the optimum after half and all of the budget (median over seeds).",
+        "",
+    ]
     real = meta.get("real_shares")
     if real:
         lines += [
@@ -283,6 +302,27 @@ def write_markdown(
         lines += [""]
     if meta.get("notes"):
         lines += [meta["notes"].strip(), ""]
+    setup = (
+        "Set-up: the `hartmann-levy-lastNN` synthetic pipelines (`metatune.benchmarks.pipelines."
+        "cost_share_pipeline`): Hartmann3 then Levy2, objective their sum (optimum -3.863), "
+        "logistic stage costs from 0.5x to 1.5x each stage's mean, a fresh trial costing 40 units "
+        "on average, of which the last stage is NN%. Budget 2400 units for every share, the same "
+        "10 Sobol warm-up points per seed for every method, a cached stage costs 0.1. Per-share "
+        "tables and best-so-far plots: [pipelines.md](pipelines.md)."
+    )
+    here = repo_relative(path.parent)
+    own = "rendered pipelines.md from the runs above" if meta.get("render_only") else "runs"
+    commands = [(m["command"], None, f"{m['date']}, runs") for m in meta.get("merged", [])]
+    commands.append((meta["command"], here, f"{meta['date']}, {own}"))
+    commands.append((meta["summary_command"], here, "summarized the runs into this page"))
+    facts = [
+        f"Machine of the runs of {m['date']}: {m['machine']}"
+        for m in meta.get("merged", [])
+        if m.get("machine")
+    ]
+    last = "Machine of the last pipelines.py command" if meta.get("merged") else "Machine"
+    facts.append(f"{last}: {meta['machine']}")
+    lines += how_it_was_run(commands, facts, [setup])
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -38,9 +38,11 @@ from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     fmt_num,
     format_machine,
+    how_it_was_run,
     machine_info,
     make_progress,
     now_utc,
+    repo_relative,
     single_thread_torch,
 )
 from metatune.benchmarks.registry import DEFAULT_FUNCTIONS, SYNTHETIC_FUNCTIONS  # noqa: E402
@@ -387,24 +389,41 @@ def plot(runs: list[dict], functions: list[str], methods: list[str], path: Path)
     plt.close(fig)
 
 
-def write_markdown(data: dict, summary: dict, path: Path, png_name: str) -> None:
+def what_it_means(summary: dict, trials: int) -> str:
+    """The page's "What it means" paragraph: which method has the lowest median regret where."""
+    by: dict[str, list[str]] = {}
+    for fn, stats in summary.items():
+        for m in best_methods(stats):
+            by.setdefault(m, []).append(fn)
+    if not by:
+        return "What it means: no method finished a run, so there is nothing to compare."
+
+    def _and(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    said = [f"{m}'s on {_and(fns)}" for m, fns in by.items()]
+    return (
+        f"What it means: after {trials} trials the lowest median regret is {_and(said)}; the "
+        "acceptance check below compares metatune-gp with optuna-gp and random."
+    )
+
+
+def write_markdown(
+    data: dict, summary: dict, path: Path, png_name: str, rendered_by: str | None = None
+) -> None:
+    """The page. `rendered_by`: the command that re-rendered it from its JSON, if one did."""
     meta = data
     cfg = data["config"]
     warn = warning_lines(data["runs"])
     lines = [
         "# Synthetic functions: metatune vs Optuna",
         "",
-        f"Command: `{data['command']}`  ",
-        f"Date: {data['date']}  ",
-        f"Machine: {format_machine(data['machine'])}  ",
-        f"Wall time: {data['wall_seconds'] / 60:.1f} min with {cfg['workers']} worker processes",
+        tables_markdown(summary, meta),
+        f"![best-so-far regret per trial]({png_name})",
         "",
-        f"Setup: {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) x {cfg['trials']} trials per "
-        "(function, method), noise-free, minimize, the same Float space x0..x{d-1} on the "
-        "function's bounds for every method, ask/tell in both libraries. Methods: `random` and "
-        '`metatune-gp` are `metatune.Study(optimizer="random" / "gp", seed=seed)`; `optuna-tpe` '
-        "and `optuna-gp` are Optuna's `TPESampler(seed=seed)` and `GPSampler(seed=seed)` with "
-        "default settings. Every run is single-threaded (torch, OpenMP, MKL: 1 thread).",
+        "## What it means",
+        "",
+        what_it_means(summary, cfg["trials"]),
         "",
         "Columns: simple regret = best value found - f* (f* is botorch's tabulated optimum, "
         "rounded to ~6 digits, so regrets below ~1e-6 mean the optimum was found); median and "
@@ -412,9 +431,6 @@ def write_markdown(data: dict, summary: dict, path: Path, png_name: str) -> None
         f"`suggest_float` calls, since it samples lazily), median over the last {LAST_ASKS} "
         "trials of a run, then median over seeds. total ask s = all asks of a run (median over "
         "seeds).",
-        "",
-        tables_markdown(summary, meta),
-        f"![best-so-far regret per trial]({png_name})",
         "",
         "## Acceptance check (metatune-gp)",
         "",
@@ -432,7 +448,30 @@ def write_markdown(data: dict, summary: dict, path: Path, png_name: str) -> None
             last = r["error"].strip().splitlines()[-1]
             lines.append(f"- {r['function']}/{r['method']}/seed {r['seed']}: {last}")
         lines.append("")
-    path.write_text("\n".join(lines))
+    setup = (
+        f"Setup: {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) x {cfg['trials']} trials per "
+        "(function, method), noise-free, minimize, the same Float space x0..x{d-1} on the "
+        "function's bounds for every method, ask/tell in both libraries. Methods: `random` and "
+        '`metatune-gp` are `metatune.Study(optimizer="random" / "gp", seed=seed)`; `optuna-tpe` '
+        "and `optuna-gp` are Optuna's `TPESampler(seed=seed)` and `GPSampler(seed=seed)` with "
+        "default settings. Every run is single-threaded (torch, OpenMP, MKL: 1 thread)."
+    )
+    here = repo_relative(path.parent)
+    commands = [
+        (
+            data["command"],
+            here,
+            f"{data['date']}, {data['wall_seconds'] / 60:.1f} min with "
+            f"{cfg['workers']} worker processes",
+        )
+    ]
+    if rendered_by:
+        commands.append((rendered_by, here, "rendered this page again from the run's JSON"))
+    machine = (
+        f"{'Machine of the run' if rendered_by else 'Machine'}: {format_machine(data['machine'])}"
+    )
+    lines += how_it_was_run(commands, [machine], [setup])
+    path.write_text("\n".join(lines) + "\n")
 
 
 # CLI -----------------------------------------------------------------------------------------
@@ -512,7 +551,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = summarize(data["runs"], functions, methods)
     plot(data["runs"], functions, methods, out / "synthetic.png")
-    write_markdown(data, summary, out / "synthetic.md", "synthetic.png")
+    write_markdown(
+        data,
+        summary,
+        out / "synthetic.md",
+        "synthetic.png",
+        rendered_by=command_line() if args.from_json else None,
+    )
     print()
     print(tables_markdown(summary, data))
     print(f"wall time {data['wall_seconds']:.0f}s; wrote {out}/synthetic.{{json,md,png}}")

@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.engine import make_url
 
 from metatune.storage import BaseStorage, InMemoryStorage
 from metatune.storage.sql import SQLStorage, _metadata, _trials
@@ -22,14 +23,36 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _worker_url(url: str) -> str:
+    """`url` with a database of this test process's own (created if missing), so that xdist
+    workers do not drop each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(url)
+    name = f"{parsed.database or 'metatune_test'}_{worker}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
 def _fresh_server_url() -> str:
     """The PostgreSQL test URL with its metatune tables dropped, or skip the test."""
     if not POSTGRES_URL:
         pytest.skip("set METATUNE_TEST_POSTGRES_URL to test a PostgreSQL server")
-    store = SQLStorage(POSTGRES_URL)
+    url = _worker_url(POSTGRES_URL)
+    store = SQLStorage(url)
     _metadata.drop_all(store._engine)
     store.close()
-    return POSTGRES_URL
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

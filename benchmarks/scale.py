@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from metatune.benchmarks.common import (  # noqa: E402
     command_line,
     format_machine,
+    how_it_was_run,
     machine_info,
     now_utc,
 )
@@ -113,16 +114,17 @@ def write_markdown(data: dict, rows: list[dict], path: Path) -> None:
         "# Per-trial cost of a long study",
         "",
         f"Random search, {trials:,} trials, ask + evaluate + tell, one process; median over "
-        f"{data['config']['seeds']} seeds (range of the ratio in brackets).",
+        "the seeds in the table (range of the ratio in brackets).",
         "",
-        f"| storage | library | ms/trial, trials 1-{WINDOW} | ms/trial, last {WINDOW} | "
+        f"| storage | library | seeds | ms/trial, trials 1-{WINDOW} | ms/trial, last {WINDOW} | "
         "last / first | total s |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lo, hi = r["ratio_range"]
         lines.append(
-            f"| {r['storage']} | {r['method']} | {r['first_ms']:.2f} | {r['last_ms']:.2f} | "
+            f"| {r['storage']} | {r['method']} | {r['seeds']} | {r['first_ms']:.2f} | "
+            f"{r['last_ms']:.2f} | "
             f"{r['ratio']:.2f} [{lo:.2f}, {hi:.2f}] | {r['total_s']:.0f} |"
         )
     ours = {r["storage"]: r["ratio"] for r in rows if r["method"] == "metatune"}
@@ -136,13 +138,14 @@ def write_markdown(data: dict, rows: list[dict], path: Path) -> None:
         "",
         "![ms per trial](scale.png)",
         "",
-        "## How it was run",
-        "",
-        f"- Command: `{data['command']}`",
-        f"- Date: {data['date']}",
-        f"- Machine: {format_machine(data['machine'])}",
-        "- Each trial's time includes the objective (a sum of four squares). SQLite runs use a "
-        "new file in a temporary folder per run.",
+        *how_it_was_run(
+            [(data["command"], "docs/benchmarks", data["date"])],
+            [
+                f"Machine: {format_machine(data['machine'])}",
+                "Each trial's time includes the objective (a sum of four squares). SQLite runs "
+                "use a new file in a temporary folder per run.",
+            ],
+        ),
     ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -186,8 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--storages", default=",".join(STORAGES))
+    p.add_argument(
+        "--seeds-for",
+        default="",
+        metavar="METHOD:STORAGE=N,...",
+        help="fewer seeds for slow combinations, e.g. optuna:sqlite=1",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = p.parse_args(argv)
+    seeds_for: dict[tuple[str, str], int] = {}
+    for item in filter(None, args.seeds_for.split(",")):
+        combo, _, n = item.partition("=")
+        method, _, storage = combo.partition(":")
+        if method not in METHODS or storage not in STORAGES or not n.isdigit() or int(n) < 1:
+            p.error(f"--seeds-for: bad entry {item!r}; use METHOD:STORAGE=N, e.g. optuna:sqlite=1")
+        seeds_for[(method, storage)] = int(n)
     methods = [m for m in args.methods.split(",") if m]
     storages = [s for s in args.storages.split(",") if s]
     bad = [m for m in methods if m not in METHODS] + [s for s in storages if s not in STORAGES]
@@ -203,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for storage in storages:
             for method in methods:
-                for seed in range(args.seeds):
+                for seed in range(seeds_for.get((method, storage), args.seeds)):
                     t0 = time.perf_counter()
                     seconds = RUNNERS[method](storage, seed, args.trials, Path(tmp))
                     runs.append(
@@ -219,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command_line(),
         "date": now_utc(),
         "machine": machine_info(),
-        "config": {"trials": args.trials, "seeds": args.seeds},
+        "config": {"trials": args.trials, "seeds": args.seeds, "seeds_for": args.seeds_for},
         "runs": runs,
     }
     (out / "scale.json").write_text(json.dumps(data))

@@ -31,7 +31,13 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from metatune.benchmarks.common import command_line, format_machine, machine_info, now_utc
+from metatune.benchmarks.common import (
+    command_line,
+    format_machine,
+    how_it_was_run,
+    machine_info,
+    now_utc,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,11 +169,10 @@ def write_markdown(data: dict, path: Path) -> None:
         "leaves no told trial missing, no trial number twice, no point evaluated twice, and no "
         "trial stuck as running.",
         "",
-        "## How it was run",
-        "",
-        f"- Command: `{data['command']}`",
-        f"- Date: {data['date']}; {r['seconds']:.0f} s",
-        f"- Machine: {format_machine(data['machine'])}",
+        *how_it_was_run(
+            [(data["command"], "docs/benchmarks", f"{data['date']}; {r['seconds']:.0f} s")],
+            [f"Machine: {format_machine(data['machine'])}"],
+        ),
     ]
     if r["crashed_workers"]:
         lines += ["", "Workers that died by themselves:", "", "```", *r["crashed_workers"], "```"]

@@ -31,7 +31,7 @@ from metatune.optimizers._gp.acquisition import (
     objective_acquisition,
 )
 from metatune.optimizers._gp.fit import KERNELS, GPSpec, WarmStartFitter, transform_outputs
-from metatune.optimizers._gp.history import is_repeat
+from metatune.optimizers._gp.history import unseen_point
 from metatune.optimizers._gp.search import Layout, Search, maximize
 from metatune.optimizers._gp.seeds import suggestion_seeds
 from metatune.optimizers.base import Optimizer, SuggestContext, register_optimizer
@@ -146,9 +146,8 @@ class GPOptimizer(Optimizer):
                 )
                 self._forget()
                 return sobol_point(space, context.seed, context.trial_number)
-        if is_repeat(params, history, pending):  # never repeat a point exactly: explore instead
-            params = {**space.sample(rng), **fixed}
-        return params
+        # Never propose a configuration already tried or running: explore instead.
+        return unseen_point(params, fixed, space, history, pending, rng)
 
     def _suggest_params(
         self,

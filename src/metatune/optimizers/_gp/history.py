@@ -16,7 +16,7 @@ from metatune.pipeline.context import PipelineContext
 from metatune.trial import SystemAttr, Trial
 
 __all__ = [
-    "is_repeat",
+    "unseen_point",
     "measured_overhead",
     "prefix_key",
     "spent_at_warmup",
@@ -26,12 +26,28 @@ __all__ = [
 ]
 
 
-def is_repeat(
-    params: Mapping[str, Any], history: Sequence[Trial], pending: Sequence[Trial]
-) -> bool:
-    """True when `params` equals the parameters of a finished or running trial exactly."""
-    key = repr(sorted(params.items()))
-    return any(repr(sorted(t.params.items())) == key for t in (*history, *pending))
+def unseen_point(
+    params: dict[str, Any],
+    fixed: Mapping[str, Any],
+    space: Any,
+    history: Sequence[Trial],
+    pending: Sequence[Trial],
+    rng: np.random.Generator,
+    tries: int = 64,
+) -> dict[str, Any]:
+    """`params` if no finished or running trial has them; else a random point that keeps the
+    `fixed` values (a cached prefix) and is new, else a new random point of the whole space.
+    Only a space whose every configuration was tried gets a repeat back."""
+    seen = {repr(sorted(t.params.items())) for t in (*history, *pending) if t.params}
+    if repr(sorted(params.items())) not in seen:
+        return params
+    candidate = params
+    for keep in (True, False) if fixed else (False,):
+        for _ in range(tries):
+            candidate = {**space.sample(rng), **(fixed if keep else {})}
+            if repr(sorted(candidate.items())) not in seen:
+                return candidate
+    return candidate
 
 
 def trial_cost(t: Trial) -> float | None:

@@ -8,9 +8,11 @@ best-so-far plot.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -36,6 +38,7 @@ __all__ = [
     "fail",
     "interrupted",
     "one_line",
+    "one_torch_thread",
     "open_demo_storage",
     "open_storage",
     "report_best",
@@ -103,6 +106,21 @@ class Output:
             Console(stderr=True, highlight=False, soft_wrap=True).print(
                 printable(message, keep_newlines=True)
             )
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread (restored afterwards): the demos' models are small, and torch's
+    default of one thread per core fights any other job on the machine, which can make each trial
+    ten times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # Storage -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from metatune.demos.common import (
     fail,
     interrupted,
     one_line,
+    one_torch_thread,
     open_demo_storage,
     report_best,
     write_best_so_far_plot,
@@ -138,7 +139,8 @@ def run_svm_demo(options: SvmDemoOptions, output: Output) -> None:
         return {**task(params), **config}
 
     try:
-        st.optimize(objective, n_trials=options.trials, show_progress=output.live)
+        with one_torch_thread():  # the GP's own linear algebra runs in torch
+            st.optimize(objective, n_trials=options.trials, show_progress=output.live)
     except KeyboardInterrupt:
         interrupted(st, where)
 

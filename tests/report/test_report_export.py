@@ -74,3 +74,30 @@ def test_empty_and_bad_format() -> None:
     assert json.loads(buf.getvalue()) == []
     with pytest.raises(ValueError, match="csv, json"):
         write_trials(TRIALS, io.StringIO(), "xml")
+
+
+def test_pipeline_trials_export_their_cost_cached_depth_and_seconds_saved(tmp_path) -> None:
+    from metatune import Float, Pipeline, Stage, Study
+    from metatune.pipeline import StageResult
+
+    def prep(scale):
+        return StageResult(scale, cost=2.0)
+
+    def score(x, k):
+        return StageResult(x + k, cost=1.0)
+
+    pipe = Pipeline(
+        [Stage("prep", prep, {"scale": Float(0, 1)}), Stage("score", score, {"k": Float(0, 1)})],
+        cache=tmp_path / "cache",
+    )
+    study = Study(pipe, optimizer="random", seed=0)
+    study.optimize(pipe, n_trials=2)
+    trial = study.ask()  # told by hand with the records of a run that reuses trial 0's prefix
+    rerun = pipe.run({**study.trials[0].params, "score.k": 0.5})
+    study.tell(trial, rerun.result, system_attrs=rerun.system_attrs)
+    columns = trial_columns(study.trials)
+    assert columns[7:10] == ["cost", "cache_depth", "seconds_saved"]
+    rows = trial_rows(study.trials)
+    assert [r["cost"] for r in rows] == [3.0, 3.0, 1.0]
+    assert [r["cache_depth"] for r in rows] == [0, 0, 1]
+    assert rows[2]["seconds_saved"] >= 0.0

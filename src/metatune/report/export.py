@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from metatune.trial import Trial
+from metatune.trial import SystemAttr, Trial
 
 __all__ = [
     "FORMATS",
@@ -55,11 +55,26 @@ def _names(dicts: Iterable[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
+# What a pipeline trial records besides its value: what it cost, how many leading stages the
+# cache served, and the seconds that saved. Exported when any trial has a recorded cost.
+_PIPELINE_COLUMNS = {
+    "cost": SystemAttr.COST,
+    "cache_depth": SystemAttr.CACHE_DEPTH,
+    "seconds_saved": SystemAttr.SECONDS_SAVED,
+}
+
+
+def _has_costs(trials: Sequence[Trial]) -> bool:
+    return any(t.system_attrs.get(SystemAttr.COST) is not None for t in trials)
+
+
 def trial_columns(trials: Sequence[Trial]) -> list[str]:
-    """Column names for `trials`: the fixed ones, then params.*, then user_attrs.*."""
+    """Column names for `trials`: the fixed ones (with cost, cache_depth and seconds_saved for
+    pipeline trials), then params.*, then user_attrs.*."""
     params = _names(t.params for t in trials)
     attrs = _names(t.user_attrs for t in trials)
-    return _BASE_COLUMNS + [f"params.{n}" for n in params] + [f"user_attrs.{n}" for n in attrs]
+    base = _BASE_COLUMNS + (list(_PIPELINE_COLUMNS) if _has_costs(trials) else [])
+    return base + [f"params.{n}" for n in params] + [f"user_attrs.{n}" for n in attrs]
 
 
 def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
@@ -77,6 +92,7 @@ def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
             "finished_at": iso_utc(t.finished_at),
             "duration": None if duration is None else round(duration, 6),
         }
+        row.update({c: jsonable(t.system_attrs.get(k)) for c, k in _PIPELINE_COLUMNS.items()})
         row.update({f"params.{k}": v for k, v in t.params.items()})
         row.update({f"user_attrs.{k}": jsonable(v) for k, v in t.user_attrs.items()})
         rows.append({c: row.get(c) for c in columns})

@@ -115,3 +115,28 @@ def test_summarize_and_studies_table() -> None:
     assert s.to_dict()["created_at"] == "2024-01-02T03:04:05"
     text = render(studies_table([s, summarize_study(record, [])], title="Studies"))
     assert "toy" in text and "gp" in text and "2024-01-02 03:04:05" in text
+
+
+def test_pipeline_trials_show_their_cost_and_cached_stages() -> None:
+    import io
+
+    from rich.console import Console
+
+    from metatune.report.tables import trials_table
+    from metatune.trial import Trial, TrialState
+
+    trials = [
+        Trial(
+            0, {"a.x": 0.5}, TrialState.COMPLETE, 1.0, system_attrs={"cost": 9.0, "cache_depth": 0}
+        ),
+        Trial(
+            1, {"a.x": 0.5}, TrialState.COMPLETE, 0.5, system_attrs={"cost": 1.5, "cache_depth": 2}
+        ),
+    ]
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(trials_table(trials, "minimize"))
+    out = console.file.getvalue()
+    assert "cost" in out and "cached" in out and "2 stages" in out and "1.5" in out
+    plain = Console(file=io.StringIO(), width=200, color_system=None)
+    plain.print(trials_table([Trial(0, {"x": 1.0}, TrialState.COMPLETE, 1.0)], "minimize"))
+    assert "cached" not in plain.file.getvalue()

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from metatune._text import printable
 from metatune.direction import Direction
-from metatune.trial import Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = [
     "StudySummary",
@@ -129,7 +129,8 @@ def trials_table(
     """A table with number, state, value, one column per parameter, duration (and errors).
 
     The row of `best_number` (by default the best completed trial among `trials`) is
-    highlighted. An "error" column (first line only) appears when a shown trial failed.
+    highlighted. An "error" column (first line only) appears when a shown trial failed; "cost"
+    and "cached" (leading stages served from the cache) columns when trials record costs.
     """
     if best_number is None:
         best = best_trial(trials, direction)
@@ -137,6 +138,7 @@ def trials_table(
     names = param_names(trials)
     split_params = 0 < len(names) <= _MAX_PARAM_COLUMNS
     show_error = any(t.state is TrialState.FAILED for t in trials)
+    show_cost = any(t.system_attrs.get(SystemAttr.COST) is not None for t in trials)
 
     table = Table(
         title=_plain(title), caption=_plain(caption), header_style="bold", title_justify="left"
@@ -150,6 +152,9 @@ def trials_table(
     else:
         table.add_column("params", overflow="fold")
     table.add_column("duration", justify="right")
+    if show_cost:
+        table.add_column("cost", justify="right")
+        table.add_column("cached", justify="right")
     if show_started:
         table.add_column("started (UTC)", no_wrap=True)
     if show_error:
@@ -167,6 +172,10 @@ def trials_table(
         else:
             row.append(_text(format_params(t.params)))
         row.append(_text(format_duration(t.duration)))
+        if show_cost:
+            depth = t.system_attrs.get(SystemAttr.CACHE_DEPTH)
+            row.append(_text(format_value(t.system_attrs.get(SystemAttr.COST))))
+            row.append(_text(f"{depth} stages" if isinstance(depth, int) and depth else "-"))
         if show_started:
             row.append(_text(_format_time(t.started_at)))
         if show_error:

@@ -59,3 +59,23 @@ def test_focus_zooms_only_when_the_worse_half_squashes_the_rest() -> None:
 def test_plot_rejects_non_trials(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Study or a sequence of Trial"):
         plot_best_so_far([1.0, 2.0], tmp_path / "x.png")
+
+
+def test_best_so_far_against_cost_marks_reused_trials(tmp_path: Path) -> None:
+    from metatune.report import plots
+
+    ts = [
+        Trial(0, {"x": 0}, TrialState.COMPLETE, 3.0, system_attrs={"cost": 10.0}),
+        Trial(1, {"x": 1}, TrialState.FAILED, system_attrs={"cost": 4.0}),
+        Trial(2, {"x": 2}, TrialState.COMPLETE, 1.0, system_attrs={"cost": 1.0, "cache_depth": 1}),
+        Trial(3, {"x": 3}, TrialState.RUNNING),
+    ]
+    assert plots._positions([t for t in ts if t.state.finished], "cost") == {
+        0: 10.0,
+        1: 14.0,
+        2: 15.0,
+    }
+    out = plot_best_so_far(ts, tmp_path / "cost.png", "minimize", x="cost")
+    assert out.read_bytes().startswith(PNG)
+    with pytest.raises(ValueError, match="x must be 'number' or 'cost'"):
+        plot_best_so_far(ts, tmp_path / "bad.png", "minimize", x="time")

@@ -231,11 +231,13 @@ def write_best_so_far_plot(
     *,
     title: str,
     ylabel: str,
+    x: str = "number",
+    xlabel: str | None = None,
 ) -> Path:
     """Write ``<out>/<study>-best-so-far.png`` and say where it is."""
     from metatune.report.plots import plot_best_so_far
 
     plot = out / f"{slug(study)}-best-so-far.png"
-    plot_best_so_far(trials, plot, direction, title=title, ylabel=ylabel)
+    plot_best_so_far(trials, plot, direction, title=title, ylabel=ylabel, x=x, xlabel=xlabel)
     console.print(f"Plot: {escape(str(plot))}")
     return plot

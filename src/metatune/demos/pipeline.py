@@ -148,4 +148,6 @@ def run_pipeline_demo(
         st.direction,
         title=f"{study}: {options.pipeline} pipeline",
         ylabel="validation loss",
+        x="cost",
+        xlabel="stage seconds spent",
     )

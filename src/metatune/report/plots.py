@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from metatune.direction import Direction
-from metatune.trial import Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = ["best_so_far", "plot_best_so_far"]
 
@@ -58,6 +58,19 @@ def _focus_range(
     return lo - pad, hi + pad
 
 
+def _positions(trials: Sequence[Trial], x: str) -> dict[int, float]:
+    """Where each trial goes on the x-axis: its number, or the cost spent up to its end."""
+    if x == "number":
+        return {t.number: float(t.number) for t in trials}
+    out, spent = {}, 0.0
+    for t in sorted(trials, key=lambda t: t.number):
+        c = t.system_attrs.get(SystemAttr.COST) if t.system_attrs else None
+        if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
+            spent += float(c)
+        out[t.number] = spent
+    return out
+
+
 def plot_best_so_far(
     study_or_trials: Any,
     path: str | os.PathLike[str],
@@ -69,6 +82,8 @@ def plot_best_so_far(
     ylim: tuple[float, float] | None = None,
     focus: bool | None = None,
     dpi: int = 120,
+    x: str = "number",
+    xlabel: str | None = None,
 ) -> Path:
     """Save a PNG (or any format matplotlib knows from the suffix) of a study's progress.
 
@@ -77,13 +92,20 @@ def plot_best_so_far(
     the study's (or "minimize" for a bare list of trials). With `focus` the y-axis shows the
     better half of the trials, and worse ones become markers on the edge; by default it is on
     when the worse half would squash the rest (e.g. accuracies of 0.1 beside 0.99), unless
-    `ylim` or `log_y` is given. Returns the path written.
+    `ylim` or `log_y` is given. `x="cost"` puts each finished trial at the cost spent when it
+    finished (its own included; what a budget counts) instead of at its number, and marks the
+    trials that reused a cached prefix. Returns the path written.
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
     from matplotlib.transforms import blended_transform_factory
 
+    if x not in ("number", "cost"):
+        raise ValueError(f"x must be 'number' or 'cost', got {x!r}")
     trials, direction, name = _resolve(study_or_trials, direction)
+    if x == "cost":
+        trials = [t for t in trials if t.state.finished]
+    at = _positions(trials, x)
     sign = Direction.parse(direction).sign
     path = Path(path)
     done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
@@ -106,7 +128,7 @@ def plot_best_so_far(
             inside = [t for t in done if lo <= float(t.value) <= hi]  # type: ignore[arg-type]
             outside = [t for t in done if t not in inside]
         ax.scatter(
-            [t.number for t in inside],
+            [at[t.number] for t in inside],
             [t.value for t in inside],
             s=24,
             color="tab:blue",
@@ -117,7 +139,7 @@ def plot_best_so_far(
         if outside:
             bound = min(view) if sign < 0 else max(view)  # type: ignore[type-var]
             ax.scatter(
-                [t.number for t in outside],
+                [at[t.number] for t in outside],
                 [worse_edge] * len(outside),
                 marker="v" if sign < 0 else "^",
                 s=28,
@@ -129,14 +151,26 @@ def plot_best_so_far(
                 label=f"{'below' if sign < 0 else 'above'} {bound:.4g} ({len(outside)})",
                 zorder=2,
             )
+        reused = [t for t in inside if (t.system_attrs or {}).get(SystemAttr.CACHE_DEPTH, 0) or 0]
+        if x == "cost" and reused:
+            ax.scatter(
+                [at[t.number] for t in reused],
+                [t.value for t in reused],
+                s=70,
+                facecolor="none",
+                edgecolor="tab:green",
+                linewidth=1.2,
+                label=f"reused a cached prefix ({len(reused)})",
+                zorder=3,
+            )
         curve = best_so_far(done, direction)
-        last = max(t.number for t in trials)
-        xs = [n for n, _ in curve] + [last]
+        last = max(at.values())
+        xs = [at[n] for n, _ in curve] + [last]
         ys = [v for _, v in curve] + [curve[-1][1]]
         ax.step(xs, ys, where="post", color="tab:orange", lw=2, label="best so far", zorder=3)
         best = Direction.parse(direction).best_first(done)[0]
         ax.scatter(
-            [best.number],
+            [at[best.number]],
             [best.value],
             marker="*",
             s=220,
@@ -153,7 +187,7 @@ def plot_best_so_far(
     if failed:
         # Failed trials have no value: mark them on the worse edge, at their trial number.
         ax.scatter(
-            [t.number for t in failed],
+            [at[t.number] for t in failed],
             [worse_edge] * len(failed),
             marker="x",
             s=40,
@@ -168,11 +202,12 @@ def plot_best_so_far(
     if view is not None:
         ax.set_ylim(*view)
     if trials:
-        numbers = [t.number for t in trials]
-        pad = max(0.5, 0.02 * (max(numbers) - min(numbers)))
+        numbers = list(at.values())
+        pad = max(0.5 if x == "number" else 0.0, 0.02 * (max(numbers) - min(numbers)))
         ax.set_xlim(min(numbers) - pad, max(numbers) + pad)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial number")
+    if x == "number":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel or ("trial number" if x == "number" else "cost spent"))
     ax.set_ylabel(f"{ylabel} ({'higher' if sign < 0 else 'lower'} is better)")
     if title is None:
         title = f"{name}: best so far" if name else "Best so far"

@@ -9,6 +9,7 @@ trial's system_attrs as it runs, so that what ran before a failure or a Ctrl-C i
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,8 +58,38 @@ class FunctionObjective:
         return self.fn(dict(params))
 
 
+_DEFINE_BY_RUN = frozenset(
+    {"suggest_float", "suggest_int", "suggest_categorical", "suggest_uniform", "suggest_loguniform"}
+)
+
+
+def _suggest_calls(fn: Any) -> set[str]:
+    """The `trial.suggest_*` names the code of `fn` (and the functions nested in it) uses."""
+    target = fn if inspect.isroutine(fn) else vars(type(fn)).get("__call__")
+    code = getattr(inspect.unwrap(target) if target is not None else None, "__code__", None)
+    found: set[str] = set()
+    todo = [code] if code is not None else []
+    while todo:
+        c = todo.pop()
+        found.update(n for n in c.co_names if n in _DEFINE_BY_RUN)
+        todo += [k for k in c.co_consts if inspect.iscode(k)]
+    return found
+
+
 def as_trial_objective(objective: Any) -> TrialObjective:
-    """`objective` itself if it implements the protocol, else a plain callable wrapped."""
+    """`objective` itself if it implements the protocol, else a plain callable wrapped.
+
+    Decided before the first trial: an Optuna-style objective that calls `trial.suggest_*` is
+    refused with a TypeError saying what to write instead, rather than failing every trial.
+    """
     if isinstance(objective, TrialObjective):
         return objective
+    calls = _suggest_calls(objective)
+    if calls:
+        raise TypeError(
+            f"objective {getattr(objective, '__name__', objective)!r} calls "
+            f"{', '.join(sorted(calls))} on its argument (an Optuna-style define-by-run "
+            "objective); metatune objectives take a dict of parameter values: declare the "
+            "space (e.g. Study({'lr': Float(1e-4, 1, log=True)})) and read params['lr']"
+        )
     return FunctionObjective(objective)

@@ -203,6 +203,25 @@ class Study:
         """Every trial, ordered by number, as currently stored."""
         return self._storage.get_trials(self._record.id)
 
+    def trials_dataframe(self) -> Any:
+        """Every trial as a pandas DataFrame, one row per trial, with the columns of
+        `metatune export` (number, state, value, error, times, duration, a pipeline's cost,
+        cached depth and seconds saved, params.<name>, user_attrs.<name>). Needs pandas
+        (``pip install metatune[report]``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError(
+                "trials_dataframe needs pandas: pip install 'metatune[report]'"
+            ) from exc
+        from metatune.report.export import trial_columns, trial_rows
+
+        trials = self.trials
+        frame = pd.DataFrame(trial_rows(trials), columns=trial_columns(trials))
+        for column in ("started_at", "finished_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
     def completed_trials(self) -> list[Trial]:
         return self._storage.get_trials(self._record.id, [TrialState.COMPLETE])
 

@@ -773,7 +773,7 @@ def main() -> None:
         return
     if args.render:
         payload = json.loads((ROOT / "docs" / "benchmarks" / "mlo.json").read_text())
-        write_outputs(payload, args.notes, rendered_by=command_line())
+        write_outputs(payload, args.notes, rendered_by=command_line(ROOT / "docs" / "benchmarks"))
         return
     t0 = time.perf_counter()
     rows = []
@@ -796,7 +796,7 @@ def main() -> None:
     print(f"total {elapsed:.0f} s")
     if not args.no_write:
         payload = {
-            "command": command_line(),
+            "command": command_line(ROOT / "docs" / "benchmarks"),
             "date": now_utc(),
             "elapsed_s": elapsed,
             "machine": machine_info(("torch", "betty-ml", "torchopt", "numpy")),

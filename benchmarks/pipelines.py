@@ -519,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = {
         "meta": {
-            "command": command_line(),
+            "command": command_line(out),
             "date": now_utc(),
             "machine": format_machine(machine_info(("torch", "botorch"))),
             "wall_minutes": wall,

@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.real < 0:
         ap.error(f"--real must be a number of configurations >= 0, got {args.real}")
     out = Path(args.out)
-    summary_command = command_line()
+    summary_command = command_line(out)
     if args.source is None:
         benches = ",".join(b for b, s in cost_share_benchmarks().items() if s in shares)
         code = subprocess.run(

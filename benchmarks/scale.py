@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
     data = {
-        "command": command_line(),
+        "command": command_line(out),
         "date": now_utc(),
         "machine": machine_info(),
         "config": {"trials": args.trials, "seeds": args.seeds, "seeds_for": args.seeds_for},

@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {
-        "command": command_line(),
+        "command": command_line(out),
         "date": now_utc(),
         "machine": machine_info(),
         "result": result,

@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         runs.sort(key=lambda r: order[(r["function"], r["method"], r["seed"])])
         data = {
-            "command": command_line(),
+            "command": command_line(out),
             "date": now_utc(),
             "machine": machine_info(),
             "wall_seconds": wall,
@@ -556,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary,
         out / "synthetic.md",
         "synthetic.png",
-        rendered_by=command_line() if args.from_json else None,
+        rendered_by=command_line(out) if args.from_json else None,
     )
     print()
     print(tables_markdown(summary, data))

@@ -72,10 +72,13 @@ def single_thread_torch() -> None:
         torch.set_num_interop_threads(1)
 
 
-def command_line() -> str:
-    """The command that started this process, as one shell-quoted line."""
+def command_line(out: str | os.PathLike[str] | None = None) -> str:
+    """The command that started this process, as one shell-quoted line that anyone can run from
+    the repository root (`portable_command`; `out` is the folder the run writes its page to),
+    so a recorded JSON names no folder of the machine it ran on."""
     argv = [sys.argv[0], *sys.argv[1:]]
-    return "python " + " ".join(shlex.quote(a) for a in argv)
+    raw = "python " + " ".join(shlex.quote(a) for a in argv)
+    return portable_command(raw, repo_relative(out) if out is not None else None)
 
 
 def now_utc() -> str:

@@ -7,10 +7,8 @@ to many thousands of trials, on every storage.
 
 from __future__ import annotations
 
-import math
-
 from metatune.storage.base import BaseStorage
-from metatune.trial import SystemAttr, Trial
+from metatune.trial import Trial, counted_cost
 
 __all__ = ["TrialHistory"]
 
@@ -30,7 +28,7 @@ class TrialHistory:
         i = 0
         while i < len(fresh) and fresh[i].state.finished and fresh[i].number == len(self._finished):
             self._finished.append(fresh[i])
-            self._cost += _cost(fresh[i])
+            self._cost += counted_cost(fresh[i])
             i += 1
         self._rest = fresh[i:]
 
@@ -46,11 +44,4 @@ class TrialHistory:
 
     def cost_spent(self) -> float:
         """The recorded cost of the finished trials (see `pipeline.cost_spent`)."""
-        return self._cost + sum(_cost(t) for t in self._rest if t.state.finished)
-
-
-def _cost(trial: Trial) -> float:
-    c = trial.system_attrs.get(SystemAttr.COST)
-    if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
-        return float(c)
-    return 0.0
+        return self._cost + sum(counted_cost(t) for t in self._rest if t.state.finished)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Trial", "TrialState", "SystemAttr", "to_json_attrs"]
+from metatune._text import check_text
+
+__all__ = ["Trial", "TrialState", "SystemAttr", "counted_cost", "json_float", "to_json_attrs"]
 
 
 class TrialState(str, enum.Enum):
@@ -77,19 +79,29 @@ class Trial:
         return f"Trial(number={self.number}, state={self.state.value}{value}, params={self.params})"
 
 
+def counted_cost(trial: Trial) -> float:
+    """The cost a budget counts for `trial`: its recorded cost when that is a finite number,
+    else 0 (a trial told by hand may carry anything)."""
+    c = trial.system_attrs.get(SystemAttr.COST) if trial.system_attrs else None
+    if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
+        return float(c)
+    return 0.0
+
+
+def json_float(value: float) -> float | str:
+    """`value`, or "nan", "inf" or "-inf" for what JSON has no number for."""
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
 def _to_json(value: Any, where: str) -> Any:
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return json_float(value)
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{where} is not valid Unicode text") from None
-        return value
+        return check_text(value, where)
     if isinstance(value, (list, tuple)):
         return [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):

@@ -204,11 +204,13 @@ def _read_or_create_key(path: Path) -> bytes:
     return text.encode()
 
 
-def _entry_tag(key: bytes, name: str, signed: bytes | memoryview) -> bytes:
-    """The HMAC of an entry's header and payload, bound to its file name (so an entry copied
-    under another key's name does not verify)."""
+def _entry_tag(key: bytes, name: str, *signed: bytes | memoryview) -> bytes:
+    """The HMAC of an entry's header and payload (given in one or more pieces, so a large
+    payload is not copied to be joined), bound to its file name (so an entry copied under
+    another key's name does not verify)."""
     mac = hmac.new(key, _MAGIC + name.encode() + b"\0", hashlib.sha256)
-    mac.update(signed)
+    for part in signed:
+        mac.update(part)
     return mac.digest()
 
 
@@ -428,9 +430,7 @@ class Cache:
         if self.max_bytes is not None and size > self.max_bytes:
             return 0
         length = struct.pack("<I", len(header))
-        mac = hmac.new(self._signing_key(), _MAGIC + path.name.encode() + b"\0", hashlib.sha256)
-        for part in (length, header, payload):
-            mac.update(part)
+        tag = _entry_tag(self._signing_key(), path.name, length, header, payload)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{_writer_token()}-", dir=self.folder)
         try:
@@ -438,7 +438,7 @@ class Cache:
                 os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as f:
                 f.write(_MAGIC)
-                f.write(mac.digest())
+                f.write(tag)
                 f.write(length)
                 f.write(header)
                 f.write(payload)

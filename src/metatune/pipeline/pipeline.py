@@ -25,7 +25,7 @@ from metatune.pipeline.cache import Cache, get_serializer
 from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 from metatune.pipeline.stage import Stage, StageError, StageResult
 from metatune.space import Categorical, Float, Int, Param, Space
-from metatune.trial import SystemAttr, Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState, counted_cost
 
 __all__ = ["Pipeline", "PipelineRun", "StageRecord", "cost_spent", "summarize"]
 
@@ -89,13 +89,7 @@ class PipelineRun:
 
 def cost_spent(trials: Iterable[Trial]) -> float:
     """Sum of the recorded costs (system_attrs["cost"]) of finished trials."""
-    total = 0.0
-    for t in trials:
-        if t.state.finished:
-            c = t.system_attrs.get(SystemAttr.COST)
-            if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
-                total += float(c)
-    return total
+    return float(sum(counted_cost(t) for t in trials if t.state.finished))
 
 
 def summarize(trials: Iterable[Trial]) -> dict[str, Any]:

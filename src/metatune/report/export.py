@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from metatune.trial import SystemAttr, Trial
+from metatune.trial import SystemAttr, Trial, json_float
 
 __all__ = [
     "FORMATS",
@@ -103,9 +103,9 @@ def jsonable(v: Any) -> Any:
     """`v` as a JSON value: numbers and strings as they are (a non-finite float as "nan",
     "inf" or "-inf", which JSON has no number for), numpy scalars as Python ones, containers
     that serialize as they are, anything else as its str."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    if isinstance(v, float):
+        return json_float(v)
+    if isinstance(v, (str, int, bool)) or v is None:
         return v
     item = getattr(v, "item", None)  # numpy scalars
     if callable(item):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from metatune.direction import Direction
-from metatune.trial import SystemAttr, Trial, TrialState
+from metatune.trial import SystemAttr, Trial, TrialState, counted_cost
 
 __all__ = ["best_so_far", "plot_best_so_far"]
 
@@ -64,9 +64,7 @@ def _positions(trials: Sequence[Trial], x: str) -> dict[int, float]:
         return {t.number: float(t.number) for t in trials}
     out, spent = {}, 0.0
     for t in sorted(trials, key=lambda t: t.number):
-        c = t.system_attrs.get(SystemAttr.COST) if t.system_attrs else None
-        if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
-            spent += float(c)
+        spent += counted_cost(t)
         out[t.number] = spent
     return out
 

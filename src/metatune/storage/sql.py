@@ -236,23 +236,21 @@ class SQLStorage(BaseStorage):
                         "tables); check the --storage URL"
                     )
                 if "metatune_meta" in names:
-                    found = conn.scalar(select(_meta.c.value).where(_meta.c.key == _SCHEMA_KEY))
-                    if found is not None and found != str(SCHEMA_VERSION):
-                        raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
+                    self._check_schema_version(conn, stamp=False)
         except DBAPIError as exc:
             self._engine.dispose()
             raise ValueError(
                 f"cannot open storage {self.url!r}: {type(exc.orig).__name__}: {exc.orig}"
             ) from exc
 
-    def _check_schema_version(self, conn: Connection) -> None:
-        """Stamp a new database with SCHEMA_VERSION; refuse one stamped with another version.
-
-        A database from before the stamp existed has the tables of version 1 and is stamped so.
-        """
+    def _check_schema_version(self, conn: Connection, stamp: bool = True) -> None:
+        """Refuse a database stamped with another version than SCHEMA_VERSION; with `stamp`,
+        stamp one that has no version yet (a new one, or one from before the stamp existed,
+        which has the tables of version 1)."""
         found = conn.scalar(select(_meta.c.value).where(_meta.c.key == _SCHEMA_KEY))
         if found is None:
-            conn.execute(insert(_meta).values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
+            if stamp:
+                conn.execute(insert(_meta).values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
         elif found != str(SCHEMA_VERSION):
             raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
 

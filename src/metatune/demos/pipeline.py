@@ -26,9 +26,9 @@ from metatune.demos.common import (
     fail,
     interrupted,
     one_line,
-    one_torch_thread,
     open_demo_storage,
     report_best,
+    torch_threads_on_free_cores,
     write_best_so_far_plot,
 )
 from metatune.trial import SystemAttr
@@ -120,7 +120,7 @@ def run_pipeline_demo(
 
     started = time.monotonic()
     try:
-        with one_torch_thread():
+        with torch_threads_on_free_cores():
             st.optimize(pipe, budget=total, callbacks=[report], show_progress=False)
     except KeyboardInterrupt:
         interrupted(st, where)

@@ -23,9 +23,9 @@ from metatune.demos.common import (
     fail,
     interrupted,
     one_line,
-    one_torch_thread,
     open_demo_storage,
     report_best,
+    torch_threads_on_free_cores,
     write_best_so_far_plot,
 )
 
@@ -139,7 +139,7 @@ def run_svm_demo(options: SvmDemoOptions, output: Output) -> None:
         return {**task(params), **config}
 
     try:
-        with one_torch_thread():  # the GP's own linear algebra runs in torch
+        with torch_threads_on_free_cores():  # the GP's linear algebra runs in torch
             st.optimize(objective, n_trials=options.trials, show_progress=output.live)
     except KeyboardInterrupt:
         interrupted(st, where)

@@ -56,7 +56,7 @@ def test_bad_names(name):
 def test_space_needs_parameters_of_known_types():
     with pytest.raises(ValueError, match="at least one"):
         Space({})
-    with pytest.raises(TypeError, match="must be Float, Int or Categorical"):
+    with pytest.raises(TypeError, match="must be Float, Int, Categorical or a"):
         Space({"x": (0, 1)})
 
 

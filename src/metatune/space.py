@@ -13,6 +13,7 @@ to floating-point precision for floats (which are then clipped into their bounds
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Float", "Int", "Categorical", "Space", "Param"]
+from metatune._registry import Registry
+
+__all__ = ["PARAM_TYPES", "Float", "Int", "Categorical", "Space", "Param", "ParamType"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _CHOICE_TYPES = (str, int, float, bool, type(None))
@@ -33,6 +36,63 @@ def _check_number(name: str, value: Any) -> float:
     if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+class ParamType(abc.ABC):
+    """Base class of parameter types defined outside this module (architectures, ...).
+
+    A subclass gives both views of the unit cube (see the module docstring), its valid discrete
+    moves in the model view, and a plain JSON form of its values (lists, strings, numbers), so
+    that storage, resume and every optimizer work as for the built-in types. Register its
+    `from_dict` under the `type` its `to_dict` writes: ``PARAM_TYPES.register("cell", fn)``.
+    """
+
+    @property
+    @abc.abstractmethod
+    def model_dims(self) -> int:
+        """Columns of the model encoding."""
+
+    @abc.abstractmethod
+    def from_uniform(self, u: float) -> Any:
+        """A value from one coordinate of the sampling cube (uniform over the raw values)."""
+
+    @abc.abstractmethod
+    def encode(self, value: Any) -> list[float]:
+        """The model encoding of a valid value."""
+
+    @abc.abstractmethod
+    def decode(self, u: Sequence[float]) -> Any:
+        """A valid value from any model-space columns."""
+
+    @abc.abstractmethod
+    def round_model(self, cols: np.ndarray) -> np.ndarray:
+        """(n, model_dims) columns snapped to encodings of valid values."""
+
+    @abc.abstractmethod
+    def model_neighbours(self, cols: np.ndarray) -> np.ndarray:
+        """Encodings (m, model_dims) of the values one discrete move from the encoded `cols`."""
+
+    @abc.abstractmethod
+    def contains(self, value: Any) -> bool: ...
+
+    @abc.abstractmethod
+    def normalize(self, value: Any) -> Any:
+        """The plain JSON form of a valid value (what storage and a pipeline's cache see)."""
+
+    @abc.abstractmethod
+    def mutate(self, value: Any, rng: np.random.Generator, scale: float = 0.1) -> Any:
+        """A different valid value one move away (an edge's operation changed, ...)."""
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def uniform_to_model(self, u: np.ndarray) -> np.ndarray:
+        """Vectorized `from_uniform` then `encode`, (n,) -> (n, model_dims)."""
+        return np.array([self.encode(self.from_uniform(x)) for x in np.asarray(u, dtype=float)])
+
+    def features(self, value: Any) -> np.ndarray:
+        """What a surrogate model of this value sees (the model encoding unless overridden)."""
+        return np.asarray(self.encode(value), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -88,6 +148,10 @@ class Float:
             and not isinstance(value, bool)
             and self.low <= float(value) <= self.high
         )
+
+    def mutate(self, value: Any, rng: np.random.Generator, scale: float = 0.1) -> float:
+        """A Gaussian step of `scale` (in the unit encoding) from `value`, kept in bounds."""
+        return self.decode([self.encode(value)[0] + scale * float(rng.normal())])
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "float", "low": self.low, "high": self.high, "log": self.log}
@@ -167,6 +231,13 @@ class Int:
             return False
         return self.low <= int(value) <= self.high
 
+    def mutate(self, value: Any, rng: np.random.Generator, scale: float = 0.1) -> int:
+        """A different integer: a Gaussian step of `scale` in the unit encoding, at least one."""
+        k = self.decode([self.encode(value)[0] + scale * float(rng.normal())])
+        if k == int(value):
+            k = int(value) + (1 if (rng.random() < 0.5 and k < self.high) or k == self.low else -1)
+        return k
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
 
@@ -237,22 +308,37 @@ class Categorical:
             return False
         return True
 
+    def mutate(self, value: Any, rng: np.random.Generator, scale: float = 0.1) -> Any:
+        """Another choice, uniformly (the same one when there is only one)."""
+        others = [c for i, c in enumerate(self.choices) if i != self.index(value)]
+        return others[int(rng.integers(len(others)))] if others else value
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "categorical", "choices": list(self.choices)}
 
 
-Param = Float | Int | Categorical
+Param = Float | Int | Categorical | ParamType
+
+# `type` of a parameter's to_dict() -> a function rebuilding the parameter from that dict.
+PARAM_TYPES: Registry[Any] = Registry("parameter type")
+PARAM_TYPES.register("float", lambda d: Float(d["low"], d["high"], log=bool(d.get("log", False))))
+PARAM_TYPES.register(
+    "int", lambda d: Int(int(d["low"]), int(d["high"]), log=bool(d.get("log", False)))
+)
+PARAM_TYPES.register("categorical", lambda d: Categorical(d["choices"]))
+# Architecture spaces: imported when a stored space first names them.
+PARAM_TYPES.register_lazy("cell", "metatune.nas.cell:cell_from_dict")
+PARAM_TYPES.register_lazy("choice_cell", "metatune.nas.cell:choice_cell_from_dict")
+PARAM_TYPES.register_lazy("chain", "metatune.nas.chain:chain_from_dict")
 
 
 def _param_from_dict(d: Mapping[str, Any]) -> Param:
-    kind = d.get("type")
-    if kind == "float":
-        return Float(d["low"], d["high"], log=bool(d.get("log", False)))
-    if kind == "int":
-        return Int(int(d["low"]), int(d["high"]), log=bool(d.get("log", False)))
-    if kind == "categorical":
-        return Categorical(d["choices"])
-    raise ValueError(f"unknown parameter type {kind!r}; allowed: float, int, categorical")
+    return PARAM_TYPES.get(d.get("type"))(d)
+
+
+def is_param(obj: Any) -> bool:
+    """True for an instance of a built-in parameter type or of a ParamType subclass."""
+    return isinstance(obj, (Float, Int, Categorical, ParamType))
 
 
 class Space(Mapping[str, Param]):
@@ -269,9 +355,10 @@ class Space(Mapping[str, Param]):
                     f"bad parameter name {name!r}: use letters, digits, '_', '.', '-', "
                     "starting with a letter or '_'"
                 )
-            if not isinstance(p, (Float, Int, Categorical)):
+            if not is_param(p):
                 raise TypeError(
-                    f"parameter {name!r} must be Float, Int or Categorical, got {type(p).__name__}"
+                    f"parameter {name!r} must be Float, Int, Categorical or a ParamType, "
+                    f"got {type(p).__name__}"
                 )
         self._params: dict[str, Param] = dict(params)
         self._slices: dict[str, slice] = {}

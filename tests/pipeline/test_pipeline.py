@@ -60,7 +60,7 @@ def test_construction_errors(tmp_path):
         Stage("a", 3, {"x": f})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bad parameter name 'x.y'"):
         Stage("a", print, {"x.y": f})
-    with pytest.raises(TypeError, match="must be Float, Int or Categorical"):
+    with pytest.raises(TypeError, match="must be Float, Int, Categorical or a"):
         Stage("a", print, {"x": (0, 1)})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="every stage must be"):
         Pipeline([print])  # type: ignore[list-item]

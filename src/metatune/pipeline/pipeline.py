@@ -24,7 +24,7 @@ from metatune.direction import Direction
 from metatune.pipeline.cache import Cache, get_serializer
 from metatune.pipeline.context import CachedPrefix, PipelineContext, StageInfo
 from metatune.pipeline.stage import Stage, StageError, StageResult
-from metatune.space import Categorical, Float, Int, Param, Space
+from metatune.space import Categorical, Float, Int, Param, ParamType, Space
 from metatune.trial import SystemAttr, Trial, TrialState, counted_cost
 
 __all__ = ["Pipeline", "PipelineRun", "StageRecord", "cost_spent", "summarize"]
@@ -147,6 +147,8 @@ def _normalize(p: Param, value: Any) -> Any:
         return int(value)
     if isinstance(p, Categorical):
         return p.choices[p.index(value)]
+    if isinstance(p, ParamType):
+        return p.normalize(value)
     return value
 
 

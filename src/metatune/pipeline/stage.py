@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metatune.pipeline.cache import Serializer, get_serializer
-from metatune.space import Categorical, Float, Int, Param
+from metatune.space import Param, is_param
 
 __all__ = ["Stage", "StageResult", "StageError"]
 
@@ -229,9 +229,10 @@ class Stage:
                     f"stage {name!r}: bad parameter name {pname!r}: use letters, digits and '_', "
                     "starting with a letter or '_' (it is passed as a keyword argument)"
                 )
-            if not isinstance(p, (Float, Int, Categorical)):
+            if not is_param(p):
                 raise TypeError(
-                    f"stage {name!r}: parameter {pname!r} must be Float, Int or Categorical, "
+                    f"stage {name!r}: parameter {pname!r} must be Float, Int, Categorical or a "
+                    "ParamType (a cell, ...), "
                     f"got {type(p).__name__}"
                 )
         if version is not None and (

@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from scipy.stats import qmc
 
 from metatune.optimizers._gp.acquisition import Acquisition
-from metatune.space import Categorical, Float, Int, Space
+from metatune.space import Categorical, Float, Int, ParamType, Space
 
 __all__ = ["Layout", "Search", "candidates", "maximize", "perturb", "polish", "sobol_batch"]
 
@@ -42,6 +42,7 @@ class Layout:
         self.continuous = np.zeros(space.dim, dtype=bool)
         self.int_dims: list[tuple[int, Int]] = []
         self.cat_blocks: list[slice] = []
+        self.custom_blocks: list[tuple[slice, ParamType]] = []  # cells, ...: their own moves
         for name, p in space.items():
             sl = space.slice_of(name)
             if isinstance(p, Float) or (isinstance(p, Int) and p.n_values > _WIDE_INT):
@@ -50,10 +51,12 @@ class Layout:
                 self.int_dims.append((sl.start, p))
             elif isinstance(p, Categorical):
                 self.cat_blocks.append(sl)
+            elif isinstance(p, ParamType):
+                self.custom_blocks.append((sl, p))
 
     @property
     def has_discrete(self) -> bool:
-        return bool(self.int_dims or self.cat_blocks)
+        return bool(self.int_dims or self.cat_blocks or self.custom_blocks)
 
     def neighbours(self, x: np.ndarray) -> np.ndarray:
         """Valid points one discrete step away from the valid point `x` (d,), as (m, d)."""
@@ -73,6 +76,11 @@ class Layout:
                     y[sl] = 0.0
                     y[sl.start + j] = 1.0
                     out.append(y)
+        for sl, p in self.custom_blocks:
+            for cols in p.model_neighbours(x[sl][None, :]):
+                y = x.copy()
+                y[sl] = cols
+                out.append(y)
         return np.array(out) if out else np.empty((0, len(x)))
 
 

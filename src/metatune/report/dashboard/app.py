@@ -1,0 +1,187 @@
+"""The dashboard's web app (Starlette): pages and the JSON endpoints they poll. Read-only: every
+route is a GET and the storage is opened for reading.
+
+Routes: ``/`` (the studies), ``/study?name=N`` (one study's plots and trials),
+``/api/studies``, ``/api/study?name=N[&version=V]`` (summary and figures; only
+``{"changed": false}`` while the study's version is still V), ``/api/trials?name=N&page=P``
+(one page of trials), ``/static/plotly.min.js`` (the installed plotly's bundle).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from metatune.report.dashboard.cache import StudyCache, StudyEntry
+from metatune.report.dashboard.pages import index_page, study_page
+from metatune.report.export import jsonable, trial_rows
+from metatune.report.figures import all_figures
+from metatune.report.html import summary_rows
+from metatune.storage import BaseStorage
+from metatune.trial import TrialState
+
+__all__ = ["MAX_PER_PAGE", "create_app"]
+
+MAX_PER_PAGE = 500
+_SORTS = ("number", "value")
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
+
+
+def _study_summary(entry: StudyEntry) -> dict[str, Any]:
+    view = entry.view()
+    counts = view.counts()
+    best = view.best()
+    state = "empty" if not view.trials else ("running" if counts["running"] else "idle")
+    return {
+        "name": view.name,
+        "direction": view.direction,
+        "optimizer": view.optimizer,
+        "state": state,
+        "n_trials": len(view.trials),
+        "counts": counts,
+        "best_value": None if best is None else jsonable(best.value),
+        "best_number": None if best is None else best.number,
+        "pipeline": view.is_pipeline,
+    }
+
+
+def _figures_payload(cache: StudyCache, entry: StudyEntry) -> dict[str, Any]:
+    """The study's summary and figures as JSON-ready data, rebuilt only when it changed."""
+    if entry.figures is not None and entry.figures_version == entry.version:
+        return entry.figures
+    view = entry.view()
+    figures = []
+    for spec in all_figures(importance=lambda v: cache.importance(entry, v)):
+        fig = spec.build(view)
+        if fig is None:
+            continue
+        figures.append(
+            {
+                "key": spec.key,
+                "title": spec.title,
+                "caption": spec.caption,
+                "figure": json.loads(fig.to_json()),
+            }
+        )
+    entry.figures = {
+        "summary": [list(r) for r in summary_rows(view)],
+        "study": _study_summary(entry),
+        "figures": figures,
+    }
+    entry.figures_version = entry.version
+    return entry.figures
+
+
+def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
+    """The dashboard of the studies in `storage` as an ASGI app (pages poll every
+    `poll_seconds`)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    cache = StudyCache(storage)
+
+    def _error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def _entry(request: Request) -> StudyEntry | JSONResponse:
+        name = request.query_params.get("name")
+        if not name:
+            return _error(400, "name is required: the study's name, e.g. ?name=my-study")
+        entry = cache.entry(name)
+        if entry is None:
+            known = [s.name for s in cache.studies()]
+            return _error(404, f"no study named {name!r}; studies: {known}")
+        return entry
+
+    def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(index_page(poll_seconds))
+
+    def study(request: Request) -> HTMLResponse:
+        name = request.query_params.get("name", "")
+        if cache.entry(name) is None:
+            return HTMLResponse(study_page(name, poll_seconds, missing=True), status_code=404)
+        return HTMLResponse(study_page(name, poll_seconds))
+
+    def api_studies(request: Request) -> JSONResponse:
+        out = []
+        for record in cache.studies():
+            entry = cache.entry(record.name)
+            if entry is not None:
+                with entry.lock:
+                    out.append(_study_summary(entry))
+        return JSONResponse({"studies": out})
+
+    def api_study(request: Request) -> JSONResponse:
+        entry = _entry(request)
+        if isinstance(entry, JSONResponse):
+            return entry
+        with entry.lock:
+            if request.query_params.get("version") == entry.version:
+                return JSONResponse({"changed": False, "version": entry.version})
+            payload = _figures_payload(cache, entry)
+            return JSONResponse({"changed": True, "version": entry.version, **payload})
+
+    def api_trials(request: Request) -> JSONResponse:
+        entry = _entry(request)
+        if isinstance(entry, JSONResponse):
+            return entry
+        q = request.query_params
+        try:
+            page = int(q.get("page", "0"))
+            per_page = int(q.get("per_page", "50"))
+        except ValueError:
+            return _error(400, "page and per_page must be integers")
+        if page < 0 or not 1 <= per_page <= MAX_PER_PAGE:
+            return _error(400, f"page must be >= 0 and per_page in [1, {MAX_PER_PAGE}]")
+        sort = q.get("sort", "number")
+        if sort not in _SORTS:
+            return _error(400, f"sort must be one of {', '.join(_SORTS)}, got {sort!r}")
+        state = q.get("state") or None
+        if state is not None and state not in {s.value for s in TrialState}:
+            allowed = ", ".join(s.value for s in TrialState)
+            return _error(400, f"state must be one of {allowed}, got {state!r}")
+        with entry.lock:
+            view = entry.view()
+        trials = view.trials
+        if state is not None:
+            trials = [t for t in trials if t.state.value == state]
+        if sort == "value":
+            good = {t.number for t in view.completed()}
+            done = [t for t in trials if t.number in good]
+            rest = [t for t in trials if t.number not in good]
+            trials = sorted(done, key=lambda t: view.sign * float(t.value)) + rest  # type: ignore[arg-type]
+        else:
+            trials = list(reversed(trials))  # the newest first
+        rows = trial_rows(trials[page * per_page : (page + 1) * per_page])
+        return JSONResponse(
+            {"total": len(trials), "page": page, "per_page": per_page, "rows": rows}
+        )
+
+    def plotly_js(request: Request) -> Response:
+        return Response(
+            _plotly_js(),
+            media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    routes = [
+        Route("/", index),
+        Route("/study", study),
+        Route("/api/studies", api_studies),
+        Route("/api/study", api_study),
+        Route("/api/trials", api_trials),
+        Route("/static/plotly.min.js", plotly_js),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+    ]
+    app = Starlette(routes=routes)
+    app.state.cache = cache
+    return app

@@ -1,0 +1,169 @@
+"""What the HTML report and the dashboard show of a study: its trials, direction and space.
+
+Both read a study either from a live `Study` or straight from a storage's record and trials
+(the inspection commands open storages read-only and never build a Study).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metatune.direction import Direction
+from metatune.trial import SystemAttr, Trial, TrialState
+
+__all__ = ["ParamInfo", "StudyView", "numeric_value"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """How to plot one parameter: its kind ("float", "int", "categorical"), log scale, choices."""
+
+    name: str
+    kind: str
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def categorical(self) -> bool:
+        return self.kind == "categorical"
+
+
+def numeric_value(v: Any) -> float | None:
+    """`v` as a finite float, or None (booleans, text and non-finite numbers are not numbers)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+@dataclass
+class StudyView:
+    """A study as the report and the dashboard see it. `trials` are ordered by number."""
+
+    trials: list[Trial]
+    direction: str = "minimize"
+    name: str | None = None
+    space: dict[str, dict[str, Any]] | None = None
+    optimizer: str | None = None
+    _params: list[ParamInfo] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.direction = Direction.parse(self.direction).value
+        self.trials = sorted(self.trials, key=lambda t: t.number)
+
+    @classmethod
+    def from_any(
+        cls, study_or_trials: Any, direction: str | None = None, name: str | None = None
+    ) -> StudyView:
+        """From a `Study` (its trials, direction, name and space), a `StudyView`, or a sequence
+        of `Trial` (direction default "minimize")."""
+        if isinstance(study_or_trials, StudyView):
+            return study_or_trials
+        if hasattr(study_or_trials, "trials") and hasattr(study_or_trials, "direction"):
+            study = study_or_trials
+            space = getattr(study, "space", None)
+            opt = getattr(study, "optimizer", None)
+            return cls(
+                trials=list(study.trials),
+                direction=direction or study.direction,
+                name=name or getattr(study, "name", None),
+                space=space.to_dict() if hasattr(space, "to_dict") else None,
+                optimizer=getattr(opt, "name", None),
+            )
+        if isinstance(study_or_trials, (str, bytes)) or not isinstance(study_or_trials, Sequence):
+            raise TypeError("study_or_trials must be a Study or a sequence of Trial")
+        trials = list(study_or_trials)
+        if not all(isinstance(t, Trial) for t in trials):
+            raise TypeError("study_or_trials must be a Study or a sequence of Trial")
+        return cls(trials=trials, direction=direction or "minimize", name=name)
+
+    @classmethod
+    def from_record(cls, record: Any, trials: Sequence[Trial]) -> StudyView:
+        """From a storage's `StudyRecord` and the study's trials."""
+        return cls(
+            trials=list(trials),
+            direction=record.direction,
+            name=record.name,
+            space=dict(record.space) if record.space else None,
+            optimizer=record.optimizer,
+        )
+
+    # Derived facts -------------------------------------------------------------------------
+    @property
+    def sign(self) -> float:
+        """+1 to minimize, -1 to maximize: ``sign * value`` is smaller when better."""
+        return Direction.parse(self.direction).sign
+
+    def completed(self) -> list[Trial]:
+        """Completed trials with a finite value."""
+        return [
+            t
+            for t in self.trials
+            if t.state is TrialState.COMPLETE and numeric_value(t.value) is not None
+        ]
+
+    def best(self) -> Trial | None:
+        done = self.completed()
+        return min(done, key=lambda t: self.sign * float(t.value)) if done else None  # type: ignore[arg-type]
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state (every state, zero included), then any state not in TrialState."""
+        out = {s.value: 0 for s in TrialState}
+        for t in self.trials:
+            out[t.state.value] = out.get(t.state.value, 0) + 1
+        return out
+
+    @property
+    def is_pipeline(self) -> bool:
+        """Whether any trial carries per-stage records (a Pipeline study)."""
+        return any(t.system_attrs.get(SystemAttr.STAGES) for t in self.trials)
+
+    def stage_names(self) -> list[str]:
+        """Stage names in pipeline order, as the trials recorded them."""
+        names: dict[str, None] = {}
+        for t in self.trials:
+            for r in t.system_attrs.get(SystemAttr.STAGES) or []:
+                names.setdefault(str(r.get("name")), None)
+        return list(names)
+
+    def params(self) -> list[ParamInfo]:
+        """The parameters: from the space when known, else inferred from the trials' values."""
+        if self._params is None:
+            self._params = self._infer_params()
+        return self._params
+
+    def _infer_params(self) -> list[ParamInfo]:
+        out = []
+        if self.space:
+            for name, d in self.space.items():
+                kind = str(d.get("type", "float"))
+                choices = tuple(d.get("choices", ())) if kind == "categorical" else ()
+                out.append(ParamInfo(name, kind, bool(d.get("log", False)), choices))
+        known = {p.name for p in out}
+        extra: dict[str, list[Any]] = {}
+        for t in self.trials:
+            for k, v in t.params.items():
+                if k not in known:
+                    extra.setdefault(k, []).append(v)
+        for name, values in extra.items():
+            if all(numeric_value(v) is not None for v in values if v is not None):
+                ints = all(isinstance(v, int) for v in values if v is not None)
+                out.append(ParamInfo(name, "int" if ints else "float"))
+            else:
+                seen: dict[Any, None] = {}
+                for v in values:
+                    seen.setdefault(_hashable(v), None)
+                out.append(ParamInfo(name, "categorical", choices=tuple(seen)))
+        return out
+
+
+def _hashable(v: Any) -> Any:
+    try:
+        hash(v)
+    except TypeError:
+        return repr(v)
+    return v

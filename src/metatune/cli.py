@@ -499,6 +499,66 @@ def studies(
     output.results().print(studies_table(summaries, title=f"Studies in {where}"))
 
 
+# report / dashboard ---------------------------------------------------------------------------
+@app.command()
+def report(
+    ctx: typer.Context,
+    storage: _StorageOpt = DEFAULT_STORAGE,
+    study: _StudyOpt = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", dir_okay=False, help="HTML file to write.")
+    ] = Path("report.html"),
+) -> None:
+    """Write a study's report: one HTML file with its plots, opening offline.
+
+    Best so far against trials, wall time and cost; parameter importance, parallel coordinates
+    and slices; for pipelines the cost per stage, cache hits and the budget; failed trials.
+    """
+    from metatune.report.data import StudyView
+    from metatune.report.html import write_report
+
+    store = open_storage(storage, must_exist=True)
+    try:
+        record = _find_study(store, storage, study)
+        rows = store.get_trials(record.id)
+    finally:
+        store.close()
+    try:
+        write_report(StudyView.from_record(record, rows), output)
+    except ImportError as exc:
+        fail(one_line(str(exc)))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    _output(ctx).note(
+        escape(f"Wrote the report of {record.name!r} ({len(rows)} trials) to {output}")
+    )
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    storage: _StorageOpt = DEFAULT_STORAGE,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback unless told otherwise).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free).")
+    ] = 8080,
+) -> None:
+    """Serve a read-only web dashboard of the studies in a storage, updating while they run."""
+    from metatune.report.dashboard import serve
+
+    out = _output(ctx)
+    store = open_storage(storage, must_exist=True)
+    try:
+        where = display_url(store, storage)
+        serve(store, host=host, port=port, where=where, note=lambda m: out.note(escape(m)))
+    except (ImportError, ValueError) as exc:
+        fail(one_line(str(exc)))
+    finally:
+        store.close()
+
+
 # lhopt ------------------------------------------------------------------------------------------
 lhopt_app = typer.Typer(
     help="Learned hyperparameter control: meta-train a policy (LHOPT-style).",

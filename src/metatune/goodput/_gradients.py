@@ -1,0 +1,114 @@
+"""Torch-side gradient measurements for the noise estimate: Adam preconditioning, squared norms,
+snapshots of accumulated gradients, and the DDP communication hook that records each rank's
+local squared norm before the all-reduce (so the per-rank norms cost no extra gradient traffic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "LocalNormHook",
+    "adam_preconditioner",
+    "grads_of",
+    "is_adam_type",
+    "sqnorm",
+]
+
+
+def is_adam_type(optimizer: torch.optim.Optimizer) -> bool:
+    """Adam-family optimizers (Adam, AdamW, NAdam, RAdam, Adamax, ...): `betas` and a name
+    with "adam" in it; they keep a second moment the noise can be preconditioned by."""
+    return "betas" in optimizer.defaults and "adam" in type(optimizer).__name__.lower()
+
+
+def adam_preconditioner(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]
+) -> list[torch.Tensor | None] | None:
+    """1 / (sqrt(v_hat) + eps) per parameter from Adam's bias-corrected second moment, or None
+    while the optimizer has not taken a step (no v yet): the noise is then measured raw."""
+    group_of = {}
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            group_of[id(p)] = g
+    out: list[torch.Tensor | None] = []
+    any_state = False
+    for p in params:
+        st = optimizer.state.get(p, {})
+        v = st.get("exp_avg_sq")
+        if v is None:
+            out.append(None)
+            continue
+        any_state = True
+        g = group_of[id(p)]
+        step = st.get("step", 1)
+        step = float(step.item() if torch.is_tensor(step) else step)
+        beta2 = g["betas"][1]
+        v_hat = v / (1.0 - beta2 ** max(step, 1.0))
+        out.append(1.0 / (v_hat.sqrt() + g.get("eps", 1e-8)))
+    return out if any_state else None
+
+
+def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+    return [p.grad for p in params]
+
+
+def sqnorm(
+    tensors: Sequence[torch.Tensor | None],
+    weights: Sequence[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """sum_i |w_i * t_i|^2 as a 0-d tensor (no host sync); None tensors count as zero."""
+    total: torch.Tensor | None = None
+    for i, t in enumerate(tensors):
+        if t is None:
+            continue
+        w = weights[i] if weights is not None else None
+        x = t if w is None else t * w
+        s = torch.dot(x.reshape(-1), x.reshape(-1)) if x.numel() else x.sum()
+        total = s if total is None else total + s
+    if total is None:
+        return torch.zeros(())
+    return total.detach().double()
+
+
+class LocalNormHook:
+    """A DDP communication hook: averages each bucket like the default hook and, before that,
+    adds the bucket's (preconditioned) squared norm to `local_sq`, this rank's own gradient.
+
+    Register with ``ddp_model.register_comm_hook(hook, LocalNormHook.hook)``; set `weights`
+    (a dict from parameter id to preconditioner tensor, or None) before each synchronising
+    backward and read and reset `local_sq` after it.
+    """
+
+    def __init__(self, process_group=None) -> None:
+        self.process_group = process_group
+        self.local_sq: torch.Tensor | None = None
+        self.weights: dict[int, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        self.local_sq = None
+
+    @staticmethod
+    def hook(state: LocalNormHook, bucket) -> torch.futures.Future[torch.Tensor]:
+        import torch.distributed as dist
+
+        buf = bucket.buffer()
+        if state.weights is None:
+            s = torch.dot(buf, buf).detach().double()
+        else:
+            s = None
+            for p, g in zip(bucket.parameters(), bucket.gradients(), strict=False):
+                w = state.weights.get(id(p))
+                x = g if w is None else g * w
+                v = torch.dot(x.reshape(-1), x.reshape(-1)).detach().double()
+                s = v if s is None else s + v
+            if s is None:
+                s = torch.zeros((), dtype=torch.float64, device=buf.device)
+        state.local_sq = s if state.local_sq is None else state.local_sq + s
+        group = state.process_group or dist.group.WORLD
+        world = dist.get_world_size(group)
+        buf.div_(world)
+        fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0])

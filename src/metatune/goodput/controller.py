@@ -1,0 +1,470 @@
+"""The goodput controller: wraps a model and optimizer, measures gradient noise and step times
+while they train, and chooses the batch plan (micro-batch, accumulation steps) and learning rate
+that maximise goodput. A plain loop gains about four lines::
+
+    ctl = GoodputController(model, optimizer, batch_size=32, max_batch_size=1024)
+    loader = ctl.loader(train_set)
+    for epoch in ctl.epochs(10):
+        for (x, y), _ in loader:
+            ctl.step(loss_fn(ctl.model(x), y))   # backward; optimizer step after the last one
+
+Under torchrun (torch.distributed initialised, world size > 1) the model is wrapped in
+DistributedDataParallel and a communication hook records each rank's local gradient norm; the
+noise estimate then costs one all-reduce of three scalars per step. Decisions (when to re-plan,
+which plan) are taken on rank 0 and broadcast, so every rank follows the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from metatune._registry import UnknownNameError
+from metatune.goodput import _gradients as G
+from metatune.goodput.choice import BatchPlan, choose_plan, plan_for_total
+from metatune.goodput.efficiency import gain as gain_of
+from metatune.goodput.loader import AdaptiveDataLoader, MicroBatchInfo
+from metatune.goodput.lr_rules import LR_RULES, ScaleContext, default_rule
+from metatune.goodput.noise import NoiseTracker, from_consecutive, from_means
+from metatune.goodput.throughput import ThroughputModel
+
+__all__ = ["GoodputController"]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class GoodputController:
+    """Adaptive batch size and learning rate for a torch training loop.
+
+    Args:
+        model: the module to train (wrapped in DDP when torch.distributed runs > 1 process;
+            call the wrapper, ``ctl.model``).
+        optimizer: its optimizer; the learning rates in its groups are the ones for M0.
+        batch_size: M0, the total batch size (over all replicas) the run was written for.
+        max_batch_size: the largest total batch to consider (>= batch_size).
+        max_micro_batch: the most examples one replica can hold in memory at once; larger
+            batches use gradient accumulation. Default: no bound beyond max_batch_size.
+        lr_rule: a name in ``LR_RULES`` ("adascale", "adam-sqrt", "sqrt", "linear", "legw");
+            default "adam-sqrt" for Adam-type optimizers, else "adascale".
+        lr_schedule: factor on the M0 learning rate as a function of progress (M0-equivalent
+            steps), so a schedule written for M0 keeps its meaning; default constant 1.
+        threshold: switch plans only when the predicted goodput gain exceeds this (0.05 = 5%).
+        adapt_every: the fewest optimizer steps between re-plans; the interval also grows so
+            that fitting and planning take at most `adapt_budget` of the training time.
+        warmup_steps: steps of measurement before the first re-plan.
+        noise_decay: EMA decay of the noise estimates per step.
+        precondition: measure noise preconditioned by Adam's second moment ("auto": for
+            Adam-type optimizers).
+        candidates: total batch sizes evaluated per re-plan (geometric between M0 and max).
+        nodes: machines the replicas span (default from LOCAL_WORLD_SIZE; 1 without it).
+        split_every: in one process without accumulation, run every n-th step as two half
+            micro-batches (the same examples and update) to measure the noise without bias;
+            None or 0 uses consecutive-step differences instead (biased, see `noise`).
+        adaptive: False keeps M0 fixed but measures as usual (for overhead comparisons).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        batch_size: int,
+        max_batch_size: int,
+        max_micro_batch: int | None = None,
+        lr_rule: str | None = None,
+        lr_schedule: Callable[[float], float] | None = None,
+        threshold: float = 0.05,
+        adapt_every: int = 10,
+        adapt_budget: float = 0.02,
+        warmup_steps: int = 10,
+        noise_decay: float = 0.95,
+        precondition: bool | str = "auto",
+        candidates: int = 50,
+        nodes: int | None = None,
+        split_every: int | None = 8,
+        adaptive: bool = True,
+    ) -> None:
+        import torch.distributed as dist
+
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.max_batch_size = _positive_int("max_batch_size", max_batch_size)
+        if self.max_batch_size < self.batch_size:
+            raise ValueError(
+                f"max_batch_size ({max_batch_size}) must be >= batch_size ({batch_size})"
+            )
+        if max_micro_batch is not None:
+            if isinstance(max_micro_batch, (int, np.integer)) and max_micro_batch < 1:
+                raise ValueError(
+                    f"max_micro_batch must be at least 1 example (the per-replica memory "
+                    f"bound), got {max_micro_batch!r}"
+                )
+            max_micro_batch = _positive_int("max_micro_batch", max_micro_batch)
+        if not 0.0 <= threshold < 10.0:
+            raise ValueError(f"threshold must be in [0, 10), got {threshold!r}")
+        self.adapt_every = _positive_int("adapt_every", adapt_every)
+        self.warmup_steps = max(int(warmup_steps), 1)
+        if not 0.0 < adapt_budget <= 1.0:
+            raise ValueError(f"adapt_budget must be in (0, 1], got {adapt_budget!r}")
+        self.adapt_budget = float(adapt_budget)
+        self.candidates = _positive_int("candidates", candidates)
+        self.split_every = 0 if not split_every else _positive_int("split_every", split_every)
+        if lr_schedule is not None and not callable(lr_schedule):
+            raise TypeError(f"lr_schedule must be callable, got {lr_schedule!r}")
+        adam = G.is_adam_type(optimizer)
+        self.lr_rule = lr_rule if lr_rule is not None else default_rule(adam)
+        try:
+            self._rule = LR_RULES.get(self.lr_rule)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"lr_rule: {exc}") from None
+        if precondition not in ("auto", True, False):
+            raise ValueError(f"precondition must be 'auto', True or False, got {precondition!r}")
+        self.precondition = adam if precondition == "auto" else bool(precondition)
+
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        if self.batch_size < self.world_size:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be at least the number of replicas "
+                f"({self.world_size})"
+            )
+        if nodes is None:
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size) or self.world_size)
+            nodes = max(self.world_size // max(local, 1), 1)
+        self.nodes = _positive_int("nodes", nodes)
+        per_replica_max = math.ceil(self.max_batch_size / self.world_size)
+        self.max_micro_batch = min(max_micro_batch or per_replica_max, per_replica_max)
+
+        self.optimizer = optimizer
+        self.threshold = float(threshold)
+        self.lr_schedule = lr_schedule
+        self.adaptive = bool(adaptive)
+        self._base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self._hook: G.LocalNormHook | None = None
+        self.model = self._wrap(model)
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self.noise = NoiseTracker(noise_decay)
+        self.throughput = ThroughputModel()
+        self.plan: BatchPlan = plan_for_total(
+            self.batch_size, self.max_micro_batch, self.world_size
+        )
+        self.progress = 0.0  # M0-equivalent steps
+        self.steps = 0  # optimizer steps
+        self.examples = 0  # training examples over all replicas
+        self.last_speedup = 1.0
+        self.history: list[tuple[int, float, int, int, float]] = []  # step, progress, m, s, phi
+        self._loader: AdaptiveDataLoader | None = None
+        self._next_adapt = self.warmup_steps
+        self._weights: list[torch.Tensor | None] | None = None
+        self._prev_micro: list[torch.Tensor] | None = None
+        self._piece_sq: list[float] = []
+        self._piece_sizes: list[int] = []
+        self._prev_grad: list[torch.Tensor] | None = None
+        self._prev_size = 0
+        self._last_end: float | None = None
+        self._last_plan: BatchPlan | None = None
+        self._last_split = False
+        self._step_time = float("nan")
+        self._fit_time = 0.0
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if not self.distributed or self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp = model if isinstance(model, DDP) else DDP(model)
+        self._hook = G.LocalNormHook()
+        ddp.register_comm_hook(self._hook, G.LocalNormHook.hook)
+        return ddp
+
+    def loader(self, dataset: Any, **kwargs: Any) -> AdaptiveDataLoader:
+        """An AdaptiveDataLoader over `dataset` that follows this controller's plan (keyword
+        arguments go to the loader: shuffle, seed, collate_fn, drop_last)."""
+        loader = AdaptiveDataLoader(
+            dataset, self.batch_size, rank=self.rank, world_size=self.world_size, **kwargs
+        )
+        self.attach(loader)
+        return loader
+
+    def attach(self, loader: AdaptiveDataLoader) -> None:
+        """Drive `loader` (one made elsewhere) with this controller's plan."""
+        if loader.world_size != self.world_size:
+            raise ValueError(
+                f"loader has world_size {loader.world_size}, the controller {self.world_size}"
+            )
+        self._loader = loader
+        loader.split_every = self.split_every
+        loader.set_plan(self.plan)
+        loader.add_listener(self._on_micro_batch)
+
+    def _on_micro_batch(self, info: MicroBatchInfo) -> None:
+        if self._hook is not None:  # DDP: all-reduce only on the step's last micro-batch
+            self.model.require_backward_grad_sync = info.last
+            if info.last:
+                self._hook.reset()
+                self._hook.weights = (
+                    None
+                    if self._weights is None
+                    else {
+                        id(p): w
+                        for p, w in zip(self._params, self._weights, strict=True)
+                        if w is not None
+                    }
+                )
+
+    def epochs(self, count: int) -> Iterator[int]:
+        """Epoch numbers from where training stands (after a restart: the saved epoch) up to
+        `count` - 1; iterate the loader once inside each."""
+        count = int(count)
+        if self._loader is None:
+            raise RuntimeError("create the data loader first: loader = ctl.loader(dataset)")
+        while self._loader.epoch < count:
+            start = self._loader.epoch
+            yield start
+            if self._loader.epoch == start:  # the loop body did not finish the epoch
+                return
+
+    # -- the step ----------------------------------------------------------------------------
+    def step(self, loss: torch.Tensor) -> bool:
+        """Back-propagate one micro-batch's mean loss; after a step's last micro-batch, measure,
+        set the learning rate, step the optimizer, zero the gradients and maybe re-plan.
+        Returns True when the optimizer stepped."""
+        info = self._loader.current if self._loader is not None else None
+        if info is None:
+            raise RuntimeError("step() needs micro-batches from ctl.loader(dataset)")
+        k = self.world_size
+        scale = info.size * k / info.step_total  # DDP averages over k
+        (loss * scale).backward()
+        pieces = k == 1 and info.steps > 1
+        if pieces:
+            self._measure_piece(info, info.size / info.step_total)
+        if not info.last:
+            return False
+        self._measure_step(info, pieces)
+        self._apply_lr(info.step_total)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.precondition:
+            self._weights = G.adam_preconditioner(self.optimizer, self._params)
+        self.steps += 1
+        self.examples += info.step_total
+        self._record_time(info)
+        if self.adaptive and self.steps >= self._next_adapt:
+            self._adapt()
+        return True
+
+    def _measure_piece(self, info: MicroBatchInfo, weight: float) -> None:
+        grads = G.grads_of(self._params)
+        if self._prev_micro is None or info.index == 0:
+            diff = grads
+        else:
+            diff = [
+                None if g is None else g - p for g, p in zip(grads, self._prev_micro, strict=True)
+            ]
+        self._piece_sq.append(float(G.sqnorm(diff, self._weights)) / weight**2)
+        self._piece_sizes.append(info.size)
+        if not info.last:
+            self._prev_micro = [
+                torch.zeros_like(p) if g is None else g.detach().clone()
+                for g, p in zip(grads, self._params, strict=True)
+            ]
+
+    def _measure_step(self, info: MicroBatchInfo, pieces: bool) -> None:
+        grads = G.grads_of(self._params)
+        total_sq = G.sqnorm(grads, self._weights)
+        big = float(info.step_total)
+        if self._hook is not None:
+            import torch.distributed as dist
+
+            local = self._hook.local_sq if self._hook.local_sq is not None else total_sq * 0
+            # The hook saw sum_i (b_i k / B) grad_i; this rank's mean gradient is B / (k B_k) x.
+            ratio = big / (self.world_size * info.rank_total)
+            dev = self._params[0].device if self._params else torch.device("cpu")
+            vec = torch.stack(
+                [
+                    local.to(dev, torch.float64) * ratio**2,
+                    torch.tensor(1.0 / info.rank_total, dtype=torch.float64, device=dev),
+                ]
+            )
+            dist.all_reduce(vec)
+            vec = (vec / self.world_size).tolist()
+            est = from_means(vec[0], vec[1], big, float(total_sq))
+            self.noise.update(est)
+        elif pieces or self.split_every:
+            if not pieces:  # a plain step between split ones: no estimate
+                self._piece_sq.clear()
+                self._piece_sizes.clear()
+                return
+            n = len(self._piece_sizes)
+            mean_sq = sum(self._piece_sq) / n
+            mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
+            self.noise.update(from_means(mean_sq, mean_inv, big, float(total_sq)))
+        else:
+            if self._prev_grad is not None:
+                diff = [
+                    None if g is None else g - p
+                    for g, p in zip(grads, self._prev_grad, strict=True)
+                ]
+                avg = [
+                    None if g is None else (g + p) * 0.5
+                    for g, p in zip(grads, self._prev_grad, strict=True)
+                ]
+                est = from_consecutive(
+                    float(G.sqnorm(diff, self._weights)),
+                    float(G.sqnorm(avg, self._weights)),
+                    big,
+                    float(self._prev_size),
+                )
+                self.noise.update(est)
+            self._prev_grad = [
+                torch.zeros_like(p) if g is None else g.detach().clone()
+                for g, p in zip(grads, self._params, strict=True)
+            ]
+            self._prev_size = info.step_total
+        self._piece_sq.clear()
+        self._piece_sizes.clear()
+        self._prev_micro = None
+
+    def current_gain(self, total: float | None = None) -> float:
+        """M0-equivalent steps one step at `total` (default: the plan's) makes now."""
+        total = float(self.plan.total if total is None else total)
+        phi = self.noise.noise_scale
+        if total <= self.batch_size or math.isnan(phi):  # at M0, or no estimate yet
+            return min(total / self.batch_size, 1.0)
+        return float(gain_of(phi, self.batch_size, total))
+
+    def _apply_lr(self, total: int) -> None:
+        g = self.current_gain(total)
+        ctx = ScaleContext(
+            scale=total / self.batch_size,
+            gain=g,
+            progress=self.progress,
+            examples=self.examples / self.batch_size,
+        )
+        factor = float(self._rule(ctx))
+        if self.lr_schedule is not None:
+            factor *= float(self.lr_schedule(self.progress))
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            group["lr"] = base * factor
+        self.progress += g
+
+    def _record_time(self, info: MicroBatchInfo) -> None:
+        now = time.perf_counter()
+        if (
+            self._last_end is not None
+            and not info.first_of_iteration
+            and not info.split
+            and self._last_plan == info.plan
+            and info.step_total == info.plan.total
+        ):
+            dt = now - self._last_end
+            p = info.plan
+            self.throughput.observe(p.micro_batch, p.accum_steps, dt, p.replicas, self.nodes)
+            self._step_time = (
+                dt if self._step_time != self._step_time else (0.9 * self._step_time + 0.1 * dt)
+            )
+        self._last_plan = info.plan
+        self._last_split = info.split
+        self._last_end = now
+
+    # -- planning ----------------------------------------------------------------------------
+    def _decide(self) -> tuple[BatchPlan, int, float]:
+        t0 = time.perf_counter()
+        plan, speedup = self.plan, 1.0
+        phi = self.noise.noise_scale
+        if self.throughput.configurations and phi == phi:
+            self.throughput.fit()
+            plan, speedup = choose_plan(
+                self.plan,
+                self.throughput,
+                phi,
+                self.batch_size,
+                self.max_batch_size,
+                self.max_micro_batch,
+                nodes=self.nodes,
+                threshold=self.threshold,
+                count=self.candidates,
+            )
+        self._fit_time = time.perf_counter() - t0
+        wait = self.adapt_every
+        if self._step_time == self._step_time and self._step_time > 0:
+            budget_steps = self._fit_time / (self.adapt_budget * self._step_time)
+            wait = max(wait, math.ceil(budget_steps))
+        return plan, self.steps + wait, speedup
+
+    def _adapt(self) -> None:
+        plan, next_adapt, speedup = self._decide() if self.rank == 0 else (self.plan, 0, 1.0)
+        if self.distributed and self.world_size > 1:
+            import torch.distributed as dist
+
+            dev = self._params[0].device if self._params else torch.device("cpu")
+            msg = torch.tensor(
+                [plan.micro_batch, plan.accum_steps, next_adapt], dtype=torch.int64, device=dev
+            )
+            dist.broadcast(msg, src=0)
+            m, s, next_adapt = (int(v) for v in msg.tolist())
+            plan = BatchPlan(m, s, self.world_size)
+        self._next_adapt = next_adapt
+        self.last_speedup = speedup
+        self.history.append(
+            (self.steps, self.progress, plan.micro_batch, plan.accum_steps, self.noise.noise_scale)
+        )
+        if plan != self.plan:
+            self.plan = plan
+            if self._loader is not None:
+                self._loader.set_plan(plan)
+
+    # -- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Plan, progress, counters, the noise EMAs, the throughput model (its measurements and
+        fit) and the loader's position. Save the model and optimizer alongside it."""
+        return {
+            "plan": [self.plan.micro_batch, self.plan.accum_steps, self.plan.replicas],
+            "progress": self.progress,
+            "steps": self.steps,
+            "examples": self.examples,
+            "next_adapt": self._next_adapt,
+            "base_lrs": list(self._base_lrs),
+            "noise": self.noise.state_dict(),
+            "throughput": self.throughput.state_dict(),
+            "loader": None if self._loader is None else self._loader.state_dict(),
+            "history": [list(h) for h in self.history],
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved; the plan is recomputed for a different replica
+        count (a restart on fewer or more processes keeps the total batch)."""
+        if int(state["batch_size"]) != self.batch_size:
+            raise ValueError(
+                f"checkpoint was written for batch_size {state['batch_size']}, "
+                f"this controller has {self.batch_size}"
+            )
+        m, s, k = (int(v) for v in state["plan"])
+        plan = BatchPlan(m, s, k)
+        if k != self.world_size:
+            plan = plan_for_total(plan.total, self.max_micro_batch, self.world_size)
+        self.plan = plan
+        self.progress = float(state["progress"])
+        self.steps = int(state["steps"])
+        self.examples = int(state["examples"])
+        self._next_adapt = int(state["next_adapt"])
+        self._base_lrs = [float(x) for x in state["base_lrs"]]
+        self.noise.load_state_dict(state["noise"])
+        self.throughput.load_state_dict(state["throughput"])
+        self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
+        if self._loader is not None and state["loader"] is not None:
+            self._loader.load_state_dict(state["loader"])
+        if self._loader is not None:
+            self._loader.set_plan(self.plan)

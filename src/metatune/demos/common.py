@@ -46,6 +46,7 @@ __all__ = [
     "safe_url",
     "slug",
     "write_best_so_far_plot",
+    "write_html_report",
 ]
 
 DEFAULT_DIR = "metatune-runs"
@@ -253,3 +254,17 @@ def write_best_so_far_plot(
     plot_best_so_far(trials, plot, direction, title=title, ylabel=ylabel, x=x, xlabel=xlabel)
     console.print(f"Plot: {escape(str(plot))}")
     return plot
+
+
+def write_html_report(console: Console, study: Any, out: Path, name: str) -> Path | None:
+    """Write ``<out>/<study>-report.html`` (the HTML report) and say where it is; without
+    plotly, say how to get it instead."""
+    try:
+        from metatune.report.html import write_report
+
+        path = write_report(study, out / f"{slug(name)}-report.html")
+    except ImportError as exc:
+        console.print(f"No HTML report: {escape(str(exc))}")
+        return None
+    console.print(f"Report: {escape(str(path))} (open it in a browser; it works offline)")
+    return path

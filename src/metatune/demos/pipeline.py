@@ -30,6 +30,7 @@ from metatune.demos.common import (
     report_best,
     torch_threads_on_free_cores,
     write_best_so_far_plot,
+    write_html_report,
 )
 from metatune.trial import SystemAttr
 
@@ -151,3 +152,4 @@ def run_pipeline_demo(
         x="cost",
         xlabel="stage seconds spent",
     )
+    write_html_report(console, st, out, study)

@@ -459,8 +459,10 @@ def _stage_trials(view: StudyView) -> list[Trial]:
 
 
 def stage_cost_figure(view: StudyView) -> go.Figure | None:
-    """Each pipeline trial's cost split by stage; stages served from the cache hatched (their
-    cost is what loading the cached output cost). Many trials: the mean over bins of them."""
+    """Each pipeline trial's cost split by the stages it ran (a stage the cache served costs
+    what loading its output cost, usually nothing), with the cost the cache saved stacked on
+    top, hatched: the whole bar is what the trial would have cost without the cache. Many
+    trials: the mean over bins of consecutive ones."""
     import plotly.graph_objects as go
 
     trials = _stage_trials(view)
@@ -472,32 +474,43 @@ def stage_cost_figure(view: StudyView) -> go.Figure | None:
     labels = [_bin_label(b) for b in bins]
     fig = go.Figure()
     for s, name in enumerate(stages):
-        for hit in (False, True):
-            ys = []
-            for b in bins:
-                total = 0.0
-                for t in b:
-                    for r in t.system_attrs.get(SystemAttr.STAGES) or []:
-                        if r.get("name") == name and bool(r.get("cache_hit")) == hit:
-                            total += numeric_value(r.get("cost")) or 0.0
-                ys.append(total / len(b))
-            if not any(ys):
-                continue
-            fig.add_trace(
-                go.Bar(
-                    x=x,
-                    y=ys,
-                    name=f"{name} (cache)" if hit else name,
-                    marker={
-                        "color": _STAGE_COLORS[s % len(_STAGE_COLORS)],
-                        "opacity": 0.45 if hit else 1.0,
-                        "pattern": {"shape": "/" if hit else ""},
-                    },
-                    customdata=labels,
-                    hovertemplate=f"{_escape(name)}{' from the cache' if hit else ' ran'}"
-                    + ": %{y:.3g}<br>trial %{customdata}<extra></extra>",
-                )
+        ys = []
+        for b in bins:
+            total = 0.0
+            for t in b:
+                for r in t.system_attrs.get(SystemAttr.STAGES) or []:
+                    if r.get("name") == name:
+                        total += numeric_value(r.get("cost")) or 0.0
+            ys.append(total / len(b))
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=ys,
+                name=name,
+                marker={"color": _STAGE_COLORS[s % len(_STAGE_COLORS)]},
+                customdata=labels,
+                hovertemplate=f"{_escape(name)}: %{{y:.3g}}<br>trial %{{customdata}}<extra></extra>",
             )
+        )
+    saved = [
+        sum(numeric_value(t.system_attrs.get(SystemAttr.COST_SAVED)) or 0.0 for t in b) / len(b)
+        for b in bins
+    ]
+    if any(saved):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=saved,
+                name="saved by the cache",
+                marker={
+                    "color": "rgba(120,120,120,0.25)",
+                    "line": {"color": "#777", "width": 0.5},
+                    "pattern": {"shape": "/", "fgcolor": "#555"},
+                },
+                customdata=labels,
+                hovertemplate="saved by the cache: %{y:.3g}<br>trial %{customdata}<extra></extra>",
+            )
+        )
     title = "trial number" + ("" if len(bins) == len(trials) else " (mean over consecutive trials)")
     _layout(fig, xaxis_title=title, yaxis_title="cost", barmode="stack", bargap=0.1)
     return fig
@@ -650,7 +663,8 @@ def all_figures(
         FigureSpec(
             "stage-cost",
             "Cost per stage",
-            "Each trial's cost by pipeline stage; hatched parts were served from the cache.",
+            "Each trial's cost by the pipeline stages it ran; hatched on top: the cost the "
+            "cache saved (what the stages it served cost when they ran).",
             stage_cost_figure,
         ),
         FigureSpec(

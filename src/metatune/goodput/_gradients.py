@@ -112,3 +112,7 @@ class LocalNormHook:
         buf.div_(world)
         fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0])
+
+
+# DDP checks the hook's return annotation as an object, not the string PEP 563 leaves.
+LocalNormHook.hook.__annotations__["return"] = torch.futures.Future[torch.Tensor]

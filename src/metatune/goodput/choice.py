@@ -46,7 +46,11 @@ def candidate_plans(
     count: int = 50,
 ) -> list[BatchPlan]:
     """Plans for `count` geometric totals in [M0, max] (duplicates after rounding removed)."""
-    totals = np.unique(np.round(np.geomspace(base_batch, max_batch, count)).astype(int))
+    totals = np.round(np.geomspace(base_batch, max_batch, count)).astype(int)
+    # Also the totals that fill the memory bound exactly (1, 2, 4, ... full micro-batches per
+    # replica), which the geometric grid rounds past.
+    full = replicas * max_micro_batch * 2 ** np.arange(0, 32)
+    totals = np.unique(np.concatenate([totals, full[(full >= base_batch) & (full <= max_batch)]]))
     seen: dict[int, BatchPlan] = {}
     for m in totals:
         plan = plan_for_total(int(m), max_micro_batch, replicas)

@@ -1,0 +1,163 @@
+"""The loader's partition of an epoch, checkpoint and resume, and the errors raised before
+training for bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from metatune._registry import UnknownNameError
+from metatune.goodput import AdaptiveDataLoader, BatchPlan, GoodputController
+
+
+def _ds(n=100):
+    x = torch.arange(n, dtype=torch.float64)[:, None]
+    return torch.utils.data.TensorDataset(x, torch.arange(n))
+
+
+def _indices(loader):
+    out = []
+    for (_, idx), acc in loader:
+        out.append((idx.tolist(), acc))
+    return out
+
+
+def test_loader_covers_each_example_once_and_ranks_see_the_accumulated_pieces():
+    one = AdaptiveDataLoader(_ds(), 16, seed=3, rank=0, world_size=1)
+    one.set_plan(BatchPlan(8, 1, 1))
+    seen = _indices(one)
+    assert sorted(i for b, _ in seen for i in b) == list(range(100))
+    assert [acc for _, acc in seen[:4]] == [True, False, True, False]
+    assert one.epoch == 1
+    # rank r of 2 without accumulation gets micro-batch r of each accumulated step
+    for r in range(2):
+        rank = AdaptiveDataLoader(_ds(), 16, seed=3, rank=r, world_size=2)
+        assert rank.plan == BatchPlan(8, 0, 2)
+        got = _indices(rank)
+        full = [b for b, _ in seen]
+        assert [b for b, _ in got][: len(full) // 2] == full[r::2][: len(full) // 2]
+
+
+def test_loader_shrinks_the_last_step_and_listens():
+    loader = AdaptiveDataLoader(_ds(50), 16, shuffle=False, rank=0, world_size=1)
+    calls = []
+    loader.add_listener(calls.append)
+    sizes = [len(b[1]) for b, _ in loader]
+    assert sizes == [16, 16, 16, 2]
+    assert calls[-1].step_total == 2 and calls[-1].last
+    dropped = AdaptiveDataLoader(_ds(50), 16, shuffle=False, drop_last=True, rank=0, world_size=1)
+    assert [len(b[1]) for b, _ in dropped] == [16, 16, 16]
+
+
+def _setup(seed=0, **kw):
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 4, generator=g)
+    y = x.sum(1, keepdim=True) + 0.3 * torch.randn(400, 1, generator=g)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    args = {
+        "batch_size": 8,
+        "max_batch_size": 128,
+        "max_micro_batch": 32,
+        "warmup_steps": 5,
+        "adapt_every": 5,
+    }
+    args.update(kw)
+    ctl = GoodputController(model, opt, **args)
+    loader = ctl.loader(torch.utils.data.TensorDataset(x, y), seed=1)
+    return ctl, loader, model, opt
+
+
+def _loss(ctl, xb, yb):
+    return ((ctl.model(xb) - yb) ** 2).mean()
+
+
+def test_checkpoint_restores_plan_progress_fitted_models_and_position():
+    ctl, loader, model, opt = _setup()
+    for _ in ctl.epochs(3):
+        for (xb, yb), _acc in loader:
+            ctl.step(_loss(ctl, xb, yb))
+    # stop in the middle of the fourth epoch, after a completed step
+    it = iter(loader)
+    while True:
+        (xb, yb), acc = next(it)
+        if ctl.step(_loss(ctl, xb, yb)) and loader.position > 100:
+            break
+    state = ctl.state_dict()
+    assert ctl.throughput.params is not None and ctl.noise.count > 0
+    buf = io.BytesIO()
+    torch.save(state, buf)  # plain containers: loadable with weights_only=True
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    # a fresh process: new objects, the same plan forced, then restored
+    ctl2, loader2, model2, opt2 = _setup(seed=5)
+    model2.load_state_dict(model.state_dict())
+    opt2.load_state_dict(opt.state_dict())
+    ctl2.load_state_dict(state)
+    assert ctl2.plan == ctl.plan and loader2.plan == ctl.plan
+    assert ctl2.progress == ctl.progress and ctl2.steps == ctl.steps
+    assert ctl2.throughput.params == ctl.throughput.params
+    assert ctl2.noise.noise_scale == ctl.noise.noise_scale
+    assert loader2.epoch == 3 and loader2.position == loader.position
+    # the epochs iterator resumes at the saved epoch and the loader at the saved step
+    assert next(iter(ctl2.epochs(5))) == 3
+    nxt_a = next(it)[0][0]
+    nxt_b = next(iter(loader2))[0][0]
+    torch.testing.assert_close(nxt_a, nxt_b)
+
+
+def test_the_controller_replans_within_bounds_and_counts_progress():
+    ctl, loader, model, opt = _setup(max_batch_size=400, max_micro_batch=400)
+    for _ in ctl.epochs(10):
+        for (xb, yb), _acc in loader:
+            ctl.step(_loss(ctl, xb, yb))
+    assert ctl.history and ctl.progress <= ctl.examples / 8 + 1e-9
+    assert all(8 <= m * (s + 1) <= 400 for _, _, m, s, _ in ctl.history)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"max_batch_size": 4}, "max_batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -8}, "batch_size"),
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"lr_rule": "cubic"}, "lr_rule"),
+        ({"max_micro_batch": 0}, "max_micro_batch"),
+        ({"max_micro_batch": 0.5}, "max_micro_batch"),
+        ({"threshold": -1.0}, "threshold"),
+        ({"split_every": -2}, "split_every"),
+    ],
+)
+def test_bad_input_raises_before_training_naming_the_argument(kw, match):
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    args = {"batch_size": 8, "max_batch_size": 64}
+    args.update(kw)
+    with pytest.raises((ValueError, UnknownNameError), match=match):
+        GoodputController(model, opt, **args)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_loader_bad_input():
+    with pytest.raises(ValueError, match="batch_size"):
+        AdaptiveDataLoader(_ds(), 0)
+    with pytest.raises(ValueError, match="empty"):
+        AdaptiveDataLoader(_ds(0), 4)
+    with pytest.raises(ValueError, match="replicas"):
+        AdaptiveDataLoader(_ds(), 1, rank=0, world_size=2)
+
+
+def test_step_without_the_loader_is_refused():
+    model = nn.Linear(2, 1)
+    ctl = GoodputController(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), batch_size=4, max_batch_size=8
+    )
+    with pytest.raises(RuntimeError, match="loader"):
+        ctl.step(model(torch.ones(1, 2)).sum())
+    assert np.isnan(ctl.noise.noise_scale)

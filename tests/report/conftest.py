@@ -67,6 +67,12 @@ def make_pipeline_study(cache: Path, budget: float = 60.0, storage=None) -> Stud
     return study
 
 
+@pytest.fixture(scope="session")
+def study_makers() -> tuple:
+    """(make_failing_study, make_pipeline_study), for tests that store studies themselves."""
+    return make_failing_study, make_pipeline_study
+
+
 @pytest.fixture
 def failing_study() -> Study:
     study = make_failing_study()

@@ -50,6 +50,7 @@ STATE_COLORS = {
     "pruned": "#7f7f7f",
 }
 _OTHER_STATE_COLOR = "#8c564b"
+_LOG_RATIO = 30.0  # positive objectives spanning more than this factor get a log axis
 _STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b"]
 _SYMBOLS = {"failed": "x", "running": "circle-open", "pruned": "triangle-down"}
 
@@ -81,7 +82,7 @@ def _layout(fig: go.Figure, *, title: str | None = None, height: int = 380, **kw
         height=height,
         margin={"l": 60, "r": 20, "t": 40 if title else 20, "b": 50},
         title={"text": title} if title else None,
-        legend={"orientation": "h", "y": -0.2},
+        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
         **kw,
     )
 
@@ -210,6 +211,11 @@ def best_so_far_figure(view: StudyView, x: str = "number") -> go.Figure | None:
         )
     _add_unfinished_rug(fig, view, pos, params)
     _layout(fig, xaxis_title=xlabel, yaxis_title="objective")
+    values = [float(t.value) for t in done]  # type: ignore[arg-type]
+    if values and min(values) > 0 and max(values) / min(values) > _LOG_RATIO:
+        # Positive values over orders of magnitude (losses, errors): on a linear axis the
+        # first poor trials flatten every later improvement into the floor.
+        fig.update_yaxes(type="log", title_text="objective (log scale)")
     fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
     if not done:
         fig.add_annotation(

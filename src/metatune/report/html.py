@@ -138,15 +138,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], num: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(
+    header: Sequence[str] | None, rows: Sequence[Sequence[str]], num: Sequence[int] = ()
+) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or ())
     body = []
     for row in rows:
         cells = "".join(
             f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>" for i, c in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 def _state(t: Trial) -> str:
@@ -211,7 +214,7 @@ def render_report(
     name = view.name or "study"
     heading = title or f"metatune report: {name}"
     sections = []
-    summary = _table(["", ""], [[html.escape(a), html.escape(b)] for a, b in summary_rows(view)])
+    summary = _table(None, [[html.escape(a), html.escape(b)] for a, b in summary_rows(view)])
     sections.append(f"<section id='summary'><h2>Summary</h2>{summary}</section>")
     if not view.trials:
         sections.append(

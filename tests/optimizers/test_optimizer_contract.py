@@ -25,6 +25,8 @@ LIGHT_OPTIONS: dict[str, Any] = {
     "n_candidates": 64,
     "prefix_candidates": 32,
     "n_cost_samples": 32,
+    "n_initial": N_STARTUP,  # the architecture searchers
+    "population_size": N_STARTUP,
 }
 STAGES = (("prep", ("prep.x", "prep.n")), ("train", ("train.lr", "train.c")))
 BUDGET = 1000.0

@@ -87,6 +87,8 @@ class _SlotCell(ParamType):
         self._path_ops = tuple(
             op for op, r in zip(self.ops, self._roles, strict=True) if r != "zero"
         )
+        m, longest = len(self._path_ops), self._longest_path()
+        self._path_offsets = [sum(m**k for k in range(1, n)) for n in range(1, longest + 2)]
 
     # -- the slot view ------------------------------------------------------------------------
     def _to_slots(self, value: Any) -> list[tuple[int, int]]:
@@ -266,8 +268,7 @@ class _SlotCell(ParamType):
     @property
     def path_dims(self) -> int:
         """Length of `path_encoding`: one bit per operation sequence of length 1..longest."""
-        m, longest = len(self._path_ops), self._longest_path()
-        return sum(m**k for k in range(1, longest + 1))
+        return self._path_offsets[-1]
 
     def _longest_path(self) -> int:
         depth = {i: 0 for i in self._inputs}
@@ -278,7 +279,7 @@ class _SlotCell(ParamType):
     def path_index(self, path: Sequence[str]) -> int:
         """The column of `path_encoding` that stands for the operation sequence `path`."""
         m = len(self._path_ops)
-        offset = sum(m**k for k in range(1, len(path)))
+        offset = self._path_offsets[len(path) - 1]
         index = 0
         for op in path:
             index = index * m + self._path_ops.index(op)

@@ -113,6 +113,18 @@ class WarmStartFitter:
         """Forget every warm start (after a numerical failure)."""
         self._states.clear()
 
+    def reuse(
+        self, spec: GPSpec, X: torch.Tensor, Y: torch.Tensor, key: Any
+    ) -> SingleTaskGP | None:
+        """A model on X, Y with the hyperparameters of the last fit under `key`, not refitted
+        (None when there is none): the cheap update between refits."""
+        state = self._states.get(key)
+        if state is None:
+            return None
+        model = spec.build(X, Y)
+        model.load_state_dict(state, strict=False)
+        return model.eval()
+
     def fit(
         self, spec: GPSpec, X: torch.Tensor, Y: torch.Tensor, key: Any, warm_iters: int
     ) -> SingleTaskGP:

@@ -173,6 +173,9 @@ function renderFigures(figures) {{
       if (prev) prev.after(sec); else box.prepend(sec);
     }}
     prev = sec;
+  }}
+  // Drawn once every section is in place, so each plot takes its own cell's width.
+  for (const f of figures) {{
     const layout = Object.assign({{}}, f.figure.layout, {{autosize: true}});
     Plotly.react('fig-' + f.key, f.figure.data, layout, {{displaylogo: false, responsive: true}});
   }}

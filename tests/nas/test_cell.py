@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metatune import Float, Space
-from metatune.nas import OPERATIONS, Cell, ChoiceCell, Operation
+from metatune.nas import OPERATIONS, Cell, Chain, ChoiceCell, Operation
 
 CELLS = [
     Cell(),
     Cell(nodes=3, ops=["none", "skip_connect", "nor_conv_3x3"]),
     ChoiceCell(),
     ChoiceCell(nodes=3, ops=["skip_connect", "sep_conv_3x3", "max_pool_3x3"], inputs=1),
+    Chain(max_layers=3, choices={"width": [16, 32, 64], "kernel": [3, 5]}),
 ]
 
 
@@ -46,7 +47,9 @@ def test_mutation_and_neighbours_stay_in_the_space_and_move(cell):
         assert child in nbs
         assert all(cell.contains(n) and n != value for n in nbs)
         model_nbs = cell.model_neighbours(np.asarray(cell.encode(value))[None, :])
-        assert sorted(cell.decode(x) for x in model_nbs) == sorted(nbs)
+        assert sorted(map(json.dumps, (cell.decode(x) for x in model_nbs))) == sorted(
+            map(json.dumps, nbs)
+        )
 
 
 def test_isomorphic_nb201_cells_share_one_canonical_form_and_path_encoding():
@@ -132,3 +135,25 @@ def test_user_operations_are_registered_by_name():
         OPERATIONS.unregister("test_op_for_cells")
     with pytest.raises(ValueError, match="role"):
         Operation("identity-ish")  # type: ignore[arg-type]
+
+
+def test_a_chain_encodes_absent_layers_as_zeros_and_round_trips():
+    chain = Chain(max_layers=3, choices={"width": [16, 32], "act": ["relu", "tanh"]})
+    rng = np.random.default_rng(0)
+    depths = set()
+    for _ in range(60):
+        value = chain.sample(rng)
+        depths.add(len(value))
+        assert chain.contains(json.loads(json.dumps(value)))
+        x = np.asarray(chain.encode(value))
+        assert chain.decode(x) == value
+        absent = x[3 + 4 * len(value) :]
+        assert not absent.any()  # the layers that are not there have no values
+        child = chain.mutate(value, rng)
+        assert chain.contains(child) and child != value
+    assert depths == {1, 2, 3}  # depth is drawn uniformly, not by the count of stacks
+    assert Space.from_dict(Space({"net": chain}).to_dict())["net"] == chain
+    with pytest.raises(ValueError, match="min_layers <= max_layers"):
+        Chain(max_layers=2, min_layers=3)
+    with pytest.raises(ValueError, match="'width' needs a non-empty list"):
+        Chain(choices={"width": []})

@@ -284,9 +284,9 @@ class TrainingProtocol:
     splits is recorded after every epoch (BatchNorm in eval mode).
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.1
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 5e-4
     channels: int = 8

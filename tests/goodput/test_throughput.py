@@ -9,7 +9,14 @@ import pytest
 from metatune.goodput import StepTimeParams, ThroughputModel, predict_step_time
 
 TRUE = StepTimeParams(
-    alpha_c=2e-3, beta_c=1e-4, alpha_r=3e-3, beta_r=5e-4, alpha_n=1e-2, beta_n=2e-3, gamma=2.0
+    alpha_c=2e-3,
+    beta_c=1e-4,
+    alpha_r=3e-3,
+    beta_r=5e-4,
+    alpha_n=1e-2,
+    beta_n=2e-3,
+    gamma=2.0,
+    alpha_o=1e-3,
 )
 
 
@@ -34,6 +41,7 @@ def test_fit_recovers_parameters_and_predicts_unseen_batches():
     assert p is not None and model.fit_error < 0.03
     assert p.alpha_c == pytest.approx(TRUE.alpha_c, rel=0.25)
     assert p.beta_c == pytest.approx(TRUE.beta_c, rel=0.25)
+    assert p.alpha_o == pytest.approx(TRUE.alpha_o, rel=0.5)  # the once-per-step time
     held_out = [
         (m, s, k, n) for m in (16, 64, 256) for s in (0, 1, 3) for k, n in ((1, 1), (4, 1), (8, 2))
     ]

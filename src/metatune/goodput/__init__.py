@@ -5,6 +5,7 @@ scale and a fitted step-time model (after Pollux, OSDI 2021).
 torchrun); `AdaptiveDataLoader` yields the micro-batches of the plan it chooses.
 """
 
+from metatune.goodput._gradients import adam_preconditioner
 from metatune.goodput.choice import BatchPlan, candidate_plans, choose_plan, plan_for_total
 from metatune.goodput.controller import GoodputController
 from metatune.goodput.efficiency import efficiency, gain
@@ -30,6 +31,7 @@ __all__ = [
     "ScaleContext",
     "StepTimeParams",
     "ThroughputModel",
+    "adam_preconditioner",
     "candidate_plans",
     "choose_plan",
     "efficiency",

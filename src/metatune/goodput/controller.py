@@ -71,6 +71,9 @@ class GoodputController:
             micro-batches (the same examples and update) to measure the noise without bias;
             None or 0 uses consecutive-step differences instead (biased, see `noise`).
         adaptive: False keeps M0 fixed but measures as usual (for overhead comparisons).
+        clock: what step times are measured with; wall time by default. On a machine shared
+            with other jobs, ``time.thread_time`` (this thread's CPU time) measures what a step
+            costs rather than how long it waited for a core.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class GoodputController:
         nodes: int | None = None,
         split_every: int | None = 8,
         adaptive: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         import torch.distributed as dist
 
@@ -149,6 +153,9 @@ class GoodputController:
         self.threshold = float(threshold)
         self.lr_schedule = lr_schedule
         self.adaptive = bool(adaptive)
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        self.clock = clock
         self._base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         self._hook: G.LocalNormHook | None = None
         self.model = self._wrap(model)
@@ -299,7 +306,7 @@ class GoodputController:
             )
             dist.all_reduce(vec)
             vec = (vec / self.world_size).tolist()
-            est = from_means(vec[0], vec[1], big, float(total_sq))
+            est = from_means(vec[0], vec[1], big, float(total_sq), self._population())
             self.noise.update(est)
         elif pieces or self.split_every:
             if not pieces:  # a plain step between split ones: no estimate
@@ -309,7 +316,9 @@ class GoodputController:
             n = len(self._piece_sizes)
             mean_sq = sum(self._piece_sq) / n
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
-            self.noise.update(from_means(mean_sq, mean_inv, big, float(total_sq)))
+            self.noise.update(
+                from_means(mean_sq, mean_inv, big, float(total_sq), self._population())
+            )
         else:
             if self._prev_grad is not None:
                 diff = [
@@ -336,6 +345,20 @@ class GoodputController:
         self._piece_sizes.clear()
         self._prev_micro = None
 
+    def _population(self) -> float:
+        return float(len(self._loader.dataset)) if self._loader is not None else math.inf
+
+    def set_plan(self, plan: BatchPlan | int) -> None:
+        """Use `plan` (or the plan for a total batch) from the next step on; with
+        ``adaptive=False`` it stays (fixed-batch baselines measured the same way)."""
+        if isinstance(plan, (int, np.integer)):
+            plan = plan_for_total(int(plan), self.max_micro_batch, self.world_size)
+        if plan.replicas != self.world_size or plan.micro_batch < 1 or plan.accum_steps < 0:
+            raise ValueError(f"plan {plan} does not fit {self.world_size} replicas")
+        self.plan = plan
+        if self._loader is not None:
+            self._loader.set_plan(plan)
+
     def current_gain(self, total: float | None = None) -> float:
         """M0-equivalent steps one step at `total` (default: the plan's) makes now."""
         total = float(self.plan.total if total is None else total)
@@ -360,7 +383,7 @@ class GoodputController:
         self.progress += g
 
     def _record_time(self, info: MicroBatchInfo) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if (
             self._last_end is not None
             and not info.first_of_iteration
@@ -380,7 +403,7 @@ class GoodputController:
 
     # -- planning ----------------------------------------------------------------------------
     def _decide(self) -> tuple[BatchPlan, int, float]:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         plan, speedup = self.plan, 1.0
         phi = self.noise.noise_scale
         if self.throughput.configurations and phi == phi:
@@ -396,7 +419,7 @@ class GoodputController:
                 threshold=self.threshold,
                 count=self.candidates,
             )
-        self._fit_time = time.perf_counter() - t0
+        self._fit_time = self.clock() - t0
         wait = self.adapt_every
         if self._step_time == self._step_time and self._step_time > 0:
             budget_steps = self._fit_time / (self.adapt_budget * self._step_time)

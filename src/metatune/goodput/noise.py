@@ -67,16 +67,26 @@ def from_pieces(
 
 
 def from_means(
-    mean_piece_sqnorm: float, mean_inv_size: float, total: float, mean_sqnorm: float
+    mean_piece_sqnorm: float,
+    mean_inv_size: float,
+    total: float,
+    mean_sqnorm: float,
+    population: float = math.inf,
 ) -> NoiseEstimate:
     """`from_pieces` from its sufficient statistics: mean_i |g_i|^2, mean_i 1 / b_i, B and
-    |g|^2 (what the ranks all-reduce: two scalars each)."""
+    |g|^2 (what the ranks all-reduce: two scalars each).
+
+    `population`: the number of examples the batches are drawn from without replacement (the
+    training set within an epoch). Then E|g_b|^2 = |G|^2 + tr(S) (1/b - 1/N) with S the
+    sample covariance (ddof 1) of the N per-example gradients; the 1/N terms cancel in the
+    variance and correct |G|^2, so both are unbiased for the training set itself.
+    """
     inv_big = 1.0 / total
     denom = mean_inv_size - inv_big
     if denom <= 0:
         raise ValueError("the pieces must be smaller than their total")
     var = (mean_piece_sqnorm - mean_sqnorm) / denom
-    sqr = mean_sqnorm - var * inv_big
+    sqr = mean_sqnorm - var * (inv_big - 1.0 / population)
     return NoiseEstimate(grad_sqr=sqr, grad_var=var)
 
 

@@ -3,10 +3,14 @@
     T_grad(m) = alpha_c + beta_c * m                       compute of one micro-batch of m
     T_sync(K) = 0 (K = 1);  alpha_r + beta_r * (K - 2)      K replicas on one node
                             alpha_n + beta_n * (K - 2)      K replicas over several nodes
-    T_iter    = s * T_grad + (T_grad^gamma + T_sync^gamma)^(1 / gamma)
+    T_iter    = s * T_grad + (T_grad^gamma + T_sync^gamma)^(1 / gamma) + alpha_o
 
 with s extra accumulation steps and gamma in [1, 10] the overlap of the last backward with the
-all-reduce (1: none, large: max()). The seven parameters are fitted to measured step times by
+all-reduce (1: none, large: max()). alpha_o, the time of the optimizer step and whatever else
+happens once per step, is an addition to Pollux's seven parameters: on a CPU, or with a small
+model, it is a sizeable share of a step, and charging it to every micro-batch overstates what
+accumulation costs. It is held at 0 until two accumulation counts were measured. The parameters
+are fitted to measured step times by
 bounded minimization of the RMS log error (SciPy L-BFGS-B). Parameters the data cannot
 identify yet are held at priors: with one micro-batch size seen, the split of T_grad into a
 fixed and a per-example part is held at `prior_fixed_fraction` (so larger micro-batches look
@@ -26,7 +30,7 @@ import numpy as np
 
 __all__ = ["StepTimeParams", "ThroughputModel", "predict_step_time"]
 
-_NAMES = ("alpha_c", "beta_c", "alpha_r", "beta_r", "alpha_n", "beta_n", "gamma")
+_NAMES = ("alpha_c", "beta_c", "alpha_r", "beta_r", "alpha_n", "beta_n", "gamma", "alpha_o")
 _MIN = 1e-9
 
 
@@ -41,6 +45,7 @@ class StepTimeParams:
     alpha_n: float = 5e-3
     beta_n: float = 5e-4
     gamma: float = 1.0
+    alpha_o: float = 0.0
 
     def as_array(self) -> np.ndarray:
         return np.array([getattr(self, n) for n in _NAMES], dtype=float)
@@ -69,7 +74,7 @@ def predict_step_time(
     t_sync = np.where(k <= 1, 0.0, np.where(n > 1, across, within))
     g = p.gamma
     overlap = (t_grad**g + t_sync**g) ** (1.0 / g)
-    return s * t_grad + overlap
+    return s * t_grad + overlap + p.alpha_o
 
 
 @dataclass
@@ -163,6 +168,7 @@ class ThroughputModel:
             "alpha_n": self.prior_cross_node * 0.1 * t_grad0,
             "beta_n": self.prior_cross_node * 0.01 * t_grad0,
             "gamma": 1.0,
+            "alpha_o": 0.0,
         }
         if self.params is not None:  # warm start from the previous fit
             prior.update({k2: v for k2, v in asdict(self.params).items() if k2 in prior})
@@ -179,6 +185,7 @@ class ThroughputModel:
             "alpha_n": multi_node,
             "beta_n": multi_node and bool(np.any((k > 2) & (n > 1))),
             "gamma": multi and several_m,
+            "alpha_o": len(np.unique(s)) > 1,
         }
         ratio_c = (1.0 - fixed) / (fixed * m_ref)  # beta_c / alpha_c held with one m
 
@@ -255,5 +262,5 @@ class ThroughputModel:
             self._obs[key] = _Obs(*key, times=[float(x) for x in times])
         p = state["params"]
         names = {f.name for f in fields(StepTimeParams)}
-        self.params = None if p is None else StepTimeParams(**{k: p[k] for k in names})
+        self.params = None if p is None else StepTimeParams(**{k: p[k] for k in names if k in p})
         self.fit_error = float(state["fit_error"])

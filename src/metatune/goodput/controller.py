@@ -117,6 +117,7 @@ class GoodputController:
             raise ValueError(f"threshold must be in [0, 10), got {threshold!r}")
         self.adapt_every = _positive_int("adapt_every", adapt_every)
         self.warmup_steps = max(int(warmup_steps), 1)
+        self.min_noise_updates = 5
         if not 0.0 < adapt_budget <= 1.0:
             raise ValueError(f"adapt_budget must be in (0, 1], got {adapt_budget!r}")
         self.adapt_budget = float(adapt_budget)
@@ -403,10 +404,15 @@ class GoodputController:
 
     # -- planning ----------------------------------------------------------------------------
     def _decide(self) -> tuple[BatchPlan, int, float]:
+        import scipy.optimize  # noqa: F401 - imported here so its first import is not timed
+
         t0 = self.clock()
         plan, speedup = self.plan, 1.0
         phi = self.noise.noise_scale
-        if self.throughput.configurations and phi == phi:
+        # Re-plan only on a usable estimate: a few noise updates, and a positive smoothed |G|^2
+        # (phi = inf would read as "every batch size is free" and jump to the maximum).
+        trusted = self.noise.count >= self.min_noise_updates and math.isfinite(phi)
+        if self.throughput.configurations and trusted:
             self.throughput.fit()
             plan, speedup = choose_plan(
                 self.plan,

@@ -64,7 +64,12 @@ def test_a_study_page_and_its_figures(client: TestClient) -> None:
     keys = [f["key"] for f in d["figures"]]
     assert keys[:3] == ["history", "history-time", "history-cost"]
     assert {"budget", "stage-cost", "cache", "parallel", "slice"} <= set(keys)
-    assert all(f["figure"]["data"] for f in d["figures"])
+    assert all(f["figure"]["data"] for f in d["figures"] if f["key"] != "importance")
+    # Importance (a forest fit) comes on its own, so it does not hold up the page.
+    (deferred,) = [f for f in d["figures"] if f["key"] == "importance"]
+    assert deferred["deferred"] is True and "figure" not in deferred
+    imp = client.get("/api/importance", params={"name": "pipe"}).json()
+    assert imp["version"] == d["version"] and imp["figure"]["figure"]["data"][0]["type"] == "bar"
     assert dict(d["summary"])["pipeline stages"] == "prep -> train -> evaluate"
     same = client.get("/api/study", params={"name": "pipe", "version": d["version"]}).json()
     assert same == {"changed": False, "version": d["version"]}

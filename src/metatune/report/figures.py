@@ -430,7 +430,7 @@ def slice_figure(view: StudyView) -> go.Figure | None:
                     "showscale": k == 0,
                     "colorbar": {"title": {"text": "trial"}, "len": 0.6},
                 },
-                hovertext=[_hover(t, params) for t in pts],
+                hovertext=[_hover(t, [p]) for t in pts],  # the panel's parameter only
                 hoverinfo="text",
                 showlegend=False,
             ),

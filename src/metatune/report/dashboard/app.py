@@ -4,7 +4,7 @@ route is a GET and the storage is opened for reading.
 Routes: ``/`` (the studies), ``/study?name=N`` (one study's plots and trials),
 ``/api/studies``, ``/api/study?name=N[&version=V]`` (summary and figures; only
 ``{"changed": false}`` while the study's version is still V), ``/api/trials?name=N&page=P``
-(one page of trials), ``/static/plotly.min.js`` (the installed plotly's bundle).
+(one page of trials), ``/api/importance?name=N`` (the parameter-importance figure), ``/static/plotly.min.js`` (the installed plotly's bundle).
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from typing import Any
 from metatune.report.dashboard.cache import StudyCache, StudyEntry
 from metatune.report.dashboard.pages import index_page, study_page
 from metatune.report.export import jsonable, trial_rows
-from metatune.report.figures import all_figures
+from metatune.report.figures import FigureSpec, all_figures, importance_figure
 from metatune.report.html import summary_rows
+from metatune.report.importance import MIN_TRIALS
 from metatune.storage import BaseStorage
 from metatune.trial import TrialState
 
 __all__ = ["MAX_PER_PAGE", "create_app"]
 
 MAX_PER_PAGE = 500
+IMPORTANCE = "importance"  # the figure served on its own (/api/importance)
 _SORTS = ("number", "value")
 
 
@@ -52,29 +54,47 @@ def _study_summary(entry: StudyEntry) -> dict[str, Any]:
     }
 
 
-def _figures_payload(cache: StudyCache, entry: StudyEntry) -> dict[str, Any]:
-    """The study's summary and figures as JSON-ready data, rebuilt only when it changed."""
+def _figure_entry(spec: FigureSpec, fig: Any) -> str:
+    """One figure as JSON text: plotly's own encoding, not parsed and encoded again."""
+    meta = json.dumps({"key": spec.key, "title": spec.title, "caption": spec.caption})
+    return meta[:-1] + ', "figure": ' + fig.to_json() + "}"
+
+
+def _figures_payload(entry: StudyEntry) -> bytes:
+    """The study's summary and figures (all but the importance, which has its own endpoint,
+    since a forest fit would hold up the page) as JSON, rebuilt only when the study changed."""
     if entry.figures is not None and entry.figures_version == entry.version:
         return entry.figures
     view = entry.view()
     figures = []
-    for spec in all_figures(importance=lambda v: cache.importance(entry, v)):
-        fig = spec.build(view)
-        if fig is None:
+    for spec in all_figures():
+        if spec.key == IMPORTANCE:
+            if len(view.completed()) < MIN_TRIALS:
+                continue
+            figures.append(
+                json.dumps(
+                    {
+                        "key": spec.key,
+                        "title": spec.title,
+                        "caption": spec.caption,
+                        "deferred": True,
+                    }
+                )
+            )
             continue
-        figures.append(
-            {
-                "key": spec.key,
-                "title": spec.title,
-                "caption": spec.caption,
-                "figure": json.loads(fig.to_json()),
-            }
-        )
-    entry.figures = {
-        "summary": [list(r) for r in summary_rows(view)],
-        "study": _study_summary(entry),
-        "figures": figures,
-    }
+        fig = spec.build(view)
+        if fig is not None:
+            figures.append(_figure_entry(spec, fig))
+    head = json.dumps(
+        {
+            "changed": True,
+            "version": entry.version,
+            "summary": [list(r) for r in summary_rows(view)],
+            "study": _study_summary(entry),
+        },
+        allow_nan=False,
+    )
+    entry.figures = (head[:-1] + ', "figures": [' + ", ".join(figures) + "]}").encode("utf-8")
     entry.figures_version = entry.version
     return entry.figures
 
@@ -127,8 +147,23 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
         with entry.lock:
             if request.query_params.get("version") == entry.version:
                 return JSONResponse({"changed": False, "version": entry.version})
-            payload = _figures_payload(cache, entry)
-            return JSONResponse({"changed": True, "version": entry.version, **payload})
+            return Response(_figures_payload(entry), media_type="application/json")
+
+    def api_importance(request: Request) -> Response:
+        entry = _entry(request)
+        if isinstance(entry, JSONResponse):
+            return entry
+        with entry.lock:
+            view = entry.view()
+            version = entry.version
+            spec = next(s for s in all_figures() if s.key == IMPORTANCE)
+            fig = importance_figure(view, lambda v: cache.importance(entry, v))
+        if fig is None:
+            return JSONResponse({"version": version, "figure": None})
+        body = (
+            '{"version": ' + json.dumps(version) + ', "figure": ' + _figure_entry(spec, fig) + "}"
+        )
+        return Response(body.encode("utf-8"), media_type="application/json")
 
     def api_trials(request: Request) -> JSONResponse:
         entry = _entry(request)
@@ -179,6 +214,7 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
         Route("/api/studies", api_studies),
         Route("/api/study", api_study),
         Route("/api/trials", api_trials),
+        Route("/api/importance", api_importance),
         Route("/static/plotly.min.js", plotly_js),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]

@@ -33,7 +33,7 @@ class StudyEntry:
     trials: dict[int, Trial] = field(default_factory=dict)
     reread_from: int = 0
     version: str = ""
-    figures: dict[str, Any] | None = None
+    figures: bytes | None = None  # the /api/study answer for `figures_version`
     figures_version: str = ""
     importance: Any = None
     importance_done: int = -1
@@ -90,7 +90,8 @@ class StudyCache:
         grown = done >= entry.importance_done * (1 + _IMPORTANCE_GROWTH)
         stale = done > entry.importance_done and now - entry.importance_at > _IMPORTANCE_MAX_AGE_S
         if entry.importance is None or grown or stale:
-            entry.importance = param_importance(view)
+            # Lighter than the report's fit: a page waits for it while workers keep adding.
+            entry.importance = param_importance(view, max_trials=1000, n_estimators=32, n_repeats=3)
             entry.importance_done = done
             entry.importance_at = now
         return entry.importance

@@ -176,9 +176,21 @@ function renderFigures(figures) {{
   }}
   // Drawn once every section is in place, so each plot takes its own cell's width.
   for (const f of figures) {{
+    if (f.deferred) continue;
     const layout = Object.assign({{}}, f.figure.layout, {{autosize: true}});
     Plotly.react('fig-' + f.key, f.figure.data, layout, {{displaylogo: false, responsive: true}});
   }}
+}}
+
+async function loadImportance() {{
+  const div = document.getElementById('fig-importance');
+  if (!div) return;
+  const r = await fetch('api/importance' + q());
+  const d = await r.json();
+  if (!d.figure) {{ div.textContent = 'Needs more completed trials.'; return; }}
+  const f = d.figure.figure;
+  const layout = Object.assign({{}}, f.layout, {{autosize: true}});
+  Plotly.react(div, f.data, layout, {{displaylogo: false, responsive: true}});
 }}
 
 async function loadTrials() {{
@@ -222,6 +234,7 @@ async function poll() {{
       renderSummary(d.summary);
       renderFigures(d.figures);
       await loadTrials();
+      await loadImportance();
     }}
     setStatus('updated ' + new Date().toLocaleTimeString() + ', checking every ' + POLL / 1000 + ' s');
   }} catch (e) {{ setStatus('cannot reach the dashboard server: ' + e, true); }}

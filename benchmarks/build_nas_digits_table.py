@@ -18,6 +18,7 @@ import argparse
 import gzip
 import json
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -127,6 +128,10 @@ def write_table(out: Path, meta: dict[str, Any], records: list[dict[str, Any]]) 
     os.replace(tmp, out)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from metatune.nas.networks import TrainingProtocol
 
@@ -173,24 +178,27 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(done)} already done, {len(todo)} to train with {args.workers} worker(s)"
     )
     started = time.time()
+    trained = 0
+    # a SIGTERM (kill, a job scheduler) ends the run like Ctrl-C: the run's wall time is still
+    # logged, so a resumed build's total stays right
+    signal.signal(signal.SIGTERM, _terminate)
     progress = make_progress(not args.no_progress)
-    with (
-        open(partial_path, "a") as sink,
-        ProcessPoolExecutor(
-            args.workers, initializer=_init_worker, initargs=(protocol.as_dict(),)
-        ) as pool,
-    ):
-        futures = [pool.submit(_train, v) for v in todo]
-        task = None
-        if progress is not None:
-            progress.start()
-            task = progress.add_task("training", total=len(todo), last="")
-        try:
+    pool = ProcessPoolExecutor(
+        args.workers, initializer=_init_worker, initargs=(protocol.as_dict(),)
+    )
+    try:
+        with open(partial_path, "a") as sink:
+            futures = [pool.submit(_train, v) for v in todo]
+            task = None
+            if progress is not None:
+                progress.start()
+                task = progress.add_task("training", total=len(todo), last="")
             for fut in as_completed(futures):
                 rec = fut.result()
                 rec["protocol"] = protocol.as_dict()
                 sink.write(json.dumps(rec, separators=(",", ":")) + "\n")
                 sink.flush()
+                trained += 1
                 done[cell.canonical(rec["value"])] = rec
                 if progress is not None:
                     progress.update(
@@ -198,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                         advance=1,
                         last=f"valid {rec['valid_accuracy'][-1]:.3f} in {rec['train_seconds'][-1]:.2f}s",
                     )
-        finally:
-            if progress is not None:
-                progress.stop()
-    wall = time.time() - started
-    _log_run(partial_path, wall, len(todo), args.workers)
-    runs.append({"wall_seconds": round(wall, 1), "trained": len(todo), "workers": args.workers})
+    finally:
+        if progress is not None:
+            progress.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        wall = time.time() - started
+        _log_run(partial_path, wall, trained, args.workers)
+        runs.append({"wall_seconds": round(wall, 1), "trained": trained, "workers": args.workers})
     missing = [k for k in reps if k not in done]
     if missing:
         print(f"{len(missing)} architectures still to train; rerun to continue")

@@ -133,9 +133,10 @@ def _brute_force(model: nn.Linear, x, y) -> float:
     return var / float(mean @ mean)
 
 
-@pytest.mark.parametrize(("max_micro", "split_every"), [(8, None), (32, 1)])
+@pytest.mark.parametrize(("max_micro", "split_every"), [(8, None), (32, 1), (32, None)])
 def test_controller_noise_scale_matches_brute_force_at_fixed_parameters(max_micro, split_every):
-    """Accumulation pieces (32 = 4 x 8) and split steps, with lr 0 so the truth stays put."""
+    """Accumulation pieces (32 = 4 x 8), split steps and consecutive differences (unbiased
+    here: lr 0 keeps the parameters, and so the truth, where they are)."""
     x, y, w_star = _least_squares_data(8192, 0)
     model = nn.Linear(D, 1, bias=False).double()
     with torch.no_grad():

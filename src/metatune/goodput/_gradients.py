@@ -12,6 +12,7 @@ import torch
 __all__ = [
     "LocalNormHook",
     "adam_preconditioner",
+    "dot",
     "grads_of",
     "is_adam_type",
     "sqnorm",
@@ -73,22 +74,41 @@ def sqnorm(
     return total.detach().double()
 
 
-class LocalNormHook:
-    """A DDP communication hook: averages each bucket like the default hook and, before that,
-    adds the bucket's (preconditioned) squared norm to `local_sq`, this rank's own gradient.
+def dot(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """sum_i <a_i, b_i> as a 0-d float64 tensor; pairs with a None count as zero."""
+    total: torch.Tensor | None = None
+    for x, y in zip(a, b, strict=True):
+        if x is None or y is None or not x.numel():
+            continue
+        d = torch.dot(x.reshape(-1), y.reshape(-1))
+        total = d if total is None else total + d
+    if total is None:
+        return torch.zeros((), dtype=torch.float64)
+    return total.detach().double()
 
-    Register with ``ddp_model.register_comm_hook(hook, LocalNormHook.hook)``; set `weights`
-    (a dict from parameter id to preconditioner tensor, or None) before each synchronising
-    backward and read and reset `local_sq` after it.
+
+class LocalNormHook:
+    """A DDP communication hook that averages each bucket like the default hook and carries
+    this rank's (preconditioned, scaled) squared norm of the bucket in one extra element of the
+    same all-reduce, so the per-rank norms cost no collective of their own.
+
+    Register with ``ddp_model.register_comm_hook(hook, LocalNormHook.hook)``. Before each
+    synchronising backward call `reset` and set `weights` (parameter id -> preconditioner, or
+    None) and `scale` (the factor that turns this rank's accumulated gradient into its mean
+    gradient); afterwards `mean_sq` is the mean over ranks of |local mean gradient|^2.
     """
 
     def __init__(self, process_group=None) -> None:
         self.process_group = process_group
-        self.local_sq: torch.Tensor | None = None
         self.weights: dict[int, torch.Tensor] | None = None
+        self.scale = 1.0
+        self.mean_sq: torch.Tensor | None = None
 
     def reset(self) -> None:
-        self.local_sq = None
+        self.mean_sq = None
+
+    def _add(self, value: torch.Tensor) -> None:
+        self.mean_sq = value if self.mean_sq is None else self.mean_sq + value
 
     @staticmethod
     def hook(state: LocalNormHook, bucket) -> torch.futures.Future[torch.Tensor]:
@@ -96,22 +116,26 @@ class LocalNormHook:
 
         buf = bucket.buffer()
         if state.weights is None:
-            s = torch.dot(buf, buf).detach().double()
+            s = torch.dot(buf, buf)
         else:
-            s = None
+            s = torch.zeros((), dtype=buf.dtype, device=buf.device)
             for p, g in zip(bucket.parameters(), bucket.gradients(), strict=False):
                 w = state.weights.get(id(p))
                 x = g if w is None else g * w
-                v = torch.dot(x.reshape(-1), x.reshape(-1)).detach().double()
-                s = v if s is None else s + v
-            if s is None:
-                s = torch.zeros((), dtype=torch.float64, device=buf.device)
-        state.local_sq = s if state.local_sq is None else state.local_sq + s
+                s = s + torch.dot(x.reshape(-1), x.reshape(-1))
         group = state.process_group or dist.group.WORLD
         world = dist.get_world_size(group)
-        buf.div_(world)
-        fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
-        return fut.then(lambda f: f.value()[0])
+        flat = torch.cat([buf, (s * state.scale**2).reshape(1).to(buf.dtype)])
+        flat.div_(world)
+        fut = dist.all_reduce(flat, group=group, async_op=True).get_future()
+
+        def done(f: torch.futures.Future) -> torch.Tensor:
+            out = f.value()[0]
+            state._add(out[-1].detach().double())
+            buf.copy_(out[:-1])
+            return buf
+
+        return fut.then(done)
 
 
 # DDP checks the hook's return annotation as an object, not the string PEP 563 leaves.

@@ -179,6 +179,7 @@ class GoodputController:
         self._piece_sizes: list[int] = []
         self._prev_grad: list[torch.Tensor] | None = None
         self._prev_size = 0
+        self._prev_sq = 0.0
         self._last_end: float | None = None
         self._last_plan: BatchPlan | None = None
         self._last_split = False
@@ -221,6 +222,8 @@ class GoodputController:
             self.model.require_backward_grad_sync = info.last
             if info.last:
                 self._hook.reset()
+                # the hook sees sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x that
+                self._hook.scale = info.step_total / (self.world_size * info.rank_total)
                 self._hook.weights = (
                     None
                     if self._weights is None
@@ -253,7 +256,7 @@ class GoodputController:
             raise RuntimeError("step() needs micro-batches from ctl.loader(dataset)")
         k = self.world_size
         scale = info.size * k / info.step_total  # DDP averages over k
-        (loss * scale).backward()
+        (loss if scale == 1.0 else loss * scale).backward()
         pieces = k == 1 and info.steps > 1
         if pieces:
             self._measure_piece(info, info.size / info.step_total)
@@ -290,61 +293,62 @@ class GoodputController:
 
     def _measure_step(self, info: MicroBatchInfo, pieces: bool) -> None:
         grads = G.grads_of(self._params)
-        total_sq = G.sqnorm(grads, self._weights)
         big = float(info.step_total)
         if self._hook is not None:
-            import torch.distributed as dist
-
-            local = self._hook.local_sq if self._hook.local_sq is not None else total_sq * 0
-            # The hook saw sum_i (b_i k / B) grad_i; this rank's mean gradient is B / (k B_k) x.
-            ratio = big / (self.world_size * info.rank_total)
-            dev = self._params[0].device if self._params else torch.device("cpu")
-            vec = torch.stack(
-                [
-                    local.to(dev, torch.float64) * ratio**2,
-                    torch.tensor(1.0 / info.rank_total, dtype=torch.float64, device=dev),
-                ]
-            )
-            dist.all_reduce(vec)
-            vec = (vec / self.world_size).tolist()
-            est = from_means(vec[0], vec[1], big, float(total_sq), self._population())
-            self.noise.update(est)
-        elif pieces or self.split_every:
-            if not pieces:  # a plain step between split ones: no estimate
-                self._piece_sq.clear()
-                self._piece_sizes.clear()
-                return
+            # The hook all-reduced the ranks' squared norms with the gradients; the ranks'
+            # sizes follow from the loader's deterministic split.
+            mean_sq = self._hook.mean_sq
+            mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
+            if mean_sq is not None:
+                total_sq = float(G.sqnorm(grads, self._weights))
+                est = from_means(float(mean_sq), mean_inv, big, total_sq, self._population())
+                self.noise.update(est)
+        elif pieces:
             n = len(self._piece_sizes)
             mean_sq = sum(self._piece_sq) / n
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
-            self.noise.update(
-                from_means(mean_sq, mean_inv, big, float(total_sq), self._population())
+            total_sq = float(G.sqnorm(grads, self._weights))
+            self.noise.update(from_means(mean_sq, mean_inv, big, total_sq, self._population()))
+            self._piece_sq.clear()
+            self._piece_sizes.clear()
+            self._prev_micro = None
+        elif not self.split_every:
+            self._measure_consecutive(grads, info.step_total)
+        # else: a plain step between split ones, nothing to measure
+
+    def _measure_consecutive(self, grads: list, size: int) -> None:
+        """|g - g_prev|^2 and |(g + g_prev) / 2|^2 from three dot products (|g_prev|^2 kept
+        from the last step), with no temporary gradient copies; each gradient is
+        preconditioned by the weights of its own step."""
+        w = self._weights
+        xs = [
+            None if g is None else (g if w is None or w[i] is None else g * w[i])
+            for i, g in enumerate(grads)
+        ]
+        prev = self._prev_grad
+        gg = G.sqnorm(xs)
+        if prev is not None:
+            gp = G.dot(xs, prev)
+            pair = torch.stack([gg, gp]).tolist()
+            g2, cross = pair
+            p2 = self._prev_sq
+            est = from_consecutive(
+                g2 + p2 - 2.0 * cross, (g2 + p2 + 2.0 * cross) / 4.0, size, self._prev_size
             )
+            self.noise.update(est)
+            for buf, x in zip(prev, xs, strict=True):
+                if x is None:
+                    buf.zero_()
+                else:
+                    buf.copy_(x)
+            self._prev_sq = g2
         else:
-            if self._prev_grad is not None:
-                diff = [
-                    None if g is None else g - p
-                    for g, p in zip(grads, self._prev_grad, strict=True)
-                ]
-                avg = [
-                    None if g is None else (g + p) * 0.5
-                    for g, p in zip(grads, self._prev_grad, strict=True)
-                ]
-                est = from_consecutive(
-                    float(G.sqnorm(diff, self._weights)),
-                    float(G.sqnorm(avg, self._weights)),
-                    big,
-                    float(self._prev_size),
-                )
-                self.noise.update(est)
             self._prev_grad = [
-                torch.zeros_like(p) if g is None else g.detach().clone()
-                for g, p in zip(grads, self._params, strict=True)
+                torch.zeros_like(p) if x is None else x.detach().clone()
+                for x, p in zip(xs, self._params, strict=True)
             ]
-            self._prev_size = info.step_total
-        self._piece_sq.clear()
-        self._piece_sizes.clear()
-        self._prev_micro = None
+            self._prev_sq = float(gg)
+        self._prev_size = size
 
     def _population(self) -> float:
         return float(len(self._loader.dataset)) if self._loader is not None else math.inf

@@ -33,6 +33,7 @@ class MicroBatchInfo:
     first_of_iteration: bool  # the first step since iteration (re)started: its time is skipped
     plan: BatchPlan
     split: bool = False  # a one-micro-batch step split in two to measure the noise
+    rank_totals: tuple[int, ...] = ()  # every rank's examples in the step
 
     @property
     def last(self) -> bool:
@@ -180,9 +181,18 @@ class AdaptiveDataLoader:
             if split:
                 steps = 2
             self._steps_started += 1
-            pieces = self._split(chunk, steps)
-            mine = [pieces[j * k + self.rank] for j in range(steps)]
-            rank_total = sum(len(p) for p in mine)
+            if len(chunk) % (steps * k) == 0:  # equal pieces: slice, no array_split
+                m = len(chunk) // (steps * k)
+                mine = [
+                    chunk[(j * k + self.rank) * m : (j * k + self.rank + 1) * m]
+                    for j in range(steps)
+                ]
+                totals = (m * steps,) * k
+            else:
+                pieces = self._split(chunk, steps)
+                mine = [pieces[j * k + self.rank] for j in range(steps)]
+                totals = tuple(sum(len(pieces[j * k + r]) for j in range(steps)) for r in range(k))
+            rank_total = totals[self.rank]
             self._step_start = self.position
             self._in_step = True
             self.position += len(chunk)
@@ -196,6 +206,7 @@ class AdaptiveDataLoader:
                     first_of_iteration=first,
                     plan=plan,
                     split=split,
+                    rank_totals=totals,
                 )
                 self.current = info
                 for fn in self._listeners:

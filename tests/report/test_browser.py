@@ -74,8 +74,14 @@ class Watched:
         self.page.route("**/*", route)
 
     def plots(self) -> int:
-        """How many Plotly plots rendered an SVG (waits for the first)."""
+        """How many Plotly plots rendered an SVG (waits for the first, and on a dashboard page
+        until every figure section holds a drawn plot)."""
         self.page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+        self.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#figures section'))"
+            ".every(s => s.querySelector('.js-plotly-plot .main-svg'))",
+            timeout=30_000,
+        )
         return self.page.locator(".js-plotly-plot").count()
 
     def close(self) -> None:

@@ -99,6 +99,25 @@ def _figures_payload(entry: StudyEntry) -> bytes:
     return entry.figures
 
 
+def _warm_imports() -> None:
+    """Import what requests use before serving any: plotly looks optional modules (pandas) up
+    in sys.modules, so two requests importing them at once in the thread pool can see a
+    half-initialized module."""
+    import contextlib
+    import importlib
+
+    for name in (
+        "plotly.graph_objects",
+        "plotly.subplots",
+        "plotly.io",
+        "sklearn.ensemble",
+        "sklearn.inspection",
+        "pandas",
+    ):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
     """The dashboard of the studies in `storage` as an ASGI app (pages poll every
     `poll_seconds`)."""
@@ -107,6 +126,7 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
+    _warm_imports()
     cache = StudyCache(storage)
 
     def _error(status: int, message: str) -> JSONResponse:

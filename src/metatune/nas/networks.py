@@ -284,13 +284,13 @@ class TrainingProtocol:
     splits is recorded after every epoch (BatchNorm in eval mode).
     """
 
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 128
     lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 5e-4
     channels: int = 8
-    cells: int = 2
+    cells: int = 1
     seed: int = 0
     split_seed: int = 0
 

@@ -29,7 +29,9 @@ class ParamInfo:
 
     @property
     def categorical(self) -> bool:
-        return self.kind == "categorical"
+        """Plotted by category: every kind but numbers (categorical, and structured ones such
+        as architecture cells)."""
+        return self.kind not in ("float", "int")
 
 
 def numeric_value(v: Any) -> float | None:

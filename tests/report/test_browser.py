@@ -164,7 +164,10 @@ def test_dashboard_lists_studies_and_updates_a_study_live(
                 "document.querySelector('#summary').innerText.includes('34 (')", timeout=30_000
             )
             assert w.page.locator(".js-plotly-plot").count() == before
-            assert "(34 trials)" in w.page.locator("#page").inner_text()
+            w.page.wait_for_function(  # the trials table follows once the plots are drawn
+                "document.querySelector('#page').innerText.includes('(34 trials)')",
+                timeout=30_000,
+            )
             assert w.errors == [] and w.outside == []
         finally:
             w.close()

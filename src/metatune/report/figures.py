@@ -185,7 +185,7 @@ def best_so_far_figure(view: StudyView, x: str = "number") -> go.Figure | None:
     if done:
         idx = thin(len(done), MAX_POINTS, improved)
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=[pos[done[i].number] for i in idx],
                 y=[done[i].value for i in idx],
                 mode="markers",
@@ -237,7 +237,7 @@ def _add_unfinished_rug(
     for k, (state, ts) in enumerate(sorted(by_state.items())):
         idx = thin(len(ts), MAX_POINTS)
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=[pos[ts[i].number] for i in idx],
                 y=[0.03 + 0.04 * k] * len(idx),
                 yaxis="y2",
@@ -275,7 +275,7 @@ def timeline_figure(view: StudyView) -> go.Figure | None:
         ys += [t.number, t.number, None]
     for state, (xs, ys) in sorted(groups.items()):
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=xs,
                 y=ys,
                 mode="lines",
@@ -418,7 +418,7 @@ def slice_figure(view: StudyView) -> go.Figure | None:
         if p.categorical:
             xs = [_short(v) for v in xs]
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=xs,
                 y=[t.value for t in pts],
                 mode="markers",

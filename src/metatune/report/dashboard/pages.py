@@ -156,7 +156,7 @@ function renderSummary(rows) {{
   }}
 }}
 
-function renderFigures(figures) {{
+async function renderFigures(figures) {{
   const box = document.getElementById('figures');
   const keep = new Set(figures.map(f => 'sec-' + f.key));
   for (const el of Array.from(box.children)) if (!keep.has(el.id)) el.remove();
@@ -174,11 +174,13 @@ function renderFigures(figures) {{
     }}
     prev = sec;
   }}
-  // Drawn once every section is in place, so each plot takes its own cell's width.
+  // Drawn once every section is in place, so each plot takes its own cell's width; one at a
+  // time, letting the browser paint in between, so the first plots show while the rest draw.
   for (const f of figures) {{
     if (f.deferred) continue;
     const layout = Object.assign({{}}, f.figure.layout, {{autosize: true}});
-    Plotly.react('fig-' + f.key, f.figure.data, layout, {{displaylogo: false, responsive: true}});
+    await Plotly.react('fig-' + f.key, f.figure.data, layout, {{displaylogo: false, responsive: true}});
+    await new Promise(r => setTimeout(r, 0));
   }}
 }}
 
@@ -232,7 +234,7 @@ async function poll() {{
     if (d.changed) {{
       version = d.version;
       renderSummary(d.summary);
-      renderFigures(d.figures);
+      await renderFigures(d.figures);
       await loadTrials();
       await loadImportance();
     }}

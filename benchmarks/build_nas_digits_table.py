@@ -230,12 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         "build": {
             "finished": now_utc(),
             "command": command_line(),
-            "workers": args.workers,
+            # the training processes of each run that trained something
+            "workers": sorted({r["workers"] for r in runs if r["trained"]}),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1),
             "runs": runs,
             "train_seconds_total": round(train_total, 1),
-            "note": "training seconds are single-thread CPU time as measured on a machine shared "
-            "with other jobs; they vary with the machine's load",
+            "note": "wall_seconds adds up the runs of the build (a stopped build resumes); "
+            "train_seconds_total and each record's train_seconds are single-thread wall-clock "
+            "seconds on a machine shared with other jobs, so they vary with its load",
             "machine": machine_info(packages=("torch", "scikit-learn")),
         },
     }

@@ -37,7 +37,7 @@ class IsotropicGPSpec(GPSpec):
         return super().build(X, Y, covar=covar)
 
 
-_SPEC = IsotropicGPSpec(min_noise=1e-6)
+_SPECS = {"one": IsotropicGPSpec(min_noise=1e-6), "per-column": GPSpec(min_noise=1e-6)}
 
 
 def fit_isotropic_gp(
@@ -46,22 +46,25 @@ def fit_isotropic_gp(
     X_running: np.ndarray,
     fitter: WarmStartFitter | None,
     refit: bool = True,
+    lengthscales: str = "one",
+    key: object = "nas-bo",
 ) -> tuple[SingleTaskGP, torch.Tensor, WarmStartFitter]:
     """The GP on (X, transformed y), conditioned on its own mean at the running points, and
     the best transformed value (LogEI's incumbent). Without `refit`, the last fit's
     hyperparameters are kept (when there was one)."""
     fitter = fitter or WarmStartFitter(one_key=True)
+    spec = _SPECS[lengthscales]
     Xt = torch.from_numpy(X).double()
     Yt = torch.from_numpy(transform_outputs(y)).double().unsqueeze(-1)
-    model = None if refit else fitter.reuse(_SPEC, Xt, Yt, key="nas-bo")
+    model = None if refit else fitter.reuse(spec, Xt, Yt, key=key)
     if model is None:
         try:
-            model = fitter.fit(_SPEC, Xt, Yt, key="nas-bo", warm_iters=_WARM_ITERS)
+            model = fitter.fit(spec, Xt, Yt, key=key, warm_iters=_WARM_ITERS)
         except Exception:  # a numerical failure: start the next fit cold
             fitter.clear()
-            model = fitter.fit(_SPEC, Xt, Yt, key="nas-bo", warm_iters=_WARM_ITERS)
+            model = fitter.fit(spec, Xt, Yt, key=key, warm_iters=_WARM_ITERS)
     if len(X_running):
-        model = kriging_believer(model, _SPEC, Xt, Yt, torch.from_numpy(X_running).double())
+        model = kriging_believer(model, spec, Xt, Yt, torch.from_numpy(X_running).double())
     return model, Yt.max(), fitter
 
 

@@ -55,6 +55,7 @@ GRAPH_TABLES = (
 TABLES = (*GRAPH_TABLES, "digits")
 CHECKPOINTS = (10, 25, 50, 100, 150)
 SHOWN = ("nas-bo", "regularized-evolution", "local-search", "random")
+COLORS = {"nas-bo": "C3", "regularized-evolution": "C0", "local-search": "C1", "random": "C7"}
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -349,7 +350,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, len(tables), figsize=(3.6 * len(tables), 6.4), squeeze=False)
     for row, metric in enumerate(("valid_regret", "regret")):
         for ax, table in zip(axes[row], tables, strict=True):
-            _plot_panel(ax, summary[metric][table], f"{_label(table)}: {metric.replace('_', ' ')}")
+            kind = "validation regret" if metric == "valid_regret" else "test regret"
+            _plot_panel(ax, summary[metric][table], f"{_label(table)}: {kind}")
     for row in axes:
         row[0].set_ylabel("regret (accuracy points)")
     axes[0][-1].legend(fontsize=8)
@@ -366,8 +368,10 @@ def _plot_panel(ax: Any, res: dict[str, Any], title: str) -> None:
             continue
         r = res[m]
         x = np.arange(1, len(r["median_curve"]) + 1)
-        ax.plot(x, 100 * np.array(r["median_curve"]), label=m, lw=1.6)
-        ax.fill_between(x, 100 * np.array(r["q25"]), 100 * np.array(r["q75"]), alpha=0.15)
+        ax.plot(x, 100 * np.array(r["median_curve"]), label=m, lw=1.6, color=COLORS[m])
+        ax.fill_between(
+            x, 100 * np.array(r["q25"]), 100 * np.array(r["q75"]), alpha=0.12, color=COLORS[m]
+        )
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("queries")
     ax.set_xlim(10, max(len(x), 11))

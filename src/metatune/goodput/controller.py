@@ -218,6 +218,13 @@ class GoodputController:
         loader.add_listener(self._on_micro_batch)
 
     def _on_micro_batch(self, info: MicroBatchInfo) -> None:
+        if info.index == 0 and self.precondition:
+            # Adam's preconditioner, only for steps that measure (in one process without
+            # accumulation, by default only the split steps): it costs a pass over the state.
+            measured = self.world_size > 1 or info.steps > 1 or not self.split_every
+            self._weights = (
+                G.adam_preconditioner(self.optimizer, self._params) if measured else None
+            )
         if self._hook is not None:  # DDP: all-reduce only on the step's last micro-batch
             self.model.require_backward_grad_sync = info.last
             if info.last:
@@ -266,8 +273,6 @@ class GoodputController:
         self._apply_lr(info.step_total)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.precondition:
-            self._weights = G.adam_preconditioner(self.optimizer, self._params)
         self.steps += 1
         self.examples += info.step_total
         self._record_time(info)

@@ -80,4 +80,5 @@ def test_train_and_score_records_every_epoch_and_is_seeded():
     assert len(a["valid_accuracy"]) == len(a["test_accuracy"]) == len(a["train_seconds"]) == 2
     assert a["valid_accuracy"] == b["valid_accuracy"] and a["test_accuracy"] == b["test_accuracy"]
     assert a["train_seconds"][0] <= a["train_seconds"][1]
-    assert a["params"] == sum(p.numel() for p in Network(CELL, value).parameters())
+    net = Network(CELL, value, channels=protocol.channels, cells=protocol.cells)
+    assert a["params"] == sum(p.numel() for p in net.parameters())

@@ -155,3 +155,17 @@ def test_loopback_and_binding() -> None:
             bind("127.0.0.1", port)
     finally:
         sock.close()
+
+
+def test_warm_start_reads_every_study_once(shared_url: str) -> None:
+    import time
+
+    app = create_app(get_storage(shared_url, read_only=True), warm=True)
+    cache = app.state.cache
+    n = sum(len(cache.storage.get_trials(r.id)) for r in cache.studies())
+    deadline = time.monotonic() + 60
+    while cache.reads < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cache.reads == n
+    TestClient(app).get("/api/studies")
+    assert cache.reads == n + 1  # only the running trial is read again

@@ -118,9 +118,19 @@ def _warm_imports() -> None:
             importlib.import_module(name)
 
 
-def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
+def _warm(cache: StudyCache) -> None:
+    """Read every study's trials once, so the first page a person opens finds them read."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # a request will report whatever went wrong
+        for record in cache.studies():
+            cache.entry(record.name)
+
+
+def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = False) -> Any:
     """The dashboard of the studies in `storage` as an ASGI app (pages poll every
-    `poll_seconds`)."""
+    `poll_seconds`). With `warm`, a background thread starts reading every study's trials at
+    once (a request for a study being read waits for that read instead of starting another)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -128,6 +138,10 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0) -> Any:
 
     _warm_imports()
     cache = StudyCache(storage)
+    if warm:
+        import threading
+
+        threading.Thread(target=_warm, args=(cache,), name="dashboard-warm", daemon=True).start()
 
     def _error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -59,12 +59,12 @@ def _url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _server(storage: BaseStorage, poll_seconds: float) -> Any:
+def _server(storage: BaseStorage, poll_seconds: float, warm: bool = False) -> Any:
     import uvicorn
 
     from metatune.report.dashboard.app import create_app
 
-    app = create_app(storage, poll_seconds=poll_seconds)
+    app = create_app(storage, poll_seconds=poll_seconds, warm=warm)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return uvicorn.Server(config)
 
@@ -88,7 +88,7 @@ def serve(
     )
     of = f" of {where}" if where else ""
     note(f"metatune dashboard{of} on {_url(sock)} ({reach}); Ctrl-C stops it.")
-    server = _server(storage, poll_seconds)
+    server = _server(storage, poll_seconds, warm=True)
     try:
         server.run(sockets=[sock])
     finally:

@@ -167,5 +167,19 @@ def test_warm_start_reads_every_study_once(shared_url: str) -> None:
     while cache.reads < n and time.monotonic() < deadline:
         time.sleep(0.05)
     assert cache.reads == n
-    TestClient(app).get("/api/studies")
+    client = TestClient(app)
+    client.get("/api/studies")
     assert cache.reads == n + 1  # only the running trial is read again
+    # The list can come at once, before the trials are read: names, and "reading".
+    cold = create_app(get_storage(shared_url, read_only=True))
+    quick = TestClient(cold).get("/api/studies", params={"wait": "0"}).json()["studies"]
+    assert {s["name"] for s in quick} == {"plain", "pipe"}
+    assert {s["state"] for s in quick} <= {"reading", "running", "idle"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the reads it started in the background finish
+        quick = TestClient(cold).get("/api/studies", params={"wait": "0"}).json()["studies"]
+        if all(s["state"] != "reading" for s in quick):
+            break
+        time.sleep(0.05)
+    stored = {r.name: len(cache.storage.get_trials(r.id)) for r in cache.studies()}
+    assert {s["name"]: s["n_trials"] for s in quick} == stored

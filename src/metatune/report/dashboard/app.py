@@ -119,18 +119,24 @@ def _warm_imports() -> None:
 
 
 def _warm(cache: StudyCache) -> None:
-    """Read every study's trials once, so the first page a person opens finds them read."""
+    """Read every study's trials, then build its figures, so the first pages a person opens
+    find them ready."""
     import contextlib
 
     with contextlib.suppress(Exception):  # a request will report whatever went wrong
-        for record in cache.studies():
-            cache.entry(record.name)
+        records = cache.studies()
+        entries = [cache.entry(r.name) for r in records]
+        for entry in entries:
+            if entry is not None:
+                with entry.lock:
+                    _figures_payload(entry)
 
 
 def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = False) -> Any:
     """The dashboard of the studies in `storage` as an ASGI app (pages poll every
-    `poll_seconds`). With `warm`, a background thread starts reading every study's trials at
-    once (a request for a study being read waits for that read instead of starting another)."""
+    `poll_seconds`). With `warm`, a background thread starts reading every study's trials and
+    building its figures at once (a request for a study being read waits for that read instead
+    of starting another)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -166,12 +172,24 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
         return HTMLResponse(study_page(name, poll_seconds))
 
     def api_studies(request: Request) -> JSONResponse:
+        # ?wait=0: studies whose trials are still being read come as name and direction
+        # ("state": "reading"), so a page can list them at once and fill in the rest.
+        wait = request.query_params.get("wait", "1") != "0"
         out = []
         for record in cache.studies():
-            entry = cache.entry(record.name)
-            if entry is not None:
-                with entry.lock:
-                    out.append(_study_summary(entry))
+            entry = cache.entry(record.name) if wait else cache.read_entry(record.name)
+            if entry is None:
+                out.append(
+                    {
+                        "name": record.name,
+                        "direction": record.direction,
+                        "optimizer": record.optimizer,
+                        "state": "reading",
+                    }
+                )
+                continue
+            with entry.lock:
+                out.append(_study_summary(entry))
         return JSONResponse({"studies": out})
 
     def api_study(request: Request) -> JSONResponse:

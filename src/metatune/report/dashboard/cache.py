@@ -71,6 +71,21 @@ class StudyCache:
             self._refresh(entry)
         return entry
 
+    def read_entry(self, name: str) -> StudyEntry | None:
+        """The study's entry brought up to date if its trials were read before and no read is
+        under way now; else None at once (and a read of the study starts in the background)."""
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is None or not entry.version or not entry.lock.acquire(blocking=False):
+            if entry is None:
+                threading.Thread(target=self.entry, args=(name,), daemon=True).start()
+            return None
+        try:
+            self._refresh(entry)
+        finally:
+            entry.lock.release()
+        return entry
+
     def _refresh(self, entry: StudyEntry) -> None:
         new = self.storage.get_trials(entry.record.id, first_number=entry.reread_from)
         self.reads += len(new)

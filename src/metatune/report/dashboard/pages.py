@@ -86,8 +86,9 @@ def index_page(poll_seconds: float) -> str:
 const POLL = {float(poll_seconds) * 1000};
 async function refresh() {{
   try {{
-    const r = await fetch('api/studies');
+    const r = await fetch('api/studies?wait=0');
     const d = await r.json();
+    let reading = false;
     const tbody = document.querySelector('#studies tbody');
     tbody.replaceChildren();
     for (const s of d.studies) {{
@@ -97,17 +98,22 @@ async function refresh() {{
       a.href = 'study?name=' + encodeURIComponent(s.name);
       a.textContent = s.name;
       td.appendChild(a); tr.appendChild(td);
-      cell(tr, s.state, 's-' + s.state);
-      cell(tr, s.n_trials, 'num'); cell(tr, s.counts.complete, 'num');
-      cell(tr, s.counts.failed, 'num'); cell(tr, s.counts.running, 'num');
+      cell(tr, s.state === 'reading' ? 'reading...' : s.state, 's-' + s.state);
+      const c = s.counts || {{}};
+      reading = reading || s.state === 'reading';
+      cell(tr, s.n_trials, 'num'); cell(tr, c.complete, 'num');
+      cell(tr, c.failed, 'num'); cell(tr, c.running, 'num');
       cell(tr, fmt(s.best_value), 'num'); cell(tr, s.best_number, 'num');
       cell(tr, s.direction); cell(tr, s.optimizer);
       tbody.appendChild(tr);
     }}
     document.getElementById('none').hidden = d.studies.length > 0;
     setStatus('updated ' + new Date().toLocaleTimeString() + ', refreshing every ' + POLL / 1000 + ' s');
-  }} catch (e) {{ setStatus('cannot reach the dashboard server: ' + e, true); }}
-  setTimeout(refresh, POLL);
+    setTimeout(refresh, reading ? Math.min(POLL, 300) : POLL);  // soon while still reading
+  }} catch (e) {{
+    setStatus('cannot reach the dashboard server: ' + e, true);
+    setTimeout(refresh, POLL);
+  }}
 }}
 refresh();
 """

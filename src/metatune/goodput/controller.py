@@ -338,7 +338,11 @@ class GoodputController:
             g2, cross = pair
             p2 = self._prev_sq
             est = from_consecutive(
-                g2 + p2 - 2.0 * cross, (g2 + p2 + 2.0 * cross) / 4.0, size, self._prev_size
+                g2 + p2 - 2.0 * cross,
+                (g2 + p2 + 2.0 * cross) / 4.0,
+                size,
+                self._prev_size,
+                self._population(),
             )
             self.noise.update(est)
             for buf, x in zip(prev, xs, strict=True):

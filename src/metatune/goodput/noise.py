@@ -91,7 +91,11 @@ def from_means(
 
 
 def from_consecutive(
-    diff_sqnorm: float, sum_sqnorm: float, size: float, prev_size: float
+    diff_sqnorm: float,
+    sum_sqnorm: float,
+    size: float,
+    prev_size: float,
+    population: float = math.inf,
 ) -> NoiseEstimate:
     """Estimates from two consecutive steps' gradients g_t (over `size` examples) and g_{t-1}.
 
@@ -99,12 +103,16 @@ def from_consecutive(
     drawn at the same parameters, E|g_t - g_{t-1}|^2 = tr(Sigma) (1/b_t + 1/b_{t-1}) and
     E|mean|^2 = |G|^2 + tr(Sigma) (1/b_t + 1/b_{t-1}) / 4. They are not (the step between them
     moves G), hence the upward bias of tr(Sigma) described in the module docstring.
+
+    `population`: as in `from_means`. Two disjoint batches drawn without replacement from N
+    examples are negatively correlated (covariance -S / N), which leaves the difference
+    unbiased but lowers E|mean|^2 by S / N; adding it back keeps |G|^2 unbiased.
     """
     if size <= 0 or prev_size <= 0:
         raise ValueError(f"sizes must be positive, got {size} and {prev_size}")
     inv = 1.0 / size + 1.0 / prev_size
     var = diff_sqnorm / inv
-    sqr = sum_sqnorm - var * inv / 4.0
+    sqr = sum_sqnorm - var * inv / 4.0 + var / population
     return NoiseEstimate(grad_sqr=sqr, grad_var=var)
 
 

@@ -9,9 +9,10 @@ that maximise goodput. A plain loop gains about four lines::
             ctl.step(loss_fn(ctl.model(x), y))   # backward; optimizer step after the last one
 
 Under torchrun (torch.distributed initialised, world size > 1) the model is wrapped in
-DistributedDataParallel and a communication hook records each rank's local gradient norm; the
-noise estimate then costs one all-reduce of three scalars per step. Decisions (when to re-plan,
-which plan) are taken on rank 0 and broadcast, so every rank follows the same plan.
+DistributedDataParallel and a communication hook carries each rank's local squared gradient
+norm in one extra element of the gradient all-reduce itself, so the noise estimate needs no
+collective of its own. Decisions (when to re-plan, which plan) are taken on rank 0 and
+broadcast, so every rank follows the same plan.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Sources of the two averages (chosen by the controller):
 - micro-batches (`from_pieces`): the gradients of the accumulation micro-batches of one step
   (batch sizes b_i) and their weighted mean over B = sum b_i examples;
 - ranks (`from_pieces` as well): each rank's local gradient before the all-reduce and the
-  all-reduced one; only the per-rank squared norms travel, a few scalars per step;
+  all-reduced one; only the per-rank squared norms travel (one scalar each, inside the
+  gradient all-reduce);
 - consecutive steps (`from_consecutive`): the fallback when one step has one gradient. It is
   biased: the true gradient moves between the two steps, so |g_t - g_{t-1}|^2 carries
   |G_t - G_{t-1}|^2 on top of the noise and tr(Sigma) is overestimated (and |G|^2
@@ -74,7 +75,7 @@ def from_means(
     population: float = math.inf,
 ) -> NoiseEstimate:
     """`from_pieces` from its sufficient statistics: mean_i |g_i|^2, mean_i 1 / b_i, B and
-    |g|^2 (what the ranks all-reduce: two scalars each).
+    |g|^2 (under DDP the ranks' mean squared norm comes out of the gradient all-reduce).
 
     `population`: the number of examples the batches are drawn from without replacement (the
     training set within an epoch). Then E|g_b|^2 = |G|^2 + tr(S) (1/b - 1/N) with S the

@@ -62,41 +62,40 @@ def _figure_entry(spec: FigureSpec, fig: Any) -> str:
 
 def _figures_payload(entry: StudyEntry) -> bytes:
     """The study's summary and figures (all but the importance, which has its own endpoint,
-    since a forest fit would hold up the page) as JSON, rebuilt only when the study changed."""
-    if entry.figures is not None and entry.figures_version == entry.version:
-        return entry.figures
-    view = entry.view()
-    figures = []
-    for spec in all_figures():
-        if spec.key == IMPORTANCE:
-            if len(view.completed()) < MIN_TRIALS:
+    since a forest fit would hold up the page) as JSON, rebuilt only when the study changed.
+
+    Built under the entry's build lock, not its lock, so the study list and trial pages never
+    wait for a build."""
+    with entry.build_lock:
+        with entry.lock:
+            if entry.figures is not None and entry.figures_version == entry.version:
+                return entry.figures
+            view = entry.view()
+            version = entry.version
+            summary = _study_summary(entry)
+        figures = []
+        for spec in all_figures():
+            if spec.key == IMPORTANCE:
+                if len(view.completed()) >= MIN_TRIALS:
+                    meta = {"key": spec.key, "title": spec.title, "caption": spec.caption}
+                    figures.append(json.dumps({**meta, "deferred": True}))
                 continue
-            figures.append(
-                json.dumps(
-                    {
-                        "key": spec.key,
-                        "title": spec.title,
-                        "caption": spec.caption,
-                        "deferred": True,
-                    }
-                )
-            )
-            continue
-        fig = spec.build(view)
-        if fig is not None:
-            figures.append(_figure_entry(spec, fig))
-    head = json.dumps(
-        {
-            "changed": True,
-            "version": entry.version,
-            "summary": [list(r) for r in summary_rows(view)],
-            "study": _study_summary(entry),
-        },
-        allow_nan=False,
-    )
-    entry.figures = (head[:-1] + ', "figures": [' + ", ".join(figures) + "]}").encode("utf-8")
-    entry.figures_version = entry.version
-    return entry.figures
+            fig = spec.build(view)
+            if fig is not None:
+                figures.append(_figure_entry(spec, fig))
+        head = json.dumps(
+            {
+                "changed": True,
+                "version": version,
+                "summary": [list(r) for r in summary_rows(view)],
+                "study": summary,
+            },
+            allow_nan=False,
+        )
+        payload = (head[:-1] + ', "figures": [' + ", ".join(figures) + "]}").encode("utf-8")
+        with entry.lock:
+            entry.figures, entry.figures_version = payload, version
+        return payload
 
 
 def _warm_imports() -> None:
@@ -128,8 +127,7 @@ def _warm(cache: StudyCache) -> None:
         entries = [cache.entry(r.name) for r in records]
         for entry in entries:
             if entry is not None:
-                with entry.lock:
-                    _figures_payload(entry)
+                _figures_payload(entry)
 
 
 def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = False) -> Any:
@@ -197,9 +195,10 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
         if isinstance(entry, JSONResponse):
             return entry
         with entry.lock:
-            if request.query_params.get("version") == entry.version:
-                return JSONResponse({"changed": False, "version": entry.version})
-            return Response(_figures_payload(entry), media_type="application/json")
+            version = entry.version
+        if request.query_params.get("version") == version:
+            return JSONResponse({"changed": False, "version": version})
+        return Response(_figures_payload(entry), media_type="application/json")
 
     def api_importance(request: Request) -> Response:
         entry = _entry(request)
@@ -208,7 +207,8 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
         with entry.lock:
             view = entry.view()
             version = entry.version
-            spec = next(s for s in all_figures() if s.key == IMPORTANCE)
+        spec = next(s for s in all_figures() if s.key == IMPORTANCE)
+        with entry.build_lock:  # the fit and its memo are the entry's, one at a time
             fig = importance_figure(view, lambda v: cache.importance(entry, v))
         if fig is None:
             return JSONResponse({"version": version, "figure": None})

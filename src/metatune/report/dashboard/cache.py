@@ -38,7 +38,8 @@ class StudyEntry:
     importance: Any = None
     importance_done: int = -1
     importance_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # trials and memos
+    build_lock: threading.Lock = field(default_factory=threading.Lock)  # figure builds
 
     def view(self) -> StudyView:
         return StudyView.from_record(self.record, list(self.trials.values()))

@@ -144,7 +144,10 @@ def test_dashboard_lists_studies_and_updates_a_study_live(
         w = Watched(browser, allowed=dash.url, width=1400, height=1000)
         try:
             w.page.goto(dash.url)
-            w.page.wait_for_function("document.querySelectorAll('#studies tbody tr').length == 2")
+            w.page.wait_for_function(  # both listed, their trials read (no "reading...")
+                "document.querySelectorAll('#studies tbody tr').length == 2 &&"
+                " !document.querySelector('#studies').innerText.includes('reading')"
+            )
             names = w.page.locator("#studies tbody tr td:first-child").all_inner_texts()
             assert sorted(names) == ["pipe", "plain"]
             _shot(w, "dashboard-studies.png", height=260)

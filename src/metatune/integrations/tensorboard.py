@@ -1,0 +1,95 @@
+"""TensorBoard logging of a study: pass `TensorBoardCallback(log_dir)` in ``callbacks=`` of
+`Study.optimize`.
+
+Each finished trial adds, at step = trial number, the scalars ``trial/value``,
+``study/best_value`` and, for pipelines, ``trial/cost``, ``trial/cache_depth``,
+``trial/cost_saved``, ``study/cost_spent`` and ``stage_cost/<stage>``; a failed trial adds
+``trial/failed`` = 1. With ``hparams=True`` (default) each completed trial is also a run of
+TensorBoard's HParams plugin (its parameters against its value, cost and cache depth), so
+the parameters can be compared across trials there. Needs the ``tensorboard`` package
+(through ``torch.utils.tensorboard``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from metatune.trial import SystemAttr, Trial, TrialState, counted_cost
+
+__all__ = ["TensorBoardCallback"]
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(float(v)) else None
+
+
+def _hparam(v: Any) -> Any:
+    """What the HParams plugin accepts: numbers, strings and booleans (the rest as text)."""
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+class TensorBoardCallback:
+    """A `Study.optimize` callback writing each finished trial to TensorBoard in `log_dir`.
+
+    Args:
+        log_dir: the folder TensorBoard reads (``tensorboard --logdir LOG_DIR``).
+        hparams: also log each completed trial as an HParams run under ``log_dir/trials``.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str], *, hparams: bool = True) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # torch is there; the tensorboard package may not be
+            raise ImportError(
+                "TensorBoardCallback needs tensorboard: pip install 'metatune[tensorboard]'"
+            ) from exc
+        self.log_dir = os.fspath(log_dir)
+        self.hparams = bool(hparams)
+        self._writer = SummaryWriter(log_dir=self.log_dir)
+        self._best: float | None = None
+        self._spent = 0.0
+
+    def __call__(self, study: Any, trial: Trial) -> None:
+        w, step = self._writer, trial.number
+        sign = -1.0 if getattr(study, "direction", "minimize") == "maximize" else 1.0
+        value = _number(trial.value)
+        if trial.state is TrialState.COMPLETE and value is not None:
+            w.add_scalar("trial/value", value, step)
+            if self._best is None or sign * value < sign * self._best:
+                self._best = value
+        elif trial.state is TrialState.FAILED:
+            w.add_scalar("trial/failed", 1.0, step)
+        if self._best is not None:
+            w.add_scalar("study/best_value", self._best, step)
+        attrs = trial.system_attrs
+        metrics: dict[str, float] = {}
+        if attrs.get(SystemAttr.COST) is not None:
+            self._spent += counted_cost(trial)
+            w.add_scalar("study/cost_spent", self._spent, step)
+            for key in (SystemAttr.COST, SystemAttr.CACHE_DEPTH, SystemAttr.COST_SAVED):
+                v = _number(attrs.get(key))
+                if v is not None:
+                    w.add_scalar(f"trial/{key}", v, step)
+                    metrics[f"trial/{key}"] = v
+            for record in attrs.get(SystemAttr.STAGES) or []:
+                cost = _number(record.get("cost"))
+                if cost is not None:
+                    w.add_scalar(f"stage_cost/{record.get('name')}", cost, step)
+        if self.hparams and trial.state is TrialState.COMPLETE and value is not None:
+            w.add_hparams(
+                {k: _hparam(v) for k, v in trial.params.items()},
+                {"trial/value": value, **metrics},
+                run_name=os.path.join("trials", f"trial-{trial.number:05d}"),
+                global_step=step,
+            )
+        w.flush()
+
+    def close(self) -> None:
+        """Flush and close the event files (also done when the callback is garbage-collected)."""
+        self._writer.close()

@@ -132,6 +132,7 @@ def test_the_controller_replans_within_bounds_and_counts_progress():
         ({"max_micro_batch": 0.5}, "max_micro_batch"),
         ({"threshold": -1.0}, "threshold"),
         ({"split_every": -2}, "split_every"),
+        ({"noise_decay": 1.0}, "noise_decay"),
     ],
 )
 def test_bad_input_raises_before_training_naming_the_argument(kw, match):

@@ -116,6 +116,8 @@ class GoodputController:
             max_micro_batch = _positive_int("max_micro_batch", max_micro_batch)
         if not 0.0 <= threshold < 10.0:
             raise ValueError(f"threshold must be in [0, 10), got {threshold!r}")
+        if not 0.0 <= noise_decay < 1.0:
+            raise ValueError(f"noise_decay must be in [0, 1), got {noise_decay!r}")
         self.adapt_every = _positive_int("adapt_every", adapt_every)
         self.warmup_steps = max(int(warmup_steps), 1)
         self.min_noise_updates = 5

@@ -28,8 +28,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x / 16.0, dtype=torch.float32)
-    y = torch.tensor(y)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x = torch.tensor(x / 16.0, dtype=torch.float32)[perm]
+    y = torch.tensor(y)[perm]
     train = torch.utils.data.TensorDataset(x[:1500], y[:1500])
     x_val, y_val = x[1500:], y[1500:]
 

@@ -1,0 +1,63 @@
+"""MLflowCallback: a run per study with a nested run per trial, read back with MLflow's client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metatune import Categorical, Float, Pipeline, Stage, Study
+from metatune.pipeline import StageResult
+
+pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from metatune.integrations.mlflow import MLflowCallback  # noqa: E402
+
+
+def _prep(scaler: str) -> StageResult:
+    return StageResult(scaler, cost=1.0)
+
+
+def _fit(data: str, lr: float) -> StageResult:
+    if lr > 0.9:
+        raise RuntimeError("loss is nan")
+    return StageResult((lr - 0.3) ** 2 + (0.1 if data == "a" else 0.0), cost=2.0)
+
+
+@pytest.mark.slow  # MLflow creates its database through some 50 migrations first (~15 s)
+def test_a_pipeline_study_in_mlflow(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pipe = Pipeline(
+        [
+            Stage("prep", _prep, {"scaler": Categorical(["a", "b"])}),
+            Stage("fit", _fit, {"lr": Float(0.0, 1.0)}),
+        ],
+        cache=tmp_path / "cache",
+    )
+    cb = MLflowCallback(uri)
+    study = Study(pipe, optimizer="random", seed=2, name="mlp")
+    study.optimize(pipe, budget=20, callbacks=[cb], show_progress=False)
+    cb.close()
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("mlp")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parent = [r for r in runs if r.info.run_id == cb.study_run_id]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == cb.study_run_id]
+    assert len(parent) == 1 and len(children) == len(study.trials)
+    by_name = {r.info.run_name: r for r in children}
+    for t in study.trials:
+        r = by_name[f"trial-{t.number:05d}"]
+        assert r.data.params == {k: str(v) for k, v in t.params.items()}
+        assert r.data.metrics["cost"] == pytest.approx(t.cost)
+        assert "stage_cost.prep" in r.data.metrics
+        if t.state.value == "complete":
+            assert r.info.status == "FINISHED" and r.data.metrics["value"] == pytest.approx(t.value)
+        else:
+            assert r.info.status == "FAILED" and "loss is nan" in r.data.tags["metatune.error"]
+    assert any(t.state.value == "failed" for t in study.trials)
+    best = client.get_metric_history(cb.study_run_id, "best_value")
+    assert best[-1].value == pytest.approx(study.best_value)
+    spent = client.get_metric_history(cb.study_run_id, "cost_spent")
+    assert spent[-1].value == pytest.approx(study.cost_spent)
+    assert client.get_run(cb.study_run_id).info.status == "FINISHED"

@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="search seeds 0..n-1 (default 3)")
     ap.add_argument("--orders", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     ap.add_argument("--steps", type=int, default=SETTINGS["steps"])
+    ap.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=SETTINGS["warmup_steps"],
+        help="weights-only steps before alpha moves (a remedy; default 0)",
+    )
+    ap.add_argument("--seed-list", type=int, nargs="+", default=None, help="instead of --seeds")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
         "--table", type=Path, default=None, help="a table file (default: the shipped one)"
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
-    settings = {**SETTINGS, "steps": args.steps}
+    settings = {**SETTINGS, "steps": args.steps, "warmup_steps": args.warmup_steps}
+    seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
     table = load("digits") if args.table is None else load_file(args.table, "digits")
     old: dict[tuple[int, int], dict[str, Any]] = {}
     if args.reuse and args.out.exists():
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print("settings differ from the stored run's; searching again", file=sys.stderr)
     runs = []
     for order in args.orders:
-        for seed in range(args.seeds):
+        for seed in seeds:
             run = old.get((order, seed)) or search(table, order, seed, settings)
             run = look_up(table, run)
             runs.append(run)

@@ -13,9 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from metatune.nas.searchers.moves import mutate, point_key, random_unseen, seen_keys
+from metatune.nas.searchers.moves import (
+    completed_by_loss,
+    mutate,
+    point_key,
+    random_unseen,
+    seen_keys,
+)
 from metatune.optimizers.base import Optimizer, SuggestContext, register_optimizer
-from metatune.trial import Trial, TrialState
+from metatune.trial import Trial
 
 __all__ = ["RegularizedEvolution"]
 
@@ -50,11 +56,7 @@ class RegularizedEvolution(Optimizer):
         space = context.space
         rng = np.random.default_rng([context.seed, context.trial_number, 0x5E])
         seen = seen_keys(space, (*history, *pending))
-        finished = [
-            t
-            for t in history
-            if t.state is TrialState.COMPLETE and t.value is not None and np.isfinite(t.value)
-        ]
+        finished = [t for _, t in completed_by_loss(history, context.sign)]
         if len(finished) < self.population_size:
             return random_unseen(space, rng, seen)
         population = sorted(finished, key=lambda t: t.number)[-self.population_size :]

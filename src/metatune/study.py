@@ -366,6 +366,10 @@ class Study:
         callbacks: Iterable[Callback] = (),
         show_progress: bool | None = None,
         budget: float | None = None,
+        *,
+        n_workers: int = 1,
+        executor: str | Any = "process",
+        executor_options: dict[str, Any] | None = None,
     ) -> None:
         """Run `objective(params)` on asked trials until `n_trials`, `timeout` seconds, or (for an
         objective that records costs, such as a Pipeline) until the cost spent by the study's
@@ -377,7 +381,10 @@ class Study:
 
         An objective that raises or returns NaN/inf fails its trial, and the study goes on.
         Ctrl-C fails the running trial with "interrupted", keeps every finished one, and
-        re-raises KeyboardInterrupt. For a Pipeline, each ask tells the optimizer the stage
+        re-raises KeyboardInterrupt. With `n_workers` > 1 trials run concurrently on `executor`
+        (a name from `metatune.executors.EXECUTORS`, "process" or "ray", or an instance), the
+        driver asking with the running trials as pending points and telling each result as it
+        arrives. For a Pipeline, each ask tells the optimizer the stage
         structure, the budget and the cached prefixes (`SuggestContext.pipeline`), the cache
         serves the longest cached prefix, and each trial stores its per-stage costs and cache
         hits in system_attrs["stages"] and its total cost in system_attrs["cost"].
@@ -425,8 +432,30 @@ class Study:
         for cb in callbacks:
             if not callable(cb):
                 raise TypeError(f"every callback must be callable, got {cb!r}")
+        if (
+            isinstance(n_workers, bool)
+            or not isinstance(n_workers, numbers.Integral)
+            or n_workers < 1
+        ):
+            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if show_progress is None:
             show_progress = sys.stderr.isatty()
+        if n_workers > 1:
+            from metatune.executors import run_parallel
+
+            run_parallel(
+                self,
+                target,
+                n_trials=n_trials,
+                timeout=timeout,
+                budget=budget,
+                callbacks=callbacks,
+                show_progress=bool(show_progress),
+                n_workers=int(n_workers),
+                executor=executor,
+                executor_options=executor_options,
+            )
+            return
 
         start = time.monotonic()
         progress = StudyProgress(
@@ -458,11 +487,7 @@ class Study:
     ) -> Trial:
         """Ask, evaluate, tell. The objective's own records, the budget and the tuner's time
         go into the trial's system_attrs whatever the outcome."""
-        start = time.perf_counter()
-        trial = self.ask(pipeline=context)
-        attrs: dict[str, Any] = {SystemAttr.ASK_SECONDS: time.perf_counter() - start}
-        if budget is not None:
-            attrs[SystemAttr.BUDGET] = budget
+        trial, attrs = self._start_trial(context, budget)
         try:
             with self._keepalive(trial):
                 result = target.evaluate(dict(trial.params), attrs)
@@ -476,6 +501,34 @@ class Study:
         except BaseException as exc:  # SystemExit, GeneratorExit: stop, but not RUNNING forever
             self._tell_once(trial, error=f"interrupted by {exc!r}", attrs=attrs)
             raise
+        return self._finish_run(trial, attrs, value, metrics)
+
+    def _start_trial(
+        self, context: PipelineContext | None, budget: float | None
+    ) -> tuple[Trial, dict[str, Any]]:
+        """Ask a trial for `optimize`; returns it with the system_attrs its run starts from
+        (the tuner's time, the budget). Executors call this on the driver."""
+        start = time.perf_counter()
+        trial = self.ask(pipeline=context)
+        attrs: dict[str, Any] = {SystemAttr.ASK_SECONDS: time.perf_counter() - start}
+        if budget is not None:
+            attrs[SystemAttr.BUDGET] = budget
+        return trial, attrs
+
+    def _finish_run(
+        self,
+        trial: Trial,
+        attrs: dict[str, Any],
+        value: Any = None,
+        metrics: dict[str, Any] | None = None,
+        error: BaseException | str | None = None,
+    ) -> Trial:
+        """Tell the outcome of a trial `optimize` ran: `value` and `metrics` split from the
+        objective's result (see `_split_result`), or `error`. Executors call this on the
+        driver."""
+        if error is not None:
+            log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0])
+            return self._tell_once(trial, error=error, attrs=attrs)
         finished = self._tell_once(trial, value, metrics=metrics, attrs=attrs)
         if finished.state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.number, finished.error)

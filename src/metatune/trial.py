@@ -14,11 +14,13 @@ __all__ = ["Trial", "TrialState", "SystemAttr", "counted_cost", "json_float", "t
 
 
 class TrialState(str, enum.Enum):
-    """Lifecycle of a trial: RUNNING until told, then COMPLETE (with a value) or FAILED."""
+    """Lifecycle of a trial: RUNNING until told, then COMPLETE (with a value), FAILED, or
+    PRUNED (stopped early by a pruner; its reports are kept, it is never a best trial)."""
 
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    PRUNED = "pruned"
 
     @property
     def finished(self) -> bool:
@@ -55,6 +57,13 @@ class Trial:
     finished_at: datetime | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
     system_attrs: dict[str, Any] = field(default_factory=dict)
+    intermediate_values: dict[int, float] = field(default_factory=dict)
+    values: list[float] | None = None  # every objective's value, for a multi-objective study
+
+    @property
+    def last_step(self) -> int | None:
+        """The latest step reported with `report`, or None."""
+        return max(self.intermediate_values) if self.intermediate_values else None
 
     @property
     def duration(self) -> float | None:

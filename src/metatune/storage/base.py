@@ -47,7 +47,7 @@ def owner_is_dead(owner: str | None) -> bool:
 def check_finished_state(state: TrialState | str) -> TrialState:
     """The state a trial is finished with; ValueError unless complete or failed."""
     if not TrialState(state).finished:
-        raise ValueError(f"state must be complete or failed, got {state!r}")
+        raise ValueError(f"state must be complete, failed or pruned, got {state!r}")
     return TrialState(state)
 
 

@@ -275,6 +275,21 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.folder)!r}, max_bytes={self.max_bytes})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy sent to a worker process or node carries: the folder, the size cap and
+        the key as it was given (bytes, or the key file's path, which the worker reads
+        itself); not the lock, this process's counters, or a key read from the default file."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_stats"] = CacheStats()
+        if not isinstance(self._key_spec, bytes):
+            state["_key"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _signing_key(self) -> bytes:
         if self._key is None:
             assert self._key_file is not None

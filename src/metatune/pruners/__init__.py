@@ -1,5 +1,16 @@
-"""Pruners: stop unpromising trials early from the intermediate values they report."""
+"""Pruners: stop unpromising trials early from the intermediate values they report.
 
-from metatune.pruners.base import PRUNERS, NopPruner, Pruner, make_pruner, register_pruner
+Built-ins (by name): "none", "median", "percentile", "successive-halving" (ASHA) and
+"hyperband"; `make_pruner(name, options)` builds one, `register_pruner` adds your own.
+"""
 
-__all__ = ["PRUNERS", "NopPruner", "Pruner", "make_pruner", "register_pruner"]
+from metatune.pruners.base import (
+    DEFAULT_PRUNER,
+    PRUNERS,
+    NopPruner,
+    Pruner,
+    make_pruner,
+    register_pruner,
+)
+
+__all__ = ["DEFAULT_PRUNER", "PRUNERS", "NopPruner", "Pruner", "make_pruner", "register_pruner"]

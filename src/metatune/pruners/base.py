@@ -8,6 +8,7 @@ trials' (as stored, so workers sharing a storage see each other), and never writ
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,17 @@ from metatune._registry import Registry
 from metatune.direction import Direction
 from metatune.trial import Trial
 
-__all__ = ["PRUNERS", "Pruner", "NopPruner", "make_pruner", "register_pruner"]
+__all__ = [
+    "DEFAULT_PRUNER",
+    "PRUNERS",
+    "Pruner",
+    "NopPruner",
+    "make_pruner",
+    "register_pruner",
+]
+
+DEFAULT_PRUNER = "median"
+"""The pruner a study uses when it is given none and its trials report."""
 
 
 class Pruner(abc.ABC):
@@ -45,6 +56,15 @@ def _stamp_name(name: str, cls: type[Pruner]) -> None:
 
 
 PRUNERS: Registry[type[Pruner]] = Registry("pruner", check=_check_pruner, on_register=_stamp_name)
+# Built-ins are registered lazily, like the optimizers: `make_pruner` finds them by name
+# whichever module a caller imported first.
+for _name, _target in {
+    "median": "metatune.pruners.percentile:MedianPruner",
+    "percentile": "metatune.pruners.percentile:PercentilePruner",
+    "successive-halving": "metatune.pruners.successive_halving:SuccessiveHalvingPruner",
+    "hyperband": "metatune.pruners.hyperband:HyperbandPruner",
+}.items():
+    PRUNERS.register_lazy(_name, _target)
 
 
 def register_pruner(name: str, *, overwrite: bool = False) -> Callable[[_P], _P]:
@@ -69,4 +89,21 @@ def make_pruner(spec: str | Pruner | None, options: dict[str, Any] | None = None
             raise ValueError("pruner_options only apply when pruner is given by name")
         return spec
     cls = PRUNERS.get(spec)
-    return cls(**dict(options or {}))
+    if options is not None and not (
+        isinstance(options, dict) and all(isinstance(k, str) for k in options)
+    ):
+        raise TypeError(f"pruner_options must be a dict of keyword options, got {options!r}")
+    options = dict(options or {})
+    if cls.__init__ is object.__init__:
+        if options:
+            raise ValueError(
+                f"unknown option(s) {sorted(options)} for pruner {spec!r}; it takes no options"
+            )
+        return cls()
+    accepted = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        bad = sorted(set(options) - set(accepted) - {"self"})
+        if bad:
+            allowed = sorted(set(accepted) - {"self"})
+            raise ValueError(f"unknown option(s) {bad} for pruner {spec!r}; allowed: {allowed}")
+    return cls(**options)

@@ -92,6 +92,7 @@ for _name, _target in {
     "eeipu": "metatune.optimizers.eeipu:EEIPUOptimizer",
     "eeipu-memo": "metatune.optimizers.eeipu:EEIPUMemoOptimizer",
     "ms-bo": "metatune.optimizers.ms_bo:MSBOOptimizer",
+    "mf-gp": "metatune.optimizers.multi_fidelity:MultiFidelityGPOptimizer",
     "nas-bo": "metatune.nas.searchers.nas_bo:NASBO",
     "regularized-evolution": "metatune.nas.searchers.evolution:RegularizedEvolution",
     "local-search": "metatune.nas.searchers.local_search:LocalSearch",

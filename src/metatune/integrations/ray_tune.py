@@ -287,8 +287,9 @@ class MetatuneSearch(Searcher):
                 )
             if self._metric is None or self._mode is None:
                 raise RuntimeError(
-                    "MetatuneSearch needs metric and mode: pass them to MetatuneSearch or to "
-                    "tune.TuneConfig"
+                    "MetatuneSearch needs metric and mode: pass them to MetatuneSearch (Ray "
+                    "Tune hands TuneConfig's metric and mode to a searcher only together with a "
+                    "param_space)"
                 )
             from metatune.study import Study
 

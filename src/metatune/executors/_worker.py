@@ -1,0 +1,83 @@
+"""What runs on a worker: evaluate one trial and package the outcome for the driver.
+
+Kept free of storage and of the Study, so every executor (processes, Ray) runs the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from typing import Any
+
+from metatune.executors.base import Outcome
+
+__all__ = ["evaluate", "init_process", "probe_process", "run_in_process"]
+
+
+def _describe(exc: BaseException) -> str:
+    from metatune.study import _describe_error  # the study's own format of a failed trial
+
+    return _describe_error(exc)
+
+
+def evaluate(target: Any, params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
+    """Run `target.evaluate`; an exception becomes the outcome's error, and what the objective
+    wrote into `system_attrs` before it (a pipeline's per-stage records) comes back either way.
+    A result that is a number is sent back as a plain float (a tensor need not travel)."""
+    attrs = dict(system_attrs)
+    try:
+        result = target.evaluate(dict(params), attrs)
+    except Exception as exc:
+        return Outcome(error=_describe(exc), system_attrs=attrs)
+    return Outcome(result=_plain(result), system_attrs=attrs)
+
+
+def _plain(result: Any) -> Any:
+    if isinstance(result, dict):
+        return {k: _plain(v) for k, v in result.items()}
+    if hasattr(result, "item") and getattr(result, "ndim", None) == 0:
+        try:
+            return result.item()
+        except Exception:  # not a scalar after all: let the driver judge it
+            return result
+    return result
+
+
+# -- a process of the process pool --------------------------------------------------------------
+# The objective is unpickled once per process (by `init_process`), not once per trial.
+_state: dict[str, Any] = {}
+
+
+def init_process(payload: bytes) -> None:
+    """Pool initializer: keep the pickled objective; Ctrl-C is the driver's to handle (it
+    cancels this process), so a terminal's SIGINT does not also raise here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _state.clear()
+    _state["payload"] = payload
+
+
+def _target() -> Any:
+    if "target" not in _state:
+        _state["target"] = pickle.loads(_state["payload"])  # sent by our own driver
+    return _state["target"]
+
+
+def probe_process() -> tuple[int, str | None]:
+    """(this process's pid, None) once the objective loads here, else the reason it does not."""
+    try:
+        _target()
+    except Exception as exc:
+        return os.getpid(), _describe(exc)
+    return os.getpid(), None
+
+
+def run_in_process(params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
+    try:
+        target = _target()
+    except Exception as exc:
+        return Outcome(
+            error=f"the objective could not be loaded in the worker: {_describe(exc)}",
+            system_attrs=dict(system_attrs),
+        )
+    return evaluate(target, params, system_attrs)

@@ -1,0 +1,168 @@
+"""optimize(n_workers=N) on local worker processes: results as they finish, faults contained."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from _objectives import (
+    BRANIN_SPACE,
+    FIT_COST,
+    PREP_COST,
+    branin,
+    exit_when_x1_high,
+    raise_when_x1_high,
+    sleep_when_x1_high,
+    small_pipeline,
+)
+
+from metatune import Study, TrialState
+from metatune.executors import EXECUTORS, Executor, make_executor
+from metatune.executors.process import ProcessExecutor
+from metatune.trial import SystemAttr
+
+
+def _distinct_params(study: Study) -> int:
+    return len({json.dumps(t.params, sort_keys=True) for t in study.trials})
+
+
+def test_registry_names_both_executors_and_refuses_unknown_ones() -> None:
+    assert EXECUTORS.names() == ["process", "ray"]
+    assert issubclass(EXECUTORS.get("process"), Executor)
+    with pytest.raises(ValueError, match="unknown executor 'dask'.*process, ray"):
+        make_executor("dask", None)
+    with pytest.raises(ValueError, match="context"):
+        make_executor("process", {"context": "fork"})
+    with pytest.raises(TypeError, match="executor_options for executor 'process'"):
+        make_executor("process", {"cpus": 2})
+    with pytest.raises(ValueError, match="pass them to the constructor"):
+        make_executor(ProcessExecutor(), {"context": "spawn"})
+
+
+def test_bad_executor_is_refused_before_any_trial() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    with pytest.raises(ValueError, match="unknown executor"):
+        study.optimize(branin, n_trials=4, n_workers=2, executor="nope")
+    assert study.trials == []
+
+
+def test_four_processes_beat_random_search_with_distinct_complete_trials() -> None:
+    # Seed 2: the random study's best of 12 Branin values is 6.85 (its first six, the GP's
+    # Sobol start, are all worse); the GP, asking with 3 trials pending each time, gets
+    # below it only if results come back and the pending points keep asks apart.
+    n = 12
+    rand = Study(BRANIN_SPACE, optimizer="random", seed=2)
+    rand.optimize(branin, n_trials=n)
+    gp = Study(BRANIN_SPACE, optimizer="gp", seed=2, optimizer_options={"n_candidates": 256})
+    gp.optimize(branin, n_trials=n, n_workers=4)
+    trials = gp.trials
+    assert [t.number for t in trials] == list(range(n))
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    assert _distinct_params(gp) == n
+    assert all(t.value == pytest.approx(branin(t.params)) for t in trials)
+    assert gp.best_value < rand.best_value
+
+
+def test_an_exception_fails_only_its_trial() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    study.optimize(raise_when_x1_high, n_trials=8, n_workers=2)
+    trials = study.trials
+    assert len(trials) == 8
+    high = [t for t in trials if t.params["x1"] > 5.0]
+    assert high and len(high) < 8
+    for t in trials:
+        if t.params["x1"] > 5.0:
+            assert t.state is TrialState.FAILED
+            assert t.error.startswith("ValueError: x1=")
+            assert "raise_when_x1_high" in t.error  # the worker's traceback came back
+        else:
+            assert t.state is TrialState.COMPLETE
+
+
+def test_a_dead_worker_fails_its_trial_and_the_study_goes_on() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    study.optimize(exit_when_x1_high, n_trials=6, n_workers=2)
+    trials = study.trials
+    assert len(trials) == 6
+    assert any(t.params["x1"] > 5.0 for t in trials)
+    for t in trials:
+        if t.params["x1"] > 5.0:
+            assert t.state is TrialState.FAILED
+            assert "died (exit code 7) while running this trial" in t.error
+        else:  # the other worker's trials and those after the rebuilt pool all complete
+            assert t.state is TrialState.COMPLETE, t.error
+
+
+def _interrupt_after(k: int):
+    seen = []
+
+    def callback(study: Study, trial) -> None:
+        seen.append(trial.number)
+        if len(seen) == k:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does to the driver
+
+    return callback, seen
+
+
+def test_ctrl_c_keeps_finished_trials_and_leaves_none_running(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0, storage=url, name="s")
+    callback, seen = _interrupt_after(2)
+    with pytest.raises(KeyboardInterrupt):
+        # trials with x1 > 2.5 sleep a minute: they are running when the driver stops
+        study.optimize(sleep_when_x1_high, n_trials=20, n_workers=3, callbacks=[callback])
+    trials = Study(name="s", storage=url).trials
+    states = {t.number: t for t in trials}
+    assert all(states[n].state is TrialState.COMPLETE for n in seen)
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    interrupted = [t for t in trials if t.state is TrialState.FAILED]
+    assert interrupted and all("interrupted by the user" in t.error for t in interrupted)
+    assert all(t.params["x1"] > 2.5 for t in interrupted)
+
+
+def test_unpicklable_objective_is_refused_before_any_trial() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+
+    def local(p):
+        return p["x1"]
+
+    for objective, name in ((lambda p: p["x1"], "<lambda>"), (local, "local")):
+        with pytest.raises(TypeError, match=f"objective '.*{name}' cannot be sent to worker"):
+            study.optimize(objective, n_trials=4, n_workers=2)
+    assert study.trials == []
+
+
+def test_budget_counts_every_workers_cost_on_a_pipeline(tmp_path: Path) -> None:
+    pipe = small_pipeline(str(tmp_path / "cache"))
+    study = Study(pipe, optimizer="random", seed=0)
+    budget = 30.0
+    study.optimize(pipe, budget=budget, n_workers=3)
+    trials = study.trials
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    costs = [t.system_attrs[SystemAttr.COST] for t in trials]
+    # every trial's own stage records came back from its worker
+    assert all(len(t.system_attrs[SystemAttr.STAGES]) == 2 for t in trials)
+    assert study.cost_spent == pytest.approx(sum(costs))
+    # asking stopped once the finished trials' cost reached the budget; at most the other two
+    # workers' trials were still running then
+    max_cost = PREP_COST + FIT_COST
+    assert budget <= study.cost_spent < budget + 3 * max_cost
+    before_last = sorted(trials, key=lambda t: t.finished_at)[:-3]
+    assert sum(t.system_attrs[SystemAttr.COST] for t in before_last) < budget
+    # the cache folder is shared: prefixes written by one worker are read by the others
+    assert any(t.system_attrs[SystemAttr.CACHE_DEPTH] == 1 for t in trials)
+
+
+def test_a_restarted_driver_resumes_from_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = Study(BRANIN_SPACE, optimizer="random", seed=0, storage=url, name="resume")
+    first.optimize(branin, n_trials=5, n_workers=2)
+    again = Study(name="resume", storage=url)  # a new driver: everything from storage
+    assert len(again.trials) == 5
+    again.optimize(branin, n_trials=4, n_workers=2)
+    trials = Study(name="resume", storage=url).trials
+    assert [t.number for t in trials] == list(range(9))
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    assert _distinct_params(again) == 9

@@ -66,6 +66,11 @@ def test_observations_take_log_spaced_reports_and_the_final_value():
     assert y[steps.index(-1)] == 0.5
     assert [s for tt, s in zip(trials, steps, strict=True) if tt.number == 1] == [1]
     _, _, y_max, _ = learning_curve_points([t], Direction.MAXIMIZE, 6)
+    # a cap on the points: fewer reports per trial, at least one each
+    many = _history(n=40)
+    capped, steps_c, _, _ = learning_curve_points(many, Direction.MINIMIZE, 6, max_points=40)
+    assert {tt.number for tt in capped} == {tt.number for tt in many}
+    assert sum(s >= 0 for s in steps_c) == 40
     assert y_max[-1] == -0.5
 
 
@@ -110,6 +115,7 @@ def test_startup_trials_are_sobol_points_and_suggestions_are_new():
     [
         ({"points_per_trial": 0}, "points_per_trial must be a positive integer"),
         ({"min_noise": -1.0}, "min_noise must be None or positive"),
+        ({"max_points": 8}, "max_points must be an integer >= 16"),
         ({"acquisition": "pi"}, "acquisition must be one of"),
         ({"n_startup_trials": 0}, "n_startup_trials must be a positive integer"),
     ],

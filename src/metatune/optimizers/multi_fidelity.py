@@ -70,16 +70,23 @@ def _log_spaced(steps: list[int], k: int) -> list[int]:
 
 
 def learning_curve_points(
-    trials: Sequence[Trial], direction: Direction, points_per_trial: int
+    trials: Sequence[Trial],
+    direction: Direction,
+    points_per_trial: int,
+    max_points: int | None = None,
 ) -> tuple[list[Trial], list[int], list[float], tuple[int, int]]:
     """The observations of the trials: (trial, step, loss) triples with step -1 standing for the
     trial's final value (fidelity 1), and the step scale. NaN and infinite values are skipped.
 
-    A trial contributes up to `points_per_trial` of its reports (log-spaced, the latest kept); a
+    A trial contributes up to `points_per_trial` of its reports (log-spaced, the latest kept),
+    fewer when that many for every trial would pass `max_points` (but at least one); a
     completed trial also its value at fidelity 1 (in place of its report at the top step).
     """
     reported = [s for t in trials for s in t.intermediate_values]
     scale = fidelity_scale(reported) if reported else (0, 0)
+    if max_points is not None:
+        n_reporting = sum(1 for t in trials if t.params and t.intermediate_values)
+        points_per_trial = min(points_per_trial, max(1, max_points // max(n_reporting, 1)))
     out_t: list[Trial] = []
     out_s: list[int] = []
     out_y: list[float] = []
@@ -112,6 +119,8 @@ class MultiFidelityGPOptimizer(Optimizer):
         n_startup_trials: Sobol trials before the model takes over (trials with at least one
             observation; default as the plain GP's).
         points_per_trial: reports per trial the model sees (log-spaced, the latest kept).
+        max_points: fewer reports per trial once the trials would give more than this many
+            (an exact GP's cost grows with the cube of its points).
         acquisition: "logei" (default) or "ucb".
         ucb_beta: exploration weight of UCB.
         n_candidates: Sobol candidates scored per suggestion.
@@ -131,6 +140,7 @@ class MultiFidelityGPOptimizer(Optimizer):
         self,
         n_startup_trials: int | None = None,
         points_per_trial: int = 6,
+        max_points: int = 1024,
         acquisition: str = "logei",
         ucb_beta: float = 2.0,
         n_candidates: int = 1024,
@@ -148,6 +158,10 @@ class MultiFidelityGPOptimizer(Optimizer):
             raise ValueError(
                 f"points_per_trial must be a positive integer, got {points_per_trial!r}"
             )
+        if not (isinstance(max_points, int) and not isinstance(max_points, bool)):
+            raise ValueError(f"max_points must be an integer >= 16, got {max_points!r}")
+        if max_points < 16:
+            raise ValueError(f"max_points must be an integer >= 16, got {max_points!r}")
         if min_noise is not None and not min_noise > 0:
             raise ValueError(f"min_noise must be None or positive, got {min_noise!r}")
         # The plain GP validates the shared options (and names them in its errors).
@@ -164,6 +178,7 @@ class MultiFidelityGPOptimizer(Optimizer):
         assert acquisition in ACQUISITIONS and kernel in KERNELS
         self.n_startup_trials = n_startup_trials
         self.points_per_trial = points_per_trial
+        self.max_points = max_points
         self.acquisition = acquisition
         self.ucb_beta = float(ucb_beta)
         self.n_candidates = n_candidates
@@ -187,7 +202,9 @@ class MultiFidelityGPOptimizer(Optimizer):
         space = context.space
         direction = Direction.parse(context.direction)
         observed = [*history, *(t for t in pending if t.intermediate_values)]
-        trials, steps, y, scale = learning_curve_points(observed, direction, self.points_per_trial)
+        trials, steps, y, scale = learning_curve_points(
+            observed, direction, self.points_per_trial, self.max_points
+        )
         if len({t.number for t in trials}) < self._startup(space):
             return sobol_point(space, context.seed, context.trial_number)
         torch_seed, rng = suggestion_seeds(context)

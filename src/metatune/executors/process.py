@@ -198,10 +198,10 @@ def _death_reason(slot: _Slot) -> str:
     if p is None:
         return "its worker process died"
     p.join(timeout=2)
-    code = p.exitcode
+    code = p.exitcode  # None when the pool's own thread reaped it first
     if code is None:
-        how = "still running"
-    elif code < 0:
+        return f"worker process {p.pid} died"
+    if code < 0:
         try:
             how = f"killed by {signal.Signals(-code).name}"
         except ValueError:

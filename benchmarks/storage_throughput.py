@@ -542,7 +542,8 @@ def plot(rows: list[dict], gp_runs: list[dict], path: Path) -> None:
             tick_labels=labels,
             showfliers=True,
         )
-        ax.set_ylabel("seconds per GP ask")
+        ax.set_yscale("log")
+        ax.set_ylabel("seconds per GP ask (log scale)")
         ax.set_title("metatune GP ask time")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -563,7 +564,9 @@ def _gp_meaning(gp_rows: list[dict]) -> list[str]:
         + ", ".join(parts)
         + " (medians): the fit and the acquisition search are CPU work, and "
         f"{GP_WORKERS} workers share the machine's cores with each other and with its other "
-        "load; the storage's share of an ask is the few milliseconds of the table above."
+        "load (the storage's share of an ask is the tens of milliseconds per trial of the "
+        "first table). A worker's first ask is slower still: it fits the GP from scratch and "
+        "is the first GP ask of its process, and with several workers they all do it at once."
     ]
 
 
@@ -640,6 +643,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and dropped on it) instead of starting one",
     )
     p.add_argument("--notes", default=None, help="a Markdown file shown after the table")
+    p.add_argument(
+        "--from-json",
+        default=None,
+        help="re-write the page and plot from the JSON of an earlier run (runs nothing)",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = p.parse_args(argv)
     notes = read_notes(p, args.notes)
@@ -658,6 +666,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.repeats < 1 or not args.seconds > 0:
         p.error("--repeats must be >= 1 and --seconds > 0")
+    out = Path(args.out)
+    if args.from_json:
+        try:
+            data = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--from-json: cannot read {args.from_json!r}: {exc}")
+        write_outputs(data, out, notes if notes is not None else data.get("notes"))
+        return 0
     logging.getLogger("metatune").setLevel(logging.WARNING)
     # Import everything the workers use once, here, so forked workers start at once.
     import optuna
@@ -668,8 +684,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metatune.optimizers.gp import GPOptimizer  # noqa: F401
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runs: list[dict] = []
     gp_runs: list[dict] = []
@@ -713,8 +727,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{np.median(g['ask_seconds']):.2f}s over {g['asks']} asks",
                         flush=True,
                     )
-    rows = summarize(runs)
-    gp_rows = summarize_gp(gp_runs)
     data = {
         "command": command_line(out),
         "date": now_utc(),
@@ -731,18 +743,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": runs,
         "gp_runs": gp_runs,
-        "summary": rows,
-        "gp_summary": gp_rows,
         "round_trips": round_trips,
-        "meaning": _meaning(rows, round_trips),
-        "gp_meaning": _gp_meaning(gp_rows),
-        "notes": notes,
     }
+    write_outputs(data, out, notes)
+    return 0
+
+
+def write_outputs(data: dict, out: Path, notes: str | None) -> None:
+    """The JSON (with the summaries), the plot and the page of a run's raw records."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarize(data["runs"])
+    gp_rows = summarize_gp(data["gp_runs"])
+    data.update(
+        summary=rows,
+        gp_summary=gp_rows,
+        meaning=_meaning(rows, data.get("round_trips", [])),
+        gp_meaning=_gp_meaning(gp_rows),
+        notes=notes,
+    )
     (out / "storage-throughput.json").write_text(json.dumps(data, indent=1))
-    plot(rows, gp_runs, out / "storage-throughput.png")
+    plot(rows, data["gp_runs"], out / "storage-throughput.png")
     write_markdown(data, rows, gp_rows, out / "storage-throughput.md")
     print((out / "storage-throughput.md").read_text())
-    return 0
 
 
 if __name__ == "__main__":

@@ -281,3 +281,13 @@ def test_a_result_for_a_trial_failed_meanwhile_is_kept_as_a_new_trial(tmp_path: 
     assert again.state is TrialState.COMPLETE and again.value == 0.125
     assert again.params == params and again.user_attrs["ray_tune_retold_from"] == 0
     assert searcher.trial_numbers == {"t": 1}
+
+
+def test_a_last_result_that_is_not_a_finite_number_fails_the_trial() -> None:
+    searcher = MetatuneSearch({"x": Float(0.0, 1.0)}, metric="loss", mode="min", optimizer="random")
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"loss": 0.5, "training_iteration": 1})
+    searcher.on_trial_result("t", {"loss": float("nan"), "training_iteration": 2})
+    searcher.on_trial_complete("t", {"loss": float("nan"), "training_iteration": 2})
+    trial = searcher.study.trials[0]
+    assert trial.state is TrialState.FAILED and "nan" in trial.error

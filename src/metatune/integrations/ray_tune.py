@@ -165,14 +165,16 @@ class MetatuneSearch(Searcher):
     Args:
         space: a metatune Space or a dict of Float/Int/Categorical; None to take it from the
             Tuner's ``param_space`` (Ray Tune distributions are converted).
-        metric: the reported result key to optimize; None to take it from ``TuneConfig``.
-        mode: "min" or "max"; None to take it from ``TuneConfig``.
+        metric: the reported result key to optimize; None to take it from ``TuneConfig``
+            (which Ray Tune hands over only together with a ``param_space``).
+        mode: "min" or "max"; None to take it from ``TuneConfig`` (likewise).
         optimizer: a metatune optimizer name ("gp", "eeipu", "random", "nas-bo", ...).
         optimizer_options: options of that optimizer.
         storage: a metatune storage URL (``sqlite:///runs.db``, ``postgresql+psycopg://...``);
             None keeps the study in memory (``save`` then writes its trials into the file).
         study_name: the study's name; an existing study of that name is resumed.
-        seed: the study's seed (every suggestion follows from it).
+        seed: the study's seed (every suggestion follows from it); None draws one, stored
+            with the study.
         heartbeat_interval, stale_after: seconds between the heartbeats this driver sends for
             its running trials, and after which a silent trial counts as stale (see `Study`).
     """
@@ -293,7 +295,7 @@ class MetatuneSearch(Searcher):
                 )
             from metatune.study import Study
 
-            storage = self._memory or get_storage(self._storage_url)
+            storage = self._memory if self._memory is not None else get_storage(self._storage_url)
             self._study = Study(
                 self._space,
                 direction="minimize" if self._mode == "min" else "maximize",
@@ -377,7 +379,8 @@ class MetatuneSearch(Searcher):
         number = self._numbers[trial_id]
         attrs: dict[str, Any] = {"ray_tune_trial_id": trial_id}
         value = _metric_value(result or {}, self._metric)
-        if value is None:
+        bad = None if value is not None else (result or {}).get(self._metric)
+        if value is None and bad is None:
             value = self._last_value.get(trial_id)
         iteration = (result or {}).get(_ITERATION)
         if isinstance(iteration, int):
@@ -389,6 +392,8 @@ class MetatuneSearch(Searcher):
             attrs["ray_tune_stopped"] = not error and (seen is None or iteration > seen)
         if error:
             outcome: dict[str, Any] = {"error": "the Ray Tune trial raised an error"}
+        elif bad is not None:
+            outcome = {"error": f"the Ray Tune trial's last {self._metric!r} was {bad!r}"}
         elif value is None:
             outcome = {
                 "error": f"the Ray Tune trial finished without reporting {self._metric!r}"

@@ -291,3 +291,29 @@ def test_a_last_result_that_is_not_a_finite_number_fails_the_trial() -> None:
     searcher.on_trial_complete("t", {"loss": float("nan"), "training_iteration": 2})
     trial = searcher.study.trials[0]
     assert trial.state is TrialState.FAILED and "nan" in trial.error
+
+
+def test_the_driver_sends_heartbeats_for_its_running_trials(tmp_path: Path) -> None:
+    import time
+
+    searcher = MetatuneSearch(
+        {"x": Float(0.0, 1.0)},
+        metric="loss",
+        mode="min",
+        optimizer="random",
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        heartbeat_interval=0.05,
+    )
+    searcher.suggest("t")
+    storage = searcher.study.storage
+    study_id = storage.get_study(searcher.study.name).id
+    ((_, _, first_beat),) = storage._running_owners(study_id)
+    beat = first_beat
+    deadline = time.monotonic() + 30  # far beyond the 0.05 s interval: no timing assumption
+    while beat == first_beat and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ((_, _, beat),) = storage._running_owners(study_id)
+    assert beat > first_beat
+    searcher.on_trial_complete("t", {"loss": 1.0, "training_iteration": 1})
+    searcher.close()
+    assert storage._running_owners(study_id) == []

@@ -67,7 +67,7 @@ def test_four_processes_beat_random_search_with_distinct_complete_trials() -> No
 
 def test_an_exception_fails_only_its_trial() -> None:
     study = Study(BRANIN_SPACE, optimizer="random", seed=0)
-    study.optimize(raise_when_x1_high, n_trials=8, n_workers=2)
+    study.optimize(raise_when_x1_high, n_trials=8, n_workers=2, show_progress=True)
     trials = study.trials
     assert len(trials) == 8
     high = [t for t in trials if t.params["x1"] > 5.0]
@@ -161,7 +161,8 @@ def test_a_restarted_driver_resumes_from_sqlite(tmp_path: Path) -> None:
     first.optimize(branin, n_trials=5, n_workers=2)
     again = Study(name="resume", storage=url)  # a new driver: everything from storage
     assert len(again.trials) == 5
-    again.optimize(branin, n_trials=4, n_workers=2)
+    # an executor instance is taken as it is (here with the other start method)
+    again.optimize(branin, n_trials=4, n_workers=2, executor=ProcessExecutor("forkserver"))
     trials = Study(name="resume", storage=url).trials
     assert [t.number for t in trials] == list(range(9))
     assert all(t.state is TrialState.COMPLETE for t in trials)

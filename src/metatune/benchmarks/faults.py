@@ -8,6 +8,9 @@ Two kinds of storm, on any SQL storage (SQLite, PostgreSQL):
   "ray"); the processes evaluating trials are killed (the executor replaces them), and every
   `driver_every`-th kill hits the driver, which is started again and resumes from storage.
 
+A kill comes at a random moment, but only once another trial has been told since the previous
+one, so that a slow machine still sees work between kills.
+
 Whoever tells (a worker, or the driver's callback) logs each trial it was told was stored. The
 audit then reads the database alone: logged trials lost or changed, trial numbers duplicated or
 missing, points evaluated twice (random search draws the Sobol point of the trial's number, so
@@ -46,6 +49,7 @@ __all__ = [
 STUDY = "storm"
 STALE_AFTER = 30.0  # seconds without a heartbeat before a trial of a remote owner is stale
 PIDS_ENV = "METATUNE_STORM_PIDS"  # the folder where evaluating processes leave their pid
+PROGRESS_TIMEOUT = 300.0  # longest wait for a trial to be told before the next kill
 
 
 def _space() -> dict[str, Any]:
@@ -136,6 +140,23 @@ def _tail(path: Path, n: int = 2000) -> str:
         return ""
 
 
+def _told(logs: list[Path]) -> int:
+    count = 0
+    for log in logs:
+        with contextlib.suppress(OSError):
+            count += log.read_bytes().count(b"\n")
+    return count
+
+
+def _wait_for_progress(logs: list[Path], since: int) -> int:
+    """Wait until more than `since` trials are logged (at most `PROGRESS_TIMEOUT` s): every
+    kill comes after some work, however slow the machine."""
+    deadline = time.monotonic() + PROGRESS_TIMEOUT
+    while (now := _told(logs)) <= since and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return now
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -161,11 +182,12 @@ def asktell_storm(
     procs = [
         _start(_ASKTELL_WORKER, [url, str(log)], out) for log, out in zip(logs, outs, strict=True)
     ]
-    done, crashed = 0, []
+    done, crashed, told = 0, [], 0
     start = time.monotonic()
     try:
         while done < kills:
             time.sleep(interval * rng.uniform(0.5, 1.5))
+            told = _wait_for_progress(logs, told)
             i = rng.randrange(workers)
             if procs[i].poll() is not None:  # died by itself: a failure to report
                 crashed.append(_tail(outs[i]))
@@ -217,7 +239,7 @@ def executor_storm(
         import ray
 
         os.environ[PIDS_ENV] = str(pids)  # the raylet, and so every Ray worker, inherits it
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         address = ray.get_runtime_context().gcs_address
     # after ray.init: its authentication mode is in the environment the drivers inherit
     env = {**os.environ, PIDS_ENV: str(pids)}
@@ -225,10 +247,12 @@ def executor_storm(
     driver = _start(_DRIVER, args, out, env)
     worker_kills = driver_kills = 0
     crashed: list[str] = []
+    told = 0
     start = time.monotonic()
     try:
         while worker_kills + driver_kills < kills:
             time.sleep(interval * rng.uniform(0.5, 1.5))
+            told = _wait_for_progress([log], told)
             if driver.poll() is not None:  # died by itself
                 crashed.append(_tail(out))
                 driver._storm_out.close()

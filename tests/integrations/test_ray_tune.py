@@ -317,3 +317,20 @@ def test_the_driver_sends_heartbeats_for_its_running_trials(tmp_path: Path) -> N
     searcher.on_trial_complete("t", {"loss": 1.0, "training_iteration": 1})
     searcher.close()
     assert storage._running_owners(study_id) == []
+
+
+def test_a_nas_space_with_a_nas_optimizer() -> None:
+    from metatune.nas import Cell
+
+    space = Space({"cell": Cell(nodes=4), "lr": Float(1e-3, 1e-1, log=True)})
+    searcher = MetatuneSearch(
+        space, metric="acc", mode="max", optimizer="regularized-evolution", seed=0
+    )
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        space.validate(config)
+        score = sum(op == "nor_conv_3x3" for op in config["cell"]) + config["lr"]
+        searcher.on_trial_complete(f"t{i}", {"acc": score, "training_iteration": 1})
+    trials = searcher.study.trials
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    assert len({tuple(t.params["cell"]) for t in trials}) > 1

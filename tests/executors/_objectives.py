@@ -45,6 +45,11 @@ def sleepy(p: dict) -> float:
     return branin(p)
 
 
+def branin_in_2s(p: dict) -> float:
+    time.sleep(2.0)
+    return branin(p)
+
+
 def sleep_when_x1_high(p: dict) -> float:
     """Fast on part of the space, stuck on the rest: some trials finish, others are running
     when the driver is interrupted."""

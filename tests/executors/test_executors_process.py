@@ -12,6 +12,7 @@ from _objectives import (
     FIT_COST,
     PREP_COST,
     branin,
+    branin_in_2s,
     exit_when_x1_high,
     raise_when_x1_high,
     sleep_when_x1_high,
@@ -120,6 +121,15 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_none_running(tmp_path: Path) ->
     interrupted = [t for t in trials if t.state is TrialState.FAILED]
     assert interrupted and all("interrupted by the user" in t.error for t in interrupted)
     assert all(t.params["x1"] > 2.5 for t in interrupted)
+
+
+def test_timeout_stops_the_asking_and_lets_running_trials_finish() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    # every trial takes 2 s: the timeout has passed before any of them is told
+    study.optimize(branin_in_2s, timeout=0.5, n_workers=2)
+    trials = study.trials
+    assert len(trials) <= 2
+    assert all(t.state is TrialState.COMPLETE for t in trials)
 
 
 def test_unpicklable_objective_is_refused_before_any_trial() -> None:

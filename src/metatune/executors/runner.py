@@ -122,12 +122,12 @@ def run_parallel(
 
     callbacks = list(callbacks)
     ex = make_executor(executor, executor_options)
-    start = time.monotonic()
     try:
         ex.start(target, n_workers)
     except BaseException:  # refused, or Ctrl-C while the first worker starts
         ex.close()
         raise
+    start = time.monotonic()  # `timeout` counts from when the first worker is ready
     in_flight: dict[Hashable, tuple[Trial, dict[str, Any]]] = {}
     starting: tuple[Trial, dict[str, Any]] | None = None  # asked, not yet handed to a worker
     asked = 0

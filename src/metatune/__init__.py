@@ -1,6 +1,9 @@
 """metatune: learning to learn. Search spaces, studies, model-based optimizers and pipelines."""
 
+from metatune.exceptions import TrialPruned
 from metatune.pipeline import Pipeline, Stage
+from metatune.reporting import report as report_intermediate
+from metatune.reporting import should_prune
 from metatune.space import Categorical, Float, Int, Space
 from metatune.study import Study, load_study
 from metatune.trial import Trial, TrialState
@@ -16,7 +19,10 @@ __all__ = [
     "Stage",
     "Study",
     "Trial",
+    "TrialPruned",
     "TrialState",
     "load_study",
+    "report_intermediate",
+    "should_prune",
     "__version__",
 ]

@@ -11,6 +11,7 @@ __all__ = [
     "TrialAlreadyFinished",
     "UnknownNameError",
     "SchemaVersionError",
+    "TrialPruned",
 ]
 
 
@@ -57,3 +58,10 @@ class SchemaVersionError(MetatuneError, ValueError):
         )
         self.found = found
         self.expected = expected
+
+
+class TrialPruned(MetatuneError):
+    """Raised by an objective to end its trial as pruned (after `trial.should_prune()` said so).
+
+    The trial is stored as PRUNED with the values it reported; it is never a best trial.
+    """

@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,30 @@ __all__ = ["PARAM_TYPES", "Float", "Int", "Categorical", "Space", "Param", "Para
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _CHOICE_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_when(when: Any, kind: str) -> tuple[str, tuple[Any, ...]] | None:
+    """`when` as (parent, allowed values); None for an unconditional parameter."""
+    if when is None:
+        return None
+    if isinstance(when, tuple) and len(when) == 2 and isinstance(when[1], tuple):
+        parent, values = when  # already normalized (a dataclass copy)
+    else:
+        if not isinstance(when, Mapping) or len(when) != 1:
+            raise ValueError(
+                f"{kind} when= must be a dict with one parent parameter, e.g. "
+                f"when={{'optimizer': 'sgd'}} or when={{'optimizer': ['sgd', 'rmsprop']}}; "
+                f"got {when!r}"
+            )
+        ((parent, values),) = when.items()
+        values = tuple(values) if isinstance(values, (list, tuple, set, frozenset)) else (values,)
+    if not isinstance(parent, str) or not values:
+        raise ValueError(f"{kind} when= needs a parent name and at least one value, got {when!r}")
+    return parent, tuple(values)
+
+
+def _when_dict(when: tuple[str, tuple[Any, ...]] | None) -> dict[str, Any]:
+    return {} if when is None else {"when": {when[0]: list(when[1])}}
 
 
 def _check_number(name: str, value: Any) -> float:
@@ -102,8 +126,10 @@ class Float:
     low: float
     high: float
     log: bool = False
+    when: Any = None  # {"parent": value or [values]}: active only then (see Space)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "when", _check_when(self.when, "Float"))
         low = _check_number("Float low", self.low)
         high = _check_number("Float high", self.high)
         if low >= high:
@@ -154,7 +180,13 @@ class Float:
         return self.decode([self.encode(value)[0] + scale * float(rng.normal())])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+        return {
+            "type": "float",
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            **_when_dict(self.when),
+        }
 
 
 @dataclass(frozen=True)
@@ -164,8 +196,10 @@ class Int:
     low: int
     high: int
     log: bool = False
+    when: Any = None  # {"parent": value or [values]}: active only then (see Space)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "when", _check_when(self.when, "Int"))
         for label, v in (("low", self.low), ("high", self.high)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"Int {label} must be an integer, got {v!r}")
@@ -239,7 +273,13 @@ class Int:
         return k
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
+        return {
+            "type": "int",
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            **_when_dict(self.when),
+        }
 
 
 @dataclass(frozen=True)
@@ -247,8 +287,10 @@ class Categorical:
     """An unordered choice among strings, numbers, booleans or None."""
 
     choices: tuple[Any, ...]
+    when: Any = None  # {"parent": value or [values]}: active only then (see Space)
 
-    def __init__(self, choices: Sequence[Any]) -> None:
+    def __init__(self, choices: Sequence[Any], when: Any = None) -> None:
+        object.__setattr__(self, "when", _check_when(when, "Categorical"))
         if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
             raise TypeError(f"Categorical choices must be a list or tuple, got {choices!r}")
         choices = tuple(choices)
@@ -314,18 +356,22 @@ class Categorical:
         return others[int(rng.integers(len(others)))] if others else value
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "categorical", "choices": list(self.choices)}
+        return {"type": "categorical", "choices": list(self.choices), **_when_dict(self.when)}
 
 
 Param = Float | Int | Categorical | ParamType
 
 # `type` of a parameter's to_dict() -> a function rebuilding the parameter from that dict.
 PARAM_TYPES: Registry[Any] = Registry("parameter type")
-PARAM_TYPES.register("float", lambda d: Float(d["low"], d["high"], log=bool(d.get("log", False))))
 PARAM_TYPES.register(
-    "int", lambda d: Int(int(d["low"]), int(d["high"]), log=bool(d.get("log", False)))
+    "float",
+    lambda d: Float(d["low"], d["high"], log=bool(d.get("log", False)), when=d.get("when")),
 )
-PARAM_TYPES.register("categorical", lambda d: Categorical(d["choices"]))
+PARAM_TYPES.register(
+    "int",
+    lambda d: Int(int(d["low"]), int(d["high"]), log=bool(d.get("log", False)), when=d.get("when")),
+)
+PARAM_TYPES.register("categorical", lambda d: Categorical(d["choices"], when=d.get("when")))
 # Architecture spaces: imported when a stored space first names them.
 PARAM_TYPES.register_lazy("cell", "metatune.nas.cell:cell_from_dict")
 PARAM_TYPES.register_lazy("choice_cell", "metatune.nas.cell:choice_cell_from_dict")
@@ -341,10 +387,28 @@ def is_param(obj: Any) -> bool:
     return isinstance(obj, (Float, Int, Categorical, ParamType))
 
 
-class Space(Mapping[str, Param]):
-    """An ordered, named collection of parameters, e.g. ``Space({"lr": Float(1e-4, 1, log=True)})``."""
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of parameter values as a Categorical compares them (True is not 1)."""
+    return (
+        type(a) is type(b)
+        and a == b
+        or (not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    )
 
-    def __init__(self, params: Mapping[str, Param]) -> None:
+
+class Space(Mapping[str, Param]):
+    """An ordered, named collection of parameters, e.g. ``Space({"lr": Float(1e-4, 1, log=True)})``.
+
+    A parameter declared with ``when={"parent": values}`` is *conditional*: it exists only when
+    its parent (declared before it, and itself active) takes one of `values`; a point omits it
+    otherwise. `optional` names parameters that may be absent from a point with no rule (a
+    define-by-run space learned from trials). In the model view each conditional or optional
+    parameter has an extra column saying whether it is active, and its value columns are zero
+    when it is not: every inactive configuration of a parameter is one point, at a distance the
+    model learns from every active value, instead of pretending to be some value.
+    """
+
+    def __init__(self, params: Mapping[str, Param], optional: Iterable[str] = ()) -> None:
         if not isinstance(params, Mapping):
             raise TypeError(f"Space takes a dict of name -> parameter, got {type(params).__name__}")
         if not params:
@@ -361,12 +425,46 @@ class Space(Mapping[str, Param]):
                     f"got {type(p).__name__}"
                 )
         self._params: dict[str, Param] = dict(params)
+        self._optional = frozenset(optional)
+        unknown = sorted(self._optional - set(self._params))
+        if unknown:
+            raise ValueError(f"optional names {unknown} are not parameters of the space")
+        self._rules: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        seen: list[str] = []
+        for name, p in self._params.items():
+            when = getattr(p, "when", None)
+            if when is not None:
+                self._rules[name] = self._check_rule(name, when, seen)
+            seen.append(name)
+        self._indicator: dict[str, int] = {}
         self._slices: dict[str, slice] = {}
         start = 0
         for name, p in self._params.items():
+            if name in self._rules or name in self._optional:
+                self._indicator[name] = start
+                start += 1
             self._slices[name] = slice(start, start + p.model_dims)
             start += p.model_dims
         self._dim = start
+
+    def _check_rule(
+        self, name: str, when: tuple[str, tuple[Any, ...]], before: list[str]
+    ) -> tuple[str, tuple[Any, ...]]:
+        parent, values = when
+        if parent not in self._params:
+            raise ValueError(f"parameter {name!r} is conditional on {parent!r}, not in the space")
+        if parent not in before:
+            raise ValueError(
+                f"parameter {name!r} is conditional on {parent!r}, declared after it; "
+                "declare a parent before the parameters that depend on it"
+            )
+        bad = [v for v in values if not self._params[parent].contains(v)]
+        if bad:
+            raise ValueError(
+                f"parameter {name!r} is conditional on {parent!r} taking {bad}, which "
+                f"{parent!r} = {self._params[parent]!r} cannot take"
+            )
+        return parent, values
 
     # Mapping protocol -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Param:
@@ -379,7 +477,11 @@ class Space(Mapping[str, Param]):
         return len(self._params)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+        return (
+            isinstance(other, Space)
+            and self.to_dict() == other.to_dict()
+            and self._optional == other._optional
+        )
 
     def __hash__(self) -> int:
         return hash(repr(self.to_dict()))
@@ -388,22 +490,82 @@ class Space(Mapping[str, Param]):
         inner = ", ".join(f"{k!r}: {v!r}" for k, v in self._params.items())
         return f"Space({{{inner}}})"
 
+    # Conditions --------------------------------------------------------------------------------
+    @property
+    def is_conditional(self) -> bool:
+        """True when a point may leave some parameters out (conditional or optional ones)."""
+        return bool(self._indicator)
+
+    def condition_of(self, name: str) -> tuple[str, tuple[Any, ...]] | None:
+        """(parent, values) under which `name` is active, or None when it has no rule."""
+        return self._rules.get(name)
+
+    def is_active(self, name: str, params: Mapping[str, Any]) -> bool:
+        """Whether `name` belongs in a point whose other values are `params`."""
+        if name in self._optional:
+            return name in params
+        rule = self._rules.get(name)
+        if rule is None:
+            return True
+        parent, values = rule
+        return (
+            self.is_active(parent, params)
+            and parent in params
+            and any(same_value(params[parent], v) for v in values)
+        )
+
+    def active(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` without the parameters their parents make inactive (and unknown names)."""
+        out: dict[str, Any] = {}
+        for name in self._params:
+            if name in params and self.is_active(name, out if name in self._rules else params):
+                out[name] = params[name]
+        return out
+
+    def repair(self, params: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """A valid point from `params` after a move: inactive parameters dropped, newly active
+        ones drawn at random (a mutation that switches a parent on)."""
+        out: dict[str, Any] = {}
+        for name, p in self._params.items():
+            if name in self._optional:
+                if name in params:
+                    out[name] = params[name]
+                continue
+            if name in self._rules and not self.is_active(name, out):
+                continue
+            value = params.get(name)
+            out[name] = (
+                value
+                if name in params and p.contains(value)
+                else p.from_uniform(float(rng.random()))
+            )
+        return out
+
     # Encoding -----------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Number of dimensions of the model encoding (one-hot categoricals count per choice)."""
+        """Number of dimensions of the model encoding (one-hot categoricals count per choice,
+        a conditional parameter one more for whether it is active)."""
         return self._dim
 
     def slice_of(self, name: str) -> slice:
-        """Columns of the model encoding that belong to parameter `name`."""
+        """Columns of the model encoding that hold the value of parameter `name`."""
         return self._slices[name]
+
+    def indicator_of(self, name: str) -> int | None:
+        """The column saying whether conditional parameter `name` is active (None: always)."""
+        return self._indicator.get(name)
 
     def encode(self, params: Mapping[str, Any]) -> np.ndarray:
         """Map a complete, valid parameter dict to a point of the model unit cube."""
         self.validate(params)
-        out = np.empty(self._dim)
+        out = np.zeros(self._dim)
         for name, p in self._params.items():
+            if name not in params:
+                continue  # inactive: indicator and value columns stay zero
             out[self._slices[name]] = p.encode(params[name])
+            if name in self._indicator:
+                out[self._indicator[name]] = 1.0
         return out
 
     def decode(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
@@ -411,32 +573,67 @@ class Space(Mapping[str, Param]):
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != self._dim:
             raise ValueError(f"expected a vector of length {self._dim}, got {u.shape[0]}")
-        return {name: p.decode(u[self._slices[name]]) for name, p in self._params.items()}
+        out: dict[str, Any] = {}
+        for name, p in self._params.items():
+            if name in self._optional and u[self._indicator[name]] < 0.5:
+                continue
+            if name in self._rules and not self.is_active(name, out):
+                continue
+            out[name] = p.decode(u[self._slices[name]])
+        return out
 
     def round(self, X: np.ndarray) -> np.ndarray:
         """Snap model-space points (n, dim) to encodings of valid parameters, vectorized."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
-        out = np.empty_like(X)
+        out = np.zeros_like(X)
         for name, p in self._params.items():
             sl = self._slices[name]
             out[:, sl] = p.round_model(X[:, sl])
+        if not self._indicator:
+            return out
+        active: dict[str, np.ndarray] = {}
+        for name in self._params:
+            if name in self._optional:
+                mask = X[:, self._indicator[name]] >= 0.5
+            elif name in self._rules:
+                parent, values = self._rules[name]
+                mask = active[parent] & self._takes(parent, out, values)
+            else:
+                mask = np.ones(len(X), dtype=bool)
+            active[name] = mask
+            if name in self._indicator:
+                out[:, self._indicator[name]] = mask
+                out[~mask, self._slices[name]] = 0.0
         return out
+
+    def _takes(self, name: str, X: np.ndarray, values: tuple[Any, ...]) -> np.ndarray:
+        """(n,) whether parameter `name`, in the rounded model points X, is one of `values`."""
+        p, cols = self._params[name], X[:, self._slices[name]]
+        if isinstance(p, Categorical):
+            allowed = [i for i, c in enumerate(p.choices) if any(same_value(c, v) for v in values)]
+            return np.isin(np.argmax(cols, axis=1), allowed)
+        return np.array([any(same_value(p.decode(c), v) for v in values) for c in cols])
 
     def uniform_to_model(self, U: np.ndarray) -> np.ndarray:
         """Map sampling-cube points (n, len(space)) to model-space points (n, dim), vectorized."""
         U = np.atleast_2d(np.asarray(U, dtype=float))
-        return np.concatenate(
-            [p.uniform_to_model(U[:, i]) for i, p in enumerate(self._params.values())], axis=1
-        )
+        out = np.zeros((len(U), self._dim))
+        for i, (name, p) in enumerate(self._params.items()):
+            out[:, self._slices[name]] = p.uniform_to_model(U[:, i])
+            if name in self._indicator:
+                out[:, self._indicator[name]] = 1.0
+        return self.round(out) if self._indicator else out
 
     def from_uniform(self, u: Sequence[float] | np.ndarray) -> dict[str, Any]:
-        """Map a point of the sampling cube [0, 1)^len(space) to parameters."""
+        """Map a point of the sampling cube [0, 1)^len(space) to parameters (inactive
+        conditional ones left out; optional ones all drawn)."""
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != len(self._params):
             raise ValueError(f"expected a vector of length {len(self._params)}, got {u.shape[0]}")
-        return {
+        drawn = {
             name: p.from_uniform(x) for (name, p), x in zip(self._params.items(), u, strict=False)
         }
+        return self.active(drawn) if self._rules else drawn
 
     def sample(self, rng: np.random.Generator | int | None = None) -> dict[str, Any]:
         """One independent uniform draw (log-uniform for log parameters)."""
@@ -445,15 +642,28 @@ class Space(Mapping[str, Param]):
 
     # Validation and serialization --------------------------------------------------------------
     def validate(self, params: Mapping[str, Any]) -> None:
-        """Raise a clear error if `params` is not a complete, in-range assignment of this space."""
+        """Raise a clear error if `params` is not a complete, in-range assignment of this space
+        (conditional parameters present exactly when their parent makes them active)."""
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict, got {type(params).__name__}")
-        missing = [k for k in self._params if k not in params]
+        missing = [
+            k
+            for k in self._params
+            if k not in params and k not in self._optional and self.is_active(k, params)
+        ]
         extra = [k for k in params if k not in self._params]
         if missing or extra:
             raise ValueError(f"params do not match the space: missing {missing}, unknown {extra}")
+        for name in params:
+            if name in self._rules and not self.is_active(name, params):
+                parent, values = self._rules[name]
+                raise ValueError(
+                    f"parameter {name!r} is inactive here: it exists only when {parent!r} is "
+                    f"one of {list(values)}, and {parent!r} is "
+                    f"{params.get(parent, 'absent')!r}"
+                )
         for name, p in self._params.items():
-            if not p.contains(params[name]):
+            if name in params and not p.contains(params[name]):
                 raise ValueError(f"parameter {name!r}={params[name]!r} is outside {p!r}")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,6 @@ import secrets
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -18,12 +17,24 @@ from typing import Any
 from metatune._text import check_text
 from metatune._trial_history import TrialHistory
 from metatune.direction import Direction
-from metatune.exceptions import DuplicateStudyError, StudyNotFoundError, TrialAlreadyFinished
+from metatune.exceptions import (
+    DuplicateStudyError,
+    StudyNotFoundError,
+    TrialAlreadyFinished,
+    TrialPruned,
+)
 from metatune.objective import TrialObjective, as_trial_objective
 from metatune.optimizers import Optimizer, SuggestContext, make_optimizer
+from metatune.outcome import as_value as _as_value
+from metatune.outcome import as_values as _as_values
+from metatune.outcome import describe_error as _describe_error
+from metatune.outcome import split_result as _split_result
+from metatune.pareto import pareto_front
 from metatune.pipeline.context import PipelineContext
 from metatune.pipeline.pipeline import cost_spent
+from metatune.pruners import Pruner, make_pruner
 from metatune.report.progress import StudyProgress
+from metatune.reporting import StudyReporter, reporting
 from metatune.space import Space
 from metatune.storage import BaseStorage, get_storage
 from metatune.trial import SystemAttr, Trial, TrialState, to_json_attrs
@@ -34,15 +45,9 @@ log = logging.getLogger("metatune")
 
 _monotonic = time.monotonic  # the sweep's clock (a test replaces it)
 MAX_SEED = 2**63 - 1  # what every storage holds (a signed 64-bit integer)
-_BOOL_DTYPES = ("bool", "torch.bool")
 
 Objective = Callable[[dict[str, Any]], Any]
 Callback = Callable[["Study", Trial], None]
-
-
-def _describe_error(exc: BaseException) -> str:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3))
-    return f"{type(exc).__name__}: {exc}\n{tb}".strip()
 
 
 class _Heartbeat:
@@ -74,8 +79,13 @@ class Study:
     """An optimization of one objective over `space`, stored under `name` in `storage`.
 
     Opening a name that already exists in the storage resumes that study (its space must match).
-    `direction` defaults to "minimize" and `optimizer` to "gp" for new studies, and to the stored
-    values for resumed ones. `seed` makes every suggestion reproducible; without one a seed is
+    Without a space the study is define-by-run: its objective is ``objective(trial)`` calling
+    ``trial.suggest_*``, and the space is learned from the trials. `direction` defaults to
+    "minimize" and `optimizer` to "gp" for new studies, and to the stored values for resumed
+    ones; `directions=[...]` makes a multi-objective study (default optimizer "mo-gp", result
+    `best_trials`, the Pareto front). `pruner` (a name from `metatune.pruners.PRUNERS` or an
+    instance) judges `should_prune` from the values trials `report`; it is this process's
+    choice, not stored. `seed` makes every suggestion reproducible; without one a seed is
     drawn once and stored, so a resumed study continues the same sequence. `space` may also be
     an objective that carries its own space, such as a Pipeline (its `.space` is used).
     """
@@ -91,6 +101,10 @@ class Study:
         optimizer_options: dict[str, Any] | None = None,
         heartbeat_interval: float = 10.0,
         stale_after: float = 120.0,
+        *,
+        directions: Iterable[str] | None = None,
+        pruner: str | Pruner | None = None,
+        pruner_options: dict[str, Any] | None = None,
     ) -> None:
         if space is not None and not isinstance(space, (Space, Mapping)):
             space = getattr(space, "space", space)  # e.g. a Pipeline: its own space
@@ -98,6 +112,12 @@ class Study:
             space = Space(space)
         if direction is not None:
             direction = Direction.parse(direction).value
+        parsed_directions = _parse_directions(directions, direction)
+        if parsed_directions is not None and len(parsed_directions) == 1:
+            direction, parsed_directions = parsed_directions[0], None
+        if parsed_directions is not None:
+            direction = parsed_directions[0]
+        self._pruner = make_pruner(pruner, pruner_options)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
         if seed is not None and not 0 <= seed <= MAX_SEED:
@@ -122,24 +142,20 @@ class Study:
         self._heartbeat_interval = float(heartbeat_interval)
         record = self._storage.get_study(name) if name is not None else None
         if record is None:
-            if space is None:
-                where = "in this storage" if name else "(no name given)"
-                raise StudyNotFoundError(
-                    f"study {name!r} not found {where}; pass a space to create it"
-                )
             try:
                 record = self._storage.create_study(
                     name=name or f"study-{uuid.uuid4().hex[:8]}",
                     direction=direction or "minimize",
-                    space=space.to_dict(),
-                    optimizer=opt_name or "gp",
+                    space=space.to_dict() if space is not None else {},
+                    optimizer=opt_name or ("mo-gp" if parsed_directions else "gp"),
                     optimizer_options=optimizer_options or {},
                     seed=int(seed) if seed is not None else secrets.randbelow(2**31),
+                    directions=parsed_directions,
                 )
             except DuplicateStudyError:  # another process created it first: resume it
                 record = self._storage.get_study(name)  # type: ignore[arg-type]
                 assert record is not None
-        stored_space = Space.from_dict(record.space)
+        stored_space = Space.from_dict(record.space) if record.space else None
         if space is not None and space != stored_space:
             raise ValueError(
                 f"study {record.name!r} exists with a different space: stored "
@@ -150,10 +166,21 @@ class Study:
                 f"study {record.name!r} exists with direction {record.direction!r}, "
                 f"given {direction!r}"
             )
+        if parsed_directions is not None and parsed_directions != (record.directions or None):
+            raise ValueError(
+                f"study {record.name!r} exists with directions "
+                f"{record.directions or [record.direction]}, given {parsed_directions}"
+            )
         self._record = record
         self.space = stored_space
         if self._optimizer is None:
             self._optimizer = make_optimizer(record.optimizer, record.optimizer_options)
+        if record.directions and not getattr(self._optimizer, "multi_objective", False):
+            raise ValueError(
+                f"optimizer {self._optimizer.name!r} optimizes one objective; study "
+                f"{record.name!r} has {len(record.directions)} (directions="
+                f"{record.directions}): use 'mo-gp', 'nsga2' or 'random'"
+            )
         self._history = TrialHistory(self._storage, record.id)
         self._stale_after = float(stale_after)
         self._last_sweep = -math.inf
@@ -180,6 +207,24 @@ class Study:
     @property
     def direction(self) -> str:
         return self._record.direction
+
+    @property
+    def directions(self) -> list[str]:
+        """Every objective's direction (one for a single-objective study)."""
+        return list(self._record.directions or [self._record.direction])
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return bool(self._record.directions) and len(self._record.directions) > 1
+
+    @property
+    def is_define_by_run(self) -> bool:
+        """True when the study declares no space: it learns one from `trial.suggest_*`."""
+        return self.space is None
+
+    @property
+    def pruner(self) -> Pruner:
+        return self._pruner
 
     @property
     def _direction(self) -> Direction:
@@ -245,8 +290,33 @@ class Study:
         return None if budget is None else max(budget - cost_spent(trials), 0.0)
 
     @property
+    def best_trials(self) -> list[Trial]:
+        """The completed trials no other completed trial dominates (the Pareto front), by
+        number; for a single-objective study, the best trial (and those tied with it)."""
+        done = [t for t in self.completed_trials() if t.value is not None]
+        if not self.is_multi_objective:
+            if not done:
+                return []
+            best = self._direction.loss(self.best.value)  # type: ignore[arg-type]
+            return [t for t in done if self._direction.loss(t.value) == best]  # type: ignore[arg-type]
+        signs = [Direction.parse(d).sign for d in self.directions]
+        done = [t for t in done if t.values is not None and len(t.values) == len(signs)]
+        losses = [[s * v for s, v in zip(signs, t.values, strict=True)] for t in done]  # type: ignore[arg-type]
+        return [done[i] for i in pareto_front(losses)]
+
+    @property
+    def best_trial(self) -> Trial:
+        """The best completed trial (Optuna's name for `best`)."""
+        return self.best
+
+    @property
     def best(self) -> Trial:
-        """The best completed trial (the earliest among ties)."""
+        """The best completed trial (the earliest among ties); a pruned trial never is."""
+        if self.is_multi_objective:
+            raise ValueError(
+                f"study {self.name!r} has {len(self.directions)} objectives: its result is "
+                "the Pareto front, study.best_trials"
+            )
         best = self._direction.best(self.completed_trials())
         if best is None:
             raise ValueError(f"study {self.name!r} has no completed trial yet")
@@ -262,31 +332,58 @@ class Study:
 
     # Ask / tell ----------------------------------------------------------------------------
     def ask(
-        self, extra: dict[str, Any] | None = None, *, pipeline: PipelineContext | None = None
-    ) -> Trial:
+        self,
+        n: int | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        pipeline: PipelineContext | None = None,
+    ) -> Any:
         """Create the next trial: reserve its number, then let the optimizer choose its params.
 
-        `pipeline` tells the optimizer about a pipeline (``pipe.suggest_context(study.trials,
-        study.direction, budget)``); `extra` is passed on as `SuggestContext.extra`.
+        With `n`, create n trials at once and return them as a list: each is asked with the
+        ones before it running, so the optimizer spreads them (its pending points) instead of
+        proposing one point n times. `pipeline` tells the optimizer about a pipeline
+        (``pipe.suggest_context(study.trials, study.direction, budget)``); `extra` is passed on
+        as `SuggestContext.extra`.
         """
         if pipeline is not None and not isinstance(pipeline, PipelineContext):
             raise TypeError(f"pipeline must be a PipelineContext or None, got {pipeline!r}")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise TypeError(f"extra must be a dict or None, got {extra!r}")
+        if n is None:
+            return self._ask_one(extra, pipeline)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer or None, got {n!r}")
+        return [self._ask_one(extra, pipeline) for _ in range(int(n))]
+
+    def _ask_one(self, extra: Mapping[str, Any] | None, pipeline: PipelineContext | None) -> Trial:
         self._sweep_stale()
         trial = self._storage.create_trial(self._record.id, {})
         try:
             self._history.refresh()
             history, running = self._history.split()
             pending = [t for t in running if t.number != trial.number and t.params]
-            context = SuggestContext(
-                space=self.space,
-                direction=self.direction,
-                seed=self.seed,
-                trial_number=trial.number,
-                extra=dict(extra or {}),
-                pipeline=pipeline,
-            )
-            params = self.optimizer.suggest(history, pending, context)
-            self.space.validate(params)
+            space = self.space
+            if space is None:  # define-by-run: the space the trials asked for so far
+                from metatune.define_by_run import learned_space, project
+
+                space = learned_space(history)
+                if space is not None:
+                    history, pending = project(history, space), project(pending, space)
+            if space is None:
+                params: dict[str, Any] = {}  # nothing asked yet: the objective draws
+            else:
+                context = SuggestContext(
+                    space=space,
+                    direction=self.direction,
+                    seed=self.seed,
+                    trial_number=trial.number,
+                    extra=dict(extra or {}),
+                    pipeline=pipeline,
+                    directions=self.directions if self.is_multi_objective else None,
+                )
+                params = self.optimizer.suggest(history, pending, context)
+                space.validate(params)
             self._storage.set_trial_params(self._record.id, trial.number, params)
         except BaseException as exc:
             self._storage.finish_trial(
@@ -304,25 +401,55 @@ class Study:
         error: BaseException | str | None = None,
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
+        state: TrialState | str | None = None,
     ) -> Trial:
         """Record the outcome of a RUNNING trial: a finite value, or `error` to mark it failed.
 
         A value that is NaN, infinite or not a number marks the trial failed. `value` may also be
-        a dict with key "objective" plus extra metrics, which are stored in `user_attrs`.
-        `system_attrs` is for metatune's own records (e.g. per-stage costs of a pipeline).
-        Raises TrialAlreadyFinished if the trial is finished already (for example failed as
-        stale by another process).
+        a dict with key "objective" plus extra metrics, which are stored in `user_attrs`; for a
+        multi-objective study it is a list with one number per direction. ``state="pruned"``
+        ends a trial a pruner stopped (no value needed: its last report is kept as its value);
+        ``state="failed"`` fails it. `system_attrs` is for metatune's own records (e.g.
+        per-stage costs of a pipeline). Raises TrialAlreadyFinished if the trial is finished
+        already (for example failed as stale by another process).
         """
-        number = trial.number if isinstance(trial, Trial) else trial
-        if isinstance(number, bool) or not isinstance(number, numbers.Integral):
-            raise TypeError(f"trial must be a Trial or a trial number, got {trial!r}")
-        if number < 0:
-            raise ValueError(f"trial number must be >= 0, got {number!r}")
+        number = _trial_number(trial)
+        told = None if state is None else TrialState(state)
+        if told is TrialState.RUNNING:
+            raise ValueError("state must be 'complete', 'pruned' or 'failed', got 'running'")
         attrs = dict(user_attrs or {})
+        if told is TrialState.PRUNED:
+            return self._finish(number, None, None, attrs, system_attrs, pruned=True)
+        if told is TrialState.FAILED and error is None:
+            error = "told failed"
         if error is None:
             value, metrics = _split_result(value)
             attrs.update(metrics)
-        return self._finish(int(number), value, error, attrs, system_attrs)
+        return self._finish(number, value, error, attrs, system_attrs)
+
+    def report(self, trial: Trial | int, value: float, step: int) -> None:
+        """Store an intermediate `value` at `step` (an epoch, a number of samples) for a
+        RUNNING trial; pruners compare trials at equal steps. The first report at a step
+        stands."""
+        number = _trial_number(trial)
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        reported = _as_value(value)
+        if reported is None or not math.isfinite(reported):
+            raise ValueError(f"report needs a finite number as value, got {value!r}")
+        self._storage.report_intermediate(self._record.id, number, int(step), reported)
+
+    def should_prune(self, trial: Trial | int) -> bool:
+        """Whether the study's pruner stops the RUNNING trial at its latest report."""
+        number = _trial_number(trial)
+        if self.is_multi_objective:
+            raise ValueError("pruning needs one objective; this study has several directions")
+        self._history.refresh()
+        trials = self._history.trials()
+        current = next((t for t in trials if t.number == number), None)
+        if current is None or current.state.finished or not current.intermediate_values:
+            return False
+        return bool(self._pruner.prune(current, trials, self._direction))
 
     def _finish(
         self,
@@ -331,16 +458,31 @@ class Study:
         error: BaseException | str | None,
         user_attrs: dict[str, Any],
         system_attrs: dict[str, Any] | None,
+        pruned: bool = False,
     ) -> Trial:
         """Store the outcome of trial `number`: `value` is the objective value alone (a
         result's metrics are already in `user_attrs`)."""
+        system_attrs = dict(system_attrs or {})
+        user_attrs = {**system_attrs.pop(SystemAttr.RUN_USER_ATTRS, {}), **user_attrs}
+        suggested = system_attrs.get(SystemAttr.SUGGESTED)
+        if self.space is None and isinstance(suggested, dict):  # define-by-run: what it used
+            used = {name: entry["value"] for name, entry in suggested.items()}
+            self._storage.set_trial_params(self._record.id, number, used)
         attrs, bad_metric = to_json_attrs(user_attrs)
-        state, stored = TrialState.COMPLETE, None
-        if error is not None:
+        state, stored, values = TrialState.COMPLETE, None, None
+        if pruned:
+            state, stored = TrialState.PRUNED, self._last_report(number)
+        elif error is not None:
             state = TrialState.FAILED
             error = error if isinstance(error, str) else _describe_error(error)
         elif bad_metric is not None:
             state, error = TrialState.FAILED, bad_metric
+        elif self.is_multi_objective:
+            values, error = _as_values(value, len(self.directions))
+            if values is None:
+                state = TrialState.FAILED
+            else:
+                stored = values[0]
         else:
             stored = _as_value(value)
             if stored is None:
@@ -355,7 +497,14 @@ class Study:
             error=error,
             user_attrs=attrs,
             system_attrs=system_attrs,
+            values=values,
         )
+
+    def _last_report(self, number: int) -> float | None:
+        """A pruned trial's value: its report at the latest step, if any."""
+        found = self._storage.get_trials(self._record.id, first_number=number)
+        reports = found[0].intermediate_values if found and found[0].number == number else {}
+        return reports[max(reports)] if reports else None
 
     # Optimize ----------------------------------------------------------------------------
     def optimize(
@@ -391,7 +540,7 @@ class Study:
         """
         if not callable(objective) and not hasattr(objective, "evaluate"):
             raise TypeError(f"objective must be callable, got {objective!r}")
-        target = as_trial_objective(objective)
+        target = as_trial_objective(objective, self.space, self.seed)
         if budget is not None:
             if (
                 isinstance(budget, bool)
@@ -415,7 +564,7 @@ class Study:
             budget = self.budget  # resume to the recorded budget, as the study was started
             log.info("study %r: resuming with its recorded cost budget %g", self.name, budget)
         own_space = getattr(target, "space", None)
-        if isinstance(own_space, Space) and own_space != self.space:
+        if isinstance(own_space, Space) and self.space is not None and own_space != self.space:
             raise ValueError(
                 f"the pipeline's space {own_space.to_dict()} differs from study "
                 f"{self.name!r}'s space {self.space.to_dict()}"
@@ -489,9 +638,11 @@ class Study:
         go into the trial's system_attrs whatever the outcome."""
         trial, attrs = self._start_trial(context, budget)
         try:
-            with self._keepalive(trial):
+            with self._keepalive(trial), reporting(StudyReporter(self, trial.number)):
                 result = target.evaluate(dict(trial.params), attrs)
             value, metrics = _split_result(result)
+        except TrialPruned:
+            return self._finish_run(trial, attrs, pruned=True)
         except KeyboardInterrupt:
             self._tell_once(trial, error="interrupted by the user (KeyboardInterrupt)", attrs=attrs)
             raise
@@ -522,10 +673,16 @@ class Study:
         value: Any = None,
         metrics: dict[str, Any] | None = None,
         error: BaseException | str | None = None,
+        pruned: bool = False,
     ) -> Trial:
         """Tell the outcome of a trial `optimize` ran: `value` and `metrics` split from the
-        objective's result (see `_split_result`), or `error`. Executors call this on the
-        driver."""
+        objective's result (see `_split_result`), `error`, or `pruned` (it raised
+        TrialPruned). Executors call this on the driver."""
+        if pruned:
+            try:
+                return self._finish(trial.number, None, None, {}, attrs, pruned=True)
+            except TrialAlreadyFinished:
+                return self._storage.get_trials(self._record.id)[trial.number]
         if error is not None:
             log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0])
             return self._tell_once(trial, error=error, attrs=attrs)
@@ -561,17 +718,28 @@ class Study:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
 
 
-def _as_value(value: Any) -> float | None:
-    """`value` as a float if it is a real number (a NumPy or 0-d tensor one too); None for text,
-    booleans and anything else, which would otherwise pass `float()`."""
-    if isinstance(value, (str, bytes, bool)) or str(getattr(value, "dtype", "")) in _BOOL_DTYPES:
-        return None  # text, and booleans (NumPy's and 1-element tensors' too)
-    if not isinstance(value, numbers.Real) and not hasattr(value, "__float__"):
+def _trial_number(trial: Trial | int) -> int:
+    number = trial.number if isinstance(trial, Trial) else trial
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+        raise TypeError(f"trial must be a Trial or a trial number, got {trial!r}")
+    if number < 0:
+        raise ValueError(f"trial number must be >= 0, got {number!r}")
+    return int(number)
+
+
+def _parse_directions(directions: Iterable[str] | None, direction: str | None) -> list[str] | None:
+    if directions is None:
         return None
-    try:
-        return float(value)
-    except (TypeError, ValueError, RuntimeError):  # e.g. a tensor with many elements
-        return None
+    if isinstance(directions, str):
+        raise TypeError(
+            f"directions must be a list like ['minimize', 'maximize'], got {directions!r}"
+        )
+    parsed = [Direction.parse(d, "every entry of directions").value for d in directions]
+    if not parsed:
+        raise ValueError("directions needs at least one entry, got []")
+    if direction is not None:
+        raise ValueError("give direction (one objective) or directions (several), not both")
+    return parsed
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -581,17 +749,6 @@ def _positive_seconds(value: Any) -> bool:
         and math.isfinite(value)
         and value > 0
     )
-
-
-def _split_result(result: Any) -> tuple[Any, dict[str, Any]]:
-    """(objective value, extra metrics) of a number or a dict with "objective"."""
-    if isinstance(result, Mapping):
-        if "objective" not in result:
-            raise ValueError(f"a dict result needs an 'objective' key, got keys {sorted(result)}")
-        return result["objective"], {k: v for k, v in result.items() if k != "objective"}
-    if result is None:
-        raise ValueError("tell needs a value, or error=... to mark the trial failed")
-    return result, {}
 
 
 def _recorded_budget(trials: list[Trial]) -> float | None:

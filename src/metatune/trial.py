@@ -38,6 +38,8 @@ class SystemAttr:
     SECONDS_SAVED = "seconds_saved"  # wall seconds the cache saved
     COST_SAVED = "cost_saved"  # cost the cache saved
     TRIAL_COST = "trial_cost"  # the pipeline's fixed charge per trial
+    SUGGESTED = "suggested"  # define-by-run: each parameter's form and value, as suggested
+    RUN_USER_ATTRS = "run_user_attrs"  # define-by-run: trial.set_user_attr values (moved)
 
 
 def utcnow() -> datetime:

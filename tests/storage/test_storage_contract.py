@@ -115,7 +115,7 @@ def test_finish_trial_and_finish_twice(storage: BaseStorage) -> None:
 def test_finish_trial_failed_and_bad_state(storage: BaseStorage) -> None:
     s = _study(storage)
     t = storage.create_trial(s.id, {})
-    with pytest.raises(ValueError, match="complete or failed"):
+    with pytest.raises(ValueError, match="complete, failed or pruned"):
         storage.finish_trial(s.id, t.number, TrialState.RUNNING)
     failed = storage.finish_trial(s.id, t.number, TrialState.FAILED, error="boom\ntraceback")
     assert failed.state is TrialState.FAILED and failed.value is None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from metatune.trial import SystemAttr, Trial
+from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = [
     "N_WARMUP",
@@ -87,7 +87,11 @@ class BenchmarkRun:
             if not t.state.finished:
                 continue
             spent += float(t.system_attrs.get(SystemAttr.COST, 0.0))
-            value = float(t.value) if t.value is not None else math.nan
+            value = (
+                float(t.value)
+                if t.state is TrialState.COMPLETE and t.value is not None
+                else math.nan
+            )
             if math.isfinite(value):
                 running = min(running, value)
             values.append(value)

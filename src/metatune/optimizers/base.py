@@ -44,6 +44,7 @@ class SuggestContext:
     trial_number: int
     extra: dict[str, Any] = field(default_factory=dict)
     pipeline: PipelineContext | None = None
+    directions: list[str] | None = None  # a multi-objective study's, each objective's direction
 
     @property
     def sign(self) -> float:
@@ -55,6 +56,7 @@ class Optimizer(abc.ABC):
     """Base class: implement `suggest`. Register subclasses with `@register_optimizer("name")`."""
 
     name: str = "custom"
+    multi_objective: bool = False  # True when it handles studies with several directions
 
     @abc.abstractmethod
     def suggest(
@@ -96,6 +98,8 @@ for _name, _target in {
     "nas-bo": "metatune.nas.searchers.nas_bo:NASBO",
     "regularized-evolution": "metatune.nas.searchers.evolution:RegularizedEvolution",
     "local-search": "metatune.nas.searchers.local_search:LocalSearch",
+    "mo-gp": "metatune.optimizers.multi_objective:MultiObjectiveGP",
+    "nsga2": "metatune.optimizers.nsga2:NSGA2",
 }.items():
     OPTIMIZERS.register_lazy(_name, _target)
 

@@ -32,6 +32,8 @@ def sobol_point(space: Space, seed: int, index: int) -> dict[str, Any]:
 class RandomOptimizer(Optimizer):
     """Scrambled Sobol points in the sampling cube; ignores the history."""
 
+    multi_objective = True
+
     def suggest(
         self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext
     ) -> dict[str, Any]:

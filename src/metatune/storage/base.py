@@ -32,6 +32,7 @@ class StudyRecord:
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     created_at: datetime = field(default_factory=utcnow)
+    directions: list[str] | None = None  # every objective's direction, for a multi-objective study
 
 
 def process_owner() -> str:
@@ -70,8 +71,10 @@ class BaseStorage(abc.ABC):
         optimizer: str,
         optimizer_options: dict[str, Any] | None = None,
         seed: int | None = None,
+        directions: list[str] | None = None,
     ) -> StudyRecord:
-        """Create a study; raise DuplicateStudyError if `name` exists."""
+        """Create a study; raise DuplicateStudyError if `name` exists. `directions` is set for
+        a multi-objective study (`direction` is then its first)."""
 
     @abc.abstractmethod
     def get_study(self, name: str) -> StudyRecord | None:
@@ -109,8 +112,15 @@ class BaseStorage(abc.ABC):
         error: str | None = None,
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
+        values: list[float] | None = None,
     ) -> Trial:
-        """Mark a RUNNING trial finished, durably; TrialAlreadyFinished if it is finished."""
+        """Mark a RUNNING trial finished, durably; TrialAlreadyFinished if it is finished.
+        `values` are a multi-objective trial's values (`value` is then the first)."""
+
+    @abc.abstractmethod
+    def report_intermediate(self, study_id: int, number: int, step: int, value: float) -> None:
+        """Store `value` at `step` for a RUNNING trial, durably (TrialAlreadyFinished if it is
+        finished). A second report at the same step is ignored: the first one stands."""
 
     @abc.abstractmethod
     def get_trials(

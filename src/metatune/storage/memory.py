@@ -30,7 +30,16 @@ class InMemoryStorage(BaseStorage):
         self._meta: dict[tuple[int, int], tuple[str, datetime]] = {}
         self._next_id = 1
 
-    def create_study(self, name, direction, space, optimizer, optimizer_options=None, seed=None):
+    def create_study(
+        self,
+        name,
+        direction,
+        space,
+        optimizer,
+        optimizer_options=None,
+        seed=None,
+        directions=None,
+    ):
         with self._lock:
             if name in self._studies:
                 raise DuplicateStudyError(f"a study named {name!r} already exists")
@@ -42,6 +51,7 @@ class InMemoryStorage(BaseStorage):
                 optimizer=optimizer,
                 optimizer_options=dict(optimizer_options or {}),
                 seed=seed,
+                directions=list(directions) if directions else None,
             )
             self._next_id += 1
             self._studies[name] = rec
@@ -80,7 +90,15 @@ class InMemoryStorage(BaseStorage):
             t.params = dict(params)
 
     def finish_trial(
-        self, study_id, number, state, value=None, error=None, user_attrs=None, system_attrs=None
+        self,
+        study_id,
+        number,
+        state,
+        value=None,
+        error=None,
+        user_attrs=None,
+        system_attrs=None,
+        values=None,
     ) -> Trial:
         check_finished_state(state)
         with self._lock:
@@ -89,11 +107,19 @@ class InMemoryStorage(BaseStorage):
                 raise TrialAlreadyFinished(number, t.state.value)
             t.state = TrialState(state)
             t.value = value
+            t.values = None if values is None else [float(v) for v in values]
             t.error = error
             t.finished_at = utcnow()
             t.user_attrs.update(user_attrs or {})
             t.system_attrs.update(system_attrs or {})
             return copy.deepcopy(t)
+
+    def report_intermediate(self, study_id: int, number: int, step: int, value: float) -> None:
+        with self._lock:
+            t = self._trial(study_id, number)
+            if t.state.finished:
+                raise TrialAlreadyFinished(number, t.state.value)
+            t.intermediate_values.setdefault(int(step), float(value))
 
     def _trial(self, study_id: int, number: int) -> Trial:
         trials = self._trials[study_id]

@@ -75,6 +75,7 @@ _studies = Table(
     Column("optimizer_options", JSON, nullable=False),
     Column("seed", BigInteger, nullable=True),
     Column("created_at", DateTime, nullable=False),
+    Column("directions", JSON, nullable=True),  # version 2: a multi-objective study's
 )
 
 _trials = Table(
@@ -93,13 +94,21 @@ _trials = Table(
     Column("owner", String(255), nullable=True),
     Column("user_attrs", JSON, nullable=False),
     Column("system_attrs", JSON, nullable=False),
+    # version 2: reports ({"step": value}) and a multi-objective trial's values
+    Column("intermediate", JSON, nullable=True),
+    Column("objective_values", JSON, nullable=True),
     UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
 )
 
 # The layout of the tables above. Bump it with any change to them, and teach
 # `_check_schema_version` to migrate (or refuse) databases stamped with an older one.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA_KEY = "schema_version"
+# Columns added since version 1, by table: a version-1 database gains them when opened for writing.
+_ADDED_COLUMNS = {
+    "studies": ("directions",),
+    "trials": ("intermediate", "objective_values"),
+}
 
 _meta = Table(
     "metatune_meta",
@@ -237,6 +246,11 @@ class SQLStorage(BaseStorage):
                     )
                 if "metatune_meta" in names:
                     self._check_schema_version(conn, stamp=False)
+                elif _missing_columns(conn):
+                    raise ValueError(
+                        f"storage {self.url!r} was written by an older metatune (schema "
+                        "version 1); open it once for writing to upgrade it in place"
+                    )
         except DBAPIError as exc:
             self._engine.dispose()
             raise ValueError(
@@ -248,11 +262,27 @@ class SQLStorage(BaseStorage):
         stamp one that has no version yet (a new one, or one from before the stamp existed,
         which has the tables of version 1)."""
         found = conn.scalar(select(_meta.c.value).where(_meta.c.key == _SCHEMA_KEY))
-        if found is None:
-            if stamp:
-                conn.execute(insert(_meta).values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
-        elif found != str(SCHEMA_VERSION):
+        if found not in (None, "1", str(SCHEMA_VERSION)):
             raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
+        missing = _missing_columns(conn)
+        if missing and not stamp:
+            raise ValueError(
+                f"storage {self.url!r} was written by an older metatune (schema version 1); "
+                "open it once for writing (for example with Study or `metatune trials`) to "
+                "upgrade it in place"
+            )
+        if not stamp:
+            return
+        for table, column in missing:  # version 1 -> 2: only nullable columns were added
+            col = (_studies if table == "studies" else _trials).c[column]
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        if found is None:
+            conn.execute(insert(_meta).values(key=_SCHEMA_KEY, value=str(SCHEMA_VERSION)))
+        elif found != str(SCHEMA_VERSION):
+            conn.execute(
+                update(_meta).where(_meta.c.key == _SCHEMA_KEY).values(value=str(SCHEMA_VERSION))
+            )
 
     def _tables_race(self, exc: DBAPIError) -> bool:
         text = str(exc.orig).lower()
@@ -297,6 +327,7 @@ class SQLStorage(BaseStorage):
         optimizer: str,
         optimizer_options: dict[str, Any] | None = None,
         seed: int | None = None,
+        directions: list[str] | None = None,
     ) -> StudyRecord:
         values = {
             "name": name,
@@ -306,6 +337,7 @@ class SQLStorage(BaseStorage):
             "optimizer_options": dict(optimizer_options or {}),
             "seed": seed,
             "created_at": utcnow(),
+            "directions": list(directions) if directions else None,
         }
         try:
             with self._tx(write=True) as conn:
@@ -405,6 +437,7 @@ class SQLStorage(BaseStorage):
         error: str | None = None,
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
+        values: list[float] | None = None,
     ) -> Trial:
         check_finished_state(state)
         with self._tx(write=True) as conn:
@@ -418,6 +451,7 @@ class SQLStorage(BaseStorage):
                 .values(
                     state=TrialState(state).value,
                     value=None if value is None else float(value),
+                    objective_values=None if values is None else [float(v) for v in values],
                     error=error,
                     finished_at=utcnow(),
                     user_attrs={**(row.user_attrs or {}), **(user_attrs or {})},
@@ -428,6 +462,23 @@ class SQLStorage(BaseStorage):
                 _raise_not_running(conn, study_id, number)
             row = conn.execute(select(_trials).where(*_trial_key(study_id, number))).one()
         return _trial(row)
+
+    def report_intermediate(self, study_id: int, number: int, step: int, value: float) -> None:
+        with self._tx(write=True) as conn:
+            row = conn.execute(
+                select(_trials.c.state, _trials.c.intermediate).where(*_trial_key(study_id, number))
+            ).one_or_none()
+            if row is None or row.state != _RUNNING:
+                _raise_not_running(conn, study_id, number)
+            reports = dict(row.intermediate or {})
+            if str(int(step)) in reports:
+                return
+            reports[str(int(step))] = float(value)
+            conn.execute(
+                update(_trials)
+                .where(*_trial_key(study_id, number), _trials.c.state == _RUNNING)
+                .values(intermediate=reports, heartbeat_at=utcnow())
+            )
 
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None, first_number: int = 0
@@ -545,6 +596,7 @@ def _study_record(row: Any) -> StudyRecord:
         optimizer_options=dict(row.optimizer_options or {}),
         seed=None if row.seed is None else int(row.seed),
         created_at=row.created_at,
+        directions=list(row.directions) if row.directions else None,
     )
 
 
@@ -559,4 +611,17 @@ def _trial(row: Any) -> Trial:
         finished_at=row.finished_at,
         user_attrs=dict(row.user_attrs or {}),
         system_attrs=dict(row.system_attrs or {}),
+        intermediate_values={int(k): float(v) for k, v in (row.intermediate or {}).items()},
+        values=None if row.objective_values is None else [float(v) for v in row.objective_values],
     )
+
+
+def _missing_columns(conn: Connection) -> list[tuple[str, str]]:
+    """(table, column) of the columns added since version 1 that the database lacks."""
+    found = inspect(conn)
+    return [
+        (table, column)
+        for table, columns in _ADDED_COLUMNS.items()
+        for column in columns
+        if column not in {c["name"] for c in found.get_columns(table)}
+    ]

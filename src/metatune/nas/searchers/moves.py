@@ -31,6 +31,9 @@ def point_key(space: Space, params: Mapping[str, Any]) -> str:
     """One string per point; isomorphic cells (same canonical form) share it."""
     parts = []
     for name, p in space.items():
+        if name not in params:  # an inactive conditional parameter
+            parts.append("\x00")
+            continue
         v = params[name]
         canonical = getattr(p, "canonical", None)
         parts.append(canonical(v) if canonical is not None else json.dumps(v, default=str))
@@ -41,8 +44,9 @@ def seen_keys(space: Space, trials: Iterable[Trial]) -> set[str]:
     """Keys of every trial with parameters of this space (finished, failed or running)."""
     out = set()
     for t in trials:
-        if t.params and all(n in t.params for n in space):
+        if t.params:
             try:
+                space.validate(t.params)
                 out.add(point_key(space, t.params))
             except (TypeError, ValueError):
                 continue  # a trial told by hand with values outside the space
@@ -50,12 +54,17 @@ def seen_keys(space: Space, trials: Iterable[Trial]) -> set[str]:
 
 
 def mutate(space: Space, params: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """`params` with one parameter, chosen uniformly, moved by that parameter's own mutation."""
+    """`params` with one parameter, chosen uniformly, moved by that parameter's own mutation
+    (in a conditional space, parameters it switches on are drawn and those it switches off
+    dropped)."""
     movable = [
-        n for n, p in space.items() if not (isinstance(p, Categorical) and len(p.choices) < 2)
+        n
+        for n, p in space.items()
+        if n in params and not (isinstance(p, Categorical) and len(p.choices) < 2)
     ]
     name = movable[int(rng.integers(len(movable)))]
-    return {**params, name: space[name].mutate(params[name], rng)}
+    moved = {**params, name: space[name].mutate(params[name], rng)}
+    return space.repair(moved, rng) if space.is_conditional else moved
 
 
 def _param_neighbours(p: Any, value: Any) -> list[Any]:
@@ -72,11 +81,17 @@ def _param_neighbours(p: Any, value: Any) -> list[Any]:
 
 
 def neighbours(space: Space, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every point one move away: one parameter changed to one of its neighbouring values."""
+    """Every point one move away: one parameter changed to one of its neighbouring values (a
+    parameter a move switches on gets a value drawn from a generator seeded by the move)."""
     out = []
     for name, p in space.items():
-        for v in _param_neighbours(p, params[name]):
-            out.append({**params, name: v})
+        if name not in params:
+            continue
+        for i, v in enumerate(_param_neighbours(p, params[name])):
+            moved = {**params, name: v}
+            if space.is_conditional:
+                moved = space.repair(moved, np.random.default_rng([len(out), i]))
+            out.append(moved)
     return out
 
 

@@ -39,6 +39,7 @@ from metatune.benchmarks.faults import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+REASONS = ("its worker died", "stale: its owner died", "interrupted (Ctrl-C)", "other")
 BACKENDS = {
     # name: (what is killed, storage, executor or None for ask/tell worker processes)
     "sqlite": ("ask/tell worker processes", "sqlite", None),
@@ -100,6 +101,14 @@ def _fresh_database(url: str, name: str) -> str:
     return parsed.set(database=name).render_as_string(hide_password=False)
 
 
+def _postgres_note(args: argparse.Namespace) -> str | None:
+    if not any(BACKENDS[b][1] == "postgresql" for b in args.backends):
+        return None
+    if args.postgres_url:
+        return "a server given by --postgres-url"
+    return "a throwaway server started by the script (Debian's PostgreSQL, fsync off)"
+
+
 def write_plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -138,16 +147,17 @@ def write_markdown(data: dict, path: Path) -> None:
         "# Fault storm: SIGKILLs on SQLite, PostgreSQL, processes and Ray",
         "",
         "| backend | storage | killed | worker kills | driver kills | trials stored | "
-        "complete | logged as stored | lost | duplicated numbers | evaluated twice | "
-        "running after the stale sweep | verdict |",
+        "complete | told as stored (complete) | lost | duplicated numbers | evaluated twice | "
+        "left RUNNING | verdict |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in res.items():
         lines.append(
             f"| {name} | {r['storage']} | {BACKENDS[name][0]} | {r['worker_kills']} | "
             f"{r['driver_kills']} | {r['trials']} | {r['states'].get('complete', 0)} | "
-            f"{r['logged']} | {len(r['lost'])} | {r['duplicated_numbers']} | "
-            f"{r['duplicated_params']} | {r['running_after_sweep']} | "
+            f"{r['logged']} ({r['logged_complete']}) | {len(r['lost'])} | "
+            f"{r['duplicated_numbers']} | {r['duplicated_params']} | "
+            f"{r['running_after_sweep']} | "
             f"{'nothing lost or duplicated' if passed(r) else 'FAILED'} |"
         )
     all_ok = all(passed(r) for r in res.values())
@@ -172,6 +182,15 @@ def write_markdown(data: dict, path: Path) -> None:
         f"after {STALE_AFTER:.0f} s without a heartbeat). The last driver is stopped with "
         "SIGINT, which fails its running trials as interrupted.",
         "",
+        "Columns: *told as stored* counts the trials a teller logged after `tell` (or the "
+        "driver's callback) returned, with how many of them complete; a trial can be stored "
+        "but not logged when the kill falls between the two. *Lost*: a logged trial missing "
+        "from the database or stored with another state, value or parameters. *Duplicated "
+        "numbers*: a number logged twice, or not unique and dense in the database. *Evaluated "
+        "twice*: two stored trials with the same parameters (random search gives trial k the "
+        "k-th Sobol point). *Left RUNNING*: after reopening the study once every process was "
+        "stopped.",
+        "",
         "Kills land at random moments: inside ask, inside tell, between them, while a worker "
         "starts, and (for the executors) while the driver waits for results. In an executor "
         f"storm one kill in {data['args']['driver_every']} hits the driver; the restarted "
@@ -180,6 +199,18 @@ def write_markdown(data: dict, path: Path) -> None:
         "fails exactly its trial.",
         "",
     ]
+    lines += [
+        "Why the failed trials failed (from their stored errors):",
+        "",
+        "| backend | " + " | ".join(REASONS) + " |",
+        "| --- | " + " | ".join("---:" for _ in REASONS) + " |",
+    ]
+    for name, r in res.items():
+        why = r["failed_because"]
+        other = sum(v for k, v in why.items() if k not in REASONS)
+        counts = [why.get(k, 0) for k in REASONS[:-1]] + [other]
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+    lines.append("")
     crashed = {n: r["crashed"] for n, r in res.items() if r["crashed"]}
     if crashed:
         lines += ["Processes that died by themselves:", ""]
@@ -195,7 +226,7 @@ def write_markdown(data: dict, path: Path) -> None:
             "(uniform between half and one and a half times that); random search, trials of "
             "a few ms (ask/tell) or 0.05-0.35 s (executors); the Ray storm on a local Ray "
             "with 2 CPUs, half a CPU per trial",
-            f"PostgreSQL: {data['postgres']}",
+            *([f"PostgreSQL: {data['postgres']}"] if data["postgres"] else []),
             f"Machine: {format_machine(data['machine'])}",
         ],
     )
@@ -242,9 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command_line(out),
         "date": now_utc(),
         "machine": machine_info(("ray", "sqlalchemy", "psycopg")),
-        "postgres": "a server given by --postgres-url"
-        if args.postgres_url
-        else "a throwaway server started by the script (Debian's PostgreSQL, fsync off)",
+        "postgres": _postgres_note(args),
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres_url")},
         "results": results,
     }

@@ -327,6 +327,7 @@ def audit(url: str, logs: list[Path]) -> dict[str, Any]:
     params = Counter(json.dumps(t.params, sort_keys=True) for t in trials if t.params)
     states = Counter(t.state.value for t in trials)
     logged_complete = sum(1 for recs in logged.values() if recs[0]["state"] == "complete")
+    reasons = Counter(_reason(t.error) for t in trials if t.state is TrialState.FAILED)
     return {
         "trials": len(trials),
         "states": dict(states),
@@ -338,7 +339,20 @@ def audit(url: str, logs: list[Path]) -> dict[str, Any]:
         "dense_numbers": numbers == list(range(len(trials))),
         "duplicated_params": sum(c - 1 for c in params.values() if c > 1),
         "running_after_sweep": states.get(TrialState.RUNNING.value, 0),
+        "failed_because": dict(reasons),
     }
+
+
+def _reason(error: str | None) -> str:
+    """Why a trial of the storm failed, from its stored error."""
+    text = error or ""
+    if text.startswith("stale trial"):
+        return "stale: its owner died"
+    if "interrupted" in text:
+        return "interrupted (Ctrl-C)"
+    if "died" in text:
+        return "its worker died"
+    return "other: " + text.splitlines()[0][:80] if text else "no error recorded"
 
 
 def passed(result: dict[str, Any]) -> bool:
@@ -349,6 +363,7 @@ def passed(result: dict[str, Any]) -> bool:
         and not result["duplicated_params"]
         and not result["running_after_sweep"]
         and not result["crashed"]
+        and not any(k.startswith("other") for k in result.get("failed_because", {}))
     )
 
 

@@ -103,3 +103,41 @@ def test_optimizers_propose_only_valid_conditional_points(optimizer):
     assert all(t.state is TrialState.COMPLETE for t in study.trials)
     for t in study.trials:
         assert set(t.params) == _active(t.params)
+
+
+@pytest.mark.parametrize("optimizer", ["gp", "eeipu"])
+def test_a_pipeline_stage_with_conditional_parameters(tmp_path, optimizer):
+    from metatune import Pipeline, Stage
+    from metatune.pipeline import StageResult
+
+    seen = []
+
+    def prep(scale):
+        return StageResult(scale, cost=2.0)
+
+    def train(x, opt, momentum=None, beta2=None):
+        seen.append((opt, momentum, beta2))
+        penalty = (momentum - 0.9) ** 2 if opt == "sgd" else (beta2 - 0.99) ** 2 + 0.1
+        return StageResult(x * 0.1 + penalty, cost=1.0)
+
+    pipe = Pipeline(
+        [
+            Stage("prep", prep, {"scale": Float(0.0, 1.0)}),
+            Stage(
+                "train",
+                train,
+                {
+                    "opt": Categorical(["sgd", "adam"]),
+                    "momentum": Float(0.0, 0.99, when={"opt": "sgd"}),
+                    "beta2": Float(0.9, 0.999, when={"opt": "adam"}),
+                },
+            ),
+        ],
+        cache=tmp_path / "cache",
+    )
+    assert pipe.space.condition_of("train.momentum") == ("train.opt", ("sgd",))
+    study = Study(pipe, optimizer=optimizer, seed=0, optimizer_options={"n_startup_trials": 4})
+    study.optimize(pipe, budget=30.0)
+    assert all(t.state is TrialState.COMPLETE for t in study.trials)
+    for opt, momentum, beta2 in seen:
+        assert (momentum is not None) == (opt == "sgd") and (beta2 is not None) == (opt == "adam")

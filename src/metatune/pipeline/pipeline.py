@@ -8,6 +8,7 @@ stage's cost and cache hit with the trial, and stops when a cost budget is spent
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -139,6 +140,18 @@ def _check_signature(stage: Stage, takes_output: bool) -> None:
         ) from None
 
 
+def _full_condition(stage: Stage, p: Param) -> Param:
+    """`p` with a `when` parent of its own stage named by its full name ("train.optimizer"),
+    so that a stage declares its conditions in its own names."""
+    when = getattr(p, "when", None)
+    if when is None or when[0] not in stage.params:
+        return p
+    full = (stage.full_name(when[0]), when[1])
+    if isinstance(p, Categorical):
+        return Categorical(p.choices, when={full[0]: list(full[1])})
+    return dataclasses.replace(p, when=full)
+
+
 def _normalize(p: Param, value: Any) -> Any:
     """The value a stage receives and the cache key sees: plain Python float / int / choice."""
     if isinstance(p, Float):
@@ -193,7 +206,9 @@ class Pipeline:
             if s.name in seen:
                 raise ValueError(f"duplicate stage name {s.name!r}; stage names must be unique")
             seen.add(s.name)
-        params = {s.full_name(n): p for s in stages for n, p in s.params.items()}
+        params = {
+            s.full_name(n): _full_condition(s, p) for s in stages for n, p in s.params.items()
+        }
         if not params:
             raise ValueError("a Pipeline needs at least one parameter in some stage")
         self.trial_cost = trial_cost
@@ -271,7 +286,11 @@ class Pipeline:
 
     def _local(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [
-            {n: _normalize(p, params[s.full_name(n)]) for n, p in s.params.items()}
+            {
+                n: _normalize(p, params[s.full_name(n)])
+                for n, p in s.params.items()
+                if s.full_name(n) in params  # an inactive conditional parameter is left out
+            }
             for s in self.stages
         ]
 
@@ -427,7 +446,7 @@ class Pipeline:
                 seen.add(keys[k - 1])
                 if self.cache.contains(keys[k - 1]):
                     names = [s.full_name(p) for s in self.stages[:k] for p in s.params]
-                    out.append(CachedPrefix(k, {m: t.params[m] for m in names}))
+                    out.append(CachedPrefix(k, {m: t.params[m] for m in names if m in t.params}))
         return out
 
     def suggest_context(

@@ -97,9 +97,12 @@ def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
 
 def stage_prefix(t: Trial, pipe: PipelineContext, depth: int) -> dict[str, Any]:
     """The trial's exact values of the parameters of stages 1..`depth`."""
-    return {n: t.params[n] for n in pipe.prefix_names(depth)}
+    return {n: t.params[n] for n in pipe.prefix_names(depth) if n in t.params}
 
 
 def prefix_key(params: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
     """A hashable key of exact parameter values that tells 1 from 1.0 and True, as a cache does."""
-    return tuple((n, type(params[n]).__name__, params[n]) for n in names)
+    return tuple(
+        (n, type(params[n]).__name__, params[n]) if n in params else (n, "inactive", None)
+        for n in names
+    )

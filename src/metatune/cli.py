@@ -148,6 +148,7 @@ class _StateChoice(str, enum.Enum):
     complete = "complete"
     failed = "failed"
     running = "running"
+    pruned = "pruned"
 
 
 class _SortChoice(str, enum.Enum):
@@ -353,7 +354,7 @@ def trials_cmd(
     ] = None,
 ) -> None:
     """Show the trials of a study as a table."""
-    from metatune.report.tables import rank_trials, trials_table
+    from metatune.report.tables import directions_label, rank_trials, trials_table
     from metatune.trial import TrialState
 
     output = _output(ctx)
@@ -366,20 +367,24 @@ def trials_cmd(
         store.close()
     total = len(rows)
     if sort is _SortChoice.value:
-        rows = rank_trials(rows, record.direction)
+        rows = rank_trials(rows, record.direction, record.directions)
         if limit is not None:
             rows = rows[:limit]
     elif limit is not None:
         rows = rows[-limit:]
     what = f"{state.value} trial" if state else "trial"
     what += "" if total == 1 else "s"
-    title = f"{record.name} ({record.direction}): {total} {what}"
+    title = f"{record.name} ({directions_label(record)}): {total} {what}"
     if len(rows) < total:
         title += f", showing {len(rows)}"
     if not rows:
         output.note(escape(f"study {record.name!r} has no {what}"))
         return
-    output.results().print(trials_table(rows, record.direction, title=title, show_started=True))
+    output.results().print(
+        trials_table(
+            rows, record.direction, title=title, show_started=True, directions=record.directions
+        )
+    )
 
 
 def _trial_json(trial: Trial) -> dict[str, Any]:
@@ -402,8 +407,8 @@ def best(
     study: _StudyOpt = None,
     as_json: _JsonOpt = False,
 ) -> None:
-    """Show the best completed trial of a study: number, value and params."""
-    from metatune.report.tables import best_trial, trial_table
+    """Show the best completed trial of a study (the Pareto front for several objectives)."""
+    from metatune.report.tables import best_trial, front_trials, trial_table, trials_table
 
     store = open_storage(storage, must_exist=True)
     try:
@@ -411,6 +416,26 @@ def best(
         rows = store.get_trials(record.id)
     finally:
         store.close()
+    if record.directions and len(record.directions) > 1:
+        front = front_trials(rows, record.directions)
+        if not front:
+            fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")
+        if as_json:
+            payload = {
+                "study": record.name,
+                "directions": record.directions,
+                "best_trials": [{**_trial_json(t), "values": t.values} for t in front],
+            }
+            sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+            return
+        title = (
+            f"Pareto front of {record.name} ({', '.join(record.directions)}): "
+            f"{len(front)} of {len(rows)} trials"
+        )
+        Output().results().print(
+            trials_table(front, record.direction, title=title, directions=record.directions)
+        )
+        return
     top = best_trial(rows, record.direction)
     if top is None:
         fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")

@@ -29,7 +29,7 @@ from metatune.outcome import as_value as _as_value
 from metatune.outcome import as_values as _as_values
 from metatune.outcome import describe_error as _describe_error
 from metatune.outcome import split_result as _split_result
-from metatune.pareto import pareto_front
+from metatune.pareto import pareto_front, trial_losses
 from metatune.pipeline.context import PipelineContext
 from metatune.pipeline.pipeline import cost_spent
 from metatune.pruners import Pruner, make_pruner
@@ -299,9 +299,7 @@ class Study:
                 return []
             best = self._direction.loss(self.best.value)  # type: ignore[arg-type]
             return [t for t in done if self._direction.loss(t.value) == best]  # type: ignore[arg-type]
-        signs = [Direction.parse(d).sign for d in self.directions]
-        done = [t for t in done if t.values is not None and len(t.values) == len(signs)]
-        losses = [[s * v for s, v in zip(signs, t.values, strict=True)] for t in done]  # type: ignore[arg-type]
+        done, losses = trial_losses(done, self.directions)
         return [done[i] for i in pareto_front(losses)]
 
     @property

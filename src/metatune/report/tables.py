@@ -17,11 +17,14 @@ from rich.text import Text
 
 from metatune._text import printable
 from metatune.direction import Direction
+from metatune.pareto import pareto_front, pareto_ranks, trial_losses
 from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = [
     "StudySummary",
     "best_trial",
+    "directions_label",
+    "front_trials",
     "format_duration",
     "format_params",
     "format_value",
@@ -37,8 +40,14 @@ _STATE_STYLE = {
     TrialState.COMPLETE: "green",
     TrialState.FAILED: "red",
     TrialState.RUNNING: "yellow",
+    TrialState.PRUNED: "magenta",
 }
 _MAX_PARAM_COLUMNS = 6  # more parameters than this are shown in one "params" column
+
+
+def directions_label(record: Any) -> str:
+    """ "minimize", or "minimize, maximize" for a multi-objective study's record."""
+    return ", ".join(getattr(record, "directions", None) or [record.direction])
 
 
 def best_trial(trials: Iterable[Trial], direction: str) -> Trial | None:
@@ -46,10 +55,27 @@ def best_trial(trials: Iterable[Trial], direction: str) -> Trial | None:
     return Direction.parse(direction).best(trials)
 
 
-def rank_trials(trials: Iterable[Trial], direction: str) -> list[Trial]:
-    """Completed trials best first (ties by number), then the others by number."""
+def front_trials(trials: Iterable[Trial], directions: Sequence[str]) -> list[Trial]:
+    """A multi-objective study's Pareto front among `trials`, by number."""
+    done, losses = trial_losses(list(trials), directions)
+    return [done[i] for i in pareto_front(losses)]
+
+
+def rank_trials(
+    trials: Iterable[Trial], direction: str, directions: Sequence[str] | None = None
+) -> list[Trial]:
+    """Completed trials best first (ties by number), then the others by number; with several
+    `directions`, by non-dominated rank (the Pareto front first)."""
     trials = list(trials)
-    done = Direction.parse(direction).best_first(trials)
+    if directions and len(directions) > 1:
+        done, losses = trial_losses(trials, directions)
+        ranks = pareto_ranks(losses)
+        done = [
+            t
+            for _, t in sorted(zip(ranks, done, strict=True), key=lambda rt: (rt[0], rt[1].number))
+        ]
+    else:
+        done = Direction.parse(direction).best_first(trials)
     ranked = {t.number for t in done}
     return done + sorted((t for t in trials if t.number not in ranked), key=lambda t: t.number)
 
@@ -125,16 +151,23 @@ def trials_table(
     best_number: int | None = None,
     show_started: bool = False,
     caption: str | None = None,
+    directions: Sequence[str] | None = None,
 ) -> Table:
     """A table with number, state, value, one column per parameter, duration (and errors).
 
     The row of `best_number` (by default the best completed trial among `trials`) is
-    highlighted. An "error" column (first line only) appears when a shown trial failed; "cost"
+    highlighted; with several `directions`, every trial on the Pareto front is, and the values
+    column holds every objective's value. An "error" column (first line only) appears when a shown trial failed; "cost"
     and "cached" (leading stages served from the cache) columns when trials record costs.
     """
-    if best_number is None:
-        best = best_trial(trials, direction)
-        best_number = best.number if best is not None else None
+    multi = bool(directions) and len(directions) > 1  # type: ignore[arg-type]
+    if multi:
+        marked = {t.number for t in front_trials(trials, directions)}  # type: ignore[arg-type]
+    else:
+        if best_number is None:
+            best = best_trial(trials, direction)
+            best_number = best.number if best is not None else None
+        marked = {best_number} if best_number is not None else set()
     names = param_names(trials)
     split_params = 0 < len(names) <= _MAX_PARAM_COLUMNS
     show_error = any(t.state is TrialState.FAILED for t in trials)
@@ -145,7 +178,11 @@ def trials_table(
     )
     table.add_column("#", justify="right")
     table.add_column("state")
-    table.add_column(f"value ({direction[:3]})", justify="right")
+    if multi:
+        label = ", ".join(d[:3] for d in directions)  # type: ignore[union-attr]
+        table.add_column(f"values ({label})", justify="right")
+    else:
+        table.add_column(f"value ({direction[:3]})", justify="right")
     if split_params:
         for name in names:
             table.add_column(_text(name), justify="right", overflow="fold")
@@ -161,11 +198,12 @@ def trials_table(
         table.add_column("error", overflow="fold", max_width=60)
 
     for t in trials:
-        is_best = t.number == best_number
+        is_best = t.number in marked
+        shown = ", ".join(format_value(v) for v in t.values) if multi and t.values else t.value
         row: list[Any] = [
             _text(f"{t.number}{' *' if is_best else ''}"),
             _text(t.state.value, style=_STATE_STYLE.get(t.state, "")),
-            _text(format_value(t.value)),
+            _text(shown if isinstance(shown, str) else format_value(shown)),
         ]
         if split_params:
             row += [_text(format_value(t.params[n]) if n in t.params else "") for n in names]
@@ -193,7 +231,10 @@ def trial_table(trial: Trial, *, title: str | None = None) -> Table:
     table.add_column("value", overflow="fold")
     table.add_row("trial", str(trial.number))
     table.add_row("state", _text(trial.state.value, style=_STATE_STYLE.get(trial.state, "")))
-    table.add_row("value", format_value(trial.value))
+    if trial.values is not None:
+        table.add_row("values", ", ".join(format_value(v) for v in trial.values))
+    else:
+        table.add_row("value", format_value(trial.value))
     table.add_row("params", "")
     for name, v in trial.params.items():
         table.add_row(_text(f"  {name}"), _text(format_value(v)))
@@ -220,6 +261,7 @@ class StudySummary:
     n_complete: int
     n_failed: int
     n_running: int
+    n_pruned: int
     best_value: float | None
     best_number: int | None
     created_at: datetime | None
@@ -232,16 +274,18 @@ class StudySummary:
 
 def summarize_study(record: Any, trials: Sequence[Trial]) -> StudySummary:
     """Summarize a stored study from its record (a `StudyRecord`) and its trials."""
-    best = best_trial(trials, record.direction)
+    multi = len(getattr(record, "directions", None) or []) > 1
+    best = None if multi else best_trial(trials, record.direction)
     count = {s: sum(t.state is s for t in trials) for s in TrialState}
     return StudySummary(
         name=record.name,
-        direction=record.direction,
+        direction=directions_label(record),
         optimizer=record.optimizer,
         n_trials=len(trials),
         n_complete=count[TrialState.COMPLETE],
         n_failed=count[TrialState.FAILED],
         n_running=count[TrialState.RUNNING],
+        n_pruned=count[TrialState.PRUNED],
         best_value=None if best is None else best.value,
         best_number=None if best is None else best.number,
         created_at=getattr(record, "created_at", None),
@@ -258,6 +302,7 @@ def studies_table(summaries: Sequence[StudySummary], *, title: str | None = None
     table.add_column("complete", justify="right", style="green")
     table.add_column("failed", justify="right", style="red")
     table.add_column("running", justify="right", style="yellow")
+    table.add_column("pruned", justify="right", style="magenta")
     table.add_column("best value", justify="right")
     table.add_column("best #", justify="right")
     table.add_column("created (UTC)", no_wrap=True)
@@ -270,6 +315,7 @@ def studies_table(summaries: Sequence[StudySummary], *, title: str | None = None
             str(s.n_complete),
             str(s.n_failed),
             str(s.n_running),
+            str(s.n_pruned),
             format_value(s.best_value),
             "-" if s.best_number is None else str(s.best_number),
             _format_time(s.created_at),

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from metatune.direction import Direction
 from metatune.trial import SystemAttr, Trial, TrialState
 
-__all__ = ["ParamInfo", "StudyView", "numeric_value"]
+__all__ = ["ParamInfo", "StudyView", "front_indices", "numeric_value"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,20 @@ class StudyView:
     name: str | None = None
     space: dict[str, dict[str, Any]] | None = None
     optimizer: str | None = None
+    directions: list[str] | None = None  # every objective's, for a multi-objective study
     _params: list[ParamInfo] | None = field(default=None, repr=False)
+    _front: list[Trial] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.direction = Direction.parse(self.direction).value
         self.trials = sorted(self.trials, key=lambda t: t.number)
+        if self.directions is not None:
+            self.directions = [Direction.parse(d).value for d in self.directions]
+            if len(self.directions) < 2:  # one objective: a plain study
+                self.direction = self.directions[0] if self.directions else self.direction
+                self.directions = None
+            else:
+                self.direction = self.directions[0]
 
     @classmethod
     def from_any(
@@ -69,12 +80,14 @@ class StudyView:
             study = study_or_trials
             space = getattr(study, "space", None)
             opt = getattr(study, "optimizer", None)
+            directions = getattr(study, "directions", None)
             return cls(
                 trials=list(study.trials),
                 direction=direction or study.direction,
                 name=name or getattr(study, "name", None),
-                space=space.to_dict() if hasattr(space, "to_dict") else None,
+                space=(space.to_dict() or None) if hasattr(space, "to_dict") else None,
                 optimizer=getattr(opt, "name", None),
+                directions=list(directions) if directions and len(directions) > 1 else None,
             )
         if isinstance(study_or_trials, (str, bytes)) or not isinstance(study_or_trials, Sequence):
             raise TypeError("study_or_trials must be a Study or a sequence of Trial")
@@ -92,6 +105,7 @@ class StudyView:
             name=record.name,
             space=dict(record.space) if record.space else None,
             optimizer=record.optimizer,
+            directions=getattr(record, "directions", None),
         )
 
     # Derived facts -------------------------------------------------------------------------
@@ -100,17 +114,65 @@ class StudyView:
         """+1 to minimize, -1 to maximize: ``sign * value`` is smaller when better."""
         return Direction.parse(self.direction).sign
 
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.directions is not None
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.directions) if self.directions else 1
+
+    def objective_label(self, k: int = 0) -> str:
+        """How figures name objective `k`: "objective", or "objective k (direction)"."""
+        if not self.directions:
+            return "objective"
+        return f"objective {k} ({self.directions[k]})"
+
     def completed(self) -> list[Trial]:
-        """Completed trials with a finite value."""
-        return [
+        """Completed trials with a finite value (every objective's, in a multi-objective
+        study)."""
+        done = [
             t
             for t in self.trials
             if t.state is TrialState.COMPLETE and numeric_value(t.value) is not None
         ]
+        if self.directions:
+            k = len(self.directions)
+            done = [t for t in done if len(self.values_of(t) or ()) == k]
+        return done
+
+    def values_of(self, t: Trial) -> list[float] | None:
+        """The trial's objective values as finite floats (one for a plain study), or None."""
+        raw = t.values if self.directions and t.values is not None else [t.value]
+        out = [numeric_value(v) for v in raw]
+        return None if any(v is None for v in out) else out  # type: ignore[return-value]
 
     def best(self) -> Trial | None:
+        """The best completed trial; None for a multi-objective study (see `pareto`)."""
+        if self.directions:
+            return None
         done = self.completed()
         return min(done, key=lambda t: self.sign * float(t.value)) if done else None  # type: ignore[arg-type]
+
+    def pareto(self) -> list[Trial]:
+        """The completed trials no other one dominates (every objective counted as a loss), by
+        number; for a plain study, the best trial."""
+        if not self.directions:
+            best = self.best()
+            return [] if best is None else [best]
+        if self._front is None:
+            done = self.completed()
+            signs = [Direction.parse(d).sign for d in self.directions]
+            losses = np.array(
+                [[s * v for s, v in zip(signs, self.values_of(t), strict=True)] for t in done],  # type: ignore[arg-type]
+                dtype=float,
+            ).reshape(len(done), len(signs))
+            self._front = [done[i] for i in front_indices(losses)]
+        return list(self._front)
+
+    def has_intermediate(self) -> bool:
+        """Whether any trial reported intermediate values (a learning curve)."""
+        return any(t.intermediate_values for t in self.trials)
 
     def counts(self) -> dict[str, int]:
         """Trials per state (every state, zero included), then any state not in TrialState."""
@@ -146,6 +208,20 @@ class StudyView:
                 choices = tuple(d.get("choices", ())) if kind == "categorical" else ()
                 out.append(ParamInfo(name, kind, bool(d.get("log", False)), choices))
         known = {p.name for p in out}
+        # A define-by-run study has no declared space: each trial recorded the form of what it
+        # suggested, which is what the figures need (log scale, choices).
+        forms: dict[str, dict[str, Any]] = {}
+        for t in self.trials:
+            suggested = t.system_attrs.get(SystemAttr.SUGGESTED)
+            if isinstance(suggested, dict):
+                for k, entry in suggested.items():
+                    if k not in known and isinstance(entry, dict):
+                        forms.setdefault(k, entry.get("param") or {})
+        for name, d in forms.items():
+            kind = str(d.get("type", "float"))
+            choices = tuple(d.get("choices", ())) if kind == "categorical" else ()
+            out.append(ParamInfo(name, kind, bool(d.get("log", False)), choices))
+        known |= set(forms)
         extra: dict[str, list[Any]] = {}
         for t in self.trials:
             for k, v in t.params.items():
@@ -161,6 +237,35 @@ class StudyView:
                     seen.setdefault(_hashable(v), None)
                 out.append(ParamInfo(name, "categorical", choices=tuple(seen)))
         return out
+
+
+def front_indices(losses: np.ndarray) -> list[int]:
+    """Sorted indices of the rows of `losses` (n x k, lower is better) that no other row
+    dominates; equal rows are all kept. A scan in lexicographic order checks each row against
+    the front found so far only, so memory stays linear in n (a 10,000-trial study)."""
+    if losses.size == 0:
+        return []
+    order = np.lexsort(losses.T[::-1])
+    front: list[int] = []
+    if losses.shape[1] == 2:  # in this order a row is dominated iff an earlier one is below
+        low, low_first = math.inf, math.inf  # the lowest second loss, first loss where first seen
+        for i in order:
+            a, b = float(losses[i, 0]), float(losses[i, 1])
+            if b < low:
+                low, low_first = b, a
+            elif not (b == low and a == low_first):
+                continue
+            front.append(int(i))
+        return sorted(front)
+    kept = np.empty_like(losses)
+    for i in order:
+        y = losses[i]
+        seen = kept[: len(front)]
+        if len(front) and np.any(np.all(seen <= y, axis=1) & np.any(seen < y, axis=1)):
+            continue
+        kept[len(front)] = y
+        front.append(int(i))
+    return sorted(front)
 
 
 def _hashable(v: Any) -> Any:

@@ -1,8 +1,12 @@
 """Flat exports of trials (CSV or JSON), one row per trial, one column per parameter.
 
-Columns: number, state, value, error (first line), started_at, finished_at (ISO 8601, UTC),
-duration (seconds), then ``params.<name>`` for every parameter and ``user_attrs.<name>`` for
-every extra metric a trial reported.
+Columns: number, state (running, complete, failed or pruned), value, then ``values_0`` ..
+``values_<k-1>`` when trials carry several objectives' values (a multi-objective study), error
+(first line), started_at, finished_at (ISO 8601, UTC), duration (seconds), ``last_step`` and
+``last_intermediate`` when trials reported intermediate values (a pruned trial's last report),
+a pipeline's cost columns, then ``params.<name>`` for every parameter (empty where a trial did
+not have it: a conditional or define-by-run parameter) and ``user_attrs.<name>`` for every extra
+metric a trial reported.
 """
 
 from __future__ import annotations
@@ -68,13 +72,27 @@ def _has_costs(trials: Sequence[Trial]) -> bool:
     return any(t.system_attrs.get(SystemAttr.COST) is not None for t in trials)
 
 
+def _n_values(trials: Sequence[Trial]) -> int:
+    """How many objectives' values the trials carry (0 when none carries more than one)."""
+    n = max((len(t.values) for t in trials if t.values is not None), default=0)
+    return n if n > 1 else 0
+
+
 def trial_columns(trials: Sequence[Trial]) -> list[str]:
-    """Column names for `trials`: the fixed ones (with cost, cache_depth and seconds_saved for
+    """Column names for `trials`: the fixed ones (values_0.. for several objectives, last_step
+    and last_intermediate for reported learning curves, cost, cache_depth and seconds_saved for
     pipeline trials), then params.*, then user_attrs.*."""
     params = _names(t.params for t in trials)
     attrs = _names(t.user_attrs for t in trials)
-    base = _BASE_COLUMNS + (list(_PIPELINE_COLUMNS) if _has_costs(trials) else [])
+    base = _BASE_COLUMNS[:3] + [f"values_{k}" for k in range(_n_values(trials))]
+    base += _BASE_COLUMNS[3:]
+    if any(t.intermediate_values for t in trials):
+        base += _CURVE_COLUMNS
+    base += list(_PIPELINE_COLUMNS) if _has_costs(trials) else []
     return base + [f"params.{n}" for n in params] + [f"user_attrs.{n}" for n in attrs]
+
+
+_CURVE_COLUMNS = ["last_step", "last_intermediate"]
 
 
 def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
@@ -92,6 +110,12 @@ def trial_rows(trials: Sequence[Trial]) -> list[dict[str, Any]]:
             "finished_at": iso_utc(t.finished_at),
             "duration": None if duration is None else round(duration, 6),
         }
+        for k, v in enumerate(t.values or ()):
+            row[f"values_{k}"] = v
+        last = t.last_step
+        if last is not None:
+            row["last_step"] = last
+            row["last_intermediate"] = t.intermediate_values[last]
         row.update({c: jsonable(t.system_attrs.get(k)) for c, k in _PIPELINE_COLUMNS.items()})
         row.update({f"params.{k}": v for k, v in t.params.items()})
         row.update({f"user_attrs.{k}": jsonable(v) for k, v in t.user_attrs.items()})

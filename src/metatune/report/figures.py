@@ -33,7 +33,10 @@ __all__ = [
     "budget_figure",
     "cache_figure",
     "importance_figure",
+    "intermediate_figure",
+    "lr_schedule_figure",
     "parallel_figure",
+    "pareto_figure",
     "require_plotly",
     "slice_figure",
     "stage_cost_figure",
@@ -43,6 +46,9 @@ __all__ = [
 MAX_POINTS = 2000  # markers per figure before thinning
 MAX_LINES = 1000  # polylines in a parallel-coordinates plot
 MAX_BARS = 400  # bars per figure before consecutive trials are averaged in bins
+MAX_CURVES = 300  # learning curves per figure before thinning
+MAX_CURVE_POINTS = 200  # steps per learning curve before thinning
+MAX_SCHEDULES = 40  # learning-rate schedules per figure before thinning
 STATE_COLORS = {
     "complete": "#1f77b4",
     "failed": "#d62728",
@@ -98,7 +104,9 @@ def thin(n: int, k: int, keep: Sequence[int] = ()) -> list[int]:
 
 def _hover(t: Trial, params: Sequence[ParamInfo], limit: int = 8) -> str:
     lines = [f"trial #{t.number} ({t.state.value})"]
-    if t.value is not None:
+    if t.values is not None and len(t.values) > 1:
+        lines.append("values " + ", ".join(f"{v:.6g}" for v in t.values))
+    elif t.value is not None:
         lines.append(f"value {t.value:.6g}")
     for p in params[:limit]:
         if p.name in t.params:
@@ -157,6 +165,8 @@ def best_so_far_figure(view: StudyView, x: str = "number") -> go.Figure | None:
     done = view.completed()
     if not trials or (x == "cost" and not _has_costs(view)):
         return None
+    if view.is_multi_objective:  # no single best: each objective against trials instead
+        return objectives_figure(view) if x == "number" else None
     if x == "number":
         pos = {t.number: float(t.number) for t in trials}
         xlabel = "trial number"
@@ -221,6 +231,302 @@ def best_so_far_figure(view: StudyView, x: str = "number") -> go.Figure | None:
         fig.add_annotation(
             text="no completed trial yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
         )
+    return fig
+
+
+def objectives_figure(view: StudyView) -> go.Figure | None:
+    """A multi-objective study's history: each objective against trial number (one panel per
+    objective), the trials on the Pareto front highlighted."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    done = view.completed()
+    if not view.trials:
+        return None
+    front = {t.number for t in view.pareto()}
+    params = view.params()
+    k = view.n_objectives
+    fig = make_subplots(rows=k, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    idx = thin(len(done), MAX_POINTS, [i for i, t in enumerate(done) if t.number in front])
+    for j in range(k):
+        for on_front in (False, True):
+            pts = [done[i] for i in idx if (done[i].number in front) == on_front]
+            fig.add_trace(
+                go.Scatter(
+                    x=[t.number for t in pts],
+                    y=[view.values_of(t)[j] for t in pts],  # type: ignore[index]
+                    mode="markers",
+                    name="on the Pareto front" if on_front else "completed trial",
+                    legendgroup="front" if on_front else "done",
+                    showlegend=j == 0,
+                    marker={
+                        "color": "#d62728" if on_front else STATE_COLORS["complete"],
+                        "size": 8 if on_front else 6,
+                        "opacity": 0.9 if on_front else 0.5,
+                    },
+                    hovertext=[_hover(t, params) for t in pts],
+                    hoverinfo="text",
+                ),
+                row=j + 1,
+                col=1,
+            )
+        fig.update_yaxes(title_text=view.objective_label(j), row=j + 1, col=1)
+    fig.update_xaxes(title_text="trial number", row=k, col=1)
+    _layout(
+        fig,
+        height=80 + 230 * k,
+        title="Each objective by trial (several objectives: no single best)",
+    )
+    return fig
+
+
+def pareto_figure(view: StudyView) -> go.Figure | None:
+    """A multi-objective study's completed trials in objective space, the Pareto front (the
+    trials no other beats on every objective) highlighted; two objectives as a scatter with
+    the front joined, more as a scatter matrix."""
+    import plotly.graph_objects as go
+
+    if not view.is_multi_objective:
+        return None
+    done = view.completed()
+    if not done:
+        return None
+    front = view.pareto()
+    numbers_on_front = {t.number for t in front}
+    rest = [t for t in done if t.number not in numbers_on_front]
+    rest = [rest[i] for i in thin(len(rest), MAX_POINTS)]
+    params = view.params()
+    k = view.n_objectives
+    labels = [view.objective_label(j) for j in range(k)]
+    fig = go.Figure()
+    if k == 2:
+        for pts, name, color, size in (
+            (rest, "dominated trial", STATE_COLORS["complete"], 6),
+            (front, f"Pareto front ({len(front)})", "#d62728", 9),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[view.values_of(t)[0] for t in pts],  # type: ignore[index]
+                    y=[view.values_of(t)[1] for t in pts],  # type: ignore[index]
+                    mode="markers",
+                    name=name,
+                    marker={"color": color, "size": size, "opacity": 0.6 if size < 9 else 0.95},
+                    hovertext=[_hover(t, params) for t in pts],
+                    hoverinfo="text",
+                )
+            )
+        ordered = sorted(front, key=lambda t: view.values_of(t)[0])  # type: ignore[index]
+        fig.add_trace(
+            go.Scatter(
+                x=[view.values_of(t)[0] for t in ordered],  # type: ignore[index]
+                y=[view.values_of(t)[1] for t in ordered],  # type: ignore[index]
+                mode="lines",
+                line={"color": "#d62728", "width": 1.5, "dash": "dot"},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        _layout(fig, xaxis_title=labels[0], yaxis_title=labels[1], height=420)
+        return fig
+    pts = front + rest
+    fig.add_trace(
+        go.Splom(
+            dimensions=[
+                {"label": labels[j], "values": [view.values_of(t)[j] for t in pts]}  # type: ignore[index]
+                for j in range(k)
+            ],
+            marker={
+                "color": ["#d62728" if t.number in numbers_on_front else "#1f77b4" for t in pts],
+                "size": 6,
+                "opacity": 0.7,
+            },
+            text=[_hover(t, params) for t in pts],
+            hoverinfo="text",
+            diagonal={"visible": False},
+            showupperhalf=False,
+        )
+    )
+    _layout(fig, height=140 + 200 * k, title=f"Pareto front: {len(front)} trials (red)")
+    return fig
+
+
+# Learning curves ------------------------------------------------------------------------------
+def _curve_sample(view: StudyView, k: int) -> list[Trial]:
+    """Trials with reported curves to draw: all, or when there are more than `k` the best
+    fifth by their last report, the running ones (up to a fifth) and an even sample of the
+    rest."""
+    curves = [t for t in view.trials if t.intermediate_values]
+    if len(curves) <= k:
+        return curves
+    sign = view.sign
+
+    def last(t: Trial) -> float:
+        return sign * t.intermediate_values[max(t.intermediate_values)]
+
+    ranked = sorted(range(len(curves)), key=lambda i: last(curves[i]))
+    keep = set(ranked[: k // 5])
+    keep |= set([i for i, t in enumerate(curves) if t.state is TrialState.RUNNING][-(k // 5) :])
+    best = view.best()
+    if best is not None:
+        keep |= {i for i, t in enumerate(curves) if t.number == best.number}
+    rest = [i for i in range(len(curves)) if i not in keep]
+    keep |= {rest[j] for j in thin(len(rest), max(k - len(keep), 1))}
+    return [curves[i] for i in sorted(keep)]
+
+
+_CURVE_COLORS = {
+    "complete": "rgba(31,119,180,0.55)",
+    "pruned": "rgba(127,127,127,0.55)",
+    "failed": "rgba(214,39,40,0.6)",
+    "running": "rgba(255,127,14,0.9)",
+}
+
+
+def intermediate_figure(view: StudyView) -> go.Figure | None:
+    """Each trial's intermediate values (what it reported step by step: its learning curve),
+    by state; pruned trials end with a mark where the pruner stopped them, the best trial in
+    green on top. Large studies show the best curves, the running ones and an even sample."""
+    import plotly.graph_objects as go
+
+    trials = _curve_sample(view, MAX_CURVES)
+    if not trials:
+        return None
+    total = sum(1 for t in view.trials if t.intermediate_values)
+    counts: dict[str, int] = {}
+    for t in view.trials:
+        if t.intermediate_values:
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    best = view.best()
+    by_state: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+    ends: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    values: list[float] = []
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        idx = thin(len(steps), MAX_CURVE_POINTS, [len(steps) - 1])
+        xs_t = [steps[i] for i in idx]
+        ys_t = [t.intermediate_values[s] for s in xs_t]
+        values += ys_t
+        xs, ys, text = by_state.setdefault(t.state.value, ([], [], []))
+        label = f"trial #{t.number} ({t.state.value})"
+        xs += [*xs_t, None]
+        ys += [*ys_t, None]
+        text += [f"{label}<br>step {s}: {v:.6g}" for s, v in zip(xs_t, ys_t, strict=True)] + [""]
+        if t.state is TrialState.PRUNED:
+            ends[0].append(xs_t[-1])
+            ends[1].append(ys_t[-1])
+            ends[2].append(f"{label} pruned at step {xs_t[-1]}: {ys_t[-1]:.6g}")
+    fig = go.Figure()
+    order = ["complete", "pruned", "failed", "running"]
+    for state in sorted(by_state, key=lambda s: order.index(s) if s in order else len(order)):
+        xs, ys, text = by_state[state]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{state} ({counts.get(state, 0)})",
+                line={"color": _CURVE_COLORS.get(state, _OTHER_STATE_COLOR), "width": 1.2},
+                hovertext=text,
+                hoverinfo="text",
+                connectgaps=False,
+            )
+        )
+    if ends[0]:
+        fig.add_trace(
+            go.Scatter(
+                x=ends[0],
+                y=ends[1],
+                mode="markers",
+                name="pruned here",
+                marker={"symbol": "x", "color": "#555", "size": 7},
+                hovertext=ends[2],
+                hoverinfo="text",
+            )
+        )
+    if best is not None and best.intermediate_values:
+        steps = sorted(best.intermediate_values)
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[best.intermediate_values[s] for s in steps],
+                mode="lines",
+                name=f"best trial #{best.number}",
+                line={"color": "#2ca02c", "width": 3},
+                hoverinfo="x+y+name",
+            )
+        )
+    title = (
+        None
+        if len(trials) == total
+        else f"{len(trials)} of {total} curves: the best, the running ones and an even sample"
+    )
+    _layout(fig, title=title, xaxis_title="step", yaxis_title="intermediate value")
+    if values and min(values) > 0 and max(values) / min(values) > _LOG_RATIO:
+        fig.update_yaxes(type="log", title_text="intermediate value (log scale)")
+    return fig
+
+
+def lr_schedule_figure(view: StudyView) -> go.Figure | None:
+    """The learning rate an LHOPT controller chose over the training steps of each trial that
+    recorded it (see `metatune.integrations.schedule`), log scale; the divergence guard's
+    restores marked. Many trials: the best ones and an even sample."""
+    import plotly.graph_objects as go
+
+    from metatune.integrations.schedule import read_schedule
+
+    recs = [(t, r) for t in view.trials if (r := read_schedule(t.user_attrs)) is not None]
+    if not recs:
+        return None
+    if len(recs) > MAX_SCHEDULES:
+        sign = view.sign
+        ranked = sorted(
+            range(len(recs)),
+            key=lambda i: (
+                sign * v if (v := numeric_value(recs[i][0].value)) is not None else math.inf
+            ),
+        )
+        keep = set(ranked[: MAX_SCHEDULES // 2])
+        rest = [i for i in range(len(recs)) if i not in keep]
+        keep |= {rest[j] for j in thin(len(rest), MAX_SCHEDULES - len(keep))}
+        recs = [recs[i] for i in sorted(keep)]
+    best = view.best()
+    legend = len(recs) <= 12
+    guard_shown = False
+    fig = go.Figure()
+    for k, (t, r) in enumerate(recs):
+        is_best = best is not None and t.number == best.number
+        value = "" if t.value is None else f", value {t.value:.4g}"
+        name = f"trial #{t.number} ({t.state.value}{value})" + (" best" if is_best else "")
+        color = "#2ca02c" if is_best else _STAGE_COLORS[k % len(_STAGE_COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=r["step"],
+                y=r["lr"],
+                mode="lines+markers",
+                line={"shape": "hv", "color": color, "width": 3 if is_best else 1.5},
+                marker={"size": 4},
+                name=name,
+                showlegend=legend,
+                hovertemplate=f"{_escape(name)}<br>step %{{x}}: lr %{{y:.3g}}<extra></extra>",
+            )
+        )
+        if r["guard"]:
+            at = dict(zip(r["step"], r["lr"], strict=True))
+            fig.add_trace(
+                go.Scatter(
+                    x=r["guard"],
+                    y=[at.get(g) for g in r["guard"]],
+                    mode="markers",
+                    marker={"symbol": "x", "color": "#d62728", "size": 9},
+                    name="guard restored (lr / 10)",
+                    legendgroup="guard",
+                    showlegend=legend and not guard_shown,
+                    hovertemplate="divergence guard at step %{x}<extra></extra>",
+                )
+            )
+            guard_shown = True
+    _layout(fig, xaxis_title="training step", yaxis_title="learning rate (log scale)")
+    fig.update_yaxes(type="log")
     return fig
 
 
@@ -289,25 +595,44 @@ def timeline_figure(view: StudyView) -> go.Figure | None:
 
 
 # Parameters -----------------------------------------------------------------------------------
+_ABSENT = object()  # a parameter a trial did not have (conditional, define-by-run)
+
+
 def _param_axis(p: ParamInfo, values: list[Any]) -> dict[str, Any]:
-    """A parallel-coordinates dimension for parameter `p` (categories as ticked codes)."""
+    """A parallel-coordinates dimension for parameter `p` (categories as ticked codes; trials
+    without the parameter, `_ABSENT`, on a tick of their own labelled "absent")."""
+    absent = any(v is _ABSENT for v in values)
     if p.categorical:
         choices = list(p.choices)
         for v in values:
-            if v is not None and v not in choices:
+            if v is not _ABSENT and v not in choices:
                 choices.append(v)
-        codes = [choices.index(v) if v in choices else -1 for v in values]
-        return {
-            "label": p.name,
-            "values": codes,
-            "tickvals": list(range(len(choices))),
-            "ticktext": [_short(c) for c in choices],
-        }
-    nums = [numeric_value(v) for v in values]
-    if p.log and all(n is None or n > 0 for n in nums):
-        shown = [math.log10(n) if n is not None else None for n in nums]
-        return {"label": f"log10 {p.name}", "values": shown}
-    return {"label": p.name, "values": nums}
+        codes = [choices.index(v) if v is not _ABSENT else -1 for v in values]
+        tickvals = list(range(len(choices)))
+        ticktext = [_short(c) for c in choices]
+        if absent:
+            tickvals, ticktext = [-1, *tickvals], ["absent", *ticktext]
+        return {"label": p.name, "values": codes, "tickvals": tickvals, "ticktext": ticktext}
+    nums = [None if v is _ABSENT else numeric_value(v) for v in values]
+    log = p.log and all(n is None or n > 0 for n in nums)
+    shown = [math.log10(n) if log and n is not None else n for n in nums]
+    label = f"log10 {p.name}" if log else p.name
+    if not absent and all(v is not None for v in shown):
+        return {"label": label, "values": shown}
+    # Trials without a value sit on an "absent" tick below the range (a missing value would
+    # drop the whole line from the plot).
+    present = [v for v in shown if v is not None]
+    lo, hi = (min(present), max(present)) if present else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    where = lo - 0.15 * span
+    ticks = list(np.linspace(lo, hi, 5)) if hi > lo else [lo]
+    return {
+        "label": p.name,
+        "values": [where if v is None else v for v in shown],
+        "range": [where, hi],
+        "tickvals": [where, *ticks],
+        "ticktext": ["absent", *[_short(10**t if log else t) for t in ticks]],
+    }
 
 
 def _sample_for_lines(view: StudyView, k: int) -> list[Trial]:
@@ -332,9 +657,15 @@ def parallel_figure(view: StudyView) -> go.Figure | None:
     params = [p for p in view.params() if any(p.name in t.params for t in trials)]
     if len(trials) < 2 or not params:
         return None
-    dims = [_param_axis(p, [t.params.get(p.name) for t in trials]) for p in params]
+    dims = [_param_axis(p, [t.params.get(p.name, _ABSENT) for t in trials]) for p in params]
     values = [float(t.value) for t in trials]  # type: ignore[arg-type]
-    dims.append({"label": "objective", "values": values})
+    for j in range(view.n_objectives):
+        dims.append(
+            {
+                "label": view.objective_label(j),
+                "values": [view.values_of(t)[j] for t in trials],  # type: ignore[index]
+            }
+        )
     fig = go.Figure(
         go.Parcoords(
             line={
@@ -342,7 +673,9 @@ def parallel_figure(view: StudyView) -> go.Figure | None:
                 "colorscale": "Viridis",
                 "reversescale": view.sign > 0,  # minimize: low values darkest
                 "showscale": True,
-                "colorbar": {"title": {"text": "objective"}},
+                "colorbar": {
+                    "title": {"text": "objective" if view.n_objectives == 1 else "obj. 0"}
+                },
             },
             dimensions=dims,
         )
@@ -381,10 +714,11 @@ def importance_figure(
             hoverinfo="text",
         )
     )
+    target = "" if view.n_objectives == 1 else f" ({view.objective_label(0)})"
     _layout(
         fig,
         height=max(220, 60 + 34 * len(imp)),
-        xaxis_title="share of the forest's R² lost when the parameter is shuffled",
+        xaxis_title=f"share of the forest's R² lost when the parameter is shuffled{target}",
     )
     fig.update_xaxes(tickformat=".0%", rangemode="tozero")
     return fig
@@ -442,7 +776,7 @@ def slice_figure(view: StudyView) -> go.Figure | None:
         elif p.categorical:
             fig.update_xaxes(type="category", row=r + 1, col=c + 1)
         if c == 0:
-            fig.update_yaxes(title_text="objective", row=r + 1, col=c + 1)
+            fig.update_yaxes(title_text=view.objective_label(0), row=r + 1, col=c + 1)
     _layout(fig, height=60 + 280 * rows)
     return fig
 
@@ -644,8 +978,30 @@ def all_figures(
             "history",
             "Best so far, by trial",
             "Each completed trial's objective and the best so far; trials that failed, were "
-            "pruned or still run are marked along the bottom.",
+            "pruned or still run are marked along the bottom (a multi-objective study: each "
+            "objective, the Pareto front in red).",
             lambda v: best_so_far_figure(v, "number"),
+        ),
+        FigureSpec(
+            "pareto",
+            "Pareto front",
+            "Completed trials in objective space; red: the Pareto front, the trials no other "
+            "trial beats on every objective.",
+            pareto_figure,
+        ),
+        FigureSpec(
+            "intermediate",
+            "Intermediate values",
+            "What each trial reported step by step (its learning curve); grey: pruned trials, "
+            "x where the pruner stopped them; green: the best trial.",
+            intermediate_figure,
+        ),
+        FigureSpec(
+            "lr-schedule",
+            "Learning rate chosen by the LHOPT controller",
+            "The learning rate the controller set over the training steps of each trial that "
+            "recorded it; x: the divergence guard restored a state and cut the rate tenfold.",
+            lr_schedule_figure,
         ),
         FigureSpec(
             "history-time",

@@ -2,10 +2,11 @@
 offline and can be mailed or archived as it is.
 
 ``write_report(study_or_trials, "report.html")`` (or ``metatune report``) writes it: a summary
-table, the best trials, the failed ones with their errors, and the figures of
-`metatune.report.figures` (best so far against trials, wall time and cost; for pipelines the
-cost per stage, cache hits and the budget curve; parameter importance, parallel coordinates,
-slices and a timeline).
+table, the best trials (a multi-objective study: its Pareto front), the failed and pruned ones
+with their errors or last reports, and the figures of `metatune.report.figures` (best so far
+against trials, wall time and cost; a Pareto front; learning curves and the LHOPT controller's
+learning rate when trials recorded them; for pipelines the cost per stage, cache hits and the
+budget curve; parameter importance, parallel coordinates, slices and a timeline).
 """
 
 from __future__ import annotations
@@ -69,16 +70,35 @@ def summary_rows(view: StudyView) -> list[tuple[str, str]]:
     counts = view.counts()
     rows = [
         ("study", view.name or "(unnamed)"),
-        ("direction", view.direction),
+        (
+            ("directions", ", ".join(view.directions))
+            if view.directions
+            else ("direction", view.direction)
+        ),
     ]
     if view.optimizer:
         rows.append(("optimizer", view.optimizer))
     states = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "pruned")
     rows.append(("trials", f"{len(view.trials)} ({states})"))
     best = view.best()
-    if best is not None:
+    if view.is_multi_objective:
+        front = view.pareto()
+        if front:
+            numbers = ", ".join(f"#{t.number}" for t in front[:20])
+            more = "" if len(front) <= 20 else f" and {len(front) - 20} more"
+            rows.append(("Pareto front", f"{len(front)} trials ({numbers}{more})"))
+    elif best is not None:
         rows.append(("best value", f"{_fmt(best.value)} (trial #{best.number})"))
         rows.append(("best parameters", _params_text(best.params)))
+    curves = [t for t in view.trials if t.intermediate_values]
+    if curves:
+        pruned = [t for t in curves if t.state is TrialState.PRUNED]
+        longest = max(t.last_step for t in curves)  # type: ignore[type-var]
+        text = f"{len(curves)} trials reported intermediate values (up to step {longest})"
+        if pruned:
+            mean = sum(t.last_step for t in pruned) / len(pruned)  # type: ignore[misc]
+            text += f"; {len(pruned)} pruned, at step {mean:.1f} on average"
+        rows.append(("learning curves", text))
     if view.trials:
         start = min(t.started_at for t in view.trials)
         ends = [t.finished_at for t in view.trials if t.finished_at is not None]
@@ -158,20 +178,45 @@ def _state(t: Trial) -> str:
 
 
 def _best_table(view: StudyView, n: int = 10) -> str:
+    if view.is_multi_objective:
+        return _front_table(view)
     ranked = sorted(view.completed(), key=lambda t: view.sign * float(t.value))[:n]  # type: ignore[arg-type]
     if not ranked:
         return '<p class="empty">No completed trial yet.</p>'
     pipeline = view.is_pipeline
-    header = ["#", "value", "parameters", "duration"] + (
-        ["cost", "cached stages"] if pipeline else []
-    )
+    curves = view.has_intermediate()
+    header = ["#", "value", "parameters", "duration"]
+    header += ["cost", "cached stages"] if pipeline else []
+    header += ["last step"] if curves else []
     rows = []
     for t in ranked:
         row = [_esc(t.number), _esc(t.value), _esc(_params_text(t.params)), _esc(_dur(t))]
         if pipeline:
             row += [_esc(t.cost), _esc(t.system_attrs.get(SystemAttr.CACHE_DEPTH))]
+        if curves:
+            row.append(_esc(t.last_step))
         rows.append(row)
-    return _table(header, rows, num=(0, 1, 3, 4, 5))
+    return _table(header, rows, num=tuple(i for i, h in enumerate(header) if h != "parameters"))
+
+
+def _front_table(view: StudyView, n: int = 50) -> str:
+    """The Pareto front of a multi-objective study, one column per objective."""
+    front = sorted(view.pareto(), key=lambda t: view.sign * view.values_of(t)[0])  # type: ignore[index]
+    if not front:
+        return '<p class="empty">No completed trial yet.</p>'
+    k = view.n_objectives
+    header = ["#", *[view.objective_label(j) for j in range(k)], "parameters", "duration"]
+    rows = [
+        [
+            _esc(t.number),
+            *[_esc(v) for v in view.values_of(t)],  # type: ignore[union-attr]
+            _esc(_params_text(t.params)),
+            _esc(_dur(t)),
+        ]
+        for t in front[:n]
+    ]
+    note = "" if len(front) <= n else f"<p class='caption'>The first {n} of {len(front)}.</p>"
+    return note + _table(header, rows, num=(0, *range(1, k + 1), k + 2))
 
 
 def _dur(t: Trial) -> str | None:
@@ -188,13 +233,25 @@ def _unfinished_table(view: StudyView, n: int = 20) -> str:
         [
             _esc(t.number),
             _state(t),
-            _esc((t.error or "").strip().splitlines()[0][:300] if (t.error or "").strip() else ""),
+            _esc(_stopped(t)),
             _esc(_params_text(t.params)),
         ]
         for t in shown
     ]
     note = "" if len(shown) == len(bad) else f"<p class='caption'>The last {n} of {len(bad)}.</p>"
-    return note + _table(["#", "state", "error", "parameters"], rows, num=(0,))
+    return note + _table(["#", "state", "error or last report", "parameters"], rows, num=(0,))
+
+
+def _stopped(t: Trial) -> str:
+    """Why a trial did not complete: its error's first line, or where a pruner stopped it."""
+    error = (t.error or "").strip()
+    if error:
+        return error.splitlines()[0][:300]
+    last = t.last_step
+    if last is not None:
+        verb = "pruned" if t.state is TrialState.PRUNED else "last report"
+        return f"{verb} at step {last} ({_fmt(t.intermediate_values[last])})"
+    return ""
 
 
 def render_report(
@@ -236,7 +293,8 @@ def render_report(
         )
     sections.extend(figures)
     if view.trials:
-        sections.append(f"<section id='best'><h2>Best trials</h2>{_best_table(view)}</section>")
+        best_title = "Pareto front" if view.is_multi_objective else "Best trials"
+        sections.append(f"<section id='best'><h2>{best_title}</h2>{_best_table(view)}</section>")
         sections.append(
             "<section id='unfinished'><h2>Failed, pruned and running trials</h2>"
             f"{_unfinished_table(view)}</section>"
@@ -249,7 +307,7 @@ def render_report(
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<style>{_CSS}</style><script type='text/javascript'>{js}</script></head><body>"
         f"<header><h1>{html.escape(heading)}</h1><p>{len(view.trials)} trials, "
-        f"{html.escape(view.direction)}; written {made} by metatune</p></header>"
+        f"{html.escape(', '.join(view.directions or [view.direction]))}; written {made} by metatune</p></header>"
         f"<main>{''.join(sections)}</main></body></html>\n"
     )
 

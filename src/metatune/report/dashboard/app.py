@@ -51,6 +51,9 @@ def _study_summary(entry: StudyEntry) -> dict[str, Any]:
         "best_value": None if best is None else jsonable(best.value),
         "best_number": None if best is None else best.number,
         "pipeline": view.is_pipeline,
+        "directions": view.directions,
+        # a multi-objective study has no best value: the size of its Pareto front instead
+        "n_pareto": len(view.pareto()) if view.is_multi_objective else None,
     }
 
 

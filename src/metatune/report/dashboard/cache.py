@@ -95,7 +95,9 @@ class StudyCache:
         running = [n for n, t in entry.trials.items() if t.state is TrialState.RUNNING]
         entry.reread_from = min(running) if running else (max(entry.trials, default=-1) + 1)
         finished = len(entry.trials) - len(running)
-        entry.version = f"{len(entry.trials)}-{finished}"
+        # Running trials' reports count too: a page's learning curves grow while they run.
+        reports = sum(len(entry.trials[n].intermediate_values) for n in running)
+        entry.version = f"{len(entry.trials)}-{finished}-{reports}"
 
     def importance(self, entry: StudyEntry, view: StudyView) -> Any:
         """Parameter importance of the study, refitted only when enough trials came since."""

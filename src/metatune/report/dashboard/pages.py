@@ -78,7 +78,7 @@ def index_page(poll_seconds: float) -> str:
 <span id="status">loading...</span></p></header>
 <main><section><h2>Studies</h2>
 <table id="studies"><thead><tr><th>study</th><th>state</th><th>trials</th><th>complete</th>
-<th>failed</th><th>running</th><th>best value</th><th>best #</th><th>direction</th>
+<th>pruned</th><th>failed</th><th>running</th><th>best value</th><th>best #</th><th>direction</th>
 <th>optimizer</th></tr></thead><tbody></tbody></table>
 <p id="none" class="caption" hidden>No studies in this storage yet.</p></section></main>
 """
@@ -101,10 +101,16 @@ async function refresh() {{
       cell(tr, s.state === 'reading' ? 'reading...' : s.state, 's-' + s.state);
       const c = s.counts || {{}};
       reading = reading || s.state === 'reading';
-      cell(tr, s.n_trials, 'num'); cell(tr, c.complete, 'num');
+      cell(tr, s.n_trials, 'num'); cell(tr, c.complete, 'num'); cell(tr, c.pruned, 'num');
       cell(tr, c.failed, 'num'); cell(tr, c.running, 'num');
-      cell(tr, fmt(s.best_value), 'num'); cell(tr, s.best_number, 'num');
-      cell(tr, s.direction); cell(tr, s.optimizer);
+      if (s.directions) {{  // several objectives: no best value, the Pareto front's size
+        cell(tr, 'Pareto front: ' + s.n_pareto, 'num'); cell(tr, '-', 'num');
+        cell(tr, s.directions.join(', '));
+      }} else {{
+        cell(tr, fmt(s.best_value), 'num'); cell(tr, s.best_number, 'num');
+        cell(tr, s.direction);
+      }}
+      cell(tr, s.optimizer);
       tbody.appendChild(tr);
     }}
     document.getElementById('none').hidden = d.studies.length > 0;
@@ -139,7 +145,7 @@ def study_page(name: str, poll_seconds: float, *, missing: bool = False) -> str:
 <p><label>sort <select id="sort"><option value="number">newest first</option>
 <option value="value">best first</option></select></label>
 <label>state <select id="state"><option value="">any</option><option>complete</option>
-<option>failed</option><option>running</option></select></label>
+<option>pruned</option><option>failed</option><option>running</option></select></label>
 <button id="prev">previous</button><button id="next">next</button>
 <span id="page" class="caption"></span></p>
 <table><thead></thead><tbody></tbody></table></section>

@@ -107,3 +107,38 @@ def test_directions_survive_a_resume(tmp_path):
     assert len(again.best_trials) == 3  # x against x, one minimized, one maximized: all tie
     with pytest.raises(ValueError, match="exists with directions"):
         Study(name="mo", storage=url, directions=["minimize", "minimize"])
+
+
+MO_OPTIONS = {"mo-gp": {"n_startup_trials": 3, "n_candidates": 64}, "nsga2": {"population_size": 3}}
+
+
+def _mo_study(optimizer, **kwargs):
+    return Study(
+        {"x": Float(0, 1), "y": Float(0, 1)},
+        directions=["minimize", "minimize"],
+        optimizer=optimizer,
+        optimizer_options=MO_OPTIONS[optimizer],
+        **kwargs,
+    )
+
+
+def _mo_run(study, n):
+    asked = []
+    for _ in range(n):
+        t = study.ask()
+        asked.append(t.params)
+        study.tell(t, _two_objectives(t.params))
+    return asked
+
+
+@pytest.mark.parametrize("optimizer", sorted(MO_OPTIONS))
+def test_multi_objective_optimizers_are_reproducible_and_resume(optimizer, tmp_path):
+    expected = _mo_run(_mo_study(optimizer, seed=4), 6)
+    assert _mo_run(_mo_study(optimizer, seed=4), 6) == expected
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    before = _mo_study(optimizer, seed=4, storage=url, name="mo")
+    _mo_run(before, 3)
+    before.storage.close()
+    assert _mo_run(Study(name="mo", storage=url), 3) == expected[3:]
+    a, b = _mo_study(optimizer, seed=4).ask(2)
+    assert a.params != b.params

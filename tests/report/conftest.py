@@ -106,7 +106,8 @@ def curve_objective(trial) -> float:
     width = trial.suggest_int("width", 2, 16)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(96, 6, generator=g)
-    y = torch.sin(x[:, :1] * 2) + 0.5 * x[:, 1:2] + 0.1 * torch.randn(96, 1, generator=g)
+    w = torch.tensor([[1.5], [-1.0], [0.8], [0.0], [0.5], [-0.7]])
+    y = torch.tanh(x @ w) * 2 + 0.1 * torch.randn(96, 1, generator=g)
     torch.manual_seed(trial.number)
     net = torch.nn.Sequential(torch.nn.Linear(6, width), torch.nn.Tanh(), torch.nn.Linear(width, 1))
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam

@@ -119,6 +119,87 @@ def test_report_renders_every_plot_offline(
         w.close()
 
 
+def _section_shot(w: Watched, selector: str, name: str) -> None:
+    """A screenshot of one section of the page (a figure with its title and caption)."""
+    if not SHOTS:
+        return
+    out = Path(SHOTS)
+    out.mkdir(parents=True, exist_ok=True)
+    w.page.wait_for_timeout(500)
+    w.page.locator(selector).screenshot(path=str(out / name))
+
+
+def test_report_of_a_pruned_study_with_learning_curves(
+    browser: Any, tmp_path: Path, curve_study: Study, two_objective_study: Study
+) -> None:
+    path = write_report(curve_study, tmp_path / "curves.html")
+    sections = path.read_text(encoding="utf-8").count('<div id="fig-')
+    w = Watched(browser, allowed="file://")
+    try:
+        w.page.goto(path.as_uri())
+        assert w.plots() == sections
+        # the learning curves drew a line per state and the pruned trials' end marks
+        legend = w.page.eval_on_selector_all(
+            "#fig-intermediate .legendtext", "els => els.map(e => e.textContent)"
+        )
+        assert any(t.startswith("pruned (") for t in legend) and "pruned here" in legend
+        assert w.page.locator("#fig-lr-schedule .scatterlayer .trace").count() > 0
+        assert "pruned" in w.page.locator("#unfinished").inner_text()
+        assert w.errors == [] and w.outside == []
+        _section_shot(w, "#intermediate", "report-curves.png")
+        _section_shot(w, "#lr-schedule", "report-lr-schedule.png")
+        _section_shot(w, "#parallel", "report-parallel-conditional.png")
+    finally:
+        w.close()
+    path = write_report(two_objective_study, tmp_path / "two.html")
+    w = Watched(browser, allowed="file://")
+    try:
+        w.page.goto(path.as_uri())
+        w.plots()
+        assert "Pareto front" in w.page.locator("#best h2").inner_text()
+        assert w.page.locator("#fig-pareto .scatterlayer .point").count() == len(
+            two_objective_study.completed_trials()
+        )
+        assert w.errors == [] and w.outside == []
+        _section_shot(w, "#pareto", "report-pareto.png")
+    finally:
+        w.close()
+
+
+def test_dashboard_shows_learning_curves_and_filters_pruned_trials(
+    browser: Any, tmp_path: Path, curve_makers: tuple
+) -> None:
+    from metatune.report.dashboard import start_in_thread
+
+    make_curve_study, _ = curve_makers
+    url = f"sqlite:///{tmp_path / 'curves.db'}"
+    study = make_curve_study(url, n_trials=12)
+    n_pruned = sum(t.state.value == "pruned" for t in study.trials)
+    with start_in_thread(get_storage(url, read_only=True), poll_seconds=0.3) as dash:
+        w = Watched(browser, allowed=dash.url, width=1400, height=1000)
+        try:
+            w.page.goto(dash.url)
+            w.page.wait_for_function(
+                "document.querySelectorAll('#studies tbody tr').length == 1 &&"
+                " !document.querySelector('#studies').innerText.includes('reading')"
+            )
+            cells = w.page.locator("#studies tbody tr td").all_inner_texts()
+            assert cells[4] == str(n_pruned)  # the pruned column
+            w.page.goto(dash.url + "study?name=curves")
+            w.plots()
+            assert w.page.locator("#fig-intermediate .scatterlayer .trace").count() >= 2
+            w.page.select_option("#state", "pruned")
+            w.page.wait_for_function(
+                f"document.querySelector('#page').innerText.includes('({n_pruned} trials)')"
+            )
+            states = w.page.locator("#trials tbody td.s-pruned").all_inner_texts()
+            assert states and set(states) == {"pruned"}
+            assert w.errors == [] and w.outside == []
+            _section_shot(w, "#sec-intermediate", "dashboard-curves.png")
+        finally:
+            w.close()
+
+
 def test_report_of_an_empty_study(browser: Any, tmp_path: Path, empty_study: Study) -> None:
     path = write_report(empty_study, tmp_path / "empty.html")
     w = Watched(browser, allowed="file://")

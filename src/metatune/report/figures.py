@@ -503,10 +503,15 @@ def lr_schedule_figure(view: StudyView) -> go.Figure | None:
                 x=r["step"],
                 y=r["lr"],
                 mode="lines+markers",
-                line={"shape": "hv", "color": color, "width": 3 if is_best else 1.5},
+                line={
+                    "shape": "hv",
+                    "color": color,
+                    "width": 3 if is_best else 1.5,
+                    "dash": "dot" if t.state is TrialState.PRUNED else "solid",
+                },
                 marker={"size": 4},
                 name=name,
-                showlegend=legend,
+                showlegend=legend or is_best,
                 hovertemplate=f"{_escape(name)}<br>step %{{x}}: lr %{{y:.3g}}<extra></extra>",
             )
         )
@@ -1000,7 +1005,8 @@ def all_figures(
             "lr-schedule",
             "Learning rate chosen by the LHOPT controller",
             "The learning rate the controller set over the training steps of each trial that "
-            "recorded it; x: the divergence guard restored a state and cut the rate tenfold.",
+            "recorded it (dotted: pruned trials; green: the best trial); x: the divergence "
+            "guard restored a state and cut the rate tenfold.",
             lr_schedule_figure,
         ),
         FigureSpec(

@@ -47,6 +47,7 @@ from metatune.benchmarks.common import (  # noqa: E402
     machine_info,
     make_progress,
     now_utc,
+    read_notes,
     repo_relative,
     single_thread_torch,
 )
@@ -65,6 +66,7 @@ class Method:
     options: tuple[tuple[str, Any], ...] = ()
     full_budget: bool = False  # True: --trials full trials; else a third of that
     label: str = ""
+    optimizer_options: tuple[tuple[str, Any], ...] = ()
 
 
 def _methods(max_epochs: int) -> dict[str, Method]:
@@ -84,6 +86,15 @@ def _methods(max_epochs: int) -> dict[str, Method]:
         "hyperband-mf-gp": Method(
             "metatune", "mf-gp", "hyperband", band, False, "metatune mf-gp + Hyperband"
         ),
+        "asha-mf-gp-joint": Method(
+            "metatune",
+            "mf-gp",
+            "successive-halving",
+            sha,
+            False,
+            "metatune mf-gp (joint model, no random share) + ASHA",
+            (("model", "joint"), ("random_fraction", 0.0)),
+        ),
         "optuna-none": Method("optuna", "tpe", "none", (), True, "Optuna TPE, no pruning"),
         "optuna-median": Method("optuna", "tpe", "median", (), False, "Optuna TPE + MedianPruner"),
         "optuna-sha": Method(
@@ -102,6 +113,7 @@ DEFAULT_METHODS = (
     "hyperband-gp",
     "asha-mf-gp",
     "hyperband-mf-gp",
+    "asha-mf-gp-joint",
     "optuna-median",
     "optuna-sha",
     "optuna-hyperband",
@@ -114,6 +126,7 @@ COLORS = {
     "median-mf-gp": "tab:olive",
     "asha-mf-gp": "tab:green",
     "hyperband-mf-gp": "tab:red",
+    "asha-mf-gp-joint": "yellowgreen",
     "optuna-none": "tab:gray",
     "optuna-median": "tab:pink",
     "optuna-sha": "tab:orange",
@@ -318,6 +331,7 @@ def _metatune_run(method: Method, seed: int, max_epochs: int, ledger: Ledger, tr
     study = metatune.Study(
         space,
         optimizer=method.optimizer,
+        optimizer_options=dict(method.optimizer_options),
         pruner=method.pruner,
         pruner_options=dict(method.options),
         seed=seed,
@@ -697,7 +711,9 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of cached learning curves ('' for none)",
     )
     ap.add_argument("--from-json", help="re-render the page from a JSON this script wrote")
+    ap.add_argument("--notes", help="a Markdown file added to the page's 'What it means'")
     args = ap.parse_args(argv)
+    notes = read_notes(ap, args.notes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     known = _methods(args.max_epochs)
@@ -743,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
             "total_cpu_seconds": sum(r["cpu_seconds"] for r in runs),
             "runs": sorted(runs, key=lambda r: (args.methods.index(r["method"]), r["seed"])),
         }
+    if notes is not None:
+        data["notes"] = notes.strip().splitlines()
     cfg = data["config"]
     summary = summarize(data["runs"], cfg["methods"], cfg["budgets"])
     labels = {m: known[m].label for m in summary}

@@ -9,7 +9,7 @@ import pytest
 from metatune.direction import Direction
 from metatune.optimizers import make_optimizer
 from metatune.optimizers.base import SuggestContext
-from metatune.optimizers.multi_fidelity import learning_curve_points, to_fidelity
+from metatune.optimizers.multi_fidelity import budget_points, learning_curve_points, to_fidelity
 from metatune.space import Float, Int, Space
 from metatune.trial import Trial, TrialState
 
@@ -80,23 +80,50 @@ def test_without_reports_it_is_the_plain_gp():
     for i in range(12):
         p = SPACE.sample(rng)
         history.append(Trial(number=i, params=p, state=TrialState.COMPLETE, value=_loss(p, 27)))
-    mf = make_optimizer("mf-gp", {"n_startup_trials": 5})
-    gp = make_optimizer("gp", {"n_startup_trials": 5})
+    mf = make_optimizer("mf-gp", {"n_startup_trials": 5, "n_candidates": 64})
+    gp = make_optimizer("gp", {"n_startup_trials": 5, "n_candidates": 64})
     assert mf.suggest(history, [], _ctx(12)) == gp.suggest(history, [], _ctx(12))
 
 
-@pytest.mark.parametrize("direction", ["minimize", "maximize"])
-def test_it_learns_the_good_region_from_mostly_pruned_trials(direction):
+@pytest.mark.parametrize(
+    ("direction", "model"),
+    [("minimize", "budget"), ("maximize", "budget"), ("minimize", "joint")],
+)
+def test_it_learns_the_good_region_from_mostly_pruned_trials(direction, model):
     history = _history(maximize=direction == "maximize")
-    opt = make_optimizer("mf-gp")
+    opt = make_optimizer("mf-gp", {"model": model, "random_fraction": 0.0, "n_candidates": 256})
     found = []
-    for k in range(3):
+    for k in range(2):
         p = opt.suggest(history, [], _ctx(len(history) + k, direction))
         SPACE.validate(p)
         found.append(abs(math.log10(p["lr"]) - BEST_LOG_LR))
     # a random point is about 1.3 decades off; three completed trials are too few for a model
     # of the final values alone (the plain GP is still on its Sobol start-up points)
-    assert np.median(found) < 0.35, found
+    assert max(found) < 0.35, found
+
+
+def test_the_budget_is_the_largest_step_enough_trials_reached():
+    history = _history()  # 3 completed, 18 pruned after 3 steps, 15 after 1
+    trials, y, budget = budget_points(history, Direction.MINIMIZE, n_min=10)
+    assert budget == 3 and len(trials) == len(history)
+    by = {t.number: v for t, v in zip(trials, y, strict=True)}
+    assert by[1] == pytest.approx(_loss(history[1].params, 3))  # reached the budget
+    assert by[2] == pytest.approx(_loss(history[2].params, 1))  # stopped before: its last
+    assert budget_points(history, Direction.MINIMIZE, n_min=3)[2] == 27
+    _, y_all, b_all = budget_points(history, Direction.MINIMIZE, n_min=100)
+    assert b_all == 1 and len(y_all) == len(history)
+
+
+def test_a_random_fraction_of_suggestions_are_sobol_points():
+    history = _history()
+    opt = make_optimizer("mf-gp", {"random_fraction": 0.5, "n_candidates": 64})
+    n = len(history)
+    sobol = [
+        opt.suggest(history, [], _ctx(n + k))
+        == make_optimizer("random").suggest([], [], _ctx(n + k))
+        for k in range(8)
+    ]
+    assert 1 <= sum(sobol) <= 7
 
 
 def test_startup_trials_are_sobol_points_and_suggestions_are_new():
@@ -116,6 +143,8 @@ def test_startup_trials_are_sobol_points_and_suggestions_are_new():
         ({"points_per_trial": 0}, "points_per_trial must be a positive integer"),
         ({"min_noise": -1.0}, "min_noise must be None or positive"),
         ({"max_points": 8}, "max_points must be an integer >= 16"),
+        ({"model": "tpe"}, "model must be one of"),
+        ({"random_fraction": 1.0}, r"random_fraction must be a number in \[0, 1\)"),
         ({"acquisition": "pi"}, "acquisition must be one of"),
         ({"n_startup_trials": 0}, "n_startup_trials must be a positive integer"),
     ],

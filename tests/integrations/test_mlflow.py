@@ -61,3 +61,84 @@ def test_a_pipeline_study_in_mlflow(tmp_path: Path) -> None:
     spent = client.get_metric_history(cb.study_run_id, "cost_spent")
     assert spent[-1].value == pytest.approx(study.cost_spent)
     assert client.get_run(cb.study_run_id).info.status == "FINISHED"
+
+
+class _Recorder:
+    """Stands in for MlflowClient: records what the callback logs (no database to migrate)."""
+
+    def __init__(self, tracking_uri=None) -> None:
+        self.metrics: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.status: dict[str, str] = {}
+        self._n = 0
+
+    def get_experiment_by_name(self, name):
+        return None
+
+    def create_experiment(self, name):
+        return "0"
+
+    def create_run(self, experiment_id, run_name, tags):
+        from types import SimpleNamespace
+
+        self._n += 1
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_name))
+
+    def log_param(self, rid, key, value):
+        pass
+
+    def log_metric(self, rid, key, value, step):
+        self.metrics.setdefault((rid, key), []).append((step, value))
+
+    def set_terminated(self, rid, status):
+        self.status[rid] = status
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow.tracking
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", _Recorder)
+
+
+def test_pruned_trials_end_killed_with_their_curves_and_lr(recorded) -> None:
+    from metatune import TrialPruned
+    from metatune.integrations.schedule import LR_SCHEDULE_ATTR
+
+    def objective(trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr(LR_SCHEDULE_ATTR, {"step": [0, 4], "lr": [0.01, 0.02]})
+        for step in range(3):
+            trial.report(x * step, step)
+            if step == 1 and x > 0.5:
+                raise TrialPruned()
+        return x
+
+    cb = MLflowCallback()
+    rec = cb._client
+    study = Study(optimizer="random", seed=0, name="mlc", pruner="none")
+    study.optimize(objective, n_trials=6, callbacks=[cb], show_progress=False)
+    pruned = [t for t in study.trials if t.state.value == "pruned"]
+    assert pruned
+    for t in study.trials:
+        rid = f"trial-{t.number:05d}"
+        assert rec.status[rid] == ("KILLED" if t.state.value == "pruned" else "FINISHED")
+        assert rec.metrics[(rid, "intermediate_value")] == sorted(t.intermediate_values.items())
+        assert rec.metrics[(rid, "lhopt_lr")] == [(0, 0.01), (4, 0.02)]
+    best = rec.metrics[("study mlc", "best_value")][-1][1]
+    assert best == pytest.approx(study.best_value)
+
+
+def test_several_objectives_log_values_and_no_best(recorded) -> None:
+    cb = MLflowCallback()
+    rec = cb._client
+    study = Study(
+        {"x": Float(0, 1)},
+        directions=["minimize", "maximize"],
+        optimizer="random",
+        seed=0,
+        name="mo",
+    )
+    study.optimize(lambda p: [p["x"], 2 * p["x"]], n_trials=3, callbacks=[cb], show_progress=False)
+    for t in study.trials:
+        assert rec.metrics[(f"trial-{t.number:05d}", "value_1")] == [(t.number, t.values[1])]
+    assert ("study mo", "best_value") not in rec.metrics

@@ -69,3 +69,43 @@ def test_a_pipeline_study_logs_costs_and_cache(tmp_path: Path) -> None:
     assert s["study/cost_spent"][-1][1] == pytest.approx(study.cost_spent)
     assert max(v for _, v in s["trial/cache_depth"]) == 1  # a cached prefix was reused
     assert not (tmp_path / "tb" / "trials").exists()
+
+
+def test_pruned_trials_curves_and_lr_schedules_go_to_per_trial_runs(tmp_path: Path) -> None:
+    from metatune import TrialPruned
+    from metatune.integrations.schedule import LR_SCHEDULE_ATTR
+
+    def objective(trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr(LR_SCHEDULE_ATTR, {"step": [0, 10], "lr": [0.1, 0.05]})
+        for step in range(3):
+            trial.report(x + 1.0 / (step + 1), step)
+            if step == 1 and x > 0.5:
+                raise TrialPruned()
+        return x
+
+    cb = TensorBoardCallback(tmp_path, hparams=False)
+    study = Study(optimizer="random", seed=0, name="tbc", pruner="none")
+    study.optimize(objective, n_trials=8, callbacks=[cb], show_progress=False)
+    cb.close()
+    s = _scalars(tmp_path)
+    pruned = [t for t in study.trials if t.state.value == "pruned"]
+    assert pruned and [step for step, _ in s["trial/pruned"]] == [t.number for t in pruned]
+    for t in study.trials:
+        run = _scalars(tmp_path / "trials" / f"trial-{t.number:05d}")
+        curve = run["intermediate_value"]
+        assert [step for step, _ in curve] == sorted(t.intermediate_values)
+        assert [v for _, v in curve] == pytest.approx(list(t.intermediate_values.values()))
+        assert run["lhopt/lr"] == [(0, pytest.approx(0.1)), (10, pytest.approx(0.05))]
+
+
+def test_several_objectives_log_each_value_and_no_best(tmp_path: Path) -> None:
+    cb = TensorBoardCallback(tmp_path, hparams=False)
+    study = Study(
+        {"x": Float(0, 1)}, directions=["minimize", "maximize"], optimizer="random", seed=0
+    )
+    study.optimize(lambda p: [p["x"], 2 * p["x"]], n_trials=4, callbacks=[cb], show_progress=False)
+    cb.close()
+    s = _scalars(tmp_path)
+    assert [v for _, v in s["trial/value_1"]] == pytest.approx([t.values[1] for t in study.trials])
+    assert "study/best_value" not in s

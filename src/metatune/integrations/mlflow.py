@@ -3,9 +3,12 @@
 
 The study is one MLflow run (in the experiment named after the study unless told otherwise)
 with each finished trial as a nested run: its parameters, its value, and for pipelines its
-cost, cache depth, cost saved and each stage's cost (``stage_cost.<stage>``); a failed trial's
-run ends FAILED with the error's first line as a tag. The study's run gets ``best_value`` and,
-for pipelines, ``cost_spent`` at step = trial number. Needs the ``mlflow`` extra
+cost, cache depth, cost saved and each stage's cost (``stage_cost.<stage>``), its reported
+``intermediate_value`` at each step (its learning curve), ``value_0`` .. for several objectives
+and an LHOPT controller's ``lhopt_lr`` at each training step when the trial recorded it; a
+failed trial's run ends FAILED with the error's first line as a tag, a pruned one KILLED. The
+study's run gets ``best_value`` (one objective) and, for pipelines, ``cost_spent`` at step =
+trial number. Needs the ``mlflow`` extra
 (``mlflow-skinny`` is enough).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from metatune.integrations.schedule import read_schedule
 from metatune.trial import SystemAttr, Trial, TrialState, counted_cost
 
 __all__ = ["MLflowCallback"]
@@ -78,11 +82,24 @@ class MLflowCallback:
         for k, v in trial.params.items():
             c.log_param(rid, k, str(v)[:_PARAM_LIMIT])
         value = _number(trial.value)
+        several = trial.values is not None and len(trial.values) > 1
         if trial.state is TrialState.COMPLETE and value is not None:
             c.log_metric(rid, "value", value, step=step)
-            sign = -1.0 if getattr(study, "direction", "minimize") == "maximize" else 1.0
-            if self._best is None or sign * value < sign * self._best:
-                self._best = value
+            if several:  # no single best across objectives
+                for k, v in enumerate(trial.values or ()):
+                    if _number(v) is not None:
+                        c.log_metric(rid, f"value_{k}", float(v), step=step)
+            else:
+                sign = -1.0 if getattr(study, "direction", "minimize") == "maximize" else 1.0
+                if self._best is None or sign * value < sign * self._best:
+                    self._best = value
+        for s, v in sorted(trial.intermediate_values.items()):
+            if _number(v) is not None:
+                c.log_metric(rid, "intermediate_value", float(v), step=int(s))
+        schedule = read_schedule(trial.user_attrs)
+        if schedule is not None:
+            for s, lr in zip(schedule["step"], schedule["lr"], strict=True):
+                c.log_metric(rid, "lhopt_lr", lr, step=s)
         attrs = trial.system_attrs
         if attrs.get(SystemAttr.COST) is not None:
             for key in (SystemAttr.COST, SystemAttr.CACHE_DEPTH, SystemAttr.COST_SAVED):
@@ -97,7 +114,8 @@ class MLflowCallback:
             c.log_metric(self.study_run_id, "cost_spent", self._spent, step=step)
         if self._best is not None:
             c.log_metric(self.study_run_id, "best_value", self._best, step=step)
-        c.set_terminated(rid, "FINISHED" if trial.state is TrialState.COMPLETE else "FAILED")
+        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}
+        c.set_terminated(rid, status.get(trial.state, "FAILED"))
 
     def close(self) -> None:
         """End the study's run."""

@@ -193,7 +193,7 @@ def write_markdown(data: dict, path: Path) -> None:
         "",
         "Kills land at random moments: inside ask, inside tell, between them, while a worker "
         "starts, and (for the executors) while the driver waits for results. In an executor "
-        f"storm one kill in {data['args']['driver_every']} hits the driver; the restarted "
+        f"storm one kill in {data['runs'][-1]['args']['driver_every']} hits the driver; the restarted "
         "driver resumes the same study "
         "from storage. Ray's tasks are not retried (`max_retries=0`), so a killed Ray worker "
         "fails exactly its trial.",
@@ -216,17 +216,26 @@ def write_markdown(data: dict, path: Path) -> None:
         lines += ["Processes that died by themselves:", ""]
         for n, tails in crashed.items():
             lines += [f"- {n}:", "", "```", *tails, "```", ""]
-    seconds = sum(r["seconds"] for r in res.values())
-    a = data["args"]
+    a = data["runs"][-1]["args"]
+    pg = next((r["postgres"] for r in data["runs"] if r["postgres"]), None)
     lines += how_it_was_run(
-        [(data["command"], "docs/benchmarks", f"{data['date']}; {seconds:.0f} s of storms")],
+        [
+            (
+                r["command"],
+                "docs/benchmarks",
+                f"{r['date']}; {', '.join(r['backends'])}; "
+                f"{sum(res[b]['seconds'] for b in r['backends']):.0f} s of storms",
+            )
+            for r in data["runs"]
+        ],
         [
             f"{a['workers']} workers per study; a kill about every {a['interval']} s for the "
             f"ask/tell workers and every {a['executor_interval']} s for the executors "
-            "(uniform between half and one and a half times that); random search, trials of "
-            "a few ms (ask/tell) or 0.05-0.35 s (executors); the Ray storm on a local Ray "
-            "with 2 CPUs, half a CPU per trial",
-            *([f"PostgreSQL: {data['postgres']}"] if data["postgres"] else []),
+            "(uniform between half and one and a half times that, and only once another "
+            "trial was told since the previous kill); random search, trials of a few ms "
+            "(ask/tell) or 0.05-0.35 s (executors); the Ray storm on a local Ray with 2 "
+            "CPUs, half a CPU per trial",
+            *([f"PostgreSQL: {pg}"] if pg else []),
             f"Machine: {format_machine(data['machine'])}",
         ],
     )
@@ -260,23 +269,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         "default: start a throwaway one",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--merge",
+        default=None,
+        help="an earlier run's faults.json: its backends not run now are kept on the page",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = p.parse_args(argv)
     if args.workers < 1 or args.kills < 1 or args.driver_every < 2:
         p.error("--workers and --kills must be positive and --driver-every at least 2")
     if not (args.interval > 0 and args.executor_interval > 0):
         p.error("--interval and --executor-interval must be above 0")
+    earlier = None
+    if args.merge:
+        try:
+            earlier = json.loads(Path(args.merge).read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--merge: cannot read {args.merge!r}: {exc}")
+        if "runs" not in earlier:  # a page written before runs were listed
+            earlier["runs"] = [
+                {
+                    "command": earlier["command"],
+                    "date": earlier["date"],
+                    "backends": list(earlier["results"]),
+                    "seconds": sum(r["seconds"] for r in earlier["results"].values()),
+                    "postgres": earlier.get("postgres"),
+                    "args": earlier["args"],
+                }
+            ]
     results = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {
+    run_record = {
         "command": command_line(out),
         "date": now_utc(),
-        "machine": machine_info(("ray", "sqlalchemy", "psycopg")),
+        "backends": list(results),
+        "seconds": sum(r["seconds"] for r in results.values()),
         "postgres": _postgres_note(args),
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres_url")},
-        "results": results,
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres_url", "merge")},
     }
+    runs, merged = [run_record], dict(results)
+    if earlier is not None:
+        kept = {n: r for n, r in earlier["results"].items() if n not in results}
+        merged = {n: {**kept, **results}[n] for n in BACKENDS if n in kept or n in results}
+        runs = [
+            {**r, "backends": [b for b in r["backends"] if b in kept]}
+            for r in earlier["runs"]
+            if any(b in kept for b in r["backends"])
+        ] + runs
+    data = {
+        "machine": machine_info(("ray", "sqlalchemy", "psycopg")),
+        "runs": runs,
+        "results": merged,
+    }
+    results = merged
     (out / "faults.json").write_text(json.dumps(data, indent=1))
     write_plot(results, out / "faults.png")
     write_markdown(data, out / "faults.md")

@@ -91,7 +91,8 @@ with open(log, "a") as f:
 """
 
 _DRIVER = """
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
 from metatune import Study
 from metatune.benchmarks.faults import STALE_AFTER, STUDY, _space, storm_objective
 url, log, executor, workers, address = sys.argv[1:6]
@@ -272,6 +273,7 @@ def executor_storm(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rng.choice(sorted(candidates)), signal.SIGKILL)
                 worker_kills += 1
+        told = _wait_for_progress([log], told)  # a driver at work, not one just restarted
     finally:
         _stop(driver, signal.SIGINT)  # Ctrl-C: the driver fails its running trials and exits
         for p in pids.iterdir():  # a worker a killed driver left behind

@@ -132,7 +132,9 @@ class ProcessExecutor(Executor):
         except BrokenProcessPool as exc:
             self.close()
             raise RuntimeError(
-                f"the first worker process died while loading objective {name!r}: {exc}"
+                f"the first worker process died while loading objective {name!r}: {exc}; "
+                "a script that calls optimize(n_workers=...) needs an "
+                "`if __name__ == '__main__':` guard (each worker imports it)"
             ) from exc
         if error is not None:
             self.close()

@@ -122,3 +122,34 @@ def test_dashboard_says_where_it_listens_and_serves(url: str) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_report_of_stored_multi_objective_and_define_by_run_studies(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, curve_makers: tuple
+) -> None:
+    from metatune import Study, TrialPruned
+
+    url = f"sqlite:///{tmp_path / 'more.db'}"
+    _, make_two_objective_study = curve_makers
+    make_two_objective_study(url, n_trials=10)
+
+    def objective(trial) -> float:
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        x = trial.suggest_float("x", 0.0, 1.0) if kind == "a" else 0.3
+        for step in range(4):
+            trial.report(x + 1 / (step + 1), step)
+            if trial.should_prune():
+                raise TrialPruned()
+        return x
+
+    Study(optimizer="random", seed=0, name="dbr", storage=url, pruner="median").optimize(
+        objective, n_trials=12, show_progress=False
+    )
+    for name, expected in (
+        ("two", "<section id='pareto'>"),
+        ("dbr", "<section id='intermediate'>"),
+    ):
+        out = tmp_path / f"{name}.html"
+        code, _, err = run(capsys, "report", "--storage", url, "--study", name, "-o", str(out))
+        assert code == 0, err
+        assert expected in out.read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ __all__ = [
     "register_pruner",
 ]
 
-DEFAULT_PRUNER = "median"
+DEFAULT_PRUNER = "successive-halving"
 """The pruner a study uses when it is given none and its trials report."""
 
 

@@ -171,20 +171,24 @@ def test_dashboard_shows_learning_curves_and_filters_pruned_trials(
 ) -> None:
     from metatune.report.dashboard import start_in_thread
 
-    make_curve_study, _ = curve_makers
+    make_curve_study, make_two_objective_study = curve_makers
     url = f"sqlite:///{tmp_path / 'curves.db'}"
     study = make_curve_study(url, n_trials=12)
     n_pruned = sum(t.state.value == "pruned" for t in study.trials)
+    n_front = len(make_two_objective_study(url, n_trials=10).best_trials)
     with start_in_thread(get_storage(url, read_only=True), poll_seconds=0.3) as dash:
         w = Watched(browser, allowed=dash.url, width=1400, height=1000)
         try:
             w.page.goto(dash.url)
             w.page.wait_for_function(
-                "document.querySelectorAll('#studies tbody tr').length == 1 &&"
+                "document.querySelectorAll('#studies tbody tr').length == 2 &&"
                 " !document.querySelector('#studies').innerText.includes('reading')"
             )
-            cells = w.page.locator("#studies tbody tr td").all_inner_texts()
-            assert cells[4] == str(n_pruned)  # the pruned column
+            rows = w.page.locator("#studies tbody tr")
+            cells = rows.nth(0).locator("td").all_inner_texts()
+            assert cells[0] == "curves" and cells[4] == str(n_pruned)  # the pruned column
+            two = rows.nth(1).locator("td").all_inner_texts()
+            assert two[7] == f"Pareto front: {n_front}" and two[9] == "minimize, minimize"
             w.page.goto(dash.url + "study?name=curves")
             w.plots()
             assert w.page.locator("#fig-intermediate .scatterlayer .trace").count() >= 2

@@ -367,3 +367,26 @@ def test_dashboard_counts_pruned_and_redraws_while_a_trial_reports(
     assert rows["total"] == 1 and rows["rows"][0]["state"] == "pruned"
     assert rows["rows"][0]["last_step"] == 0
     assert json.dumps(rows)  # plain JSON
+
+
+def test_studies_with_nothing_completed_still_render() -> None:
+    t0 = datetime(2026, 1, 1)
+    pruned = [
+        Trial(
+            n,
+            {"x": n},
+            TrialState.PRUNED,
+            value=1.0,
+            started_at=t0,
+            finished_at=t0 + timedelta(seconds=1),
+            intermediate_values={0: 1.0},
+        )
+        for n in range(3)
+    ]
+    text = render_report(pruned, plotly_js="")
+    assert "intermediate" in SECTION.findall(text) and "No completed trial yet" in text
+    failed = [Trial(0, {"x": 1}, TrialState.FAILED, error="boom", started_at=t0, finished_at=t0)]
+    view = StudyView(failed, directions=["minimize", "maximize"])
+    assert view.pareto() == [] and figures.pareto_figure(view) is None
+    text = render_report(view, plotly_js="")
+    assert "boom" in text and "Pareto front" in text

@@ -350,7 +350,7 @@ def _reason(error: str | None) -> str:
     text = error or ""
     if text.startswith("stale trial"):
         return "stale: its owner died"
-    if "interrupted" in text:
+    if "interrupted" in text or text.startswith("KeyboardInterrupt"):  # the latter: inside ask
         return "interrupted (Ctrl-C)"
     if "died" in text:
         return "its worker died"

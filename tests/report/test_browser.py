@@ -155,7 +155,7 @@ def test_report_of_a_pruned_study_with_learning_curves(
     w = Watched(browser, allowed="file://")
     try:
         w.page.goto(path.as_uri())
-        w.plots()
+        w.page.wait_for_selector("#fig-pareto .main-svg", timeout=30_000)
         assert "Pareto front" in w.page.locator("#best h2").inner_text()
         assert w.page.locator("#fig-pareto .scatterlayer .point").count() == len(
             two_objective_study.completed_trials()
@@ -173,7 +173,7 @@ def test_dashboard_shows_learning_curves_and_filters_pruned_trials(
 
     make_curve_study, make_two_objective_study = curve_makers
     url = f"sqlite:///{tmp_path / 'curves.db'}"
-    study = make_curve_study(url, n_trials=12)
+    study = make_curve_study(url, n_trials=10)
     n_pruned = sum(t.state.value == "pruned" for t in study.trials)
     n_front = len(make_two_objective_study(url, n_trials=10).best_trials)
     with start_in_thread(get_storage(url, read_only=True), poll_seconds=0.3) as dash:
@@ -190,7 +190,7 @@ def test_dashboard_shows_learning_curves_and_filters_pruned_trials(
             two = rows.nth(1).locator("td").all_inner_texts()
             assert two[7] == f"Pareto front: {n_front}" and two[9] == "minimize, minimize"
             w.page.goto(dash.url + "study?name=curves")
-            w.plots()
+            w.page.wait_for_selector("#fig-intermediate .main-svg", timeout=30_000)
             assert w.page.locator("#fig-intermediate .scatterlayer .trace").count() >= 2
             w.page.select_option("#state", "pruned")
             w.page.wait_for_function(

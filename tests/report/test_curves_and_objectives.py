@@ -347,6 +347,11 @@ def test_dashboard_counts_pruned_and_redraws_while_a_trial_reports(
     assert two["best_value"] is None and two["directions"] == ["minimize", "minimize"]
     assert two["n_pareto"] == len(Study(name="two", storage=url).best_trials)
     assert "<th>pruned</th>" in client.get("/").text
+    imp = client.get("/api/importance", params={"name": "two"}).json()["figure"]["figure"]
+    assert [tr["name"] for tr in imp["data"]] == [
+        "objective 0 (minimize)",
+        "objective 1 (minimize)",
+    ]
 
     first = client.get("/api/study", params={"name": "live"}).json()
     keys = [f["key"] for f in first["figures"]]
@@ -390,3 +395,23 @@ def test_studies_with_nothing_completed_still_render() -> None:
     assert view.pareto() == [] and figures.pareto_figure(view) is None
     text = render_report(view, plotly_js="")
     assert "boom" in text and "Pareto front" in text
+
+
+def test_importance_of_each_objective() -> None:
+    rng = np.random.default_rng(3)
+    trials = []
+    for n in range(60):
+        a, b = float(rng.uniform(0, 1)), float(rng.uniform(0, 1))
+        vals = [(a - 0.5) ** 2, (b - 0.2) ** 2]  # a drives the first objective, b the second
+        trials.append(Trial(n, {"a": a, "b": b}, TrialState.COMPLETE, value=vals[0], values=vals))
+    view = StudyView(trials, directions=["minimize", "minimize"])
+    first = {i.name: i.share for i in param_importance(view, objective=0)}
+    second = {i.name: i.share for i in param_importance(view, objective=1)}
+    assert first["a"] > first["b"] and second["b"] > second["a"]
+    with pytest.raises(ValueError, match=r"objective must be in \[0, 1\]"):
+        param_importance(view, objective=2)
+    fig = figures.importance_figure(view)
+    assert [tr.name for tr in fig.data] == ["objective 0 (minimize)", "objective 1 (minimize)"]
+    shares = {tr.name: dict(zip(tr.y, tr.x, strict=True)) for tr in fig.data}
+    assert shares["objective 0 (minimize)"]["a"] == pytest.approx(first["a"])
+    assert shares["objective 1 (minimize)"]["b"] == pytest.approx(second["b"])

@@ -691,39 +691,60 @@ def parallel_figure(view: StudyView) -> go.Figure | None:
 
 
 def importance_figure(
-    view: StudyView, importance: Callable[[StudyView], list[Importance]] | None = None
+    view: StudyView, importance: Callable[[StudyView, int], list[Importance]] | None = None
 ) -> go.Figure | None:
     """Permutation importance of each parameter on a random forest fitted to the trials
-    (`importance` computes it; default `param_importance`)."""
+    (`importance(view, objective)` computes it; default `param_importance`); a
+    multi-objective study gets a bar per objective for each parameter."""
     import plotly.graph_objects as go
 
     from metatune.report.importance import param_importance
 
-    imp = (importance or param_importance)(view)
-    if not imp:
+    def default(v: StudyView, k: int) -> list[Importance]:
+        return param_importance(v, objective=k)
+
+    fn = importance or default
+    per_objective = [fn(view, k) for k in range(view.n_objectives)]
+    if not any(per_objective):
         return None
-    imp = list(reversed(imp))  # plotly draws the first bar at the bottom
-    fig = go.Figure(
-        go.Bar(
-            x=[i.share for i in imp],
-            y=[i.name for i in imp],
-            orientation="h",
-            marker={"color": "#4c78a8"},
-            text=[f"{i.share:.0%}" for i in imp],
-            textposition="auto",
-            hovertext=[
-                f"{_escape(i.name)}: {i.share:.1%} of the explained variation "
-                f"(R^2 drop {i.mean:.3g} ± {i.std:.2g})"
-                for i in imp
-            ],
-            hoverinfo="text",
+    names: dict[str, float] = {}
+    for imp in per_objective:
+        for i in imp:
+            names[i.name] = names.get(i.name, 0.0) + i.share
+    order = sorted(names, key=lambda n: names[n])  # plotly draws the first bar at the bottom
+    several = view.n_objectives > 1
+    fig = go.Figure()
+    for k, imp in enumerate(per_objective):
+        by_name = {i.name: i for i in imp}
+        shown = [n for n in order if n in by_name] if not several else order
+        bars = [by_name.get(n) for n in shown]
+        label = view.objective_label(k)
+        fig.add_trace(
+            go.Bar(
+                x=[0.0 if i is None else i.share for i in bars],
+                y=shown,
+                orientation="h",
+                name=label,
+                showlegend=several,
+                marker={"color": _STAGE_COLORS[k % len(_STAGE_COLORS)]},
+                text=["" if i is None else f"{i.share:.0%}" for i in bars],
+                textposition="auto",
+                hovertext=[
+                    f"{_escape(n)}: not enough data"
+                    if i is None
+                    else f"{_escape(n)}: {i.share:.1%} of the explained variation of "
+                    f"{label} (R^2 drop {i.mean:.3g} ± {i.std:.2g})"
+                    for n, i in zip(shown, bars, strict=True)
+                ],
+                hoverinfo="text",
+            )
         )
-    )
-    target = "" if view.n_objectives == 1 else f" ({view.objective_label(0)})"
+    per_bar = 34 * (view.n_objectives if several else 1)
     _layout(
         fig,
-        height=max(220, 60 + 34 * len(imp)),
-        xaxis_title=f"share of the forest's R² lost when the parameter is shuffled{target}",
+        height=max(220, 60 + per_bar * len(order) + (40 if several else 0)),
+        xaxis_title="share of the forest's R² lost when the parameter is shuffled",
+        barmode="group",
     )
     fig.update_xaxes(tickformat=".0%", rangemode="tozero")
     return fig
@@ -974,10 +995,10 @@ def budget_figure(view: StudyView) -> go.Figure | None:
 
 # The page's figures, in order ------------------------------------------------------------------
 def all_figures(
-    importance: Callable[[StudyView], list[Importance]] | None = None,
+    importance: Callable[[StudyView, int], list[Importance]] | None = None,
 ) -> list[FigureSpec]:
-    """The figures of a study page, in the order they are shown (`importance` computes the
-    parameter importance, e.g. a cached one; default `param_importance`)."""
+    """The figures of a study page, in the order they are shown (`importance(view, objective)`
+    computes the parameter importance, e.g. a cached one; default `param_importance`)."""
     return [
         FigureSpec(
             "history",
@@ -1045,7 +1066,8 @@ def all_figures(
             "importance",
             "Parameter importance",
             "Permutation importance on a random forest fitted to parameters -> objective "
-            "(scikit-learn): how much worse the forest predicts when a parameter is shuffled.",
+            "(scikit-learn): how much worse the forest predicts when a parameter is shuffled "
+            "(several objectives: a bar for each).",
             lambda v: importance_figure(v, importance),
         ),
         FigureSpec(

@@ -70,6 +70,7 @@ def _key(v: Any) -> Any:
 def param_importance(
     view: StudyView,
     *,
+    objective: int = 0,
     max_trials: int = 2000,
     n_estimators: int = 64,
     n_repeats: int = 5,
@@ -78,7 +79,12 @@ def param_importance(
     """Importance of each parameter that varies, most important first; [] with fewer than
     `MIN_TRIALS` completed trials, when no parameter varies or when the values are all equal.
     At most `max_trials` completed trials are used (a seeded sample) so large studies stay fast.
+    `objective` picks which objective of a multi-objective study is explained.
     """
+    if not 0 <= objective < view.n_objectives:
+        raise ValueError(
+            f"objective must be in [0, {view.n_objectives - 1}] for this study, got {objective!r}"
+        )
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.inspection import permutation_importance
 
@@ -98,7 +104,7 @@ def param_importance(
         return []
     x = x[:, varying]
     names = [params[j].name for j in varying]
-    y = np.array([float(t.value) for t in trials])
+    y = np.array([view.values_of(t)[objective] for t in trials])  # type: ignore[index]
     if np.ptp(y) == 0:
         return []
     forest = RandomForestRegressor(

@@ -212,7 +212,7 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
             version = entry.version
         spec = next(s for s in all_figures() if s.key == IMPORTANCE)
         with entry.build_lock:  # the fit and its memo are the entry's, one at a time
-            fig = importance_figure(view, lambda v: cache.importance(entry, v))
+            fig = importance_figure(view, lambda v, k: cache.importance(entry, v, k))
         if fig is None:
             return JSONResponse({"version": version, "figure": None})
         body = (

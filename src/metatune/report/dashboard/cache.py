@@ -99,8 +99,9 @@ class StudyCache:
         reports = sum(len(entry.trials[n].intermediate_values) for n in running)
         entry.version = f"{len(entry.trials)}-{finished}-{reports}"
 
-    def importance(self, entry: StudyEntry, view: StudyView) -> Any:
-        """Parameter importance of the study, refitted only when enough trials came since."""
+    def importance(self, entry: StudyEntry, view: StudyView, objective: int = 0) -> Any:
+        """Parameter importance of the study (of one of its objectives), refitted only when
+        enough trials came since."""
         from metatune.report.importance import param_importance
 
         done = len(view.completed())
@@ -109,7 +110,10 @@ class StudyCache:
         stale = done > entry.importance_done and now - entry.importance_at > _IMPORTANCE_MAX_AGE_S
         if entry.importance is None or grown or stale:
             # Lighter than the report's fit: a page waits for it while workers keep adding.
-            entry.importance = param_importance(view, max_trials=1000, n_estimators=32, n_repeats=3)
+            entry.importance = [
+                param_importance(view, objective=k, max_trials=1000, n_estimators=32, n_repeats=3)
+                for k in range(view.n_objectives)
+            ]
             entry.importance_done = done
             entry.importance_at = now
-        return entry.importance
+        return entry.importance[objective] if objective < len(entry.importance) else []

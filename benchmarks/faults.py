@@ -29,6 +29,7 @@ from metatune.benchmarks.common import (
     how_it_was_run,
     machine_info,
     now_utc,
+    read_notes,
 )
 from metatune.benchmarks.faults import (
     STALE_AFTER,
@@ -39,6 +40,7 @@ from metatune.benchmarks.faults import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+_NOT_RECORDED = ("out", "postgres_url", "merge", "notes", "from_json")  # not the storm's settings
 REASONS = ("its worker died", "stale: its owner died", "interrupted (Ctrl-C)", "other")
 BACKENDS = {
     # name: (what is killed, storage, executor or None for ask/tell worker processes)
@@ -211,6 +213,8 @@ def write_markdown(data: dict, path: Path) -> None:
         counts = [why.get(k, 0) for k in REASONS[:-1]] + [other]
         lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
     lines.append("")
+    if data.get("notes"):
+        lines += [data["notes"].strip(), ""]
     crashed = {n: r["crashed"] for n, r in res.items() if r["crashed"]}
     if crashed:
         lines += ["Processes that died by themselves:", ""]
@@ -274,8 +278,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="an earlier run's faults.json: its backends not run now are kept on the page",
     )
+    p.add_argument("--notes", default=None, help="a Markdown file shown after the tables")
+    p.add_argument(
+        "--from-json",
+        default=None,
+        help="re-write the page from a run's faults.json (with --notes), running nothing",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = p.parse_args(argv)
+    notes = read_notes(p, args.notes)
+    if args.from_json:
+        try:
+            data = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--from-json: cannot read {args.from_json!r}: {exc}")
+        if notes is not None:
+            data["notes"] = notes
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "faults.json").write_text(json.dumps(data, indent=1))
+        write_plot(data["results"], out / "faults.png")
+        write_markdown(data, out / "faults.md")
+        return 0 if all(passed(r) for r in data["results"].values()) else 1
     if args.workers < 1 or args.kills < 1 or args.driver_every < 2:
         p.error("--workers and --kills must be positive and --driver-every at least 2")
     if not (args.interval > 0 and args.executor_interval > 0):
@@ -306,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backends": list(results),
         "seconds": sum(r["seconds"] for r in results.values()),
         "postgres": _postgres_note(args),
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres_url", "merge")},
+        "args": {k: v for k, v in vars(args).items() if k not in _NOT_RECORDED},
     }
     runs, merged = [run_record], dict(results)
     if earlier is not None:
@@ -321,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(("ray", "sqlalchemy", "psycopg")),
         "runs": runs,
         "results": merged,
+        "notes": notes,
     }
     results = merged
     (out / "faults.json").write_text(json.dumps(data, indent=1))

@@ -84,3 +84,18 @@ def small_pipeline(cache_dir: str):
         ],
         cache=cache_dir,
     )
+
+
+def prune_when_x1_high(p: dict) -> float:
+    from metatune import TrialPruned
+
+    if p["x1"] > 5.0:
+        raise TrialPruned()
+    return branin(p)
+
+
+def reports_progress(p: dict) -> float:
+    import metatune
+
+    metatune.report_intermediate(branin(p), 1)
+    return branin(p)

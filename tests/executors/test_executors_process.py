@@ -14,7 +14,9 @@ from _objectives import (
     branin,
     branin_in_2s,
     exit_when_x1_high,
+    prune_when_x1_high,
     raise_when_x1_high,
+    reports_progress,
     sleep_when_x1_high,
     small_pipeline,
 )
@@ -80,6 +82,22 @@ def test_an_exception_fails_only_its_trial() -> None:
             assert "raise_when_x1_high" in t.error  # the worker's traceback came back
         else:
             assert t.state is TrialState.COMPLETE
+
+
+def test_a_worker_raising_trial_pruned_is_told_pruned() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    study.optimize(prune_when_x1_high, n_trials=6, n_workers=2)
+    for t in study.trials:
+        high = t.params["x1"] > 5.0
+        assert t.state is (TrialState.PRUNED if high else TrialState.COMPLETE)
+
+
+def test_reports_from_a_worker_fail_their_trial_with_what_to_do_instead() -> None:
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
+    study.optimize(reports_progress, n_trials=2, n_workers=2)
+    for t in study.trials:
+        assert t.state is TrialState.FAILED
+        assert "not available in trials run with n_workers > 1 yet" in t.error
 
 
 def test_a_dead_worker_fails_its_trial_and_the_study_goes_on() -> None:

@@ -42,7 +42,7 @@ def test_audit_finds_a_lost_trial_and_a_number_told_twice(tmp_path: Path) -> Non
 
 def test_a_few_sigkills_on_sqlite_ask_tell_workers_lose_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'storm.db'}"
-    r = asktell_storm(url, tmp_path, workers=3, kills=3, interval=3.0, seed=0)
+    r = asktell_storm(url, tmp_path, workers=2, kills=3, interval=1.0, seed=0)
     assert r["worker_kills"] == 3
     assert r["logged"] > 0  # the workers did work between the kills
     assert passed(r), r

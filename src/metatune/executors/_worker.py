@@ -21,13 +21,40 @@ def _describe(exc: BaseException) -> str:
     return _describe_error(exc)
 
 
+class _NoReporter:
+    """The current trial's reporter on a worker: intermediate values would have to reach the
+    driver's storage and pruner, which a worker cannot do yet, so a report fails clearly."""
+
+    def _refuse(self) -> None:
+        raise RuntimeError(
+            "metatune.report_intermediate / should_prune (and trial.report) are not available "
+            "in trials run with n_workers > 1 yet: run the study with n_workers=1, or run "
+            "several ask/tell processes on one SQL storage, each calling study.report(trial, "
+            "value, step) and study.should_prune(trial)"
+        )
+
+    def report(self, value: float, step: int) -> None:
+        self._refuse()
+
+    def should_prune(self) -> bool:
+        self._refuse()
+        return False
+
+
 def evaluate(target: Any, params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
-    """Run `target.evaluate`; an exception becomes the outcome's error, and what the objective
-    wrote into `system_attrs` before it (a pipeline's per-stage records) comes back either way.
-    A result that is a number is sent back as a plain float (a tensor need not travel)."""
+    """Run `target.evaluate`; an exception becomes the outcome's error (TrialPruned: `pruned`),
+    and what the objective wrote into `system_attrs` before it (a pipeline's per-stage records,
+    a define-by-run trial's suggestions) comes back either way. A result that is a number is
+    sent back as a plain float (a tensor need not travel)."""
+    from metatune.exceptions import TrialPruned
+    from metatune.reporting import reporting
+
     attrs = dict(system_attrs)
     try:
-        result = target.evaluate(dict(params), attrs)
+        with reporting(_NoReporter()):
+            result = target.evaluate(dict(params), attrs)
+    except TrialPruned:
+        return Outcome(pruned=True, system_attrs=attrs)
     except Exception as exc:
         return Outcome(error=_describe(exc), system_attrs=attrs)
     return Outcome(result=_plain(result), system_attrs=attrs)

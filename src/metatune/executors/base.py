@@ -20,11 +20,13 @@ __all__ = ["Executor", "Outcome", "describe_objective"]
 @dataclass
 class Outcome:
     """What came back for one trial: the objective's result, or `error` (a formatted exception
-    or the reason its worker died), and the system_attrs the objective wrote as it ran."""
+    or the reason its worker died), or `pruned` (it raised TrialPruned), and the system_attrs
+    the objective wrote as it ran."""
 
     result: Any = None
     error: str | None = None
     system_attrs: dict[str, Any] = field(default_factory=dict)
+    pruned: bool = False
 
 
 class Executor(ABC):

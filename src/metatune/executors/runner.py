@@ -147,6 +147,8 @@ def run_parallel(
 
     def finish(trial: Trial, attrs: dict[str, Any], outcome: Outcome) -> Trial:
         attrs = {**attrs, **outcome.system_attrs}
+        if outcome.pruned:
+            return study._finish_run(trial, attrs, pruned=True)
         if outcome.error is not None:
             return study._finish_run(trial, attrs, error=outcome.error)
         try:

@@ -197,6 +197,7 @@ def test_multi_objective_report_and_dashboard_summary(two_objective_study: Study
     assert found[:3] == ["summary", "history", "pareto"]
     assert "history-time" not in found  # no single best to follow over time
     assert "<h2>Pareto front</h2>" in text and "objective 1 (minimize)</th>" in text
+    assert "<h2>Each objective, by trial</h2>" in text and "Best so far" not in text
     view = StudyView.from_any(two_objective_study)
     par = figures.parallel_figure(view)
     labels = [d.label for d in par.data[0].dimensions]
@@ -353,6 +354,8 @@ def test_dashboard_counts_pruned_and_redraws_while_a_trial_reports(
         "objective 1 (minimize)",
     ]
 
+    titles = {f["key"]: f["title"] for f in client.get("/api/study?name=two").json()["figures"]}
+    assert titles["history"] == "Each objective, by trial"
     first = client.get("/api/study", params={"name": "live"}).json()
     keys = [f["key"] for f in first["figures"]]
     assert "intermediate" in keys

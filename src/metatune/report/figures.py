@@ -79,6 +79,14 @@ class FigureSpec:
     title: str
     caption: str
     build: Callable[[StudyView], go.Figure | None]
+    mo_title: str | None = None  # the title for a multi-objective study, when it differs
+    mo_caption: str | None = None
+
+    def title_for(self, view: StudyView) -> str:
+        return (self.mo_title or self.title) if view.is_multi_objective else self.title
+
+    def caption_for(self, view: StudyView) -> str:
+        return (self.mo_caption or self.caption) if view.is_multi_objective else self.caption
 
 
 # Helpers --------------------------------------------------------------------------------------
@@ -1004,9 +1012,11 @@ def all_figures(
             "history",
             "Best so far, by trial",
             "Each completed trial's objective and the best so far; trials that failed, were "
-            "pruned or still run are marked along the bottom (a multi-objective study: each "
-            "objective, the Pareto front in red).",
+            "pruned or still run are marked along the bottom.",
             lambda v: best_so_far_figure(v, "number"),
+            mo_title="Each objective, by trial",
+            mo_caption="Each completed trial's value of every objective; red: the trials on "
+            "the Pareto front (several objectives have no single best).",
         ),
         FigureSpec(
             "pareto",

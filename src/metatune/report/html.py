@@ -288,8 +288,8 @@ def render_report(
             fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{spec.key}", config=config
         )
         figures.append(
-            f"<section id='{spec.key}'><h2>{html.escape(spec.title)}</h2>"
-            f"<p class='caption'>{html.escape(spec.caption)}</p>{div}</section>"
+            f"<section id='{spec.key}'><h2>{html.escape(spec.title_for(view))}</h2>"
+            f"<p class='caption'>{html.escape(spec.caption_for(view))}</p>{div}</section>"
         )
     sections.extend(figures)
     if view.trials:

@@ -57,9 +57,13 @@ def _study_summary(entry: StudyEntry) -> dict[str, Any]:
     }
 
 
-def _figure_entry(spec: FigureSpec, fig: Any) -> str:
+def _meta(spec: FigureSpec, view: Any) -> dict[str, str]:
+    return {"key": spec.key, "title": spec.title_for(view), "caption": spec.caption_for(view)}
+
+
+def _figure_entry(spec: FigureSpec, fig: Any, view: Any) -> str:
     """One figure as JSON text: plotly's own encoding, not parsed and encoded again."""
-    meta = json.dumps({"key": spec.key, "title": spec.title, "caption": spec.caption})
+    meta = json.dumps(_meta(spec, view))
     return meta[:-1] + ', "figure": ' + fig.to_json() + "}"
 
 
@@ -80,12 +84,11 @@ def _figures_payload(entry: StudyEntry) -> bytes:
         for spec in all_figures():
             if spec.key == IMPORTANCE:
                 if len(view.completed()) >= MIN_TRIALS:
-                    meta = {"key": spec.key, "title": spec.title, "caption": spec.caption}
-                    figures.append(json.dumps({**meta, "deferred": True}))
+                    figures.append(json.dumps({**_meta(spec, view), "deferred": True}))
                 continue
             fig = spec.build(view)
             if fig is not None:
-                figures.append(_figure_entry(spec, fig))
+                figures.append(_figure_entry(spec, fig, view))
         head = json.dumps(
             {
                 "changed": True,
@@ -216,7 +219,11 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
         if fig is None:
             return JSONResponse({"version": version, "figure": None})
         body = (
-            '{"version": ' + json.dumps(version) + ', "figure": ' + _figure_entry(spec, fig) + "}"
+            '{"version": '
+            + json.dumps(version)
+            + ', "figure": '
+            + _figure_entry(spec, fig, view)
+            + "}"
         )
         return Response(body.encode("utf-8"), media_type="application/json")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,16 +20,36 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def pareto_front(losses: Sequence[Sequence[float]]) -> list[int]:
-    """Indices, in order, of the loss vectors no other one dominates (duplicates all kept)."""
+    """Sorted indices of the loss vectors no other one dominates (equal vectors all kept).
+
+    A scan in lexicographic order checks each vector against the front found so far only, so
+    memory stays linear in the number of trials (a 10,000-trial study).
+    """
     Y = np.asarray(losses, dtype=float)
     if Y.size == 0:
         return []
     Y = Y.reshape(len(Y), -1)
-    # i is dominated when some j is <= everywhere and < somewhere
-    le = np.all(Y[:, None, :] <= Y[None, :, :], axis=2)  # le[j, i]: j <= i everywhere
-    lt = np.any(Y[:, None, :] < Y[None, :, :], axis=2)
-    dominated = np.any(le & lt, axis=0)
-    return [int(i) for i in np.flatnonzero(~dominated)]
+    order = np.lexsort(Y.T[::-1])
+    front: list[int] = []
+    if Y.shape[1] == 2:  # in this order a row is dominated iff an earlier one is below it
+        low, low_first = math.inf, math.inf  # the lowest second loss, the first loss it came with
+        for i in order:
+            a, b = float(Y[i, 0]), float(Y[i, 1])
+            if b < low:
+                low, low_first = b, a
+            elif not (b == low and a == low_first):
+                continue
+            front.append(int(i))
+        return sorted(front)
+    kept = np.empty_like(Y)
+    for i in order:
+        y = Y[i]
+        seen = kept[: len(front)]
+        if len(front) and np.any(np.all(seen <= y, axis=1) & np.any(seen < y, axis=1)):
+            continue
+        kept[len(front)] = y
+        front.append(int(i))
+    return sorted(front)
 
 
 def pareto_ranks(losses: Sequence[Sequence[float]]) -> list[int]:

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from metatune.direction import Direction
+from metatune.pareto import pareto_front
 from metatune.trial import SystemAttr, Trial, TrialState
 
-__all__ = ["ParamInfo", "StudyView", "front_indices", "numeric_value"]
+__all__ = ["ParamInfo", "StudyView", "numeric_value"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class StudyView:
                 [[s * v for s, v in zip(signs, self.values_of(t), strict=True)] for t in done],  # type: ignore[arg-type]
                 dtype=float,
             ).reshape(len(done), len(signs))
-            self._front = [done[i] for i in front_indices(losses)]
+            self._front = [done[i] for i in pareto_front(losses)]
         return list(self._front)
 
     def has_intermediate(self) -> bool:
@@ -237,35 +238,6 @@ class StudyView:
                     seen.setdefault(_hashable(v), None)
                 out.append(ParamInfo(name, "categorical", choices=tuple(seen)))
         return out
-
-
-def front_indices(losses: np.ndarray) -> list[int]:
-    """Sorted indices of the rows of `losses` (n x k, lower is better) that no other row
-    dominates; equal rows are all kept. A scan in lexicographic order checks each row against
-    the front found so far only, so memory stays linear in n (a 10,000-trial study)."""
-    if losses.size == 0:
-        return []
-    order = np.lexsort(losses.T[::-1])
-    front: list[int] = []
-    if losses.shape[1] == 2:  # in this order a row is dominated iff an earlier one is below
-        low, low_first = math.inf, math.inf  # the lowest second loss, first loss where first seen
-        for i in order:
-            a, b = float(losses[i, 0]), float(losses[i, 1])
-            if b < low:
-                low, low_first = b, a
-            elif not (b == low and a == low_first):
-                continue
-            front.append(int(i))
-        return sorted(front)
-    kept = np.empty_like(losses)
-    for i in order:
-        y = losses[i]
-        seen = kept[: len(front)]
-        if len(front) and np.any(np.all(seen <= y, axis=1) & np.any(seen < y, axis=1)):
-            continue
-        kept[len(front)] = y
-        front.append(int(i))
-    return sorted(front)
 
 
 def _hashable(v: Any) -> Any:

@@ -250,9 +250,10 @@ class Study:
 
     def trials_dataframe(self) -> Any:
         """Every trial as a pandas DataFrame, one row per trial, with the columns of
-        `metatune export` (number, state, value, error, times, duration, a pipeline's cost,
-        cached depth and seconds saved, params.<name>, user_attrs.<name>). Needs pandas
-        (``pip install metatune[report]``)."""
+        `metatune export` (number, state, value, values_<i> for several objectives, error,
+        times, duration, last_step and last_intermediate of reporting trials, a pipeline's
+        cost, cached depth and seconds saved, params.<name> (NaN where a conditional parameter
+        is absent), user_attrs.<name>). Needs pandas (``pip install metatune[report]``)."""
         try:
             import pandas as pd
         except ImportError as exc:

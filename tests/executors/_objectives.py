@@ -94,8 +94,12 @@ def prune_when_x1_high(p: dict) -> float:
     return branin(p)
 
 
-def reports_progress(p: dict) -> float:
+def learning_curve(p: dict) -> float:
+    """Reports a falling curve over 4 steps, asking the pruner after each report."""
     import metatune
 
-    metatune.report_intermediate(branin(p), 1)
+    for step in range(4):
+        metatune.report_intermediate(branin(p) + 3 - step, step)
+        if metatune.should_prune():
+            raise metatune.TrialPruned()
     return branin(p)

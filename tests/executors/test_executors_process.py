@@ -14,9 +14,9 @@ from _objectives import (
     branin,
     branin_in_2s,
     exit_when_x1_high,
+    learning_curve,
     prune_when_x1_high,
     raise_when_x1_high,
-    reports_progress,
     sleep_when_x1_high,
     small_pipeline,
 )
@@ -24,6 +24,7 @@ from _objectives import (
 from metatune import Study, TrialState
 from metatune.executors import EXECUTORS, Executor, make_executor
 from metatune.executors.process import ProcessExecutor
+from metatune.pruners import Pruner
 from metatune.trial import SystemAttr
 
 
@@ -92,12 +93,31 @@ def test_a_worker_raising_trial_pruned_is_told_pruned() -> None:
         assert t.state is (TrialState.PRUNED if high else TrialState.COMPLETE)
 
 
-def test_reports_from_a_worker_fail_their_trial_with_what_to_do_instead() -> None:
-    study = Study(BRANIN_SPACE, optimizer="random", seed=0)
-    study.optimize(reports_progress, n_trials=2, n_workers=2)
-    for t in study.trials:
-        assert t.state is TrialState.FAILED
-        assert "not available in trials run with n_workers > 1 yet" in t.error
+class _PruneAbove(Pruner):
+    """Prunes a trial whose latest report is above `limit`: a decision the test can predict."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def prune(self, trial, trials, direction) -> bool:
+        return trial.intermediate_values[max(trial.intermediate_values)] > self.limit
+
+
+def test_workers_report_to_the_drivers_storage_and_its_pruner_answers() -> None:
+    limit = 30.0
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0, pruner=_PruneAbove(limit))
+    study.optimize(learning_curve, n_trials=8, n_workers=2)
+    trials = study.trials
+    assert len(trials) == 8
+    for t in trials:
+        curve = [branin(t.params) + 3 - s for s in range(4)]
+        if curve[0] > limit:  # pruned at its first report, which was stored
+            assert t.state is TrialState.PRUNED
+            assert t.intermediate_values == {0: pytest.approx(curve[0])}
+        else:
+            assert t.state is TrialState.COMPLETE, t.error
+            assert t.intermediate_values == {s: pytest.approx(v) for s, v in enumerate(curve)}
+    assert {t.state for t in trials} == {TrialState.PRUNED, TrialState.COMPLETE}
 
 
 def test_a_dead_worker_fails_its_trial_and_the_study_goes_on() -> None:

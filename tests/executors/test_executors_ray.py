@@ -9,6 +9,7 @@ import pytest
 from _objectives import (
     BRANIN_SPACE,
     branin,
+    learning_curve,
     raise_when_x1_high,
     sigkill_self_when_x1_high,
     sleep_when_x1_high,
@@ -113,3 +114,20 @@ def test_ctrl_c_cancels_ray_tasks_and_keeps_finished_trials(local_ray) -> None:
     assert not [t for t in trials if t.state is TrialState.RUNNING]
     failed = [t for t in trials if t.state is TrialState.FAILED]
     assert failed and all("interrupted by the user" in t.error for t in failed)
+
+
+def test_ray_workers_report_and_get_prune_decisions(local_ray) -> None:
+    from metatune.pruners import Pruner
+
+    class PruneAtFirstReportAbove30(Pruner):
+        def prune(self, trial, trials, direction) -> bool:
+            return trial.intermediate_values[max(trial.intermediate_values)] > 30.0
+
+    study = Study(BRANIN_SPACE, optimizer="random", seed=0, pruner=PruneAtFirstReportAbove30())
+    study.optimize(
+        learning_curve, n_trials=8, n_workers=4, executor="ray", executor_options=OPTIONS
+    )
+    for t in study.trials:
+        first = branin(t.params) + 3
+        assert t.state is (TrialState.PRUNED if first > 30.0 else TrialState.COMPLETE), t.error
+        assert len(t.intermediate_values) == (1 if first > 30.0 else 4)

@@ -1,6 +1,7 @@
 """What runs on a worker: evaluate one trial and package the outcome for the driver.
 
-Kept free of storage and of the Study, so every executor (processes, Ray) runs the same code.
+Kept free of storage and of the Study, so every executor (processes, Ray) runs the same code;
+reports go through the reporter the driver sent with the trial (`relay.RelayReporter`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ def _describe(exc: BaseException) -> str:
 
 
 class _NoReporter:
-    """The current trial's reporter on a worker: intermediate values would have to reach the
-    driver's storage and pruner, which a worker cannot do yet, so a report fails clearly."""
+    """The current trial's reporter when the executor brought none (a custom executor): a
+    report fails clearly instead of being lost."""
 
     def _refuse(self) -> None:
         raise RuntimeError(
-            "metatune.report_intermediate / should_prune (and trial.report) are not available "
-            "in trials run with n_workers > 1 yet: run the study with n_workers=1, or run "
-            "several ask/tell processes on one SQL storage, each calling study.report(trial, "
-            "value, step) and study.should_prune(trial)"
+            "metatune.report_intermediate / should_prune (and trial.report) need a reporter "
+            "on this worker, and its executor passed none: pass submit(..., reporter=...) "
+            "from the driver's ReportRelay (metatune.executors.relay)"
         )
 
     def report(self, value: float, step: int) -> None:
@@ -41,7 +41,9 @@ class _NoReporter:
         return False
 
 
-def evaluate(target: Any, params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
+def evaluate(
+    target: Any, params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any = None
+) -> Outcome:
     """Run `target.evaluate`; an exception becomes the outcome's error (TrialPruned: `pruned`),
     and what the objective wrote into `system_attrs` before it (a pipeline's per-stage records,
     a define-by-run trial's suggestions) comes back either way. A result that is a number is
@@ -51,7 +53,7 @@ def evaluate(target: Any, params: dict[str, Any], system_attrs: dict[str, Any]) 
 
     attrs = dict(system_attrs)
     try:
-        with reporting(_NoReporter()):
+        with reporting(reporter if reporter is not None else _NoReporter()):
             result = target.evaluate(dict(params), attrs)
     except TrialPruned:
         return Outcome(pruned=True, system_attrs=attrs)
@@ -99,7 +101,9 @@ def probe_process() -> tuple[int, str | None]:
     return os.getpid(), None
 
 
-def run_in_process(params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
+def run_in_process(
+    params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any = None
+) -> Outcome:
     try:
         target = _target()
     except Exception as exc:
@@ -107,4 +111,4 @@ def run_in_process(params: dict[str, Any], system_attrs: dict[str, Any]) -> Outc
             error=f"the objective could not be loaded in the worker: {_describe(exc)}",
             system_attrs=dict(system_attrs),
         )
-    return evaluate(target, params, system_attrs)
+    return evaluate(target, params, system_attrs, reporter)

@@ -39,14 +39,18 @@ class Executor(ABC):
     """
 
     name: str = ""
+    report_host: str = "127.0.0.1"  # where the driver listens for its workers' reports
 
     @abstractmethod
     def start(self, target: TrialObjective, n_workers: int) -> None:
         """Get workers ready to run `target`; raise TypeError if it cannot be sent to them."""
 
     @abstractmethod
-    def submit(self, params: dict[str, Any], system_attrs: dict[str, Any]) -> Hashable:
-        """Start one trial on a free worker; returns a ticket for `wait`."""
+    def submit(
+        self, params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any = None
+    ) -> Hashable:
+        """Start one trial on a free worker; returns a ticket for `wait`. `reporter` (picklable)
+        becomes the trial's current reporter there (`metatune.report_intermediate`)."""
 
     @abstractmethod
     def wait(self, timeout: float | None) -> list[tuple[Hashable, Outcome]]:

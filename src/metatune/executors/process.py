@@ -144,7 +144,9 @@ class ProcessExecutor(Executor):
                 "`if __name__ == '__main__':` guard)"
             )
 
-    def submit(self, params: dict[str, Any], system_attrs: dict[str, Any]) -> Hashable:
+    def submit(
+        self, params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any = None
+    ) -> Hashable:
         slot = next((s for s in self._slots if s.future is None), None)
         if slot is None:
             raise RuntimeError("every worker is busy; wait for a trial to finish first")
@@ -152,10 +154,14 @@ class ProcessExecutor(Executor):
         slot.attrs = dict(system_attrs)
         slot.ticket = ticket
         try:
-            slot.future = slot.ensure_pool().submit(_worker.run_in_process, params, slot.attrs)
+            slot.future = slot.ensure_pool().submit(
+                _worker.run_in_process, params, slot.attrs, reporter
+            )
         except BrokenProcessPool:  # died while idle: start a fresh one and try once more
             slot.drop_pool(kill=True)
-            slot.future = slot.ensure_pool().submit(_worker.run_in_process, params, slot.attrs)
+            slot.future = slot.ensure_pool().submit(
+                _worker.run_in_process, params, slot.attrs, reporter
+            )
         # the pool starts its process on submit; remember it to say how it died, if it does
         procs = _Slot.processes_of(slot.pool)  # type: ignore[arg-type]
         slot.process = procs[0] if len(procs) == 1 else None

@@ -32,9 +32,11 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run(target: Any, params: dict[str, Any], system_attrs: dict[str, Any]) -> Outcome:
+def _run(
+    target: Any, params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any
+) -> Outcome:
     """The task: Ray has already fetched `target` from its object store."""
-    return _worker.evaluate(target, params, system_attrs)
+    return _worker.evaluate(target, params, system_attrs, reporter)
 
 
 def _probe(target: Any) -> None:
@@ -55,6 +57,8 @@ class RayExecutor(Executor):
         max_retries: times Ray reruns a trial whose worker died (default 0: the trial fails).
         shutdown: stop Ray when the run ends, if this executor started it (default False, so
             consecutive runs reuse it; it stops when the process exits).
+        report_host: the driver's address its workers send `metatune.report_intermediate`
+            to (default loopback, for a local Ray; on a cluster, one the nodes can reach).
 
     If Ray is already initialized, it is used as it is and `address` and `init` are ignored.
     """
@@ -68,6 +72,7 @@ class RayExecutor(Executor):
         init: Mapping[str, Any] | None = None,
         max_retries: int = 0,
         shutdown: bool = False,
+        report_host: str = "127.0.0.1",
     ) -> None:
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise ValueError(
@@ -97,6 +102,12 @@ class RayExecutor(Executor):
         self.init = dict(init or {})
         self.max_retries = max_retries
         self.shutdown = bool(shutdown)
+        if not isinstance(report_host, str) or not report_host.strip():
+            raise ValueError(
+                f"executor_options['report_host'] must be a host name or address, got "
+                f"{report_host!r}"
+            )
+        self.report_host = report_host
         self._started_ray = False
         self._target_ref: Any = None
         self._task: Any = None
@@ -127,10 +138,12 @@ class RayExecutor(Executor):
                 "executor_options={'init': {'runtime_env': {'py_modules': [...]}}}"
             ) from exc
 
-    def submit(self, params: dict[str, Any], system_attrs: dict[str, Any]) -> Hashable:
+    def submit(
+        self, params: dict[str, Any], system_attrs: dict[str, Any], reporter: Any = None
+    ) -> Hashable:
         ticket = next(self._tickets)
         attrs = dict(system_attrs)
-        ref = self._task.remote(self._target_ref, dict(params), attrs)
+        ref = self._task.remote(self._target_ref, dict(params), attrs, reporter)
         self._running[ref] = (ticket, attrs)
         return ticket
 

@@ -5,7 +5,10 @@ optimizer sees the running trials as pending points, so N asks give N different 
 sequential `optimize` semantics hold: n_trials, timeout and a cost budget stop the asking (trials
 in flight run to the end), callbacks and the progress bar see every finished trial, an objective
 that raises fails its trial only, and Ctrl-C fails the running trials as interrupted and
-re-raises, keeping every finished one.
+re-raises, keeping every finished one. An objective on a worker may call
+`metatune.report_intermediate` and `should_prune`: the reports travel to the driver
+(`relay.ReportRelay`), which stores them and asks the study's pruner; a trial that raises
+TrialPruned is told pruned.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from metatune.executors.base import Executor, Outcome
+from metatune.executors.relay import ReportRelay
 from metatune.objective import TrialObjective
 from metatune.report.progress import StudyProgress
 from metatune.trial import Trial
@@ -158,23 +162,27 @@ def run_parallel(
         return study._finish_run(trial, attrs, value, metrics)
 
     keepalive = _Keepalive(study)
+    lock = threading.Lock()  # the study is used by this loop and by the report relay
+    relay = ReportRelay(study, lock, getattr(ex, "report_host", "127.0.0.1"))
     try:
-        with progress, keepalive:
+        with progress, keepalive, relay:
             stop_asking = False
             while True:
                 while not stop_asking and len(in_flight) < n_workers:
-                    if not may_ask():
-                        stop_asking = True
-                        break
-                    study._history.refresh()
-                    context = target.suggest_context(
-                        study._history.trials(), study.direction, budget
-                    )
-                    starting = study._start_trial(context, budget)
+                    with lock:
+                        if not may_ask():
+                            stop_asking = True
+                            break
+                        study._history.refresh()
+                        context = target.suggest_context(
+                            study._history.trials(), study.direction, budget
+                        )
+                        starting = study._start_trial(context, budget)
                     trial, attrs = starting
                     keepalive.add(trial.number)
                     asked += 1
-                    in_flight[ex.submit(dict(trial.params), attrs)] = starting
+                    ticket = ex.submit(dict(trial.params), attrs, relay.reporter(trial.number))
+                    in_flight[ticket] = starting
                     starting = None
                 if not in_flight:
                     break
@@ -183,7 +191,8 @@ def run_parallel(
                     wait_for = max(min(wait_for, start + timeout - time.monotonic()), 0.0)
                 for ticket, outcome in ex.wait(wait_for):
                     trial, attrs = in_flight.pop(ticket)
-                    finished = finish(trial, attrs, outcome)
+                    with lock:
+                        finished = finish(trial, attrs, outcome)
                     keepalive.discard(trial.number)
                     progress.update(finished)
                     for cb in callbacks:
@@ -197,11 +206,12 @@ def run_parallel(
             else f"interrupted: the driver stopped ({type(exc).__name__}: {exc})"
         )
         running = list(in_flight.values()) + ([starting] if starting is not None else [])
-        for trial, attrs in running:
-            try:
-                study._tell_once(trial, error=reason, attrs=attrs)
-            except Exception:  # the storage itself may be what failed
-                log.exception("could not mark trial %d failed", trial.number)
+        with lock:  # a report still being served holds it for a moment
+            for trial, attrs in running:
+                try:
+                    study._tell_once(trial, error=reason, attrs=attrs)
+                except Exception:  # the storage itself may be what failed
+                    log.exception("could not mark trial %d failed", trial.number)
         raise
     finally:
         ex.close()

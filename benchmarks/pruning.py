@@ -620,9 +620,8 @@ def write_markdown(data: dict, summary: dict, path: Path, png: str) -> None:
         "validation loss among the trials completed within the budget (lower is better).",
         "",
         f"| method | best val loss at {short} epochs: median | [q25, q75] "
-        f"| at {full} epochs | epochs used | trials | completed | test loss of the best "
-        "| CPU s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| at {full} epochs | epochs used | trials | completed | test loss of the best |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m, s in summary.items():
         a, f = s["at_third"], s["at_full"]
@@ -630,14 +629,14 @@ def write_markdown(data: dict, summary: dict, path: Path, png: str) -> None:
         lines.append(
             f"| {labels[m]} | {fmt_num(a['median'])} | [{fmt_num(a['q25'])}, {fmt_num(a['q75'])}] "
             f"| {at_full} | {s['epochs']['median']:.0f} | {s['trials']['median']:.0f} "
-            f"| {s['completed']['median']:.0f} | {fmt_num(s['test_at_own']['median'])} "
-            f"| {s['cpu_s']['median']:.0f} |"
+            f"| {s['completed']['median']:.0f} | {fmt_num(s['test_at_own']['median'])} |"
         )
     lines += [
         "",
-        "Epochs used, trials, completed trials, test loss and CPU seconds are medians over the "
-        "seeds of each method's own run (its full budget); the test loss is that of the trial "
-        "with the best validation loss.",
+        f"The first column is every method at {short} epochs (for no pruning: the first "
+        f"{short // cfg['max_epochs']} of its trials). Epochs used, trials, completed trials and "
+        "the test loss are medians over the seeds of each method's own run (its full budget); "
+        "the test loss is that of the trial with the best validation loss.",
         "",
         "## What it means",
         "",
@@ -687,10 +686,14 @@ def write_markdown(data: dict, summary: dict, path: Path, png: str) -> None:
     facts.append(
         f"Total CPU time of the runs: {data['total_cpu_seconds'] / 60:.1f} min "
         f"({data['workers']} worker processes, one torch thread each); wall time "
-        f"{data['wall_seconds'] / 60:.1f} min."
+        f"{data['wall_seconds'] / 60:.1f} min; of the CPU time, training epochs that were not "
+        f"in the curve cache: {sum(r['train_cpu_seconds'] for r in data['runs']) / 60:.1f} min."
     )
+    commands = [(data["command"], repo_relative(path.parent), f"{data['date']}")]
+    if data.get("rendered_by"):
+        commands.append((data["rendered_by"], repo_relative(path.parent), "page re-rendered"))
     lines += how_it_was_run(
-        [(data["command"], repo_relative(path.parent), f"{data['date']}")],
+        commands,
         facts,
         intro,
     )
@@ -761,6 +764,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     if notes is not None:
         data["notes"] = notes.strip().splitlines()
+    if args.from_json:
+        data["rendered_by"] = command_line(out)
     cfg = data["config"]
     summary = summarize(data["runs"], cfg["methods"], cfg["budgets"])
     labels = {m: known[m].label for m in summary}

@@ -88,7 +88,7 @@ PROBLEMS = {
     )
 }
 PROBLEM_SETS = {
-    "page": ["BraninCurrin", "ZDT2-6d", "DTLZ2-6d", "VehicleSafety", "Penicillin"],
+    "page": ["BraninCurrin", "ZDT2-6d", "DTLZ2-6d", "VehicleSafety"],
     "dev": ["ZDT1-5d", "ZDT3-4d", "DTLZ5-5d", "GMM", "DTLZ2-4d-3obj"],
 }
 
@@ -299,19 +299,32 @@ def variant_tag(options: dict[str, Any] | None) -> str:
     return "+" + ",".join(f"{k}={options[k]}" for k in sorted(options)).replace("/", "_")
 
 
-def cache_path(cache: Path, job: Job, n_evals: int, options: dict[str, Any] | None) -> Path:
+def cache_path(cache: Path, job: Job, options: dict[str, Any] | None) -> Path:
     problem, method, seed = job
-    return cache / f"{problem}__{method}{variant_tag(options)}__seed{seed}__{n_evals}.json"
+    return cache / f"{problem}__{method}{variant_tag(options)}__seed{seed}.json"
 
 
-def _load_cached(path: Path) -> dict[str, Any] | None:
+def truncate(rec: dict[str, Any], n_evals: int) -> dict[str, Any]:
+    """A run's record cut to its first `n_evals` evaluations. No method is told the budget,
+    so these are exactly what a run of `n_evals` evaluations would have done."""
+    out = dict(rec, evals=n_evals)
+    for key in ("values", "ask_seconds", "hypervolume"):
+        out[key] = rec[key][:n_evals]
+    return out
+
+
+def _load_cached(path: Path, n_evals: int) -> dict[str, Any] | None:
+    """The cached run at `path` cut to `n_evals`, or None when there is none as long (or it
+    failed, or was written by another version of this script)."""
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if rec.get("cache_version") != CACHE_VERSION or rec.get("error"):
         return None  # failed runs are tried again
-    return rec
+    if len(rec["hypervolume"]) < n_evals:
+        return None
+    return truncate(rec, n_evals)
 
 
 def _store(path: Path, rec: dict[str, Any]) -> None:
@@ -334,7 +347,8 @@ def run_all(
     results: list[dict] = []
     todo: list[Job] = []
     for job in jobs:
-        rec = _load_cached(cache_path(cache, job, n_evals, options.get(job[1]))) if cache else None
+        path = cache_path(cache, job, options.get(job[1])) if cache else None
+        rec = _load_cached(path, n_evals) if path else None
         if rec is not None:
             results.append(rec)
         else:
@@ -347,7 +361,7 @@ def run_all(
     def done(rec: dict) -> None:
         if cache is not None:
             job = (rec["problem"], rec["method"], rec["seed"])
-            _store(cache_path(cache, job, n_evals, options.get(rec["method"])), rec)
+            _store(cache_path(cache, job, options.get(rec["method"])), rec)
         results.append(rec)
         tag = f"{rec['problem']}/{rec['method']}/seed {rec['seed']}"
         status = "FAILED" if rec["error"] else f"hv {fmt_num(rec['hypervolume'][-1])}"
@@ -645,8 +659,9 @@ def write_markdown(
             last = r["error"].strip().splitlines()[-1]
             lines.append(f"- {r['problem']}/{r['method']}/seed {r['seed']}: {last}")
         lines.append("")
+    first = cfg.get("first_seed", 0)
     setup = (
-        f"Setup: {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) x {n_evals} evaluations per "
+        f"Setup: {cfg['seeds']} seeds ({first}..{first + cfg['seeds'] - 1}) x {n_evals} evaluations per "
         "(problem, method), noise-free (`evaluate_true`), every objective minimized in the "
         "problem's own convention, the same Float space x0..x{d-1} on the problem's bounds for "
         "every method, ask/tell in both libraries. Hypervolume: "
@@ -661,15 +676,17 @@ def write_markdown(
         "resumed where a run stopped."
     )
     here = repo_relative(path.parent)
-    commands = [
-        (
-            data["command"],
-            here,
-            f"{data['date']}, {data['wall_seconds'] / 60:.1f} min with "
-            f"{cfg['workers']} worker processes, {data['cpu_seconds'] / 60:.1f} CPU-minutes of "
-            "runs",
+    cached = data.get("cached_runs", 0)
+    about = (
+        f"{data['date']}, {data['wall_seconds'] / 60:.1f} min with {cfg['workers']} worker "
+        f"processes; the runs' own wall-clock times add up to {data['run_seconds'] / 60:.0f} min"
+    )
+    if cached:
+        about += (
+            f"; {cached} of {len(data['runs'])} runs were read from the cache, written by "
+            "earlier invocations of this command on subsets of the problems and methods"
         )
-    ]
+    commands = [(data["command"], here, about)]
     if rendered_by:
         commands.append((rendered_by, here, "rendered this page again from the run's JSON"))
     machine = (
@@ -703,6 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default 10)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+N-1 (default 0)")
     p.add_argument("--evals", type=int, default=80, help="evaluations per run (default 80)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument(
@@ -738,8 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else list(PROBLEM_SETS[args.problem_set])
         )
         methods = _pick(args.methods, METHODS, "method")
-        if args.seeds < 1 or args.evals < 1 or args.workers < 1:
-            raise SystemExit("--seeds, --evals and --workers must be positive")
+        if args.seeds < 1 or args.evals < 1 or args.workers < 1 or args.first_seed < 0:
+            raise SystemExit("--seeds, --evals and --workers must be positive, --first-seed >= 0")
         options = {}
         if args.mo_gp_options:
             try:
@@ -747,7 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 raise SystemExit(f"--mo-gp-options is not JSON: {exc}") from None
         meta = {pb: problem_info(pb) for pb in problems}
-        jobs = [(pb, m, s) for pb in problems for m in methods for s in range(args.seeds)]
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        jobs = [(pb, m, s) for pb in problems for m in methods for s in seeds]
         jobs.sort(key=lambda j: (-_COST[j[1]], -meta[j[0]]["num_objectives"], -meta[j[0]]["dim"]))
         print(
             f"{len(jobs)} runs: {len(problems)} problems x {len(methods)} methods x "
@@ -770,11 +789,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "date": now_utc(),
             "machine": machine_info(),
             "wall_seconds": wall,
-            "cpu_seconds": float(sum(r["wall_seconds"] or 0.0 for r in runs)),
+            "run_seconds": float(sum(r["wall_seconds"] or 0.0 for r in runs)),
+            "cached_runs": sum("cache_version" in r for r in runs),
             "config": {
                 "problems": problems,
                 "methods": methods,
                 "seeds": args.seeds,
+                "first_seed": args.first_seed,
                 "evals": args.evals,
                 "workers": args.workers,
                 "mo_gp_options": options.get("mo-gp", {}),

@@ -72,3 +72,29 @@ def test_tiny_run_writes_the_page_and_resumes_from_the_cache(bench, tmp_path):
     assert {(r["method"], r["seed"]): r["hypervolume"] for r in again["runs"]} == before
     assert all("cache_version" in r for r in again["runs"])
     assert not any("cache_version" in r for r in data["runs"])
+
+
+@pytest.mark.parametrize(
+    "options", [{"reference": "front"}, {"output_transform": "standardize", "fit_iters": 2}]
+)
+def test_mo_gp_options_the_benchmark_compared(options):
+    import metatune
+
+    study = metatune.Study(
+        {"x": metatune.Float(0, 1), "y": metatune.Float(0, 1)},
+        directions=["minimize", "minimize"],
+        optimizer="mo-gp",
+        seed=1,
+        optimizer_options={"n_startup_trials": 3, "n_candidates": 64, **options},
+    )
+    for _ in range(5):
+        t = study.ask()
+        study.tell(t, [t.params["x"], (1 - t.params["x"]) ** 2 + t.params["y"]])
+    assert len(study.trials) == 5 and study.best_trials
+    with pytest.raises(ValueError, match="reference must be one of"):
+        metatune.Study(
+            {"x": metatune.Float(0, 1)},
+            directions=["minimize", "minimize"],
+            optimizer="mo-gp",
+            optimizer_options={"reference": "nadir"},
+        )

@@ -4,9 +4,15 @@ The acquisition is the expected hypervolume improvement over the Pareto front of
 far, in its log form (Ament et al., 2023), with running trials as pending points so that
 concurrent asks spread out. The front is the observed one (objectives are taken as nearly
 noise-free, as the single-objective GP does): the noisy form, qLogNEHVI, integrates over the
-front's uncertainty at many times the cost per ask. The reference point follows each objective's observed range,
-as Ax does when none is given. Maximized by the same valid-move search as the single-objective
-GP.
+front's uncertainty at many times the cost per ask. Each objective's GP is the single-objective
+GP's model: its outputs standardized and Yeo-Johnson transformed (a monotone map per objective,
+so the Pareto front is unchanged while heavy-tailed objectives stop dominating the fit), a
+low-noise likelihood, and a fit warm-started from the previous trial's hyperparameters. The
+reference point is the worst value of every transformed objective so far less a tenth of its
+range: a loose point, which rewards spreading along the whole front (the front's nadir, as
+BoTorch's infer_reference_point, is an option). Maximized
+by the same valid-move search as the single-objective GP, its local moves started from a
+random subset of the front so that they spread along it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from metatune.direction import Direction
+from metatune.optimizers._gp.fit import GPSpec, WarmStartFitter, transform_outputs
 from metatune.optimizers._gp.history import unseen_point
 from metatune.optimizers._gp.search import Layout, maximize
 from metatune.optimizers._gp.seeds import suggestion_seeds
@@ -32,6 +39,9 @@ from metatune.trial import Trial, TrialState
 __all__ = ["MultiObjectiveGP", "objective_losses"]
 
 log = logging.getLogger("metatune")
+
+OUTPUT_TRANSFORMS = ("yeo-johnson", "standardize")
+REFERENCES = ("front", "observed")
 
 
 def objective_losses(
@@ -66,12 +76,28 @@ class MultiObjectiveGP(Optimizer):
             + 2, at most 10).
         n_candidates: Sobol candidates scored per suggestion.
         mc_samples: quasi-Monte-Carlo samples of the acquisition.
+        fit_iters: L-BFGS iterations of a warm-started hyperparameter fit (a cold fit runs to
+            convergence).
+        min_noise: lower bound on each GP's noise variance (on transformed outputs).
+        output_transform: "yeo-johnson" (default) or "standardize", per objective.
+        reference: where the acquisition's reference point comes from: "observed" (default:
+            the worst value of every objective so far, less a tenth of its observed range) or
+            "front" (the nadir of the Pareto front so far, less a tenth of its range, as
+            BoTorch's infer_reference_point: a tighter point, which concentrates the search
+            on the front's middle).
     """
 
     multi_objective = True
 
     def __init__(
-        self, n_startup_trials: int | None = None, n_candidates: int = 512, mc_samples: int = 64
+        self,
+        n_startup_trials: int | None = None,
+        n_candidates: int = 512,
+        mc_samples: int = 64,
+        fit_iters: int = 6,
+        min_noise: float = 1e-8,
+        output_transform: str = "yeo-johnson",
+        reference: str = "observed",
     ) -> None:
         if n_startup_trials is not None and (
             not isinstance(n_startup_trials, int) or n_startup_trials < 1
@@ -83,10 +109,25 @@ class MultiObjectiveGP(Optimizer):
             raise ValueError(f"n_candidates must be an integer >= 16, got {n_candidates!r}")
         if not (isinstance(mc_samples, int) and mc_samples >= 8):
             raise ValueError(f"mc_samples must be an integer >= 8, got {mc_samples!r}")
+        if not (isinstance(fit_iters, int) and fit_iters >= 1):
+            raise ValueError(f"fit_iters must be a positive integer, got {fit_iters!r}")
+        if not min_noise > 0:
+            raise ValueError(f"min_noise must be positive, got {min_noise!r}")
+        if output_transform not in OUTPUT_TRANSFORMS:
+            raise ValueError(
+                f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}"
+            )
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         self.n_startup_trials = n_startup_trials
+        self.reference = reference
         self.n_candidates = n_candidates
         self.mc_samples = mc_samples
+        self.fit_iters = fit_iters
+        self.min_noise = float(min_noise)
+        self.output_transform = output_transform
         self._single: Optimizer | None = None
+        self._fitter = WarmStartFitter()  # one warm start per objective
 
     def _startup(self, space: Space) -> int:
         if self.n_startup_trials is not None:
@@ -115,6 +156,7 @@ class MultiObjectiveGP(Optimizer):
             params = space.decode(x)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
             log.warning("multi-objective GP failed (%s); trial gets a Sobol point", exc)
+            self._fitter.clear()
             params = sobol_point(space, context.seed, context.trial_number)
         return unseen_point(params, {}, space, history, pending, rng)
 
@@ -127,27 +169,36 @@ class MultiObjectiveGP(Optimizer):
         rng: np.random.Generator,
     ) -> np.ndarray:
         from botorch.acquisition.multi_objective.logei import qLogExpectedHypervolumeImprovement
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import ModelListGP, SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
+        from botorch.models import ModelListGP
         from botorch.sampling import SobolQMCNormalSampler
         from botorch.utils.multi_objective.box_decompositions.non_dominated import (
             FastNondominatedPartitioning,
         )
-        from gpytorch.mlls import SumMarginalLogLikelihood
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
 
         X = torch.tensor(np.stack([space.encode(t.params) for t in done]), dtype=torch.float64)
-        Y = torch.tensor(-losses, dtype=torch.float64)  # BoTorch maximizes
-        models = [
-            SingleTaskGP(X, Y[:, i : i + 1], outcome_transform=Standardize(m=1))
-            for i in range(Y.shape[1])
-        ]
-        model = ModelListGP(*models)
+        power = self.output_transform == "yeo-johnson"
+        # BoTorch maximizes: each column is a monotone map of minus its loss.
+        Z = np.stack(
+            [-transform_outputs(losses[:, j], power=power) for j in range(losses.shape[1])], 1
+        )
+        Y = torch.tensor(Z, dtype=torch.float64)
+        spec = GPSpec(min_noise=self.min_noise)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
-        span = (Y.max(0).values - Y.min(0).values).clamp_min(1e-9)
-        ref_point = Y.min(0).values - 0.1 * span
+            warnings.simplefilter("ignore")  # fit notices (e.g. an early L-BFGS stop)
+            gps = [
+                self._fitter.fit(
+                    spec, X, Y[:, j : j + 1], key=(space.dim, j), warm_iters=self.fit_iters
+                )
+                for j in range(Y.shape[1])
+            ]
+        model = ModelListGP(*gps)
+        if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less 10%
+            ref_point = infer_reference_point(Y[is_non_dominated(Y)], scale=0.1)
+        else:  # the worst observed values, less 10% of the observed range
+            span = (Y.max(0).values - Y.min(0).values).clamp_min(1e-9)
+            ref_point = Y.min(0).values - 0.1 * span
         X_pending = None
         others = [t for t in pending if t.params]
         if others:
@@ -166,8 +217,9 @@ class MultiObjectiveGP(Optimizer):
             X_pending=X_pending,
             sampler=SobolQMCNormalSampler(sample_shape=torch.Size([self.mc_samples])),
         )
-        on_front = np.zeros(len(done))
-        on_front[pareto_front(losses)] = 1.0
+        # The local moves start from the 5 highest-scored trials: a random few of the front.
+        on_front = rng.random(len(done)) * 0.5
+        on_front[pareto_front(losses)] += 1.0
         return maximize(
             acqf,
             space,

@@ -179,7 +179,8 @@ def write_markdown(data: dict, path: Path) -> None:
         "ask/tell worker's trial is failed by the next process that opens the study or asks "
         "(its owner provably no longer runs); a killed executor worker's trial is failed by the "
         "driver at once with the reason (`worker process ... died (killed by SIGKILL)`, Ray's "
-        "`WorkerCrashedError`), and the executor starts a new worker; a killed driver's running "
+        "`WorkerCrashedError`; a worker killed between two trials fails none), and the executor "
+        "starts a new worker; a killed driver's running "
         f"trials are failed by the restarted driver's stale sweep (owners on other machines "
         f"after {STALE_AFTER:.0f} s without a heartbeat). The last driver is stopped with "
         "SIGINT, which fails its running trials as interrupted.",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +220,50 @@ def test_a_restarted_driver_resumes_from_sqlite(tmp_path: Path) -> None:
     assert [t.number for t in trials] == list(range(9))
     assert all(t.state is TrialState.COMPLETE for t in trials)
     assert _distinct_params(again) == 9
+
+
+_DRIVER = """
+import sys
+from _objectives import BRANIN_SPACE, sleepy
+from metatune import Study
+if __name__ == "__main__":
+    Study(BRANIN_SPACE, optimizer="random", seed=0).optimize(sleepy, n_trials=4, n_workers=2)
+"""
+
+
+def _marked(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker.encode() in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_of_a_killed_driver_exit(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    marker = f"METATUNE_TEST_DRIVER={os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    driver = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in _marked(marker) if p != driver.pid]) < 2:  # both workers up
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        driver.kill()  # SIGKILL: nothing of the driver runs after this
+        driver.wait()
+        deadline = time.monotonic() + 60
+        while [p for p in _marked(marker) if p != driver.pid] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [p for p in _marked(marker) if p != driver.pid] == []
+    finally:
+        for pid in _marked(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -6,9 +6,12 @@ reports go through the reporter the driver sent with the trial (`relay.RelayRepo
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
+import threading
 from typing import Any
 
 from metatune.executors.base import Outcome
@@ -80,10 +83,20 @@ _state: dict[str, Any] = {}
 
 def init_process(payload: bytes) -> None:
     """Pool initializer: keep the pickled objective; Ctrl-C is the driver's to handle (it
-    cancels this process), so a terminal's SIGINT does not also raise here."""
+    cancels this process), so a terminal's SIGINT does not also raise here; and end this
+    process when the driver dies (a pool's process holds both ends of its task queue, so it
+    would otherwise wait for tasks forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _state.clear()
     _state["payload"] = payload
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # readable once the driver has exited
+    os._exit(1)
 
 
 def _target() -> Any:

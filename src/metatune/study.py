@@ -532,7 +532,8 @@ class Study:
         re-raises KeyboardInterrupt. With `n_workers` > 1 trials run concurrently on `executor`
         (a name from `metatune.executors.EXECUTORS`, "process" or "ray", or an instance), the
         driver asking with the running trials as pending points and telling each result as it
-        arrives. For a Pipeline, each ask tells the optimizer the stage
+        arrives (a parallel `timeout` counts from when the first worker is ready; reports and
+        `should_prune` work on workers). For a Pipeline, each ask tells the optimizer the stage
         structure, the budget and the cached prefixes (`SuggestContext.pipeline`), the cache
         serves the longest cached prefix, and each trial stores its per-stage costs and cache
         hits in system_attrs["stages"] and its total cost in system_attrs["cost"].
@@ -588,6 +589,13 @@ class Study:
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if show_progress is None:
             show_progress = sys.stderr.isatty()
+        if n_workers == 1 and (executor != "process" or executor_options is not None):
+            from metatune.executors import make_executor
+
+            make_executor(executor, executor_options)  # a bad name or option fails now
+            log.info(
+                "study %r: n_workers=1 runs trials in this process; executor unused", self.name
+            )
         if n_workers > 1:
             from metatune.executors import run_parallel
 

@@ -142,3 +142,10 @@ def test_multi_objective_optimizers_are_reproducible_and_resume(optimizer, tmp_p
     assert _mo_run(Study(name="mo", storage=url), 3) == expected[3:]
     a, b = _mo_study(optimizer, seed=4).ask(2)
     assert a.params != b.params
+
+
+def test_a_bad_executor_is_refused_before_any_trial_even_with_one_worker():
+    study = Study({"x": Float(0, 1)}, optimizer="random")
+    with pytest.raises(ValueError, match="unknown executor 'rey'; available: process, ray"):
+        study.optimize(lambda p: p["x"], n_trials=1, executor="rey")
+    assert study.trials == []

@@ -141,3 +141,13 @@ def test_cli_only_parses_and_dispatches() -> None:
 def test_readme_is_a_short_front_door(path: str) -> None:
     words = len((SRC.parent / path).read_text().split())
     assert words < 900, f"{path} has {words} words"
+
+
+def test_test_modules_have_distinct_names():
+    """tests/ has no __init__.py files: two test modules with one basename stop collection
+    ('import file mismatch')."""
+    tests = Path(__file__).resolve().parent
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}

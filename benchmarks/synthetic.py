@@ -1,10 +1,15 @@
-"""metatune's optimizers vs Optuna's on synthetic functions: same budget, several seeds, one run.
+"""metatune's optimizers vs Optuna's and HEBO's on synthetic functions: same budget, several
+seeds, one run.
 
 Each (function, method, seed) job runs a noise-free minimization through the ask/tell interface of
 its library, records the best-so-far simple regret after every trial and the time of every ask,
-and runs single-threaded in a process pool. Writes docs/benchmarks/synthetic.{json,md,png}.
+and runs single-threaded in a process pool. HEBO needs NumPy < 1.25, so it runs in a virtualenv
+of its own (`--hebo-python`, made by `--make-hebo-venv`): each HEBO job drives
+benchmarks/synthetic_hebo_runner.py in that interpreter over JSON lines, and evaluates the
+function here. Writes docs/benchmarks/synthetic.{json,md,png}.
 
-    python benchmarks/synthetic.py                       # 10 seeds x 50 trials, everything
+    python benchmarks/synthetic.py --make-hebo-venv       # once: metatune-runs/venv-hebo
+    python benchmarks/synthetic.py                        # 10 seeds, each function's budget
     python benchmarks/synthetic.py --seeds 2 --trials 15 --functions branin
     python benchmarks/synthetic.py --from-json docs/benchmarks/synthetic.json --check
 """
@@ -22,6 +27,8 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -42,26 +49,64 @@ from metatune.benchmarks.common import (  # noqa: E402
     machine_info,
     make_progress,
     now_utc,
+    read_notes,
     repo_relative,
     single_thread_torch,
 )
-from metatune.benchmarks.registry import DEFAULT_FUNCTIONS, SYNTHETIC_FUNCTIONS  # noqa: E402
+from metatune.benchmarks.registry import (  # noqa: E402
+    DEFAULT_FUNCTIONS,
+    HIGH_DIM_FUNCTIONS,
+    SYNTHETIC_FUNCTIONS,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+HEBO_RUNNER = Path(__file__).resolve().parent / "synthetic_hebo_runner.py"
+HEBO_VENV = ROOT / "metatune-runs" / "venv-hebo"
+# How --make-hebo-venv builds HEBO's environment (pip arguments, one install each; the torch pin
+# comes from constraints.txt, the scikit-learn pin matches ours).
+HEBO_INSTALLS = (
+    ("-c", "constraints.txt", "torch==2.13.0"),
+    (
+        "-c",
+        "constraints.txt",
+        "numpy<1.25",
+        "pandas<2.3",
+        "scipy<1.14",
+        "scikit-learn==1.9.1",
+        "HEBO==0.3.6",
+    ),
+)
 
 # The functions (metatune.benchmarks.registry.SYNTHETIC_FUNCTIONS), in the page's order.
 FUNCTIONS = [
     *DEFAULT_FUNCTIONS,
-    *(n for n in SYNTHETIC_FUNCTIONS.names() if n not in DEFAULT_FUNCTIONS),
+    *HIGH_DIM_FUNCTIONS,
+    *(n for n in SYNTHETIC_FUNCTIONS.names() if n not in DEFAULT_FUNCTIONS + HIGH_DIM_FUNCTIONS),
 ]
-METHODS = ("random", "metatune-gp", "optuna-tpe", "optuna-gp")
+METHODS = ("random", "metatune-gp", "metatune-tr", "optuna-tpe", "optuna-gp", "hebo")
+# metatune-tr (the GP's trust-region option) runs on the high-dimensional functions only.
+HIGH_DIM_ONLY = ("metatune-tr",)
+METATUNE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "metatune-gp": ("gp", {}),
+    "metatune-tr": ("gp", {"trust_region": True}),
+}
 # Rough relative cost per job, to start the slow jobs first and balance the pool.
-_COST = {"metatune-gp": 3, "optuna-gp": 3, "optuna-tpe": 1, "random": 0}
+_COST = {
+    "hebo": 6,
+    "metatune-gp": 3,
+    "metatune-tr": 3,
+    "optuna-gp": 3,
+    "optuna-tpe": 1,
+    "random": 0,
+}
 COLORS = {
     "random": "tab:gray",
     "metatune-gp": "tab:blue",
+    "metatune-tr": "tab:purple",
     "optuna-tpe": "tab:orange",
     "optuna-gp": "tab:green",
+    "hebo": "tab:red",
 }
 LAST_ASKS = 10  # s/ask is the median over this many final asks of a run
 PLOT_FLOOR = 1e-9  # regret is clipped here for the log-scale plot
@@ -109,12 +154,13 @@ def _evaluate(f: Any, x: Sequence[float]) -> float:
     return float(f.evaluate_true(torch.tensor([list(x)], dtype=torch.double))[0])
 
 
-def _run_metatune(f: Any, optimizer: str, seed: int, n_trials: int, rec: dict[str, Any]) -> None:
+def _run_metatune(f: Any, method: str, seed: int, n_trials: int, rec: dict[str, Any]) -> None:
     import metatune
 
+    optimizer, options = METATUNE_OPTIONS[method]
     lo, hi = f.bounds[0].tolist(), f.bounds[1].tolist()
     space = metatune.Space({f"x{i}": metatune.Float(lo[i], hi[i]) for i in range(f.dim)})
-    study = metatune.Study(space, optimizer=optimizer, seed=seed)
+    study = metatune.Study(space, optimizer=optimizer, optimizer_options=options, seed=seed)
     for _ in range(n_trials):
         t0 = time.perf_counter()
         trial = study.ask()
@@ -144,7 +190,66 @@ def _run_optuna(f: Any, sampler_name: str, seed: int, n_trials: int, rec: dict[s
         rec["values"].append(y)
 
 
-def run_job(function: str, method: str, seed: int, n_trials: int) -> dict[str, Any]:
+class _HeboProcess:
+    """HEBO in its own interpreter: one runner process per run, JSON lines both ways."""
+
+    def __init__(self, python: str, bounds: list[list[float]], seed: int) -> None:
+        self.proc = subprocess.Popen(
+            [python, str(HEBO_RUNNER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        self.call({"bounds": bounds, "seed": seed})
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:  # skip what pymoo and HEBO print on standard output
+            if line.startswith("@@"):
+                reply = json.loads(line[2:])
+                if "error" in reply:
+                    raise RuntimeError(f"HEBO runner: {reply['error']}")
+                return reply
+        err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+        raise RuntimeError(f"HEBO runner exited: {err.strip()[-2000:]}")
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None and self.proc.stdin is not None:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _run_hebo(f: Any, python: str, seed: int, n_trials: int, rec: dict[str, Any]) -> None:
+    if not Path(python).exists():
+        raise FileNotFoundError(
+            f"HEBO's interpreter {python} does not exist: run this script with --make-hebo-venv"
+        )
+    bounds = f.bounds.T.tolist()
+    hebo = _HeboProcess(python, bounds, seed)
+    try:
+        for _ in range(n_trials):
+            t0 = time.perf_counter()
+            x = hebo.call({"cmd": "suggest"})["x"]
+            rec["ask_seconds"].append(time.perf_counter() - t0)
+            y = _evaluate(f, x)
+            hebo.call({"cmd": "observe", "x": x, "y": y})
+            rec["values"].append(y)
+    finally:
+        hebo.close()
+
+
+def run_job(
+    function: str, method: str, seed: int, n_trials: int, hebo_python: str = ""
+) -> dict[str, Any]:
     """One (function, method, seed) run; never raises: a failure is recorded in `error`."""
     rec: dict[str, Any] = {
         "function": function,
@@ -167,10 +272,10 @@ def run_job(function: str, method: str, seed: int, n_trials: int) -> dict[str, A
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             f = make_function(function)
-            if method == "random":
-                _run_metatune(f, "random", seed, n_trials, rec)
-            elif method == "metatune-gp":
-                _run_metatune(f, "gp", seed, n_trials, rec)
+            if method in METATUNE_OPTIONS:
+                _run_metatune(f, method, seed, n_trials, rec)
+            elif method == "hebo":
+                _run_hebo(f, hebo_python, seed, n_trials, rec)
             elif method == "optuna-tpe":
                 _run_optuna(f, "tpe", seed, n_trials, rec)
             elif method == "optuna-gp":
@@ -193,7 +298,14 @@ def run_job(function: str, method: str, seed: int, n_trials: int) -> dict[str, A
 
 
 # Running -------------------------------------------------------------------------------------
-def run_all(jobs: list[tuple[str, str, int]], n_trials: int, workers: int) -> list[dict]:
+def run_all(
+    jobs: list[tuple[str, str, int, int]],
+    workers: int,
+    hebo_python: str,
+    save: Any = None,
+) -> list[dict]:
+    """Every job, in a pool of `workers` spawned processes; `save(results)` after each run (so
+    an interrupted run keeps what it finished)."""
     progress = make_progress(sys.stderr.isatty())
     results: list[dict] = []
     start = time.perf_counter()
@@ -212,6 +324,8 @@ def run_all(jobs: list[tuple[str, str, int]], n_trials: int, workers: int) -> li
             )
         if rec["error"]:
             print(f"{tag} failed:\n{rec['error']}", file=sys.stderr, flush=True)
+        if save is not None:
+            save(results)
 
     if progress is not None:
         progress.start()
@@ -220,11 +334,11 @@ def run_all(jobs: list[tuple[str, str, int]], n_trials: int, workers: int) -> li
         if workers <= 1:
             _init_worker()
             for job in jobs:
-                done(run_job(*job, n_trials))
+                done(run_job(*job, hebo_python))
         else:
             ctx = multiprocessing.get_context("spawn")  # fresh interpreters: env set pre-torch
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-                pending: set[Future] = {pool.submit(run_job, *job, n_trials) for job in jobs}
+                pending: set[Future] = {pool.submit(run_job, *job, hebo_python) for job in jobs}
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
@@ -243,6 +357,8 @@ def summarize(runs: list[dict], functions: list[str], methods: list[str]) -> dic
         out[fn] = {}
         for m in methods:
             mine = [r for r in runs if r["function"] == fn and r["method"] == m]
+            if not mine:  # not run on this function (metatune-tr on the small ones)
+                continue
             ok = [r for r in mine if not r["error"] and r["best_regret"]]
             final = np.array([r["best_regret"][-1] for r in ok], dtype=float)
             ask = np.array([np.median(r["ask_seconds"][-LAST_ASKS:]) for r in ok], dtype=float)
@@ -300,44 +416,42 @@ def tables_markdown(summary: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def check_lines(summary: dict) -> list[str]:
-    """The acceptance criteria for metatune-gp, one line per function plus the verdicts."""
-    needed = ("metatune-gp", "optuna-gp", "random")
-    fns = [fn for fn in summary if all(m in summary[fn] for m in needed)]
-    if not fns:
-        return [f"check skipped: needs methods {', '.join(needed)}"]
-    need_vs_gp = math.ceil(0.8 * len(fns))
+def check_lines(summary: dict, meta: dict) -> list[str]:
+    """The must-shows: on every small function metatune-gp's median regret <= optuna-gp's and
+    hebo's; on every high-dimensional one metatune-tr's median < both. One line per function."""
     lines = []
-    n_le, n_lt_rand, n_fast = 0, 0, 0
-    for fn in fns:
-        mg, og, rnd = (summary[fn][m] for m in needed)
-        le = mg["median"] <= og["median"]
-        lt = mg["median"] < rnd["median"]
-        ratio = mg["ask_s"] / og["ask_s"] if og["ask_s"] > 0 else float("inf")
-        fast = ratio <= 2.0
-        n_le, n_lt_rand, n_fast = n_le + le, n_lt_rand + lt, n_fast + fast
-        lines.append(
-            f"  {fn:<12} regret {fmt_num(mg['median'])} vs optuna-gp {fmt_num(og['median'])}: "
-            f"{'ok' if le else 'WORSE'}; vs random {fmt_num(rnd['median'])}: "
-            f"{'ok' if lt else 'NOT BELOW'}; s/ask {ratio:.2f}x optuna-gp: "
-            f"{'ok' if fast else 'TOO SLOW'}"
-        )
-    verdicts = [
-        (
-            f"regret <= optuna-gp on >= {need_vs_gp} of {len(fns)} functions",
-            n_le >= need_vs_gp,
-            f"{n_le}/{len(fns)}",
-        ),
-        (
-            f"regret < random on all {len(fns)} functions",
-            n_lt_rand == len(fns),
-            f"{n_lt_rand}/{len(fns)}",
-        ),
-        ("s/ask <= 2x optuna-gp on every function", n_fast == len(fns), f"{n_fast}/{len(fns)}"),
-    ]
-    lines += [f"  {'PASS' if ok else 'FAIL'}: {what} ({got})" for what, ok, got in verdicts]
-    overall = all(ok for _, ok, _ in verdicts)
-    lines.append(f"  overall: {'PASS' if overall else 'FAIL'}")
+    verdicts: list[tuple[str, bool]] = []
+    for fn, stats in summary.items():
+        high = meta["functions"][fn].get("high_dim", False)
+        ours = "metatune-tr" if high else "metatune-gp"
+        peers = [m for m in ("optuna-gp", "hebo") if m in stats]
+        if ours not in stats or not peers:
+            lines.append(f"  {fn:<14} skipped: needs {ours} and optuna-gp or hebo")
+            continue
+        mine = stats[ours]["median"]
+        parts, ok_all = [], True
+        for m in peers:
+            theirs = stats[m]["median"]
+            ok = (mine < theirs) if high else (mine <= theirs)
+            ok_all &= bool(ok) and not math.isnan(mine)
+            parts.append(f"vs {m} {fmt_num(theirs)}: {'ok' if ok else 'WORSE'}")
+        lines.append(f"  {fn:<14} {ours} {fmt_num(mine)} " + "; ".join(parts))
+        verdicts.append((fn, ok_all))
+    if verdicts:
+        small = [ok for fn, ok in verdicts if not meta["functions"][fn].get("high_dim", False)]
+        big = [ok for fn, ok in verdicts if meta["functions"][fn].get("high_dim", False)]
+        if small:
+            lines.append(
+                f"  {'PASS' if all(small) else 'FAIL'}: metatune-gp <= optuna-gp and hebo on "
+                f"every small function ({sum(small)}/{len(small)})"
+            )
+        if big:
+            lines.append(
+                f"  {'PASS' if all(big) else 'FAIL'}: metatune-tr < optuna-gp and hebo on every "
+                f"high-dimensional function ({sum(big)}/{len(big)})"
+            )
+        overall = all(ok for _, ok in verdicts)
+        lines.append(f"  overall: {'PASS' if overall else 'FAIL'}")
     return lines
 
 
@@ -389,7 +503,30 @@ def plot(runs: list[dict], functions: list[str], methods: list[str], path: Path)
     plt.close(fig)
 
 
-def what_it_means(summary: dict, trials: int) -> str:
+def summary_table(summary: dict, meta: dict) -> list[str]:
+    """One row per function, one column per method: median final regret [q25, q75]; the lowest
+    median of the row in bold."""
+    methods = [m for m in METHODS if any(m in stats for stats in summary.values())]
+    lines = [
+        "| function | budget | " + " | ".join(methods) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in methods) + " |",
+    ]
+    for fn, stats in summary.items():
+        info = meta["functions"][fn]
+        winners = set(best_methods(stats))
+        cells = []
+        for m in methods:
+            if m not in stats:
+                cells.append("")
+                continue
+            v = fmt_num(stats[m]["median"])
+            cells.append(f"**{v}**" if m in winners else v)
+        budget = info.get("n_trials", meta["config"].get("trials"))
+        lines.append(f"| {fn} ({info['dim']}d) | {budget} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def what_it_means(summary: dict, meta: dict) -> str:
     """The page's "What it means" paragraph: which method has the lowest median regret where."""
     by: dict[str, list[str]] = {}
     for fn, stats in summary.items():
@@ -403,40 +540,59 @@ def what_it_means(summary: dict, trials: int) -> str:
 
     said = [f"{m}'s on {_and(fns)}" for m, fns in by.items()]
     return (
-        f"What it means: after {trials} trials the lowest median regret is {_and(said)}; the "
-        "acceptance check below compares metatune-gp with optuna-gp and random."
+        f"What it means: at the end of each function's budget the lowest median regret is "
+        f"{_and(said)}. The must-show check below compares metatune's default GP with "
+        "Optuna's GPSampler and HEBO on the small functions, and the GP's trust-region option "
+        "(metatune-tr) with both on the 20-40 dimensional ones."
     )
 
 
 def write_markdown(
-    data: dict, summary: dict, path: Path, png_name: str, rendered_by: str | None = None
+    data: dict,
+    summary: dict,
+    path: Path,
+    png_name: str,
+    rendered_by: str | None = None,
+    notes: str | None = None,
 ) -> None:
-    """The page. `rendered_by`: the command that re-rendered it from its JSON, if one did."""
+    """The page. `rendered_by`: the command that re-rendered it from its JSON, if one did;
+    `notes`: Markdown placed after the check (what was tried, with numbers)."""
     meta = data
     cfg = data["config"]
     warn = warning_lines(data["runs"])
     lines = [
-        "# Synthetic functions: metatune vs Optuna",
+        "# Synthetic functions: metatune vs Optuna and HEBO",
+        "",
+        "Median final simple regret over seeds (lower is better; bold: lowest in the row). "
+        "metatune-tr is metatune's GP with `trust_region=True`, run on the high-dimensional "
+        "functions only.",
+        "",
+        *summary_table(summary, meta),
+        "",
+        what_it_means(summary, meta),
+        "",
+        "## Must-show check",
+        "",
+        "```",
+        *check_lines(summary, meta),
+        "```",
+        "",
+    ]
+    if notes:
+        lines += [notes.strip(), ""]
+    lines += [
+        "## Per function",
+        "",
+        "Simple regret = best value found - f* (f* is botorch's tabulated optimum, rounded to "
+        "~6 digits, so regrets below ~1e-6 mean the optimum was found); median and quartiles over "
+        "seeds. s/ask = seconds per ask (for Optuna `study.ask()` plus the `suggest_float` calls, "
+        "since it samples lazily; for HEBO its `suggest` in its own process, plus the JSON round "
+        f"trip), median over the last {LAST_ASKS} trials of a run, then median over seeds; "
+        "total ask s = all asks of a run (median over seeds). The runs shared a loaded machine, "
+        "so the times say little about speed.",
         "",
         tables_markdown(summary, meta),
         f"![best-so-far regret per trial]({png_name})",
-        "",
-        "## What it means",
-        "",
-        what_it_means(summary, cfg["trials"]),
-        "",
-        "Columns: simple regret = best value found - f* (f* is botorch's tabulated optimum, "
-        "rounded to ~6 digits, so regrets below ~1e-6 mean the optimum was found); median and "
-        "quartiles over seeds. s/ask = seconds per ask (for Optuna `study.ask()` plus the "
-        f"`suggest_float` calls, since it samples lazily), median over the last {LAST_ASKS} "
-        "trials of a run, then median over seeds. total ask s = all asks of a run (median over "
-        "seeds).",
-        "",
-        "## Acceptance check (metatune-gp)",
-        "",
-        "```",
-        *check_lines(summary),
-        "```",
         "",
     ]
     if warn:
@@ -449,12 +605,27 @@ def write_markdown(
             lines.append(f"- {r['function']}/{r['method']}/seed {r['seed']}: {last}")
         lines.append("")
     setup = (
-        f"Setup: {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) x {cfg['trials']} trials per "
-        "(function, method), noise-free, minimize, the same Float space x0..x{d-1} on the "
-        "function's bounds for every method, ask/tell in both libraries. Methods: `random` and "
-        '`metatune-gp` are `metatune.Study(optimizer="random" / "gp", seed=seed)`; `optuna-tpe` '
-        "and `optuna-gp` are Optuna's `TPESampler(seed=seed)` and `GPSampler(seed=seed)` with "
-        "default settings. Every run is single-threaded (torch, OpenMP, MKL: 1 thread)."
+        f"Setup: {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) per (function, method), each "
+        "function's trial budget (the table's budget column) for every method, noise-free, "
+        "minimize, the same Float space x0..x{d-1} on the function's bounds for every method, "
+        "ask/tell in every library. Hartmann6in40 is Hartmann6 on 6 fixed, seeded columns of "
+        "40 inputs (the other 34 do nothing). Methods: `random`, `metatune-gp` and "
+        '`metatune-tr` are `metatune.Study(optimizer="random" / "gp", seed=seed)`, '
+        'metatune-tr with `optimizer_options={"trust_region": True}`; `optuna-tpe` and '
+        "`optuna-gp` are Optuna's `TPESampler(seed=seed)` and `GPSampler(seed=seed)` with "
+        "default settings; `hebo` is HEBO 0.3.6's `HEBO(space, scramble_seed=seed)` with "
+        "default settings (numpy and torch seeded too), one suggestion at a time. Every run is "
+        "single-threaded (torch, OpenMP, MKL: 1 thread)."
+    )
+    hebo = (
+        "HEBO 0.3.6 needs NumPy < 1.25, so it runs in a virtualenv of its own, made by "
+        "`python benchmarks/synthetic.py --make-hebo-venv` (`python3 -m venv "
+        "metatune-runs/venv-hebo`, then `pip install -c constraints.txt torch==2.13.0` and "
+        "`pip install -c constraints.txt 'numpy<1.25' 'pandas<2.3' 'scipy<1.14' "
+        "scikit-learn==1.9.1 HEBO==0.3.6`). Each HEBO run starts "
+        "`benchmarks/synthetic_hebo_runner.py` in that interpreter and drives it over JSON lines "
+        "(suggest / observe); the function is evaluated in metatune's environment, with the "
+        "same botorch test functions as every other method."
     )
     here = repo_relative(path.parent)
     commands = [
@@ -470,8 +641,30 @@ def write_markdown(
     machine = (
         f"{'Machine of the run' if rendered_by else 'Machine'}: {format_machine(data['machine'])}"
     )
-    lines += how_it_was_run(commands, [machine], [setup])
+    versions = data.get("hebo_versions")
+    facts = [machine] + ([f"HEBO's environment: {versions}"] if versions else [])
+    lines += how_it_was_run(commands, facts, [setup, hebo])
     path.write_text("\n".join(lines) + "\n")
+
+
+def make_hebo_venv(venv: Path) -> None:
+    """Create HEBO's virtualenv at `venv` (the commands the page names)."""
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    pip = str(venv / "bin" / "pip")
+    for args in HEBO_INSTALLS:
+        subprocess.run([pip, "install", *args], check=True, cwd=ROOT)
+
+
+def hebo_versions(python: str) -> str | None:
+    """HEBO's, NumPy's and torch's versions in HEBO's interpreter (None when it is missing)."""
+    if not Path(python).exists():
+        return None
+    code = (
+        "import importlib.metadata as m;"
+        "print(', '.join(f'{p} {m.version(p)}' for p in ('HEBO','numpy','torch','pymoo')))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout else None
 
 
 # CLI -----------------------------------------------------------------------------------------
@@ -492,16 +685,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--functions", help=f"comma-separated subset of {', '.join(FUNCTIONS)}")
     p.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default 10)")
-    p.add_argument("--trials", type=int, default=50, help="trials per run (default 50)")
+    p.add_argument(
+        "--trials", type=int, default=None, help="trials per run (default: each function's)"
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--hebo-seeds",
+        type=int,
+        default=None,
+        help="run HEBO on seeds 0..N-1 only (default: all); it is by far the slowest method",
+    )
+    p.add_argument(
+        "--hebo-functions",
+        help="comma-separated functions HEBO runs on (default: all of --functions)",
+    )
+    p.add_argument(
+        "--high-dim-methods",
+        help="comma-separated methods run on the high-dimensional functions (default: all)",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"), help="output folder")
-    p.add_argument("--check", action="store_true", help="print the acceptance criteria")
+    p.add_argument("--check", action="store_true", help="print the must-show check")
+    p.add_argument(
+        "--hebo-python",
+        default=str(HEBO_VENV / "bin" / "python"),
+        help="HEBO's interpreter (default: metatune-runs/venv-hebo/bin/python)",
+    )
+    p.add_argument(
+        "--make-hebo-venv", action="store_true", help="create HEBO's virtualenv first, then run"
+    )
+    p.add_argument("--notes", help="a Markdown file placed on the page after the check")
     p.add_argument(
         "--from-json",
         metavar="PATH",
         help="skip running: rebuild the report (and --check) from a saved synthetic.json",
     )
     args = p.parse_args(argv)
+    notes = read_notes(p, args.notes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -512,41 +731,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         functions = _pick(args.functions, FUNCTIONS, "function")
         methods = _pick(args.methods, METHODS, "method")
-        if args.seeds < 1 or args.trials < 1 or args.workers < 1:
+        if args.seeds < 1 or args.workers < 1 or (args.trials is not None and args.trials < 1):
             raise SystemExit("--seeds, --trials and --workers must be positive")
+        if args.make_hebo_venv:
+            make_hebo_venv(Path(args.hebo_python).parent.parent)
         meta_fns = {fn: function_info(fn) for fn in functions}
-        jobs = [(fn, m, s) for fn in functions for m in methods for s in range(args.seeds)]
-        jobs.sort(key=lambda j: (-_COST[j[1]], -meta_fns[j[0]]["dim"]))
+        if args.trials is not None:
+            for info in meta_fns.values():
+                info["n_trials"] = args.trials
+        hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
+        hebo_fns = _pick(args.hebo_functions, functions, "function")
+        high_methods = _pick(args.high_dim_methods, methods, "method")
+        jobs = [
+            (fn, m, s, meta_fns[fn]["n_trials"])
+            for fn in functions
+            for m in methods
+            if (m not in HIGH_DIM_ONLY or meta_fns[fn]["high_dim"])
+            and (m != "hebo" or fn in hebo_fns)
+            and (not meta_fns[fn]["high_dim"] or m in high_methods)
+            for s in range(hebo_seeds if m == "hebo" else args.seeds)
+        ]
+        order = {(fn, m, s): i for i, (fn, m, s, _) in enumerate(jobs)}
+        jobs.sort(key=lambda j: -_COST[j[1]] * j[3] * meta_fns[j[0]]["dim"])
         print(
             f"{len(jobs)} runs: {len(functions)} functions x {len(methods)} methods x "
-            f"{args.seeds} seeds, {args.trials} trials each, {args.workers} workers",
+            f"{args.seeds} seeds, {args.workers} workers",
             flush=True,
         )
         t0 = time.perf_counter()
-        runs = run_all(jobs, args.trials, args.workers)
-        wall = time.perf_counter() - t0
-        order = {
-            (fn, m, s): i
-            for i, (fn, m, s) in enumerate(
-                (fn, m, s) for fn in functions for m in methods for s in range(args.seeds)
-            )
+        config = {
+            "functions": functions,
+            "methods": methods,
+            "seeds": args.seeds,
+            "hebo_seeds": hebo_seeds,
+            "hebo_functions": hebo_fns,
+            "high_dim_methods": high_methods,
+            "trials": args.trials,
+            "workers": args.workers,
         }
-        runs.sort(key=lambda r: order[(r["function"], r["method"], r["seed"])])
-        data = {
-            "command": command_line(out),
-            "date": now_utc(),
-            "machine": machine_info(),
-            "wall_seconds": wall,
-            "config": {
-                "functions": functions,
-                "methods": methods,
-                "seeds": args.seeds,
-                "trials": args.trials,
-                "workers": args.workers,
-            },
-            "functions": meta_fns,
-            "runs": runs,
-        }
+
+        versions = hebo_versions(args.hebo_python) if "hebo" in methods else None
+
+        def page_data(runs: list[dict]) -> dict:
+            runs = sorted(runs, key=lambda r: order[(r["function"], r["method"], r["seed"])])
+            return {
+                "command": command_line(out),
+                "date": now_utc(),
+                "machine": machine_info(),
+                "hebo_versions": versions,
+                "wall_seconds": time.perf_counter() - t0,
+                "config": config,
+                "functions": meta_fns,
+                "runs": runs,
+            }
+
+        def save_partial(runs: list[dict]) -> None:
+            (out / "synthetic.partial.json").write_text(json.dumps(page_data(runs)))
+
+        runs = run_all(jobs, args.workers, args.hebo_python, save_partial)
+        data = page_data(runs)
+        (out / "synthetic.partial.json").unlink(missing_ok=True)
         (out / "synthetic.json").write_text(json.dumps(data))
 
     summary = summarize(data["runs"], functions, methods)
@@ -557,9 +801,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out / "synthetic.md",
         "synthetic.png",
         rendered_by=command_line(out) if args.from_json else None,
+        notes=notes,
     )
     print()
-    print(tables_markdown(summary, data))
+    print("\n".join(summary_table(summary, data)))
     print(f"wall time {data['wall_seconds']:.0f}s; wrote {out}/synthetic.{{json,md,png}}")
     n_failed = sum(bool(r["error"]) for r in data["runs"])
     if n_failed:
@@ -568,8 +813,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if warn:
         print("warnings during the runs:\n" + "\n".join(warn))
     if args.check:
-        print("\nacceptance check (informational):")
-        print("\n".join(check_lines(summary)))
+        print("\nmust-show check:")
+        print("\n".join(check_lines(summary, data)))
     return 0
 
 

@@ -132,3 +132,43 @@ def test_constant_objective_does_not_break_the_model():
     study = Study(space, optimizer="gp", seed=0, optimizer_options={"n_startup_trials": 3})
     study.optimize(lambda p: 1.0, n_trials=6)
     assert len({(t.params["x"], t.params["y"]) for t in study.trials}) == 6
+
+
+def test_default_startup_grows_with_the_dimension():
+    from metatune.optimizers.gp import GPOptimizer
+
+    opt = GPOptimizer()
+    assert opt._startup(Space({"x": Float(0, 1)})) == 5
+    assert opt._startup(Space({f"x{i}": Float(0, 1) for i in range(6)})) == 20
+    assert opt._startup(Space({f"x{i}": Float(0, 1) for i in range(40)})) == 20
+
+
+def test_search_with_bounds_stays_in_the_box():
+    from metatune.optimizers._gp.search import Layout, maximize
+
+    space = Space({"x": Float(0, 1), "y": Float(0, 1), "k": Categorical(["a", "b"])})
+    layout = Layout(space)
+    rng = np.random.default_rng(0)
+    X_obs = np.array([space.encode({"x": 0.5, "y": 0.5, "k": "a"})])
+    lo = np.array([0.4, 0.45, 0.0, 0.0])
+    hi = np.array([0.6, 0.55, 1.0, 1.0])
+
+    def acqf(X):  # best at the cube's corner (1, 1): outside the box
+        return X[:, 0, 0] + X[:, 0, 1] + X[:, 0, 3]
+
+    for polish in (0, 3):
+        x = maximize(
+            acqf,
+            space,
+            layout,
+            X_obs,
+            np.zeros(1),
+            rng,
+            n_candidates=64,
+            n_restarts=2,
+            polish_iters=polish,
+            bounds=(lo, hi),
+        )
+        assert np.all(x >= lo - 1e-12) and np.all(x <= hi + 1e-12)
+        assert x[0] == pytest.approx(0.6, abs=0.02) and x[1] == pytest.approx(0.55, abs=0.02)
+        assert space.decode(x)["k"] == "b"  # discrete columns are searched everywhere

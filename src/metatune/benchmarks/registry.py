@@ -34,9 +34,11 @@ __all__ = [
     "DEFAULT_ML_MAX_TRIALS",
     "DEFAULT_PIPELINE_BENCHMARKS",
     "HELD_OUT_TASKS",
+    "HIGH_DIM_FUNCTIONS",
     "PIPELINE_BENCHMARKS",
     "SYNTHETIC_FUNCTIONS",
     "BenchmarkKind",
+    "EmbeddedFunction",
     "PipelineBenchmark",
     "SyntheticFunction",
     "cost_share_benchmarks",
@@ -238,27 +240,64 @@ def _share_of(bench: PipelineBenchmark) -> float:
 
 
 # Synthetic functions (benchmarks/synthetic.py) ------------------------------------------------
+class EmbeddedFunction:
+    """A botorch test function of a few inputs, embedded in `dim` inputs of which the others do
+    nothing (the effective inputs are a fixed, seeded choice of columns), as high-dimensional
+    problems with a low effective dimension often are."""
+
+    def __init__(self, inner: Any, dim: int, seed: int = 0) -> None:
+        import torch
+
+        if dim < inner.dim:
+            raise ValueError(f"dim must be >= the function's {inner.dim} inputs, got {dim!r}")
+        self.inner = inner
+        self.dim = dim
+        gen = torch.Generator().manual_seed(seed)
+        self.columns = torch.randperm(dim, generator=gen)[: inner.dim].sort().values
+        # the inactive columns get the bounds of the inner function's first input
+        lo = torch.full((dim,), float(inner.bounds[0, 0]), dtype=inner.bounds.dtype)
+        hi = torch.full((dim,), float(inner.bounds[1, 0]), dtype=inner.bounds.dtype)
+        lo[self.columns], hi[self.columns] = inner.bounds[0], inner.bounds[1]
+        self.bounds = torch.stack([lo, hi])
+        self.optimal_value = inner.optimal_value
+
+    def evaluate_true(self, X: Any) -> Any:
+        return self.inner.evaluate_true(X[..., self.columns])
+
+
 @dataclass(frozen=True)
 class SyntheticFunction:
-    """A botorch test function, minimized noise-free; its own bounds unless `kwargs` set them."""
+    """A botorch test function, minimized noise-free; its own bounds unless `kwargs` set them.
+
+    Args:
+        embed_dim: embed the function in this many inputs (`EmbeddedFunction`), or None.
+        n_trials: the trial budget of every method on this function.
+        high_dim: listed with the 20-60 dimensional functions (where the trust region runs).
+    """
 
     name: str
     botorch_class: str  # class name in botorch.test_functions
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    embed_dim: int | None = None
+    n_trials: int = 50
+    high_dim: bool = False
 
     def make(self) -> Any:
         """A fresh instance of the function."""
         import botorch.test_functions as tf
 
-        return getattr(tf, self.botorch_class)(**dict(self.kwargs))
+        f = getattr(tf, self.botorch_class)(**dict(self.kwargs))
+        return EmbeddedFunction(f, self.embed_dim) if self.embed_dim else f
 
     def info(self) -> dict[str, Any]:
-        """Dimension, bounds (one [low, high] per input) and the tabulated optimum."""
+        """Dimension, bounds (one [low, high] per input), the tabulated optimum and the budget."""
         f = self.make()
         return {
             "dim": int(f.dim),
             "bounds": f.bounds.T.tolist(),
             "optimal_value": float(f.optimal_value),
+            "n_trials": self.n_trials,
+            "high_dim": self.high_dim,
         }
 
 
@@ -270,16 +309,36 @@ def _check_function(obj: Any) -> None:
 SYNTHETIC_FUNCTIONS: Registry[SyntheticFunction] = Registry(
     "synthetic function", check=_check_function
 )
+_HIGH_DIM_TRIALS = 100
 for _fn in (
     SyntheticFunction("Branin", "Branin"),
     SyntheticFunction("Hartmann6", "Hartmann", {"dim": 6}),
     SyntheticFunction("Ackley5", "Ackley", {"dim": 5, "bounds": [(-5.0, 10.0)] * 5}),
     SyntheticFunction("Levy4", "Levy", {"dim": 4}),
     SyntheticFunction("Rosenbrock4", "Rosenbrock", {"dim": 4}),
+    SyntheticFunction(
+        "Ackley20",
+        "Ackley",
+        {"dim": 20, "bounds": [(-5.0, 10.0)] * 20},
+        n_trials=_HIGH_DIM_TRIALS,
+        high_dim=True,
+    ),
+    SyntheticFunction(
+        "Rosenbrock20", "Rosenbrock", {"dim": 20}, n_trials=_HIGH_DIM_TRIALS, high_dim=True
+    ),
+    SyntheticFunction(
+        "Hartmann6in40",
+        "Hartmann",
+        {"dim": 6},
+        embed_dim=40,
+        n_trials=_HIGH_DIM_TRIALS,
+        high_dim=True,
+    ),
 ):
     SYNTHETIC_FUNCTIONS.register(_fn.name, _fn)
 del _fn
 DEFAULT_FUNCTIONS = ("Branin", "Hartmann6", "Ackley5", "Levy4", "Rosenbrock4")  # page order
+HIGH_DIM_FUNCTIONS = ("Ackley20", "Rosenbrock20", "Hartmann6in40")
 
 
 # Held-out lhopt tasks (benchmarks/lhopt.py) ---------------------------------------------------

@@ -7,7 +7,9 @@ What differs from the plain BoTorch loop, and why (the pieces live in `optimizer
 * hyperparameters are warm-started from the previous fit and refined by a few L-BFGS steps;
 * the acquisition is maximized by a batched multi-start local search in which integers and
   categoricals move only to valid neighbours (gradient polishing is optional);
-* running (pending) and failed trials enter as "kriging believer" fantasies.
+* running (pending) and failed trials enter as "kriging believer" fantasies;
+* optionally (`trust_region`), a TuRBO-style box around the incumbent for 20-60 dimensions
+  (`optimizers/trust_region.py`).
 
 `GPOptimizer.suggest` is the one suggestion skeleton of every GP optimizer: the cost-aware ones
 override only the searches it runs (`_searches`) and what it checks and forgets.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +34,11 @@ from metatune.optimizers._gp.acquisition import (
 )
 from metatune.optimizers._gp.fit import KERNELS, GPSpec, WarmStartFitter, transform_outputs
 from metatune.optimizers._gp.history import unseen_point
-from metatune.optimizers._gp.search import Layout, Search, maximize
+from metatune.optimizers._gp.search import Bounds, Layout, Search, maximize
 from metatune.optimizers._gp.seeds import suggestion_seeds
 from metatune.optimizers.base import Optimizer, SuggestContext, register_optimizer
 from metatune.optimizers.random import sobol_point
+from metatune.optimizers.trust_region import RegionState, TrustRegion
 from metatune.space import Space
 from metatune.trial import Trial, TrialState
 
@@ -51,8 +54,8 @@ class GPOptimizer(Optimizer):
     """GP-based Bayesian optimization (BoTorch SingleTaskGP, LogEI or UCB).
 
     Args:
-        n_startup_trials: Sobol trials before the GP takes over (default: 10, at most
-            enough for 2 x dimensions + 2 when the space is small).
+        n_startup_trials: Sobol trials before the GP takes over (default: 3 x parameters + 2,
+            at most 20).
         acquisition: "logei" (default) or "ucb".
         ucb_beta: exploration weight of UCB.
         n_candidates: Sobol candidates scored per suggestion.
@@ -63,6 +66,10 @@ class GPOptimizer(Optimizer):
         min_noise: lower bound on the GP noise variance (on standardized outputs).
         kernel: "matern52" (default) or "rbf", both with BoTorch's dimension-scaled priors.
         output_transform: "yeo-johnson" (default) or "standardize".
+        trust_region: False (default), True, or a mapping of `TrustRegion` options
+            (length_init, length_min, length_max, success_tolerance, failure_tolerance,
+            min_improvement): search a TuRBO-style box around the incumbent, fitted on the
+            trials since the region's last restart (for 20-60 continuous dimensions).
 
     If the GP cannot be fitted (numerical failure), the trial gets a Sobol point and a warning
     is logged, so a study never stops because of the model.
@@ -80,6 +87,7 @@ class GPOptimizer(Optimizer):
         min_noise: float = 1e-8,
         kernel: str = "matern52",
         output_transform: str = "yeo-johnson",
+        trust_region: bool | Mapping[str, Any] = False,
     ) -> None:
         if n_startup_trials is not None and (
             not isinstance(n_startup_trials, int) or n_startup_trials < 1
@@ -107,7 +115,19 @@ class GPOptimizer(Optimizer):
             raise ValueError(
                 f"output_transform must be one of {_OUTPUT_TRANSFORMS}, got {output_transform!r}"
             )
+        if isinstance(trust_region, Mapping):
+            TrustRegion.check_options(trust_region)
+        elif not isinstance(trust_region, bool):
+            raise ValueError(
+                f"trust_region must be True, False or a mapping of options, got {trust_region!r}"
+            )
         self.n_startup_trials = n_startup_trials
+        # None: no trust region; else its options (empty: the defaults)
+        self.trust_region: dict[str, Any] | None = None
+        if isinstance(trust_region, Mapping):
+            self.trust_region = dict(trust_region)
+        elif trust_region:
+            self.trust_region = {}
         self.acquisition = acquisition
         self.ucb_beta = float(ucb_beta)
         self.n_candidates = n_candidates
@@ -119,18 +139,29 @@ class GPOptimizer(Optimizer):
         self.output_transform = output_transform
         # a later fit under another key (another space) starts cold
         self._fitter = WarmStartFitter(one_key=True)
+        self._region: RegionState | None = None  # this suggestion's trust region, if any
+        self._model: Any = None  # this suggestion's fitted objective GP
 
     # -- the suggestion skeleton ---------------------------------------------------------------
     def _startup(self, space: Space) -> int:
         if self.n_startup_trials is not None:
             return self.n_startup_trials
-        return min(10, 2 * len(space) + 2)
+        # A wider initial design than 10: with fewer, the GP of a multimodal 6-d function
+        # (Hartmann6) often never sees the basin of the global minimum.
+        return min(20, 3 * len(space) + 2)
 
     def suggest(
         self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext
     ) -> dict[str, Any]:
         space = context.space
         done = self.completed(history)
+        self._region = None
+        if self.trust_region is not None:
+            done, self._region = self._region_trials(done, space, context)
+            if self._region.restarts and len(done) < self._startup(space):
+                # a restarted region's own Sobol design (another scramble per restart)
+                seed = (context.seed + 1_000_003 * self._region.restarts) % 2**32
+                return sobol_point(space, seed, context.trial_number)
         if len(done) < self._startup(space):
             return sobol_point(space, context.seed, context.trial_number)
         self._check_context(context)
@@ -162,6 +193,7 @@ class GPOptimizer(Optimizer):
         direction = Direction.parse(context.direction)
         objective, X_obs, z = self._objective(space, done, history, pending, direction)
         layout = Layout(space)
+        bounds = self._box(layout, X_obs, z)
         searches = self._searches(objective, space, done, history, context, rng)
         best: tuple[float, np.ndarray, Search] | None = None
         for search in searches:
@@ -175,6 +207,7 @@ class GPOptimizer(Optimizer):
                 n_candidates=search.n_candidates,
                 n_restarts=self.n_restarts,
                 polish_iters=self.polish_iters,
+                bounds=bounds,
             )
             if len(searches) == 1:
                 best = (0.0, x, search)
@@ -187,6 +220,32 @@ class GPOptimizer(Optimizer):
         params = space.decode(best[1])
         params.update(best[2].fixed)  # exact stored values, so cache keys match bit for bit
         return params, dict(best[2].fixed)
+
+    # -- the trust region ------------------------------------------------------------------------
+    def _region_trials(
+        self, done: list[Trial], space: Space, context: SuggestContext
+    ) -> tuple[list[Trial], RegionState]:
+        """The completed trials of the current region and its state, replayed from all of them."""
+        region = TrustRegion.from_options(
+            self.trust_region or {},
+            n_init=self._startup(space),
+            dim=max(1, int(Layout(space).continuous.sum())),
+        )
+        direction = Direction.parse(context.direction)
+        ordered = sorted(done, key=lambda t: t.number)
+        state = region.replay([direction.loss(t.value) for t in ordered])  # type: ignore[arg-type]
+        return ordered[state.start :], state
+
+    def _box(self, layout: Layout, X_obs: np.ndarray, z: np.ndarray) -> Bounds | None:
+        """The trust region's box on the continuous dimensions (the whole cube elsewhere)."""
+        if self._region is None or not layout.continuous.any():
+            return None
+        lengthscales = self._model.covar_module.lengthscale.detach().reshape(-1).numpy()
+        cont = layout.continuous
+        lo, hi = np.zeros(len(cont)), np.ones(len(cont))
+        centre = X_obs[int(np.argmax(z))]
+        lo[cont], hi[cont] = TrustRegion.box(centre[cont], lengthscales[cont], self._region.length)
+        return lo, hi
 
     # -- hooks of the cost-aware subclasses ---------------------------------------------------------
     def _label(self) -> str:
@@ -229,7 +288,10 @@ class GPOptimizer(Optimizer):
         X = torch.tensor(X_obs, dtype=torch.float64)
         Y = torch.tensor(z, dtype=torch.float64).unsqueeze(-1)
         spec = GPSpec(kernel=self.kernel, min_noise=self.min_noise)
-        model = self._fitter.fit(spec, X, Y, key=(space.dim,), warm_iters=self.fit_iters)
+        restarts = self._region.restarts if self._region is not None else 0
+        # a restarted trust region fits its own GP from scratch
+        model = self._fitter.fit(spec, X, Y, key=(space.dim, restarts), warm_iters=self.fit_iters)
+        self._model = model
         best_f = Y.max()
         # Running and failed trials: condition on the model's own mean there (kriging believer).
         others = [t for t in pending if t.params] + [

@@ -22,7 +22,16 @@ from scipy.stats import qmc
 from metatune.optimizers._gp.acquisition import Acquisition
 from metatune.space import Categorical, Float, Int, ParamType, Space
 
-__all__ = ["Layout", "Search", "candidates", "maximize", "perturb", "polish", "sobol_batch"]
+__all__ = [
+    "Bounds",
+    "Layout",
+    "Search",
+    "candidates",
+    "maximize",
+    "perturb",
+    "polish",
+    "sobol_batch",
+]
 
 # Step sizes (in the unit cube) of the local-search rounds around the best acquisition values:
 # each round scores _N_REFINED x _N_STEPS perturbed points in one batched call.
@@ -32,6 +41,10 @@ _N_STEPS = 16
 _N_TOP_TRIALS = 5  # best trials whose neighbourhoods seed the first batch
 _HILL_CLIMB_STEPS = 10
 _WIDE_INT = 32  # integers with more values than this are searched as reals, then rounded
+_MASK_DIMS = 20  # a trust region's masked candidates change about this many coordinates
+
+Bounds = tuple[np.ndarray, np.ndarray]
+"""(lower, upper) (d,) arrays of a box in the model encoding."""
 
 
 class Layout:
@@ -99,12 +112,19 @@ def sobol_batch(space: Space, rng: np.random.Generator, n: int) -> torch.Tensor:
 
 
 def perturb(
-    X: np.ndarray, layout: Layout, space: Space, rng: np.random.Generator, scale: Any
+    X: np.ndarray,
+    layout: Layout,
+    space: Space,
+    rng: np.random.Generator,
+    scale: Any,
+    bounds: Bounds | None = None,
 ) -> np.ndarray:
     """Gaussian steps of `scale` (a number or (n, 1)) on the continuous dimensions of X (n, d),
-    and a random discrete move on half the rows; every row stays a valid point."""
+    and a random discrete move on half the rows; every row stays a valid point (inside
+    `bounds`, the (lower, upper) (d,) box of a trust region, when given)."""
     X = X + rng.normal(size=X.shape) * scale * layout.continuous
-    X = space.round(np.clip(X, 0.0, 1.0))
+    lo, hi = bounds if bounds is not None else (0.0, 1.0)
+    X = space.round(np.clip(X, lo, hi))
     if layout.has_discrete:
         for i in np.flatnonzero(rng.random(len(X)) < 0.5):
             nb = layout.neighbours(X[i])
@@ -120,14 +140,35 @@ def candidates(
     z: np.ndarray,
     rng: np.random.Generator,
     n_candidates: int,
+    bounds: Bounds | None = None,
 ) -> np.ndarray:
     """Valid points to score: `n_candidates` Sobol points plus perturbations of the best
-    observed points X_obs (n, d) by their model outputs z (n,), higher is better."""
+    observed points X_obs (n, d) by their model outputs z (n,), higher is better.
+
+    With `bounds` (a trust region's box) the Sobol points fill the box on the continuous
+    dimensions, and half of them, as in TuRBO, change only a random subset of about 20 of the
+    incumbent's continuous coordinates (all of them in up to 20 dimensions)."""
     U = _sobol(space, rng, n_candidates)
     n_local = max(n_candidates // 4, 16)
-    top = X_obs[np.argsort(-z)[: min(_N_TOP_TRIALS, len(z))]]
+    order = np.argsort(-z)
+    top = X_obs[order[: min(_N_TOP_TRIALS, len(z))]]
+    if bounds is not None:
+        lo, hi = bounds
+        cont = layout.continuous
+        U[:, cont] = lo[cont] + U[:, cont] * (hi[cont] - lo[cont])
+        n_cont = int(cont.sum())
+        if n_cont > _MASK_DIMS:  # perturbation masks on half the batch
+            half = len(U) // 2
+            mask = rng.random((half, n_cont)) < _MASK_DIMS / n_cont
+            mask[np.arange(half), rng.integers(n_cont, size=half)] = True  # at least one
+            centre = np.repeat(X_obs[order[:1]], half, axis=0)
+            sub = centre[:, cont]
+            sub[mask] = U[:half, cont][mask]
+            centre[:, cont] = sub
+            U[:half] = centre
+        U = space.round(U)
     local = top[np.arange(n_local) % len(top)]
-    local = perturb(local, layout, space, rng, 10 ** rng.uniform(-3, -1, (n_local, 1)))
+    local = perturb(local, layout, space, rng, 10 ** rng.uniform(-3, -1, (n_local, 1)), bounds)
     return np.vstack([U, local])
 
 
@@ -142,6 +183,7 @@ def maximize(
     n_candidates: int,
     n_restarts: int,
     polish_iters: int,
+    bounds: Bounds | None = None,
 ) -> np.ndarray:
     """The best valid point (d,) found for `acqf`: score candidates, refine the best by
     shrinking local sampling, polish by L-BFGS-B (when `polish_iters` > 0), then hill-climb
@@ -152,24 +194,26 @@ def maximize(
         n_candidates: Sobol candidates in the first batch.
         n_restarts: best candidates polished by L-BFGS-B.
         polish_iters: L-BFGS-B iterations (0: no polish).
+        bounds: (lower, upper) (d,) arrays of a trust region's box on the continuous
+            dimensions; None searches the whole unit cube.
     """
 
     def score(C: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
             return acqf(torch.from_numpy(C).unsqueeze(1))
 
-    C = candidates(space, layout, X_obs, z, rng, n_candidates)
+    C = candidates(space, layout, X_obs, z, rng, n_candidates, bounds)
     vals = score(C)
     for scale in REFINE_SCALES:  # cheap zeroth-order refinement of the best candidates
         top = C[torch.argsort(vals, descending=True)[:_N_REFINED].numpy()]
-        P = perturb(np.repeat(top, _N_STEPS, axis=0), layout, space, rng, scale)
+        P = perturb(np.repeat(top, _N_STEPS, axis=0), layout, space, rng, scale, bounds)
         C, vals = np.vstack([C, P]), torch.cat([vals, score(P)])
     order = torch.argsort(vals, descending=True).numpy()
     best_x, best_v = C[order[0]], float(vals[order[0]])
 
     if layout.continuous.any() and n_restarts and polish_iters:
         starts = torch.from_numpy(C[order[:n_restarts]])
-        xs = polish(acqf, starts, torch.from_numpy(layout.continuous), polish_iters)
+        xs = polish(acqf, starts, torch.from_numpy(layout.continuous), polish_iters, bounds)
         xs = space.round(xs.numpy())
         vs = score(xs)
         i = int(torch.argmax(vs))
@@ -189,10 +233,20 @@ def maximize(
     return best_x
 
 
-def polish(acqf: Acquisition, starts: torch.Tensor, free: torch.Tensor, iters: int) -> torch.Tensor:
+def polish(
+    acqf: Acquisition,
+    starts: torch.Tensor,
+    free: torch.Tensor,
+    iters: int,
+    bounds: Bounds | None = None,
+) -> torch.Tensor:
     """L-BFGS-B on the `free` (d,) coordinates of every start (b, d) at once, the rest held
-    fixed; the starts themselves on numerical trouble."""
+    fixed, inside `bounds` (the unit cube when None); the starts themselves on numerical
+    trouble."""
     b, k = starts.shape[0], int(free.sum())
+    fr = free.numpy()
+    lo = np.tile(bounds[0][fr], b) if bounds is not None else np.zeros(b * k)
+    hi = np.tile(bounds[1][fr], b) if bounds is not None else np.ones(b * k)
 
     def assemble(z: np.ndarray | torch.Tensor) -> torch.Tensor:
         X = starts.clone()
@@ -205,7 +259,7 @@ def polish(acqf: Acquisition, starts: torch.Tensor, free: torch.Tensor, iters: i
         (grad,) = torch.autograd.grad(loss, Z)
         if not torch.isfinite(loss):
             return 1e10, np.zeros_like(z)
-        return float(loss), torch.nan_to_num(grad).numpy()
+        return float(loss.detach()), torch.nan_to_num(grad).numpy()
 
     z0 = starts[:, free].reshape(-1).numpy()
     try:
@@ -214,10 +268,10 @@ def polish(acqf: Acquisition, starts: torch.Tensor, free: torch.Tensor, iters: i
             z0,
             jac=True,
             method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * len(z0),
+            bounds=list(zip(lo, hi, strict=True)),
             options={"maxiter": iters},
         )
-        return assemble(np.clip(res.x, 0.0, 1.0)).detach()
+        return assemble(np.clip(res.x, lo, hi)).detach()
     except (ValueError, RuntimeError):  # numerical trouble: keep the starts
         return starts
 

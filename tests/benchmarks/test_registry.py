@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from metatune._registry import UnknownNameError
 from metatune.benchmarks.registry import (
@@ -13,6 +14,7 @@ from metatune.benchmarks.registry import (
     DEFAULT_HELD_OUT_TASKS,
     DEFAULT_PIPELINE_BENCHMARKS,
     HELD_OUT_TASKS,
+    HIGH_DIM_FUNCTIONS,
     PIPELINE_BENCHMARKS,
     SYNTHETIC_FUNCTIONS,
     PipelineBenchmark,
@@ -47,9 +49,18 @@ def test_the_cost_share_family_is_registered_by_share():
 
 
 def test_synthetic_functions_and_held_out_tasks_are_registered():
-    assert set(DEFAULT_FUNCTIONS) == set(SYNTHETIC_FUNCTIONS)
+    assert set(DEFAULT_FUNCTIONS) | set(HIGH_DIM_FUNCTIONS) == set(SYNTHETIC_FUNCTIONS)
     info = SYNTHETIC_FUNCTIONS.get("Ackley5").info()
     assert info["dim"] == 5 and info["bounds"][0] == [-5.0, 10.0]
+    assert all(SYNTHETIC_FUNCTIONS.get(n).info()["high_dim"] for n in HIGH_DIM_FUNCTIONS)
+    # Hartmann6 embedded in 40 inputs: only its 6 columns matter, its optimum is Hartmann6's
+    f = SYNTHETIC_FUNCTIONS.get("Hartmann6in40").make()
+    X = torch.rand(4, 40, dtype=torch.double)
+    Y = X.clone()
+    Y[:, [j for j in range(40) if j not in set(f.columns.tolist())]] = 0.5
+    assert f.dim == 40 and len(f.columns) == 6
+    assert torch.allclose(f.evaluate_true(X), f.evaluate_true(Y))
+    assert torch.allclose(f.evaluate_true(X), f.inner.evaluate_true(X[:, f.columns]))
     assert set(DEFAULT_HELD_OUT_TASKS) == set(HELD_OUT_TASKS)
     with pytest.raises(UnknownNameError, match="unknown held-out task 'x'"):
         HELD_OUT_TASKS.get("x")

@@ -167,7 +167,8 @@ class MultiFidelityGPOptimizer(Optimizer):
 
     Args:
         n_startup_trials: Sobol trials before the model takes over (trials with at least one
-            observation; default as the plain GP's).
+            observation; default min(20, 4 x dimensions + 4); in a study without reports the
+            plain GP's own default applies).
         points_per_trial: reports per trial the model sees (log-spaced, the latest kept).
         max_points: fewer reports per trial once the trials would give more than this many
             (an exact GP's cost grows with the cube of its points).
@@ -257,9 +258,12 @@ class MultiFidelityGPOptimizer(Optimizer):
         self._fitter = WarmStartFitter(one_key=True)
 
     def _startup(self, space: Space) -> int:
+        """A wide random start: under pruning a start-up trial mostly costs its first rung, so
+        it is nearly free, and the budget model needs that many trials at a budget before it
+        models that budget."""
         if self.n_startup_trials is not None:
             return self.n_startup_trials
-        return min(10, 2 * len(space) + 2)
+        return min(20, 4 * len(space) + 4)
 
     def suggest(
         self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext

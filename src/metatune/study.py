@@ -84,8 +84,9 @@ class Study:
     "minimize" and `optimizer` to "gp" for new studies, and to the stored values for resumed
     ones; `directions=[...]` makes a multi-objective study (default optimizer "mo-gp", result
     `best_trials`, the Pareto front). `pruner` (a name from `metatune.pruners.PRUNERS` or an
-    instance) judges `should_prune` from the values trials `report`; it is this process's
-    choice, not stored. `seed` makes every suggestion reproducible; without one a seed is
+    instance; default `metatune.pruners.DEFAULT_PRUNER`) judges `should_prune` from the values
+    trials `report`; it is this process's choice, not stored. With the default optimizer, once a
+    trial is pruned, suggestions come from the multi-fidelity GP ("mf-gp"). `seed` makes every suggestion reproducible; without one a seed is
     drawn once and stored, so a resumed study continues the same sequence. `space` may also be
     an objective that carries its own space, such as a Pipeline (its `.space` is used).
     """
@@ -133,6 +134,7 @@ class Study:
             opt_name = getattr(optimizer, "name", None)
         else:
             opt_name = optimizer
+        self._pruned_optimizer: Optimizer | None = None  # see _optimizer_for
         # Build the optimizer first so a bad name or option fails before anything is stored.
         self._optimizer = (
             make_optimizer(optimizer, optimizer_options) if optimizer is not None else None
@@ -381,7 +383,7 @@ class Study:
                     pipeline=pipeline,
                     directions=self.directions if self.is_multi_objective else None,
                 )
-                params = self.optimizer.suggest(history, pending, context)
+                params = self._optimizer_for(history).suggest(history, pending, context)
                 space.validate(params)
             self._storage.set_trial_params(self._record.id, trial.number, params)
         except BaseException as exc:
@@ -425,6 +427,23 @@ class Study:
             value, metrics = _split_result(value)
             attrs.update(metrics)
         return self._finish(number, value, error, attrs, system_attrs)
+
+    def _optimizer_for(self, history: list[Trial]) -> Optimizer:
+        """The study's optimizer; for the default "gp", once a trial was pruned, the
+        multi-fidelity GP, which learns from pruned trials' reports where the plain GP sees only
+        the few completed trials."""
+        opt = self.optimizer
+        if (
+            type(opt).__name__ != "GPOptimizer"
+            or opt.name != "gp"
+            or self._record.optimizer_options
+        ):
+            return opt
+        if not any(t.state is TrialState.PRUNED for t in history):
+            return opt
+        if self._pruned_optimizer is None:
+            self._pruned_optimizer = make_optimizer("mf-gp")
+        return self._pruned_optimizer
 
     def report(self, trial: Trial | int, value: float, step: int) -> None:
         """Store an intermediate `value` at `step` (an epoch, a number of samples) for a

@@ -6,7 +6,7 @@ import pytest
 
 import metatune
 from metatune import Float, Study, TrialPruned, TrialState
-from metatune.pruners import Pruner, register_pruner
+from metatune.pruners import PRUNERS, Pruner, register_pruner
 
 
 class PruneAboveOne(Pruner):
@@ -51,9 +51,23 @@ def test_module_level_report_works_in_a_dict_objective():
                 raise TrialPruned()
         return params["x"]
 
-    study = Study({"x": Float(0, 1)}, optimizer="random", seed=0)
+    study = Study({"x": Float(0, 1)}, optimizer="random", seed=0, pruner="none")
     study.optimize(objective, n_trials=2)
     assert all(t.intermediate_values.keys() == {0, 1, 2} for t in study.trials)
+
+
+def test_the_default_pruner_and_the_multi_fidelity_switch():
+    from metatune.pruners import DEFAULT_PRUNER, PRUNERS
+
+    study = Study({"x": Float(0, 1)}, seed=0)
+    assert isinstance(study.pruner, PRUNERS.get(DEFAULT_PRUNER))
+    trial = study.ask()
+    assert study._optimizer_for(study.trials).name == "gp"
+    study.report(trial, 1.0, 0)
+    study.tell(trial, state="pruned")
+    assert study._optimizer_for(study.trials).name == "mf-gp"
+    chosen = Study({"x": Float(0, 1)}, seed=0, optimizer="random")
+    assert chosen._optimizer_for(study.trials).name == "random"  # a chosen optimizer stays
 
 
 def test_report_outside_a_trial_says_what_to_do():
@@ -94,7 +108,10 @@ def test_bad_reports_are_refused(value, step, match):
 
 def test_pruners_are_found_by_name_and_unknown_names_listed():
     register_pruner("above-one-test")(PruneAboveOne)
-    study = Study({"x": Float(0, 1)}, optimizer="random", pruner="above-one-test")
-    assert isinstance(study.pruner, PruneAboveOne)
+    try:
+        study = Study({"x": Float(0, 1)}, optimizer="random", pruner="above-one-test")
+        assert isinstance(study.pruner, PruneAboveOne)
+    finally:
+        PRUNERS.unregister("above-one-test")
     with pytest.raises(ValueError, match="unknown pruner 'no-such-pruner'; available: .*none"):
         Study({"x": Float(0, 1)}, pruner="no-such-pruner")

@@ -9,7 +9,8 @@ def test_builtins_are_registered_and_named():
     for name in ("none", "median", "percentile", "successive-halving", "hyperband"):
         assert make_pruner(name).name == name
     assert DEFAULT_PRUNER in PRUNERS
-    assert isinstance(make_pruner(None), NopPruner)
+    assert make_pruner(None).name == DEFAULT_PRUNER
+    assert isinstance(make_pruner("none"), NopPruner)
 
 
 def test_unknown_pruner_lists_the_available_ones():

@@ -81,9 +81,10 @@ class NopPruner(Pruner):
 
 
 def make_pruner(spec: str | Pruner | None, options: dict[str, Any] | None = None) -> Pruner:
-    """A pruner from a registered name and keyword options, or one passed through."""
+    """A pruner from a registered name and keyword options, or one passed through; None gives
+    DEFAULT_PRUNER (a study's should_prune uses it unless told otherwise)."""
     if spec is None:
-        spec = "none"
+        spec = DEFAULT_PRUNER
     if isinstance(spec, Pruner):
         if options:
             raise ValueError("pruner_options only apply when pruner is given by name")

@@ -611,7 +611,8 @@ def what_it_means(summary: dict, n_evals: int, passed: bool) -> list[str]:
         f"The must-show (metatune's default `mo-gp` at or above both Optuna samplers' median at "
         f"every checkpoint after the {WARMUP}-evaluation warm-up, i.e. at "
         f"{', '.join(map(str, after))}, on every problem) is "
-        f"**{'met' if passed else 'not met'}**.",
+        f"**{'met' if passed else 'not met'}**"
+        + (" (the lines below say where; the notes say why)." if not passed else "."),
     ]
 
 
@@ -672,14 +673,15 @@ def write_markdown(
         "default options (mo-gp: a GP per objective and qLogEHVI; nsga2: 20 per generation); "
         "`optuna-nsga2` and `optuna-tpe` are Optuna's `NSGAIISampler(seed=seed)` (50 per "
         "generation) and `TPESampler(seed=seed)` with default settings. Every run is "
-        "single-threaded (torch, OpenMP, MKL: 1 thread); runs were cached one file each and "
-        "resumed where a run stopped."
+        "single-threaded (torch, OpenMP, MKL: 1 thread). Runs are cached one file each and "
+        "resumed where a run stopped; a cached run longer than the budget is cut to its first "
+        "evaluations (no method is told the budget, so that is the run it would have been)."
     )
     here = repo_relative(path.parent)
     cached = data.get("cached_runs", 0)
     about = (
         f"{data['date']}, {data['wall_seconds'] / 60:.1f} min with {cfg['workers']} worker "
-        f"processes; the runs' own wall-clock times add up to {data['run_seconds'] / 60:.0f} min"
+        f"process{'es' if cfg['workers'] > 1 else ''}; the runs' own wall-clock times add up to {data.get('run_seconds', 0.0) / 60:.0f} min"
     )
     if cached:
         about += (
@@ -692,7 +694,10 @@ def write_markdown(
     machine = (
         f"{'Machine of the run' if rendered_by else 'Machine'}: {format_machine(data['machine'])}"
     )
-    lines += how_it_was_run(commands, [machine], [setup])
+    facts = [machine]
+    if data.get("notes"):
+        facts.append("The notes were written for this run and read from a `--notes` file.")
+    lines += how_it_was_run(commands, facts, [setup])
     path.write_text("\n".join(lines) + "\n")
 
 

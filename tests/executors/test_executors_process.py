@@ -64,7 +64,12 @@ def test_four_processes_beat_random_search_with_distinct_complete_trials() -> No
     n = 12
     rand = Study(BRANIN_SPACE, optimizer="random", seed=2)
     rand.optimize(branin, n_trials=n)
-    gp = Study(BRANIN_SPACE, optimizer="gp", seed=2, optimizer_options={"n_candidates": 256})
+    gp = Study(
+        BRANIN_SPACE,
+        optimizer="gp",
+        seed=2,
+        optimizer_options={"n_candidates": 256, "n_startup_trials": 6},
+    )
     gp.optimize(branin, n_trials=n, n_workers=4)
     trials = gp.trials
     assert [t.number for t in trials] == list(range(n))
@@ -151,6 +156,16 @@ def _interrupt_after(k: int):
 
 
 def test_ctrl_c_keeps_finished_trials_and_leaves_none_running(tmp_path: Path) -> None:
+    # A test run started from a background shell inherits SIGINT ignored, so Python never
+    # installed its KeyboardInterrupt handler: install it here, as an interactive run has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_keeps_finished_trials(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_keeps_finished_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = Study(BRANIN_SPACE, optimizer="random", seed=0, storage=url, name="s")
     callback, seen = _interrupt_after(2)

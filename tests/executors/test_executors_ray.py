@@ -35,7 +35,12 @@ def test_four_ray_workers_beat_random_search(local_ray) -> None:
     n = 12  # the same seed and count as the process executor's test: random's best is 6.85
     rand = Study(BRANIN_SPACE, optimizer="random", seed=2)
     rand.optimize(branin, n_trials=n)
-    gp = Study(BRANIN_SPACE, optimizer="gp", seed=2, optimizer_options={"n_candidates": 256})
+    gp = Study(
+        BRANIN_SPACE,
+        optimizer="gp",
+        seed=2,
+        optimizer_options={"n_candidates": 256, "n_startup_trials": 6},
+    )
     gp.optimize(branin, n_trials=n, n_workers=4, executor="ray", executor_options=OPTIONS)
     trials = gp.trials
     assert [t.number for t in trials] == list(range(n))

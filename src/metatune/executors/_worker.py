@@ -20,7 +20,7 @@ __all__ = ["evaluate", "init_process", "probe_process", "run_in_process"]
 
 
 def _describe(exc: BaseException) -> str:
-    from metatune.study import _describe_error  # the study's own format of a failed trial
+    from metatune.outcome import describe_error as _describe_error  # as the study stores it
 
     return _describe_error(exc)
 

@@ -14,6 +14,10 @@ from typing import Any
 
 from metatune.objective import TrialObjective
 
+# The metatune.study.Study that drives an executor. Typed loosely on purpose: the study imports
+# the executors (lazily), so the executors do not import the study module back.
+DrivenStudy = Any
+
 __all__ = ["Executor", "Outcome", "describe_objective"]
 
 

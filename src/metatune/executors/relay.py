@@ -14,10 +14,9 @@ import logging
 import secrets
 import threading
 from multiprocessing.connection import Client, Connection, Listener
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from metatune.study import Study
+from metatune.executors.base import DrivenStudy
 
 __all__ = ["RelayReporter", "ReportRelay"]
 
@@ -32,7 +31,7 @@ class ReportRelay:
     `lock` is held while the study is used, the driver's own asks and tells holding it too.
     """
 
-    def __init__(self, study: Study, lock: threading.Lock, host: str = "127.0.0.1") -> None:
+    def __init__(self, study: DrivenStudy, lock: threading.Lock, host: str = "127.0.0.1") -> None:
         self._study = study
         self._lock = lock
         self._authkey = secrets.token_bytes(32)

@@ -17,16 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from metatune.executors.base import Executor, Outcome
+from metatune.executors.base import DrivenStudy, Executor, Outcome
 from metatune.executors.relay import ReportRelay
 from metatune.objective import TrialObjective
 from metatune.report.progress import StudyProgress
 from metatune.trial import Trial
-
-if TYPE_CHECKING:
-    from metatune.study import Study
 
 __all__ = ["run_parallel"]
 
@@ -40,7 +37,7 @@ class _Keepalive:
     """One thread on the driver that heartbeats every trial in flight, so that no other
     process fails them as stale while their workers run."""
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: DrivenStudy) -> None:
         self._storage = study._storage
         self._study_id = study._record.id
         self._interval = study._heartbeat_interval
@@ -81,7 +78,7 @@ class _Keepalive:
 
 def make_executor(executor: str | Executor, options: Mapping[str, Any] | None) -> Executor:
     """An executor from a registered name and its options, or the instance given."""
-    from metatune.executors import EXECUTORS
+    from metatune.executors.registry import EXECUTORS
 
     if isinstance(executor, Executor):
         if options:
@@ -105,13 +102,13 @@ def make_executor(executor: str | Executor, options: Mapping[str, Any] | None) -
 
 
 def run_parallel(
-    study: Study,
+    study: DrivenStudy,
     target: TrialObjective,
     *,
     n_trials: int | None,
     timeout: float | None,
     budget: float | None,
-    callbacks: Iterable[Callable[[Study, Trial], None]],
+    callbacks: Iterable[Callable[[DrivenStudy, Trial], None]],
     show_progress: bool,
     n_workers: int,
     executor: str | Executor = "process",
@@ -122,7 +119,8 @@ def run_parallel(
     The executor is built and the objective loaded on a worker before any trial is created, so
     a bad executor name or option, or an objective that cannot travel, fails first.
     """
-    from metatune.study import _describe_error, _split_result
+    from metatune.outcome import describe_error as _describe_error
+    from metatune.outcome import split_result as _split_result
 
     callbacks = list(callbacks)
     ex = make_executor(executor, executor_options)

@@ -10,10 +10,11 @@ depend on import order.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["Registry", "UnknownNameError"]
+__all__ = ["Registry", "UnknownNameError", "construct"]
 
 T = TypeVar("T")
 F = TypeVar("F")
@@ -170,3 +171,19 @@ class Registry(Generic[T]):
     def _unknown(self, name: Any) -> UnknownNameError:
         known = ", ".join(self.names()) or "none"
         return UnknownNameError(f"unknown {self.kind} {name!r}; available: {known}")
+
+
+def construct(cls: type, options: dict[str, Any], what: str) -> Any:
+    """`cls(**options)` for a registered class, refusing options its constructor does not take
+    with an error naming `what` ("optimizer 'gp'") and the allowed options."""
+    if cls.__init__ is object.__init__:  # a class without options of its own
+        if options:
+            raise ValueError(f"unknown option(s) {sorted(options)} for {what}; it takes no options")
+        return cls()
+    accepted = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        bad = sorted(set(options) - set(accepted) - {"self"})
+        if bad:
+            allowed = sorted(set(accepted) - {"self"})
+            raise ValueError(f"unknown option(s) {bad} for {what}; allowed: {allowed}")
+    return cls(**options)

@@ -9,12 +9,11 @@ serves ask/tell, `optimize` and many workers sharing one storage.
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from metatune._registry import Registry
+from metatune._registry import Registry, construct
 from metatune.direction import Direction
 from metatune.pipeline.context import PipelineContext
 from metatune.space import Space
@@ -124,16 +123,4 @@ def make_optimizer(spec: str | Optimizer, options: dict[str, Any] | None = None)
     options = dict(options or {})
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise TypeError(f"optimizer_options must be a dict of keyword options, got {options!r}")
-    if cls.__init__ is object.__init__:  # a class without options of its own
-        if options:
-            raise ValueError(
-                f"unknown option(s) {sorted(options)} for optimizer {spec!r}; it takes no options"
-            )
-        return cls()
-    accepted = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        bad = sorted(set(options) - set(accepted) - {"self"})
-        if bad:
-            allowed = sorted(set(accepted) - {"self"})
-            raise ValueError(f"unknown option(s) {bad} for optimizer {spec!r}; allowed: {allowed}")
-    return cls(**options)
+    return construct(cls, options, f"optimizer {spec!r}")

@@ -8,11 +8,10 @@ trials' (as stored, so workers sharing a storage see each other), and never writ
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from metatune._registry import Registry
+from metatune._registry import Registry, construct
 from metatune.direction import Direction
 from metatune.trial import Trial
 
@@ -95,16 +94,4 @@ def make_pruner(spec: str | Pruner | None, options: dict[str, Any] | None = None
     ):
         raise TypeError(f"pruner_options must be a dict of keyword options, got {options!r}")
     options = dict(options or {})
-    if cls.__init__ is object.__init__:
-        if options:
-            raise ValueError(
-                f"unknown option(s) {sorted(options)} for pruner {spec!r}; it takes no options"
-            )
-        return cls()
-    accepted = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        bad = sorted(set(options) - set(accepted) - {"self"})
-        if bad:
-            allowed = sorted(set(accepted) - {"self"})
-            raise ValueError(f"unknown option(s) {bad} for pruner {spec!r}; allowed: {allowed}")
-    return cls(**options)
+    return construct(cls, options, f"pruner {spec!r}")

@@ -232,7 +232,7 @@ def _get(url: str) -> bytes:
 def http_paths(tool: str) -> tuple[list[str], list[str]]:
     """What a browser asks for to show the first page and a study page, minus static files."""
     if tool == "metatune":
-        return ["/", "/api/studies"], [
+        return ["/", "/api/studies?wait=0"], [
             f"/study?name={STUDY}",
             f"/api/study?name={STUDY}",
             f"/api/trials?name={STUDY}&page=0&per_page=50",
@@ -365,11 +365,14 @@ def write_markdown(data: dict[str, Any], path: Path, out_dir: str | None = None)
         "figure, every improvement kept), so the browser draws the same amount of data "
         "whatever the study's size; optuna-dashboard sends every trial to the browser, which "
         "computes and draws the plots itself. The two first pages differ: metatune's lists "
-        "each study with its state, trial counts and best value, so it reads the trials "
-        "(started in the background as the server starts; the list shows the names at once "
-        "and fills in the rest), while optuna-dashboard's lists names and directions only. "
-        "The HTTP first page is metatune's complete list. optuna-dashboard ran with its default server (wsgiref "
-        "unless gunicorn is installed), metatune's with uvicorn, its dependency.",
+        "each study with its state, trial counts and best value, which it gets from two "
+        "aggregate queries of the database (counts by state, the best complete trial) "
+        "instead of reading the trials, while optuna-dashboard's lists names and directions "
+        "only. metatune's server starts reading the trials in the background as it starts "
+        "(for the study page), so its first-page numbers include that competition for the "
+        "CPU. optuna-dashboard ran "
+        "with its default server (wsgiref unless gunicorn is installed), metatune's with "
+        "uvicorn, its dependency.",
         "",
         "![Median seconds, lower is better](dashboard.png)",
         "",

@@ -183,3 +183,16 @@ def test_warm_start_reads_every_study_once(shared_url: str) -> None:
         time.sleep(0.05)
     stored = {r.name: len(cache.storage.get_trials(r.id)) for r in cache.studies()}
     assert {s["name"]: s["n_trials"] for s in quick} == stored
+
+
+def test_study_list_comes_complete_before_the_trials_are_read(shared_url: str) -> None:
+    # A cold server answers the list from the storage's aggregate counts: a single-objective
+    # study's counts and best value are there at once, equal to what reading its trials gives.
+    cold = TestClient(create_app(get_storage(shared_url, read_only=True)))
+    quick = {s["name"]: s for s in cold.get("/api/studies", params={"wait": "0"}).json()["studies"]}
+    full = {s["name"]: s for s in cold.get("/api/studies").json()["studies"]}
+    assert set(quick) == set(full)
+    for name, row in quick.items():
+        assert row["state"] == full[name]["state"] != "reading"
+        for key in ("n_trials", "counts", "best_value", "best_number", "direction"):
+            assert row[key] == full[name][key], (name, key)

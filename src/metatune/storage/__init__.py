@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from metatune.exceptions import DuplicateStudyError
-from metatune.storage.base import BaseStorage, StudyRecord
+from metatune.storage.base import BaseStorage, StudyRecord, StudySummary
 from metatune.storage.memory import InMemoryStorage
 
-__all__ = ["BaseStorage", "DuplicateStudyError", "InMemoryStorage", "StudyRecord", "get_storage"]
+__all__ = [
+    "BaseStorage",
+    "DuplicateStudyError",
+    "InMemoryStorage",
+    "StudyRecord",
+    "StudySummary",
+    "get_storage",
+]
 
 
 def get_storage(storage: str | BaseStorage | None, *, read_only: bool = False) -> BaseStorage:

@@ -17,7 +17,7 @@ from metatune._process import identity_is_dead, process_identity
 from metatune.exceptions import TrialAlreadyFinished
 from metatune.trial import Trial, TrialState, utcnow
 
-__all__ = ["BaseStorage", "StudyRecord", "process_owner", "owner_is_dead"]
+__all__ = ["BaseStorage", "StudyRecord", "StudySummary", "process_owner", "owner_is_dead"]
 
 
 @dataclass
@@ -33,6 +33,20 @@ class StudyRecord:
     seed: int | None = None
     created_at: datetime = field(default_factory=utcnow)
     directions: list[str] | None = None  # every objective's direction, for a multi-objective study
+
+
+@dataclass
+class StudySummary:
+    """Trial counts and the best trial of a study: what a list of studies shows, cheap to get
+    from a database without reading every trial."""
+
+    counts: dict[str, int]  # trials per state, every TrialState included
+    best_number: int | None = None  # a single-objective study's best complete trial
+    best_value: float | None = None
+
+    @property
+    def n_trials(self) -> int:
+        return sum(self.counts.values())
 
 
 def process_owner() -> str:
@@ -137,6 +151,25 @@ class BaseStorage(abc.ABC):
     @abc.abstractmethod
     def _running_owners(self, study_id: int) -> list[tuple[int, str | None, datetime | None]]:
         """(number, owner, last heartbeat) of every RUNNING trial."""
+
+    def summarize_study(self, study: StudyRecord) -> StudySummary:
+        """Counts by state and the best complete trial (none for a multi-objective study).
+        This default reads every trial; a database answers it with aggregate queries."""
+        counts = {s.value: 0 for s in TrialState}
+        best: Trial | None = None
+        sign = -1.0 if study.direction == "maximize" else 1.0
+        for t in self.get_trials(study.id):
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+            candidate = t.state is TrialState.COMPLETE and t.value is not None
+            if (
+                candidate
+                and not study.directions
+                and (best is None or sign * t.value < sign * best.value)
+            ):  # type: ignore[operator]
+                best = t
+        if best is None:
+            return StudySummary(counts)
+        return StudySummary(counts, best.number, float(best.value))  # type: ignore[arg-type]
 
     def fail_stale_trials(self, study_id: int, grace_seconds: float = 60.0) -> list[int]:
         """Fail RUNNING trials whose owner is gone: a dead local process or a stale heartbeat.

@@ -19,7 +19,7 @@ from metatune.report.export import jsonable, trial_rows
 from metatune.report.figures import FigureSpec, all_figures, importance_figure
 from metatune.report.html import summary_rows
 from metatune.report.importance import MIN_TRIALS
-from metatune.storage import BaseStorage
+from metatune.storage import BaseStorage, StudyRecord
 from metatune.trial import TrialState
 
 __all__ = ["MAX_PER_PAGE", "create_app"]
@@ -54,6 +54,27 @@ def _study_summary(entry: StudyEntry) -> dict[str, Any]:
         "directions": view.directions,
         # a multi-objective study has no best value: the size of its Pareto front instead
         "n_pareto": len(view.pareto()) if view.is_multi_objective else None,
+    }
+
+
+def _stored_summary(storage: BaseStorage, record: StudyRecord) -> dict[str, Any]:
+    """A study's row of the list from the storage's aggregate counts, while its trials are
+    still being read; a multi-objective study's Pareto front needs the trials, so its row says
+    "reading" until they are in."""
+    summary = storage.summarize_study(record)
+    counts = summary.counts
+    state = "empty" if not summary.n_trials else ("running" if counts.get("running") else "idle")
+    return {
+        "name": record.name,
+        "direction": record.direction,
+        "optimizer": record.optimizer,
+        "state": "reading" if record.directions else state,
+        "n_trials": summary.n_trials,
+        "counts": counts,
+        "best_value": None if summary.best_value is None else jsonable(summary.best_value),
+        "best_number": summary.best_number,
+        "directions": record.directions,
+        "n_pareto": None,
     }
 
 
@@ -183,14 +204,7 @@ def create_app(storage: BaseStorage, *, poll_seconds: float = 3.0, warm: bool = 
         for record in cache.studies():
             entry = cache.entry(record.name) if wait else cache.read_entry(record.name)
             if entry is None:
-                out.append(
-                    {
-                        "name": record.name,
-                        "direction": record.direction,
-                        "optimizer": record.optimizer,
-                        "state": "reading",
-                    }
-                )
+                out.append(_stored_summary(storage, record))
                 continue
             with entry.lock:
                 out.append(_study_summary(entry))

@@ -162,3 +162,34 @@ def test_step_without_the_loader_is_refused():
     with pytest.raises(RuntimeError, match="loader"):
         ctl.step(model(torch.ones(1, 2)).sum())
     assert np.isnan(ctl.noise.noise_scale)
+
+
+def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock():
+    # Steps take 1 ms and a fit 20 ms of a simulated clock: re-plans come every few steps while
+    # the step-time model has nothing new to fit, and planning as a whole stays within
+    # adapt_budget of the training time (plus the one fit that may overshoot it).
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    ctl, loader, _, _ = _setup(clock=clock, adapt_budget=0.05, refit_every=4)
+    fit = ctl.throughput.fit
+    fits = []
+
+    def slow_fit():
+        clock.t += 0.020
+        fits.append(len(ctl.throughput.configurations))
+        return fit()
+
+    ctl.throughput.fit = slow_fit
+    for _ in ctl.epochs(30):
+        for (xb, yb), _acc in loader:
+            clock.t += 0.001
+            ctl.step(_loss(ctl, xb, yb))
+    elapsed = clock.t - ctl._started
+    assert fits and len(ctl.history) > 2 * len(fits)  # most re-plans reuse the fit
+    assert ctl._plan_time <= 0.05 * elapsed + 0.020 + 1e-9
+    assert ctl._plan_time >= 0.020 * len(fits)

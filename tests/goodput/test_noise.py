@@ -176,3 +176,25 @@ def test_adam_preconditioner_matches_second_moment():
     p = next(iter(model.parameters()))
     v = opt.state[p]["exp_avg_sq"] / (1 - 0.99**3)
     torch.testing.assert_close(w[0], 1 / (v.sqrt() + 1e-6))
+
+
+def test_adam_preconditioner_floors_a_vanishing_second_moment():
+    # An input column that is always zero leaves its weights' second moment at zero: without a
+    # floor their weight would be 1/eps and their (zero) noise would dominate the measurement.
+    from metatune.goodput._gradients import adam_preconditioner
+
+    model = nn.Linear(3, 1, bias=False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+    for _ in range(3):
+        opt.zero_grad()
+        x = torch.randn(5, 3)
+        x[:, 2] = 0.0
+        model(x).pow(2).sum().backward()
+        opt.step()
+    (w,) = adam_preconditioner(opt, list(model.parameters()), floor=0.1)
+    v = opt.state[model.weight]["exp_avg_sq"] / (1 - 0.999**3)
+    root = v.sqrt()
+    low = 0.1 * float(root.mean())
+    torch.testing.assert_close(w[0, :2], 1 / (root[0, :2] + 1e-8))  # above the floor: unchanged
+    assert float(w[0, 2]) == pytest.approx(1 / (low + 1e-8))
+    assert float(w.max() / w.min()) < 1 / 0.1 * float(root.max()) / float(root.mean()) + 1e-6

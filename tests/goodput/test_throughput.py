@@ -81,3 +81,16 @@ def test_median_per_configuration_ignores_an_outlier_and_state_round_trips():
 def test_predict_before_any_measurement_raises():
     with pytest.raises(RuntimeError, match="no step time"):
         ThroughputModel().predict(8, 0)
+
+
+def test_one_replica_fit_is_exact_on_noise_free_times():
+    # One replica: the model is linear in alpha_c, beta_c and alpha_o, and the least-squares
+    # path finds them exactly (and the same as the general minimization, to its tolerance).
+    model = ThroughputModel()
+    configs = [(m, s, 1, 1) for m in (8, 16, 64) for s in (0, 1, 3)]
+    _observe(model, configs, np.random.default_rng(0), noise=0.0, repeats=1)
+    p = model.fit()
+    assert p is not None and model.fit_error < 1e-9
+    assert p.alpha_c == pytest.approx(TRUE.alpha_c, rel=1e-6)
+    assert p.beta_c == pytest.approx(TRUE.beta_c, rel=1e-6)
+    assert p.alpha_o == pytest.approx(TRUE.alpha_o, rel=1e-6)

@@ -26,30 +26,45 @@ def is_adam_type(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def adam_preconditioner(
-    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], floor: float = 0.1
 ) -> list[torch.Tensor | None] | None:
     """1 / (sqrt(v_hat) + eps) per parameter from Adam's bias-corrected second moment, or None
-    while the optimizer has not taken a step (no v yet): the noise is then measured raw."""
+    while the optimizer has not taken a step (no v yet): the noise is then measured raw.
+
+    sqrt(v_hat) is floored at `floor` times its mean over the model: early in training a few
+    coordinates with a near-zero second moment get weights up to 1/eps and their noise swamps
+    every other coordinate's (the smoothed |G|^2 stays negative and the noise scale infinite).
+    The noise scale is a ratio, so a common scale of the weights does not matter; the floor
+    only bounds their spread."""
     group_of = {}
     for g in optimizer.param_groups:
         for p in g["params"]:
             group_of[id(p)] = g
-    out: list[torch.Tensor | None] = []
-    any_state = False
+    roots: list[torch.Tensor | None] = []
+    eps: list[float] = []
+    total, count = 0.0, 0
     for p in params:
         st = optimizer.state.get(p, {})
         v = st.get("exp_avg_sq")
         if v is None:
-            out.append(None)
+            roots.append(None)
+            eps.append(0.0)
             continue
-        any_state = True
         g = group_of[id(p)]
         step = st.get("step", 1)
         step = float(step.item() if torch.is_tensor(step) else step)
         beta2 = g["betas"][1]
-        v_hat = v / (1.0 - beta2 ** max(step, 1.0))
-        out.append(1.0 / (v_hat.sqrt() + g.get("eps", 1e-8)))
-    return out if any_state else None
+        root = (v / (1.0 - beta2 ** max(step, 1.0))).sqrt()
+        roots.append(root)
+        eps.append(float(g.get("eps", 1e-8)))
+        total += float(root.sum())
+        count += root.numel()
+    if not count:
+        return None
+    low = floor * total / count
+    return [
+        None if r is None else 1.0 / (r.clamp(min=low) + e) for r, e in zip(roots, eps, strict=True)
+    ]
 
 
 def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:

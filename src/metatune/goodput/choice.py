@@ -5,6 +5,7 @@ memory bound, with a switching threshold against thrashing between near-equal si
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -46,6 +47,14 @@ def candidate_plans(
     count: int = 50,
 ) -> list[BatchPlan]:
     """Plans for `count` geometric totals in [M0, max] (duplicates after rounding removed)."""
+    return list(_candidates(int(base_batch), int(max_batch), int(max_micro_batch), replicas, count))
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates(
+    base_batch: int, max_batch: int, max_micro_batch: int, replicas: int, count: int
+) -> tuple[BatchPlan, ...]:
+    # The same few settings every re-plan: built once (a re-plan is then mostly numpy).
     totals = np.round(np.geomspace(base_batch, max_batch, count)).astype(int)
     # Also the totals that fill the memory bound exactly (1, 2, 4, ... full micro-batches per
     # replica), which the geometric grid rounds past.
@@ -56,7 +65,7 @@ def candidate_plans(
         plan = plan_for_total(int(m), max_micro_batch, replicas)
         if base_batch <= plan.total <= max_batch or plan.total == base_batch:
             seen.setdefault(plan.total, plan)
-    return [seen[k] for k in sorted(seen)]
+    return tuple(seen[k] for k in sorted(seen))
 
 
 def goodput(

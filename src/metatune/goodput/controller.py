@@ -61,7 +61,12 @@ class GoodputController:
             steps), so a schedule written for M0 keeps its meaning; default constant 1.
         threshold: switch plans only when the predicted goodput gain exceeds this (0.05 = 5%).
         adapt_every: the fewest optimizer steps between re-plans; the interval also grows so
-            that fitting and planning take at most `adapt_budget` of the training time.
+            that fitting and planning take at most `adapt_budget` of the training time so far
+            (counted over the whole run, so one costly fit delays the next re-plans a little
+            instead of the next hundreds of steps).
+        refit_every: re-plans between fits of the step-time model while it has seen no new
+            configuration (a re-plan with the fitted model only re-weighs the candidates
+            by the latest noise scale, which costs far less than a fit).
         warmup_steps: steps of measurement before the first re-plan.
         noise_decay: EMA decay of the noise estimates per step.
         precondition: measure noise preconditioned by Adam's second moment ("auto": for
@@ -90,6 +95,7 @@ class GoodputController:
         threshold: float = 0.05,
         adapt_every: int = 10,
         adapt_budget: float = 0.02,
+        refit_every: int = 8,
         warmup_steps: int = 10,
         noise_decay: float = 0.95,
         precondition: bool | str = "auto",
@@ -124,6 +130,7 @@ class GoodputController:
         if not 0.0 < adapt_budget <= 1.0:
             raise ValueError(f"adapt_budget must be in (0, 1], got {adapt_budget!r}")
         self.adapt_budget = float(adapt_budget)
+        self.refit_every = _positive_int("refit_every", refit_every)
         self.candidates = _positive_int("candidates", candidates)
         self.split_every = 0 if not split_every else _positive_int("split_every", split_every)
         if lr_schedule is not None and not callable(lr_schedule):
@@ -187,7 +194,11 @@ class GoodputController:
         self._last_plan: BatchPlan | None = None
         self._last_split = False
         self._step_time = float("nan")
-        self._fit_time = 0.0
+        self._fit_time = 0.0  # the last re-plan's cost
+        self._plan_time = 0.0  # every re-plan's cost so far
+        self._started: float | None = None  # the clock at the end of the first step
+        self._fitted_configs = -1  # configurations the step-time model had at its last fit
+        self._plans_since_fit = 0
 
     # -- set-up ------------------------------------------------------------------------------
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -417,6 +428,8 @@ class GoodputController:
         self._last_plan = info.plan
         self._last_split = info.split
         self._last_end = now
+        if self._started is None:
+            self._started = now
 
     # -- planning ----------------------------------------------------------------------------
     def _decide(self) -> tuple[BatchPlan, int, float]:
@@ -429,7 +442,12 @@ class GoodputController:
         # (phi = inf would read as "every batch size is free" and jump to the maximum).
         trusted = self.noise.count >= self.min_noise_updates and math.isfinite(phi)
         if self.throughput.configurations and trusted:
-            self.throughput.fit()
+            configs = len(self.throughput.configurations)
+            if configs != self._fitted_configs or self._plans_since_fit >= self.refit_every:
+                self.throughput.fit()
+                self._fitted_configs, self._plans_since_fit = configs, 0
+            else:
+                self._plans_since_fit += 1
             plan, speedup = choose_plan(
                 self.plan,
                 self.throughput,
@@ -441,11 +459,14 @@ class GoodputController:
                 threshold=self.threshold,
                 count=self.candidates,
             )
-        self._fit_time = self.clock() - t0
+        now = self.clock()
+        self._fit_time = now - t0
+        self._plan_time += self._fit_time
         wait = self.adapt_every
-        if self._step_time == self._step_time and self._step_time > 0:
-            budget_steps = self._fit_time / (self.adapt_budget * self._step_time)
-            wait = max(wait, math.ceil(budget_steps))
+        if self._step_time == self._step_time and self._step_time > 0 and self._started is not None:
+            # Steps until planning so far is within its share of the training time so far.
+            behind = self._plan_time / self.adapt_budget - (now - self._started)
+            wait = max(wait, math.ceil(behind / self._step_time))
         return plan, self.steps + wait, speedup
 
     def _adapt(self) -> None:

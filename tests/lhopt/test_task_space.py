@@ -1,0 +1,67 @@
+"""The procedural task distribution: every family builds, trains, and the split is declared."""
+
+import numpy as np
+import pytest
+import torch
+
+from metatune.lhopt.task_space import (
+    FAMILIES,
+    HELD_OUT_FAMILIES,
+    MAX_STEPS,
+    MIN_STEPS,
+    TRAIN_FAMILIES,
+    sample_group,
+    training_task,
+)
+from metatune.lhopt.vectorized import ReplicaStart, run_lockstep
+
+
+def test_the_split_is_declared_and_disjoint():
+    assert set(TRAIN_FAMILIES) | set(HELD_OUT_FAMILIES) == set(FAMILIES)
+    assert not set(TRAIN_FAMILIES) & set(HELD_OUT_FAMILIES)
+    assert "mlp-diabetes" in HELD_OUT_FAMILIES  # a held-out benchmark task's data
+    assert {f.kind for f in FAMILIES.values()} == {"mlp", "cnn", "charlm"}
+    assert {f.loss for f in FAMILIES.values()} == {"mse", "ce"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_builds_a_group_that_learns_in_lockstep(family):
+    group, spec = sample_group(family, np.random.default_rng(5), 2, steps=200)
+    assert group.size == 2 and spec.family == family
+    first = [group.training_task(r).val_loss() for r in range(2)]
+    res = run_lockstep(group, [ReplicaStart(lr=3e-3)] * 2, 40, val_every=40)
+    assert all(c[-1][1] < f for c, f in zip(res.curves, first, strict=True))
+    # replicas share the architecture but not their data or initial weights
+    assert (
+        not torch.equal(group.x_train[0], group.x_train[1])
+        or group.index_seeds[0] != (group.index_seeds[1])
+    )
+    p = group.stacked_params()
+    assert any(not torch.equal(t[0], t[1]) for t in p.values())
+
+
+def test_groups_vary_and_run_lengths_span_the_declared_range():
+    rng = np.random.default_rng(0)
+    specs = [sample_group("mlp-linreg", rng, 1)[1] for _ in range(40)]
+    steps = [s.steps for s in specs]
+    assert min(steps) >= MIN_STEPS and max(steps) <= MAX_STEPS
+    assert max(steps) / min(steps) > 5
+    assert len({(s.depth, s.width, s.activation, s.norm) for s in specs}) > 20
+    assert len({s.batch_size for s in specs}) > 2
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="unknown family"):
+        sample_group("nope", np.random.default_rng(0), 2)
+    with pytest.raises(ValueError, match="replicas must be a positive integer"):
+        sample_group("mlp-linreg", np.random.default_rng(0), 0)
+    with pytest.raises(ValueError, match="steps must be in"):
+        sample_group("mlp-linreg", np.random.default_rng(0), 1, steps=50)
+
+
+def test_a_task_runs_in_the_ordinary_engine():
+    task = training_task("mlp-bundled", 3)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
+    before = task.val_loss()
+    curve = task.run(opt, 30, val_every=30)
+    assert curve[-1][1] < before

@@ -13,6 +13,10 @@ pipelines of the EEIPU paper, so that memoizing a prefix saves real time:
   own sources: "data" (context length, amount of pre-training text), "pretrain" (on one set of
   modules) and
   "finetune" (on another). Objective: validation loss per character on the fine-tuning modules.
+* "vision-post" and "language-distill" (`metatune.benchmarks.shaped_pipelines`): a costly
+  early part followed by cheap stages whose hyperparameters matter (post-processing of a
+  trained CNN's predictions; three distillation rounds from a trained teacher), the shape of the
+  EEIPU paper's own pipelines.
 
 Stage functions are module-level so the cache can hash their source.
 """
@@ -21,15 +25,15 @@ from __future__ import annotations
 
 import functools
 import math
-import sysconfig
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metatune.benchmarks.pipeline_data import digits_tensors, shift_images, stdlib_text
 from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
+from metatune.benchmarks.shaped_pipelines import distillation_pipeline, postprocess_pipeline
 from metatune.pipeline import Pipeline, Stage, StageResult
 from metatune.space import Float, Int
 
@@ -144,33 +148,11 @@ def stacking_pipeline(cache: Any = None) -> Pipeline:
 
 
 # --- vision: a small CNN on digits in checkpointed stages ---------------------------------------
-def _digits_tensors() -> tuple[Any, Any, Any, Any]:
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    return (
-        torch.from_numpy(X_tr),
-        torch.from_numpy(y_tr).long(),
-        torch.from_numpy(X_va),
-        torch.from_numpy(y_va).long(),
-    )
-
-
-def _shift(x: Any, dx: int, dy: int) -> Any:
-    import torch
-
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-
-
 def _vision_prep(*, noise_std: float, max_shift: int, copies: int) -> dict:
     """Augmented training set: `copies` shifted and noised copies of every training image."""
     import torch
 
-    X_tr, y_tr, X_va, y_va = _digits_tensors()
+    X_tr, y_tr, X_va, y_va = digits_tensors()
     gen = torch.Generator().manual_seed(0)
     xs, ys = [X_tr], [y_tr]
     for _ in range(copies):
@@ -180,7 +162,7 @@ def _vision_prep(*, noise_std: float, max_shift: int, copies: int) -> dict:
             else (0, 0)
         )
         noise = torch.randn(X_tr.shape, generator=gen) * noise_std
-        xs.append((_shift(X_tr, dx, dy) + noise).clamp(0, 1))
+        xs.append((shift_images(X_tr, dx, dy) + noise).clamp(0, 1))
         ys.append(y_tr)
     return {"X": torch.cat(xs), "y": torch.cat(ys), "X_val": X_va, "y_val": y_va}
 
@@ -238,7 +220,9 @@ def _vision_evaluate(prev: dict, *, tta_shifts: int) -> dict:
     X, y = prev["data"]["X_val"], prev["data"]["y_val"]
     views = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)][: tta_shifts + 1]
     with torch.no_grad():
-        probs = torch.stack([model(_shift(X, dx, dy)).softmax(-1) for dx, dy in views]).mean(0)
+        probs = torch.stack([model(shift_images(X, dx, dy)).softmax(-1) for dx, dy in views]).mean(
+            0
+        )
     loss = torch.nn.functional.nll_loss(probs.clamp_min(1e-9).log(), y)
     return {"objective": float(loss), "accuracy": float((probs.argmax(1) == y).float().mean())}
 
@@ -277,20 +261,14 @@ _PRETRAIN_MODULES = ("argparse.py", "collections/__init__.py", "dataclasses.py",
 _FINETUNE_MODULES = ("json/decoder.py", "json/encoder.py", "json/__init__.py")
 
 
-def _stdlib_text(names: tuple[str, ...], limit: int) -> str:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    text = "".join((root / n).read_text(encoding="utf-8", errors="replace") for n in names)
-    return text[:limit]
-
-
 def _language_data(*, context: int, pretrain_chars: int) -> dict:
     """Character vocabulary of both corpora, the first `pretrain_chars` characters of the
     pre-training modules, and the training context length (the validation target never changes)."""
     import torch
 
-    pre = _stdlib_text(_PRETRAIN_MODULES, pretrain_chars)
-    fine = _stdlib_text(_FINETUNE_MODULES, 40_000)
-    full = _stdlib_text(_PRETRAIN_MODULES, 10**9) + fine
+    pre = stdlib_text(_PRETRAIN_MODULES, pretrain_chars)
+    fine = stdlib_text(_FINETUNE_MODULES, 40_000)
+    full = stdlib_text(_PRETRAIN_MODULES, 10**9) + fine
     table = {c: i for i, c in enumerate(sorted(set(full)))}
 
     def encode(s: str) -> Any:
@@ -407,6 +385,8 @@ ML_PIPELINES: dict[str, Callable[..., Pipeline]] = {
     "stacking": stacking_pipeline,
     "vision": vision_pipeline,
     "language": language_pipeline,
+    "vision-post": postprocess_pipeline,
+    "language-distill": distillation_pipeline,
 }
 
 

@@ -71,12 +71,14 @@ def _close_params(unbatched, stacked, r):
         torch.testing.assert_close(stacked[name][r], p.detach(), rtol=RTOL, atol=1e-5)
 
 
-@pytest.mark.parametrize("checkpoints", [False, True])
-def test_a_policy_driven_episode_equals_the_unbatched_engine(checkpoints):
+@pytest.mark.parametrize(
+    ("checkpoints", "backend"), [(False, "batched"), (True, "batched"), (False, "vmap")]
+)
+def test_a_policy_driven_episode_equals_the_unbatched_engine(checkpoints, backend):
     group = _group()
     policy = _policy(checkpoints)
     starts = [ReplicaStart(lr=3e-3), ReplicaStart(lr=1e-2, beta1=0.8), ReplicaStart(lr=1e-3)]
-    steps, n_policy, seeds = [120, 100, 120], [8, 5, 12], [1, 2, 3]
+    steps, n_policy, seeds = [80, 60, 80], [8, 5, 10], [1, 2, 3]
     res = run_lockstep(group, starts, steps, policy=policy, n_policy_steps=n_policy, seeds=seeds)
     for r in range(group.size):
         curve, record, params = _unbatched(
@@ -93,8 +95,10 @@ def test_a_policy_driven_episode_equals_the_unbatched_engine(checkpoints):
         assert {"save", "restore"} <= used
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_plain_adamw_with_per_replica_hyperparameters_equals_torch(schedule):
+@pytest.mark.parametrize(
+    ("schedule", "backend"), [("constant", "batched"), ("cosine", "batched"), ("constant", "vmap")]
+)
+def test_plain_adamw_with_per_replica_hyperparameters_equals_torch(schedule, backend):
     group = _group("mlp-friedman", replicas=4, seed=1)
     starts = [
         ReplicaStart(lr=1e-3),
@@ -102,7 +106,7 @@ def test_plain_adamw_with_per_replica_hyperparameters_equals_torch(schedule):
         ReplicaStart(lr=1e-2, eps=1e-4, weight_decay=0.1),
         ReplicaStart(lr=3e-3, beta1=0.5),
     ]
-    res = run_lockstep(group, starts, 80, schedule=schedule)
+    res = run_lockstep(group, starts, 80, schedule=schedule, backend=backend)
     for r in range(group.size):
         curve, _, params = _unbatched(group, r, starts[r], 80, schedule=schedule)
         _close_curves(curve, res.curves[r])
@@ -142,6 +146,18 @@ def test_replicas_of_different_lengths_stop_at_their_own_end():
     _close_params(params, res.params, 0)
 
 
+@pytest.mark.parametrize("family", ["cnn-digits", "mlp-charlm"])
+def test_the_batched_kernels_give_what_vmap_gives(family):
+    group, _ = sample_group(family, np.random.default_rng(6), 3, steps=200)
+    starts = [ReplicaStart(lr=3e-3)] * 3
+    a = run_lockstep(group, starts, 30, backend="batched")
+    b = run_lockstep(group, starts, 30, backend="vmap")
+    for ca, cb in zip(a.curves, b.curves, strict=True):
+        _close_curves(ca, cb)
+    for name, p in a.params.items():
+        torch.testing.assert_close(p, b.params[name], rtol=RTOL, atol=1e-5)
+
+
 def test_bad_arguments_are_refused_before_any_work():
     group = _group(replicas=2)
     with pytest.raises(ValueError, match="starts needs one ReplicaStart per replica"):
@@ -152,5 +168,7 @@ def test_bad_arguments_are_refused_before_any_work():
         run_lockstep(group, [ReplicaStart(lr=1e-3)] * 2, [10])
     with pytest.raises(ValueError, match="n_policy_steps must be at most"):
         run_lockstep(group, [ReplicaStart(lr=1e-3)] * 2, 10, policy=_policy(), n_policy_steps=20)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        run_lockstep(group, [ReplicaStart(lr=1e-3)] * 2, 10, backend="gpu")
     with pytest.raises(ValueError, match="schedule must be 'constant'"):
         run_lockstep(group, [ReplicaStart(lr=1e-3)] * 2, 10, policy=_policy(), schedule="cosine")

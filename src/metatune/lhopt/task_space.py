@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 MIN_STEPS, MAX_STEPS = 200, 5000
+MAX_VAL = 512  # validation samples kept per task: it is evaluated every 10 steps
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -440,7 +441,7 @@ def sample_group(
     rows = rng.integers(0, 2**31, size=(replicas, 3))
     data = [fam.data(options, int(r[0])) for r in rows]
     n_train = min(len(d[1]) for d in data)
-    n_val = min(len(d[3]) for d in data)
+    n_val = min(min(len(d[3]) for d in data), MAX_VAL)
     classes = 0 if fam.loss == "mse" else int(max(int(d[1].max()) for d in data) + 1)
     modules = []
     for r in rows:

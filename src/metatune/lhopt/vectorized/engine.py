@@ -1,7 +1,8 @@
 """The lockstep engine: every replica of a `TaskGroup` trains at once, one batched step at a time.
 
-A step draws each replica's minibatch, runs `vmap(grad_and_value(functional_call(...)))` over the
-stacked parameters, clips and applies Adam/AdamW per replica (`optim`), evaluates validation
+A step draws each replica's minibatch, runs the forward and backward pass over the stacked
+parameters (`vmap(grad_and_value(functional_call(...)))` for any module; for the layers of the task
+space, the same passes written with batched kernels, `batched.compile_stacked`), clips and applies Adam/AdamW per replica (`optim`), evaluates validation
 losses every `val_every` steps, and, when a policy drives the run, does per replica what
 `lhopt.Controller` does in the unbatched engine: gradient statistics every `stats_every` steps,
 and at each of its policy steps the same observation, the same policy call (one `Policy.act` per
@@ -27,9 +28,11 @@ from metatune.lhopt.actions import DEFAULT_KNOBS, HyperparamActions
 from metatune.lhopt.controller import Controller
 from metatune.lhopt.features import LossFeatures
 from metatune.lhopt.policy import CHECKPOINT_ACTIONS, Policy
+from metatune.lhopt.vectorized.batched import compile_stacked, stacked_loss
 from metatune.lhopt.vectorized.group import INDEX_CHUNK, LOSSES, TaskGroup, batch_indices
 from metatune.lhopt.vectorized.optim import (
     HParams,
+    Layout,
     Params,
     StackedAdamW,
     StackedCheckpoints,
@@ -37,10 +40,13 @@ from metatune.lhopt.vectorized.optim import (
 )
 from metatune.lhopt.vectorized.stats import StackedGradientStats
 
-__all__ = ["ReplicaStart", "LockstepResult", "run_lockstep", "SCHEDULES"]
+__all__ = ["ReplicaStart", "LockstepResult", "run_lockstep", "SCHEDULES", "BACKENDS"]
 
 Curve = list[tuple[int, float]]
 SCHEDULES = ("constant", "cosine")
+# "batched": forward passes written with batched kernels (`batched.compile_stacked`); "vmap":
+# `torch.func.vmap` over `functional_call` (any module); "auto": batched where it applies
+BACKENDS = ("auto", "batched", "vmap")
 
 
 @dataclass(frozen=True)
@@ -248,27 +254,61 @@ class _Lockstep:
     """The stacked state of one run: parameters, optimizer, clipper, checkpoints."""
 
     def __init__(
-        self, group: TaskGroup, starts: Sequence[ReplicaStart], clip: bool, decoupled: bool
+        self,
+        group: TaskGroup,
+        starts: Sequence[ReplicaStart],
+        clip: bool,
+        decoupled: bool,
+        backend: str,
     ) -> None:
         self.group = group
         self.size = group.size
-        self.params = group.stacked_params()
+        stacked_params = group.stacked_params()
+        self.layout = Layout(stacked_params)
+        layout = self.layout
+        # one flat [R, D] tensor of weights (`Layout`); a dict so checkpoints and the optimizer
+        # see the same structure whatever the layout
+        self.params: Params = {"flat": layout.flatten(stacked_params)}
         self.optimizer = StackedAdamW(self.params, decoupled=decoupled)
         self.clipper = (
             StackedClipper(self.size, [s.clip_quantile for s in starts]) if clip else None
         )
         self.checkpoints = StackedCheckpoints(self.params, self.optimizer)
         self.hp = HParams.from_groups([s.group() for s in starts])
-        self.grads: Params = {}
+        self.grads = torch.zeros(0)
         self.stepped = torch.zeros(self.size, dtype=torch.bool)
         template = group.template()
-        loss_fn = LOSSES[group.loss]
+        stacked = compile_stacked(template) if backend in ("auto", "batched") else None
+        if backend == "batched" and stacked is None:
+            raise ValueError(
+                f"backend='batched' needs an nn.Sequential of supported layers; "
+                f"{type(template).__name__} is not one (use backend='vmap' or 'auto')"
+            )
+        self.backend = "batched" if stacked is not None else "vmap"
+        loss_name = group.loss
+        if stacked is not None:
+            forward = stacked
 
-        def loss_of(params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return loss_fn(functional_call(template, params, (x,)), y)
+            def train(
+                flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                leaf = flat.detach().requires_grad_()
+                losses = stacked_loss(loss_name, forward(layout.unflatten(leaf), x), y)
+                (grads,) = torch.autograd.grad(losses.sum(), [leaf])
+                return grads, losses
 
-        self._train = vmap(grad_and_value(loss_of))
-        self._eval = vmap(loss_of)
+            self._train = train
+            self._eval = lambda flat, x, y: stacked_loss(
+                loss_name, forward(layout.unflatten(flat), x), y
+            )
+        else:
+            loss_fn = LOSSES[loss_name]
+
+            def loss_of(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                return loss_fn(functional_call(template, layout.unflatten(flat), (x,)), y)
+
+            self._train = vmap(grad_and_value(loss_of))
+            self._eval = vmap(loss_of)
         self._rows = torch.arange(self.size)[:, None]
         self._chunk = -1
         self._indices = torch.empty(0)
@@ -290,22 +330,24 @@ class _Lockstep:
     def train_step(self, t: int, active: torch.Tensor) -> torch.Tensor:
         """One step of every active replica; returns the minibatch losses [R] (before the step)."""
         x, y = self._batch(t)
-        grads, losses = self._train(self.params, x, y)
+        grads, losses = self._train(self.params["flat"], x, y)
         losses = losses.detach()
         self.stepped = active & torch.isfinite(losses)
         if self.clipper is not None:
-            grads = self.clipper.clip(grads, self.stepped)
+            grads = self.clipper.clip(grads, self.layout, self.stepped)
         self.grads = grads
-        self.params = self.optimizer.step(self.params, grads, self.hp, self.stepped)
+        self.params = self.optimizer.step(self.params, {"flat": grads}, self.hp, self.stepped)
         return losses
 
     @torch.no_grad()
     def val_losses(self) -> torch.Tensor:
-        v = self._eval(self.params, self.group.x_val, self.group.y_val)
+        v = self._eval(self.params["flat"], self.group.x_val, self.group.y_val)
         return torch.where(torch.isfinite(v), v, math.inf)
 
     def sample_stats(self, stats: StackedGradientStats) -> None:
-        stats.sample(self.params, self.grads, self.optimizer, self.hp, self.stepped)
+        stats.sample(
+            self.params["flat"], self.grads, self.optimizer, self.hp, self.stepped, self.layout
+        )
 
 
 def _per_replica(value: int | Sequence[int], r: int, name: str) -> list[int]:
@@ -329,6 +371,7 @@ def run_lockstep(
     schedule: str = "constant",
     decoupled: bool = True,
     val_every: int = 10,
+    backend: str = "auto",
 ) -> LockstepResult:
     """Train every replica of `group` for its number of `steps`, all at once.
 
@@ -344,6 +387,7 @@ def run_lockstep(
         schedule: without a policy, "constant" or "cosine" (to zero at each replica's end).
         decoupled: AdamW (True) or Adam with L2 weight decay (False).
         val_every: evaluate the validation loss every this many steps and at each replica's end.
+        backend: one of `BACKENDS`: how the stacked forward and backward passes run.
 
     Returns:
         per replica, the validation curve [(step, loss)] as `TrainingTask.run` returns it, and
@@ -357,6 +401,8 @@ def run_lockstep(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if policy is not None and schedule != "constant":
         raise ValueError("schedule must be 'constant' when a policy drives the run")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(val_every, int) or val_every < 1:
         raise ValueError(f"val_every must be a positive integer, got {val_every!r}")
     if not isinstance(stats_every, int) or stats_every < 1:
@@ -377,7 +423,7 @@ def run_lockstep(
             clip,
             stats_every,
         )
-    run = _Lockstep(group, starts, clip, decoupled)
+    run = _Lockstep(group, starts, clip, decoupled, backend)
     base_lr = run.hp.lr.clone()
     ends = torch.tensor(total)
     curves: list[Curve] = [[] for _ in range(r)]
@@ -403,6 +449,7 @@ def run_lockstep(
         elif schedule == "cosine":
             frac = torch.tensor([t / n for n in total], dtype=torch.float64)
             run.hp.lr = base_lr * 0.5 * (1 + torch.cos(math.pi * frac))
+    params = run.layout.unflatten(run.params["flat"])
     if control is None:
-        return LockstepResult(curves, [[] for _ in range(r)], [[] for _ in range(r)], run.params)
-    return LockstepResult(curves, control.records, control.histories, run.params)
+        return LockstepResult(curves, [[] for _ in range(r)], [[] for _ in range(r)], params)
+    return LockstepResult(curves, control.records, control.histories, params)

@@ -14,10 +14,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-__all__ = ["HParams", "StackedAdamW", "StackedClipper", "StackedCheckpoints"]
+__all__ = ["HParams", "Layout", "StackedAdamW", "StackedClipper", "StackedCheckpoints"]
 
 Params = dict[str, torch.Tensor]
+
+
+class Layout:
+    """Where each parameter tensor lives in one flat [R, D] tensor of all of a replica's weights.
+
+    Keeping the weights flat makes the optimizer, the clipper and the gradient statistics a few
+    operations on one tensor instead of a few per parameter tensor; per-tensor quantities
+    (norms, dot products) are segment sums over it.
+    """
+
+    def __init__(self, params: Params) -> None:
+        self.names = list(params)
+        self.shapes = [tuple(p.shape[1:]) for p in params.values()]
+        self.sizes = [int(p[0].numel()) for p in params.values()]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.total = sum(self.sizes)
+        segments = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.sizes))
+        # [D, T] indicator: a segment sum is one matrix product (index_add_ along dim 1 is slow)
+        self._indicator = {
+            dtype: nn.functional.one_hot(segments, len(self.sizes)).to(dtype)
+            for dtype in (torch.float32, torch.float64)
+        }
+
+    def flatten(self, params: Params) -> torch.Tensor:
+        """name -> [R, ...] to one [R, D] tensor (a copy)."""
+        return torch.cat([params[n].reshape(params[n].shape[0], -1) for n in self.names], dim=1)
+
+    def unflatten(self, flat: torch.Tensor) -> Params:
+        """Views of a [R, D] (or [D]) tensor as name -> [R, ...] (or the unstacked shapes)."""
+        lead = flat.shape[:-1]
+        return {
+            n: flat[..., o : o + k].view(*lead, *shape)
+            for n, shape, o, k in zip(
+                self.names, self.shapes, self.offsets, self.sizes, strict=True
+            )
+        }
+
+    def segment_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Per replica and parameter tensor, the sum of `x` ([R, D]) over that tensor: [R, T]."""
+        return x @ self._indicator[x.dtype]
 
 
 def _per_replica(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -117,13 +158,14 @@ class StackedClipper:
         self.quantile = torch.tensor(list(quantile), dtype=torch.float64)
 
     @torch.no_grad()
-    def clip(self, grads: Params, mask: torch.Tensor | None = None) -> Params:
-        """Clip the replicas where `mask` is True (those that take an optimizer step)."""
+    def clip(
+        self, grads: torch.Tensor, layout: Layout, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Clip the flat gradients [R, D] of the replicas where `mask` is True (those that take
+        an optimizer step)."""
         r = self.count.shape[0]
         active = torch.ones(r, dtype=torch.bool) if mask is None else mask
-        per_tensor = torch.stack(
-            [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads.values()], dim=1
-        )
+        per_tensor = layout.segment_sum(grads * grads).sqrt()
         total = torch.linalg.vector_norm(per_tensor, dim=1)  # [R] float32
         n = self.count.clamp(max=self.window)
         ready = (n >= 10) & active
@@ -134,7 +176,7 @@ class StackedClipper:
             level = ordered.gather(1, k[:, None])[:, 0].to(torch.float32)
             coef = (level / (total + 1e-6)).clamp(max=1.0)
             coef = torch.where(ready, coef, torch.ones_like(coef))
-            out = {name: g * _per_replica(coef, g) for name, g in grads.items()}
+            out = grads * coef[:, None]
             self.clipped += (ready & (total.double() > level.double())).long()
         finite = active & torch.isfinite(total)
         rows = finite.nonzero(as_tuple=True)[0]

@@ -12,7 +12,7 @@ import math
 import torch
 
 from metatune.lhopt.features import GradientStats
-from metatune.lhopt.vectorized.optim import HParams, Params, StackedAdamW
+from metatune.lhopt.vectorized.optim import HParams, Layout, StackedAdamW
 
 __all__ = ["StackedGradientStats"]
 
@@ -44,50 +44,49 @@ class StackedGradientStats:
     @torch.no_grad()
     def sample(
         self,
-        params: Params,
-        grads: Params,
+        flat: torch.Tensor,
+        grads: torch.Tensor,
         optimizer: StackedAdamW,
         hp: HParams,
         mask: torch.Tensor,
+        layout: Layout,
     ) -> None:
-        """Add one observation for the replicas in `mask` (those with a gradient this step)."""
+        """Add one observation for the replicas in `mask` (those with a gradient this step),
+        from flat [R, D] parameters and gradients and the optimizer's flat moments."""
         mask = mask & (optimizer.step_count >= 1)
         if not bool(mask.any()):
             return
         steps = optimizer.step_count.clamp(min=1)
-        bc1 = (1 - hp.beta1**steps)[:, None]
-        bc2 = (1 - hp.beta2**steps)[:, None]
-        eps = hp.eps[:, None]
-        rows = []
-        for name, p in params.items():
-            g = grads[name].double().flatten(1)
-            m = optimizer.exp_avg[name].double().flatten(1) / bc1
-            v = optimizer.exp_avg_sq[name].double().flatten(1) / bc2
-            pv = p.double().flatten(1)
-            u = m / (v.sqrt() + eps)
-            d = g.shape[1]
-            gn, mn, un, pn = (torch.linalg.vector_norm(x, dim=1) for x in (g, m, u, pv))
-            c_gm = _cos((g * m).sum(1), gn, mn)
-            c_gp = _cos((g * pv).sum(1), gn, pn)
-            c_gu = _cos((g * u).sum(1), gn, un)
-            noise = torch.linalg.vector_norm(m - g, dim=1)
-            rows.append(
-                torch.stack(
-                    [
-                        _log_ratio(mn, gn),
-                        _log_ratio(mn, torch.maximum(noise, 1e-6 * mn)),
-                        _log_ratio(hp.lr * un, pn),
-                        c_gm,
-                        c_gp,
-                        c_gu,
-                        _cdf(c_gm * math.sqrt(d)),
-                        _cdf(c_gp * math.sqrt(d)),
-                        (v.sqrt() > eps).double().mean(1),
-                    ],
-                    dim=1,
-                )
-            )
-        means = torch.stack(rows).mean(0)  # [R, features]
+        g = grads.double()
+        m = optimizer.exp_avg["flat"].double() / (1 - hp.beta1**steps)[:, None]
+        v = optimizer.exp_avg_sq["flat"].double() / (1 - hp.beta2**steps)[:, None]
+        pv = flat.double()
+        root = v.sqrt()
+        u = m / (root + hp.eps[:, None])
+        seg = layout.segment_sum
+        gn, mn, un, pn = (seg(x * x).sqrt() for x in (g, m, u, pv))  # [R, T]
+        diff = m - g
+        noise = seg(diff * diff).sqrt()
+        c_gm = _cos(seg(g * m), gn, mn)
+        c_gp = _cos(seg(g * pv), gn, pn)
+        c_gu = _cos(seg(g * u), gn, un)
+        sqrt_d = torch.tensor(layout.sizes, dtype=torch.float64).sqrt()
+        d = torch.tensor(layout.sizes, dtype=torch.float64)
+        rows = torch.stack(
+            [
+                _log_ratio(mn, gn),
+                _log_ratio(mn, torch.maximum(noise, 1e-6 * mn)),
+                _log_ratio(hp.lr[:, None] * un, pn),
+                c_gm,
+                c_gp,
+                c_gu,
+                _cdf(c_gm * sqrt_d),
+                _cdf(c_gp * sqrt_d),
+                seg((root > hp.eps[:, None]).double()) / d,
+            ],
+            dim=2,
+        )  # [R, T, features]
+        means = rows.mean(1)
         self.sums += torch.where(mask[:, None], means, 0.0)
         self.count += mask.long()
 

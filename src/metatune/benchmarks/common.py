@@ -9,18 +9,21 @@ before torch is first imported; `single_thread_torch` then pins the process that
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import posixpath
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "REPO_ROOT",
+    "captured_warnings",
     "command_line",
     "fmt_num",
     "format_machine",
@@ -365,3 +368,36 @@ def how_it_was_run(
     if after:
         lines += ["", " ".join(after)]
     return lines
+
+
+class _Capture(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._sink.append(f"{record.name}: {record.getMessage()}"[:300])
+
+
+@contextlib.contextmanager
+def captured_warnings(
+    loggers: Sequence[str] = ("optuna", "metatune", "botorch", "gpytorch"),
+) -> Iterator[list[str]]:
+    """Collect the warnings (Python's and those logged by `loggers`) raised inside the block into
+    the list it yields, each as one line of at most 300 characters, so a benchmark can record
+    them per run instead of printing them."""
+    sink: list[str] = []
+    handler = _Capture(sink)
+    targets = [logging.getLogger(n) for n in loggers]
+    for lg in targets:
+        lg.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield sink
+            finally:
+                sink.extend(f"{w.category.__name__}: {w.message}"[:300] for w in caught)
+    finally:
+        for lg in targets:
+            lg.removeHandler(handler)

@@ -638,6 +638,7 @@ class Study:
         )
         with progress:
             done = 0
+            clock = _TunerClock()
             while n_trials is None or done < n_trials:
                 if timeout is not None and time.monotonic() - start >= timeout:
                     break
@@ -646,7 +647,7 @@ class Study:
                     log.info("study %r: cost budget %g spent", self.name, budget)
                     break
                 context = target.suggest_context(self._history.trials(), self.direction, budget)
-                finished = self._run_one(target, context, budget)
+                finished = self._run_one(target, context, budget, clock)
                 done += 1
                 progress.update(finished)
                 for cb in callbacks:
@@ -658,14 +659,22 @@ class Study:
         return _Heartbeat(self._storage, self._record.id, trial.number, self._heartbeat_interval)
 
     def _run_one(
-        self, target: TrialObjective, context: PipelineContext | None, budget: float | None
+        self,
+        target: TrialObjective,
+        context: PipelineContext | None,
+        budget: float | None,
+        clock: _TunerClock | None = None,
     ) -> Trial:
         """Ask, evaluate, tell. The objective's own records, the budget and the tuner's time
         go into the trial's system_attrs whatever the outcome."""
-        trial, attrs = self._start_trial(context, budget)
+        trial, attrs = self._start_trial(context, budget, clock)
         try:
             with self._keepalive(trial), reporting(StudyReporter(self, trial.number)):
-                result = target.evaluate(dict(trial.params), attrs)
+                try:
+                    result = target.evaluate(dict(trial.params), attrs)
+                finally:
+                    if clock is not None:
+                        clock.mark()  # the tuner's time of the next trial starts here
             value, metrics = _split_result(result)
         except TrialPruned:
             return self._finish_run(trial, attrs, pruned=True)
@@ -681,13 +690,18 @@ class Study:
         return self._finish_run(trial, attrs, value, metrics)
 
     def _start_trial(
-        self, context: PipelineContext | None, budget: float | None
+        self,
+        context: PipelineContext | None,
+        budget: float | None,
+        clock: _TunerClock | None = None,
     ) -> tuple[Trial, dict[str, Any]]:
         """Ask a trial for `optimize`; returns it with the system_attrs its run starts from
         (the tuner's time, the budget). Executors call this on the driver."""
         start = time.perf_counter()
         trial = self.ask(pipeline=context)
         attrs: dict[str, Any] = {SystemAttr.ASK_SECONDS: time.perf_counter() - start}
+        if clock is not None:
+            attrs[SystemAttr.TUNER_SECONDS] = clock.elapsed()
         if budget is not None:
             attrs[SystemAttr.BUDGET] = budget
         return trial, attrs
@@ -742,6 +756,21 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, optimizer={self.optimizer.name!r})"
+
+
+class _TunerClock:
+    """The study's own seconds between evaluations: the previous trial's tell and callbacks,
+    the budget check, the pipeline's context and the next ask. A pipeline whose costs are wall
+    seconds charges them to the trial, so a budget in seconds bounds the wall time."""
+
+    def __init__(self) -> None:
+        self._mark = time.perf_counter()
+
+    def mark(self) -> None:
+        self._mark = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._mark
 
 
 def _trial_number(trial: Trial | int) -> int:

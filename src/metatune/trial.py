@@ -31,9 +31,13 @@ class SystemAttr:
     """Keys metatune writes into `Trial.system_attrs` (its own records, next to the user's)."""
 
     STAGES = "stages"  # per-stage records of a pipeline trial: name, cost, cache_hit, seconds
-    COST = "cost"  # total cost charged to the trial (stages plus the pipeline's trial_cost)
+    COST = "cost"  # total cost charged to the trial (stages, the pipeline's trial_cost, tuner)
     BUDGET = "budget"  # the cost budget of the optimize() call that ran the trial
     ASK_SECONDS = "ask_seconds"  # the optimizer's time to suggest the trial
+    # the study's own time since the previous trial's evaluation ended (its tell, callbacks,
+    # the pipeline's context and this ask); optimize() records it, executors do not
+    TUNER_SECONDS = "tuner_seconds"
+    TUNER_COST = "tuner_cost"  # the tuner's seconds a pipeline charged to the trial's cost
     CACHE_DEPTH = "cache_depth"  # leading stages served from the cache
     SECONDS_SAVED = "seconds_saved"  # wall seconds the cache saved
     COST_SAVED = "cost_saved"  # cost the cache saved

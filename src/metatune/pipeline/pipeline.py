@@ -70,10 +70,12 @@ class PipelineRun:
     seconds_saved: float = 0.0
     cost_saved: float = 0.0
     trial_cost: float = 0.0  # the pipeline's fixed charge per trial, on top of its stages
+    tuner_cost: float = 0.0  # the tuner's seconds charged to the trial (see Pipeline)
+    in_seconds: bool = False  # some stage's cost is its wall seconds (none reported its own)
 
     @property
     def cost(self) -> float:
-        return float(sum(r.cost for r in self.stages)) + self.trial_cost
+        return float(sum(r.cost for r in self.stages)) + self.trial_cost + self.tuner_cost
 
     @property
     def system_attrs(self) -> dict[str, Any]:
@@ -85,6 +87,7 @@ class PipelineRun:
             SystemAttr.SECONDS_SAVED: float(self.seconds_saved),
             SystemAttr.COST_SAVED: float(self.cost_saved),
             SystemAttr.TRIAL_COST: float(self.trial_cost),
+            SystemAttr.TUNER_COST: float(self.tuner_cost),
         }
 
 
@@ -185,6 +188,15 @@ class Pipeline:
     units), for what each candidate costs whatever is cached: starting a job, loading data,
     the tuner's own time. The budget counts it, and cost-aware optimizers add it to every
     candidate's predicted cost, so a nearly free last stage is not taken for a free trial.
+
+    `count_tuner_time` charges each trial a Study runs with the tuner's own seconds: the time
+    since the previous trial's run ended (its tell, the budget check, the cached prefixes, the
+    optimizer's ask) plus this run's bookkeeping outside the stages (cache keys, reads, writes).
+    So a budget in wall seconds bounds the wall time (to within one trial and one ask), a cache
+    hit that costs nothing in a stage's units still costs the tuner's time, and cost-aware
+    optimizers see that time as part of every candidate's cost. "auto" (the default) charges
+    it when the costs are wall seconds, i.e. unless every stage reported its own cost
+    (`StageResult(cost=...)`: a simulated clock, GPU-seconds); True always, False never.
     """
 
     def __init__(
@@ -194,6 +206,7 @@ class Pipeline:
         input: Any = None,
         input_fingerprint: str | None = None,
         trial_cost: float = 0.0,
+        count_tuner_time: bool | str = "auto",
     ) -> None:
         if isinstance(stages, Stage) or not isinstance(stages, Sequence):
             raise TypeError(f"stages must be a list of Stage, got {stages!r}")
@@ -212,6 +225,11 @@ class Pipeline:
         if not params:
             raise ValueError("a Pipeline needs at least one parameter in some stage")
         self.trial_cost = trial_cost
+        if not (isinstance(count_tuner_time, bool) or count_tuner_time == "auto"):
+            raise ValueError(
+                f"count_tuner_time must be True, False or 'auto', got {count_tuner_time!r}"
+            )
+        self.count_tuner_time = count_tuner_time
         self.stages: list[Stage] = list(stages)
         self.space = Space(params)
 
@@ -328,14 +346,27 @@ class Pipeline:
         """Run for a Study: the last stage's result, or StageError for a failing stage. The
         per-stage records go into `system_attrs` whatever happens, Ctrl-C included, so the cost
         of the stages that ran is kept."""
+        start = time.perf_counter()
         run = PipelineRun(None, trial_cost=self.trial_cost)
         try:
             self._execute(params, run)
         finally:
+            run.tuner_cost = self._tuner_cost(run, system_attrs, time.perf_counter() - start)
             system_attrs.update(run.system_attrs)
         if run.error is not None:
             raise run.error from run.error.original
         return run.result
+
+    def _tuner_cost(self, run: PipelineRun, attrs: Mapping[str, Any], seconds: float) -> float:
+        """The tuner's seconds to charge `run` (see `count_tuner_time`): the study's time before
+        the run (its records in `attrs`) and the run's `seconds` not spent in a stage."""
+        if not (self.count_tuner_time is True or (self.count_tuner_time and run.in_seconds)):
+            return 0.0
+        before = attrs.get(SystemAttr.TUNER_SECONDS, attrs.get(SystemAttr.ASK_SECONDS))
+        if isinstance(before, bool) or not isinstance(before, (int, float)):
+            before = 0.0
+        before = float(before) if math.isfinite(before) and before > 0 else 0.0
+        return before + max(seconds - sum(r.seconds for r in run.stages), 0.0)
 
     def _execute(self, params: Mapping[str, Any], run: PipelineRun) -> None:
         """Fill `run` in place as the stages go, so a caller interrupted midway keeps it."""
@@ -365,6 +396,7 @@ class Pipeline:
                 # a stage that reports its own cost (GPU-seconds, a simulated clock) is charged
                 # nothing for a hit: the load's wall seconds are not in its units
                 hit_cost = 0.0 if got.own_cost else got.load_seconds
+                run.in_seconds = not got.own_cost
                 records.append(
                     StageRecord(self.stages[k - 1].name, hit_cost, True, got.load_seconds)
                 )
@@ -378,6 +410,7 @@ class Pipeline:
             except (KeyboardInterrupt, Exception) as exc:
                 seconds = time.perf_counter() - start
                 records.append(StageRecord(stage.name, seconds, False, seconds, failed=True))
+                run.in_seconds = True
                 if isinstance(exc, KeyboardInterrupt):  # `run` keeps what the stages cost
                     raise
                 run.error = StageError(stage.name, exc)
@@ -389,6 +422,7 @@ class Pipeline:
                 cost = seconds if out.cost is None else float(out.cost)
                 out = out.output
             records.append(StageRecord(stage.name, cost, False, seconds))
+            run.in_seconds = run.in_seconds or not own_cost
             prefix_seconds += seconds
             prefix_cost += cost
             if cache is not None and i < n - 1:

@@ -17,6 +17,7 @@ from metatune.trial import SystemAttr, Trial
 
 __all__ = [
     "unseen_point",
+    "charged_tuner_cost",
     "measured_overhead",
     "prefix_key",
     "spent_at_warmup",
@@ -93,6 +94,18 @@ def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
         if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
             asks.append(float(a))
     return float(np.median(asks)) if asks else 0.0
+
+
+def charged_tuner_cost(trials: Sequence[Trial], window: int = 20) -> float | None:
+    """Median tuner's cost a pipeline charged the latest `window` trials that recorded it
+    (``SystemAttr.TUNER_COST``: 0 where it does not count the tuner's time); None if none did."""
+    recent = sorted(trials, key=lambda t: t.number)[-window:]
+    costs = []
+    for t in recent:
+        c = t.system_attrs.get(SystemAttr.TUNER_COST) if t.system_attrs else None
+        if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
+            costs.append(max(float(c), 0.0))
+    return float(np.median(costs)) if costs else None
 
 
 def stage_prefix(t: Trial, pipe: PipelineContext, depth: int) -> dict[str, Any]:

@@ -43,3 +43,24 @@ def test_eeipu_leaves_an_exhausted_cached_prefix(tmp_path) -> None:
     study.optimize(pipe, n_trials=14)
     configs = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(configs)) == len(configs) == 14
+
+
+def test_the_warm_up_does_not_repeat_either() -> None:
+    space = {"a": Int(0, 2), "b": Int(0, 2)}  # 9 configurations, all inside the warm-up
+    study = Study(space, optimizer="gp", seed=3, optimizer_options={"n_startup_trials": 20})
+    study.optimize(lambda p: p["a"] + p["b"], n_trials=9)
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configs)) == 9
+
+
+def test_a_noisy_objective_may_be_evaluated_again() -> None:
+    """noisy=True: a repeat is informative, so the optimizer proposes its point as it is; in a
+    space of 4 configurations 8 trials must repeat some."""
+    space = {"a": Int(0, 1), "b": Int(0, 1)}
+    opts = {"n_startup_trials": 3, "noisy": True}
+    study = Study(space, optimizer="ei", seed=0, optimizer_options=opts)
+    study.optimize(lambda p: p["a"] + p["b"], n_trials=8)
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configs)) < 8
+    with pytest.raises(ValueError, match="noisy"):
+        Study(space, optimizer="gp", optimizer_options={"noisy": "yes"})

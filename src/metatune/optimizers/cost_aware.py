@@ -35,6 +35,7 @@ from metatune.optimizers._gp.acquisition import (
     FixedFeatures,
     cooling_eta,
     log_expected_inverse_cost,
+    score_together,
 )
 from metatune.optimizers._gp.cost_models import (
     COST_INPUTS,
@@ -44,7 +45,11 @@ from metatune.optimizers._gp.cost_models import (
     total_cost_model,
 )
 from metatune.optimizers._gp.fit import WarmStartFitter
-from metatune.optimizers._gp.history import measured_overhead, spent_at_warmup
+from metatune.optimizers._gp.history import (
+    charged_tuner_cost,
+    measured_overhead,
+    spent_at_warmup,
+)
 from metatune.optimizers._gp.search import Search, sobol_batch
 from metatune.optimizers.base import SuggestContext, register_optimizer
 from metatune.optimizers.gp import GPOptimizer
@@ -91,21 +96,31 @@ class CostAwareOptimizer(GPOptimizer):
         epsilon: cost charged to a cached stage in the acquisition; default: the median recorded
             cost of cache hits, or 1% of the cheapest stage's median cost before any hit.
         n_top: best completed trials whose cached prefixes enter the prefix pool.
-        prefix_candidates: Sobol candidates scored first when a prefix is fixed.
+        prefix_candidates: Sobol candidates scored first when a prefix is fixed (a quarter of
+            them, at least 16, to screen the prefixes when there are more than `n_refine`).
         n_refine: searches refined per suggestion (the free one and the best-screened prefixes).
         trial_overhead: a cost every trial pays however much is cached (the tuner's own time,
             loading, bookkeeping), added to the candidate's cost in E[1/C] so that a nearly free
-            cached trial does not look nearly infinitely cheap. A number, in the pipeline's cost
-            units; the default 0 matches a budget that counts stage costs only (GPU time, not
-            the tuner's CPU). "auto": the median optimizer time of the latest trials
-            (``system_attrs["ask_seconds"]``) when costs are wall seconds, else 0; use it when
-            the budget is wall time and stages are as quick as the tuner.
+            cached trial does not look nearly infinitely cheap. "auto" (the default): what the
+            budget charges for the tuner, i.e. the median tuner's cost a Pipeline charged the
+            latest trials (``system_attrs["tuner_cost"]``, 0 when it does not count the tuner's
+            time, see ``Pipeline(count_tuner_time=...)``); for trials without that record, the
+            median optimizer time (``system_attrs["ask_seconds"]``) when costs are wall seconds,
+            else 0. A number: that cost, in the pipeline's cost units.
         cost_inputs: what a stage's cost GP sees: "own" (that stage's parameters, as in the
             paper) or "prefix" (that stage's and every earlier stage's: a training phase costs
             more on a larger augmented data set, which an earlier stage chose).
         memo_cooling: cool the saving from cached stages with eta, as the paper does (True), or
             cool only the cost of running the candidate from scratch and keep the cache saving
             at full weight (False): the saving is not a property of a cheap region of the space.
+        hedge: None (the published acquisition) or a floor in (0, 1]: a cost-aware candidate
+            (a cheap region, a cached prefix) is taken only while its EI is at least `hedge`
+            times the best EI of a cost-blind search run next to it, else the cost-blind
+            candidate is, so cheapness never buys a much less promising trial.
+        cost_refit: re-optimize a cost GP's hyperparameters once its data has grown by this
+            fraction since their last fit, and in between keep them on the new data (0: every
+            ask). Costs are smooth and their hyperparameters settle early; each fit costs about
+            as much as the objective GP's.
         gp_options: passed to the `gp` optimizer (objective model and acquisition search).
     """
 
@@ -116,14 +131,16 @@ class CostAwareOptimizer(GPOptimizer):
         cost_model: str = "total",
         cooling: bool = True,
         memoize: bool = False,
-        n_cost_samples: int = 256,
+        n_cost_samples: int = 64,
         epsilon: float | None = None,
         n_top: int = 5,
-        prefix_candidates: int = 256,
+        prefix_candidates: int = 128,
         n_refine: int = 3,
-        trial_overhead: float | str = 0.0,
+        trial_overhead: float | str = "auto",
         cost_inputs: str = "own",
         memo_cooling: bool = True,
+        cost_refit: float = 0.1,
+        hedge: float | None = None,
         n_startup_trials: int | None = DEFAULT_WARMUP,
         **gp_options: Any,
     ) -> None:
@@ -169,6 +186,19 @@ class CostAwareOptimizer(GPOptimizer):
             raise ValueError(f"cost_inputs must be 'own' or 'prefix', got {cost_inputs!r}")
         self.cost_inputs = cost_inputs
         self.memo_cooling = bool(memo_cooling)
+        if (
+            isinstance(cost_refit, bool)
+            or not isinstance(cost_refit, (int, float))
+            or not 0 <= cost_refit <= 10
+        ):
+            raise ValueError(f"cost_refit must be a number in [0, 10], got {cost_refit!r}")
+        self.cost_refit = float(cost_refit)
+        if hedge is not None and (
+            isinstance(hedge, bool) or not isinstance(hedge, (int, float)) or not 0 < hedge <= 1
+        ):
+            raise ValueError(f"hedge must be None or a number in (0, 1], got {hedge!r}")
+        self.hedge = None if hedge is None else float(hedge)
+        self._hedged: tuple[Any, int] | None = None  # this suggestion's cost-blind search
         self._cost_fitter = WarmStartFitter()  # one warm start per cost GP
         self.last_eta: float | None = None  # for inspection: eta used by the latest suggestion
 
@@ -206,13 +236,34 @@ class CostAwareOptimizer(GPOptimizer):
             n = min(self.n_candidates, self.prefix_candidates) if depth else self.n_candidates
             searches.append(Search(prefix, acquisition, n))
         if len(searches) > self.n_refine:
-            # Screen the prefixes on one Sobol batch each; refine the free search and the best few.
-            U = sobol_batch(space, rng, self.prefix_candidates)
+            # Screen the prefixes on one Sobol batch each (all in one call); refine the free
+            # search and the best few.
+            U = sobol_batch(space, rng, max(16, self.prefix_candidates // 4))
+            score = score_together([s.acquisition for s in searches[1:]])
             with torch.no_grad():
-                screen = [float(s.acquisition(U).max()) for s in searches[1:]]
+                screen = [float(v.max()) for v in score([U] * (len(searches) - 1))]
             keep = np.argsort(screen)[::-1][: self.n_refine - 1] + 1
             searches = [searches[0]] + [searches[i] for i in sorted(keep)]
+        self._hedged = None
+        if self.hedge is not None and cost is not None:
+            # the cost-blind search, the reference of the hedge (see `_choose`)
+            self._hedged = (objective, len(searches))
+            blind = CostAwareAcquisition(objective, cost, 0, weight=0.0)
+            searches.append(Search({}, blind, self.n_candidates))
         return searches
+
+    def _choose(self, searches: Sequence[Search], found: Sequence[tuple[np.ndarray, float]]) -> int:
+        """With `hedge`: the best cost-aware point while its EI is at least `hedge` times the
+        cost-blind search's best EI, else the cost-blind point."""
+        if self._hedged is None:
+            return super()._choose(searches, found)
+        objective, blind = self._hedged
+        i = max(range(blind), key=lambda j: found[j][1])
+        acq = searches[i].acquisition
+        X = torch.from_numpy(found[i][0][None, None, :])
+        with torch.no_grad():
+            log_ei = float(objective(acq.fix(X) if isinstance(acq, FixedFeatures) else X))
+        return i if log_ei >= found[blind][1] + math.log(self.hedge) else blind
 
     def _prefix_pool(
         self, space: Space, pipe: PipelineContext, done: list[Trial], direction: Direction
@@ -251,11 +302,19 @@ class CostAwareOptimizer(GPOptimizer):
     ) -> list[LogCostModel] | None:
         """The log-cost models of the cost term, or None (then the acquisition is LogEI)."""
         if self.cost_model == "total":
-            return total_cost_model(self._cost_fitter, space, done, self.fit_iters)
+            return total_cost_model(
+                self._cost_fitter, space, done, self.fit_iters, refit_growth=self.cost_refit
+            )
         if not pipe.stages:
             return None
         return stage_cost_models(
-            self._cost_fitter, space, done, pipe, self.fit_iters, inputs=self.cost_inputs
+            self._cost_fitter,
+            space,
+            done,
+            pipe,
+            self.fit_iters,
+            inputs=self.cost_inputs,
+            refit_growth=self.cost_refit,
         )
 
     def _overhead(self, done: list[Trial], pipe: PipelineContext) -> float:
@@ -264,7 +323,11 @@ class CostAwareOptimizer(GPOptimizer):
         extra = pipe.trial_cost if self.cost_model == "stages" else 0.0
         if self.trial_overhead != "auto":
             return float(self.trial_overhead) + extra
-        return measured_overhead(done) + extra
+        charged = charged_tuner_cost(done)
+        if charged is None:
+            return measured_overhead(done) + extra
+        # a total-cost GP is fitted to trial costs, which already hold the tuner's charge
+        return (charged if self.cost_model == "stages" else 0.0) + extra
 
 
 @register_optimizer("eips")

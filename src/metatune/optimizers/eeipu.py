@@ -16,9 +16,10 @@ the exact stored values (so the cache key matches bit for bit).
   stage chose, which a GP on the phase's own parameters cannot see.
 The published form stays the default.
 
-A per-trial overhead (``trial_overhead``; "auto" measures the tuner's own time) can be added to
-every candidate's cost, for budgets in wall time where re-running a nearly free last stage is not
-a nearly free trial. It is 0 by default: the budget counts stage costs, as in the paper.
+Every candidate's cost includes a per-trial overhead (``trial_overhead``): by default what the
+budget charges each trial for the tuner's own time (a Pipeline with wall-second costs charges it,
+see ``Pipeline(count_tuner_time=...)``; on a simulated clock it is 0, as in the paper), so
+re-running a nearly free last stage on a cached prefix is not taken for a free trial.
 """
 
 from __future__ import annotations

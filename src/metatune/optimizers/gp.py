@@ -34,7 +34,7 @@ from metatune.optimizers._gp.acquisition import (
 )
 from metatune.optimizers._gp.fit import KERNELS, GPSpec, WarmStartFitter, transform_outputs
 from metatune.optimizers._gp.history import unseen_point
-from metatune.optimizers._gp.search import Bounds, Layout, Search, maximize
+from metatune.optimizers._gp.search import Bounds, Layout, Search, maximize_all
 from metatune.optimizers._gp.seeds import suggestion_seeds
 from metatune.optimizers.base import Optimizer, SuggestContext, register_optimizer
 from metatune.optimizers.random import sobol_point
@@ -70,6 +70,10 @@ class GPOptimizer(Optimizer):
             (length_init, length_min, length_max, success_tolerance, failure_tolerance,
             min_improvement): search a TuRBO-style box around the incumbent, fitted on the
             trials since the region's last restart (for 20-60 continuous dimensions).
+        noisy: the objective is noisy, so evaluating a configuration again is informative: the
+            optimizer may propose a configuration already tried. False (default): it never
+            does (a repeat of a deterministic objective buys nothing but costs a trial), unless
+            every configuration of the space was tried.
 
     If the GP cannot be fitted (numerical failure), the trial gets a Sobol point and a warning
     is logged, so a study never stops because of the model.
@@ -88,6 +92,7 @@ class GPOptimizer(Optimizer):
         kernel: str = "matern52",
         output_transform: str = "yeo-johnson",
         trust_region: bool | Mapping[str, Any] = False,
+        noisy: bool = False,
     ) -> None:
         if n_startup_trials is not None and (
             not isinstance(n_startup_trials, int) or n_startup_trials < 1
@@ -121,6 +126,9 @@ class GPOptimizer(Optimizer):
             raise ValueError(
                 f"trust_region must be True, False or a mapping of options, got {trust_region!r}"
             )
+        if not isinstance(noisy, bool):
+            raise ValueError(f"noisy must be True or False, got {noisy!r}")
+        self.noisy = noisy
         self.n_startup_trials = n_startup_trials
         # None: no trust region; else its options (empty: the defaults)
         self.trust_region: dict[str, Any] | None = None
@@ -163,7 +171,11 @@ class GPOptimizer(Optimizer):
                 seed = (context.seed + 1_000_003 * self._region.restarts) % 2**32
                 return sobol_point(space, seed, context.trial_number)
         if len(done) < self._startup(space):
-            return sobol_point(space, context.seed, context.trial_number)
+            point = sobol_point(space, context.seed, context.trial_number)
+            if self.noisy:
+                return point
+            rng = np.random.default_rng([context.seed, context.trial_number, 1])
+            return unseen_point(point, {}, space, history, pending, rng)
         self._check_context(context)
         torch_seed, rng = suggestion_seeds(context)
         with torch.random.fork_rng(), warnings.catch_warnings():
@@ -177,6 +189,8 @@ class GPOptimizer(Optimizer):
                 )
                 self._forget()
                 return sobol_point(space, context.seed, context.trial_number)
+        if self.noisy:
+            return params
         # Never propose a configuration already tried or running: explore instead.
         return unseen_point(params, fixed, space, history, pending, rng)
 
@@ -195,31 +209,21 @@ class GPOptimizer(Optimizer):
         layout = Layout(space)
         bounds = self._box(layout, X_obs, z)
         searches = self._searches(objective, space, done, history, context, rng)
-        best: tuple[float, np.ndarray, Search] | None = None
-        for search in searches:
-            x = maximize(
-                search.acquisition,
-                space,
-                layout,
-                X_obs,
-                z,
-                rng,
-                n_candidates=search.n_candidates,
-                n_restarts=self.n_restarts,
-                polish_iters=self.polish_iters,
-                bounds=bounds,
-            )
-            if len(searches) == 1:
-                best = (0.0, x, search)
-                break
-            with torch.no_grad():
-                v = float(search.acquisition(torch.from_numpy(x[None, None, :])))
-            if best is None or v > best[0]:
-                best = (v, x, search)
-        assert best is not None
-        params = space.decode(best[1])
-        params.update(best[2].fixed)  # exact stored values, so cache keys match bit for bit
-        return params, dict(best[2].fixed)
+        found = maximize_all(
+            searches,
+            space,
+            layout,
+            X_obs,
+            z,
+            rng,
+            n_restarts=self.n_restarts,
+            polish_iters=self.polish_iters,
+            bounds=bounds,
+        )
+        i = self._choose(searches, found)
+        params = space.decode(found[i][0])
+        params.update(searches[i].fixed)  # exact stored values, so cache keys match bit for bit
+        return params, dict(searches[i].fixed)
 
     # -- the trust region ------------------------------------------------------------------------
     def _region_trials(
@@ -270,6 +274,11 @@ class GPOptimizer(Optimizer):
     ) -> list[Search]:
         """The acquisition searches of one suggestion; the best point of all of them wins."""
         return [Search({}, objective, self.n_candidates)]
+
+    def _choose(self, searches: Sequence[Search], found: Sequence[tuple[np.ndarray, float]]) -> int:
+        """Which search's best point (and value) becomes the suggestion: the highest value, the
+        first of equal ones."""
+        return max(range(len(found)), key=lambda j: found[j][1])
 
     # -- the objective model ---------------------------------------------------------------------
     def _objective(

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from metatune.space import Space
 __all__ = [
     "ACQUISITIONS",
     "Acquisition",
+    "BatchScore",
     "CostAwareAcquisition",
     "CostTerm",
     "FixedFeatures",
@@ -39,6 +40,7 @@ __all__ = [
     "kriging_believer",
     "log_expected_inverse_cost",
     "objective_acquisition",
+    "score_together",
 ]
 
 ACQUISITIONS = ("logei", "ucb")
@@ -87,15 +89,21 @@ def log_expected_inverse_cost(
 
     mu, sigma: (n, K) mean and standard deviation of log c_k (sigma 0 for a known cost, e.g. the
     epsilon of a cached stage); z: (N, K) standard normal samples shared by all n candidates;
-    overhead: a known cost every trial pays on top of its stages. Returns (n,). Everything stays
-    in log space: log C = logsumexp_k(log c_k), and log E[1/C] = logsumexp_s(-log C_s) - log N.
+    overhead: a known cost every trial pays on top of its stages. Returns (n,). Stable in log
+    space without a logsumexp over the stages (the costliest step of an EEIPU ask): each row is
+    scaled by m >= its largest sampled log cost, so C = e^m S with S = sum_k e^(log c_k - m) in
+    (0, K + 1], and log E[1/C] = logsumexp_s(-log S_s) - log N - m.
     """
-    logc = mu.unsqueeze(1) + sigma.unsqueeze(1) * z.unsqueeze(0)  # (n, N, K)
+    zmax = z.abs().amax(0)  # (K,)
+    m = (mu + sigma * zmax).amax(-1, keepdim=True)  # (n, 1)
     if overhead > 0:
-        fixed = torch.full((*logc.shape[:-1], 1), math.log(overhead), dtype=logc.dtype)
-        logc = torch.cat([logc, fixed], dim=-1)
-    log_total = torch.logsumexp(logc, dim=-1)  # (n, N)
-    return torch.logsumexp(-log_total, dim=-1) - math.log(z.shape[0])
+        m = torch.clamp_min(m, math.log(overhead))
+    shifted = (mu - m).unsqueeze(1) + sigma.unsqueeze(1) * z.unsqueeze(0)  # (n, N, K), <= 0
+    S = torch.exp(shifted).sum(-1)  # (n, N)
+    if overhead > 0:
+        S = S + torch.exp(math.log(overhead) - m)
+    log_S = torch.log(S.clamp_min(1e-300))
+    return torch.logsumexp(-log_S, dim=-1) - math.log(z.shape[0]) - m[:, 0]
 
 
 @dataclass
@@ -120,18 +128,26 @@ class CostTerm:
     overhead: float = 0.0
     memo_cooling: bool = True
 
-    def _log_inverse(self, X: torch.Tensor, depth: int) -> torch.Tensor:
+    def _log_inverse(self, X: torch.Tensor, depth: int | torch.Tensor) -> torch.Tensor:
         n, K = X.shape[0], len(self.models)
         mu = torch.full((n, K), self.log_eps, dtype=X.dtype)
         sigma = torch.zeros((n, K), dtype=X.dtype)
-        for k in range(min(depth, K), K):
-            mu[:, k], sigma[:, k] = self.models[k].predict(X)
+        if isinstance(depth, int):
+            for k in range(min(depth, K), K):
+                mu[:, k], sigma[:, k] = self.models[k].predict(X)
+        else:  # a depth per row: stage k runs (is predicted) where the row's depth <= k
+            for k in range(min(int(depth.min()), K), K):
+                runs = depth <= k
+                m, s = self.models[k].predict(X)
+                mu[:, k] = torch.where(runs, m, mu[:, k])
+                sigma[:, k] = torch.where(runs, s, sigma[:, k])
         return log_expected_inverse_cost(mu, sigma, self.z.to(X.dtype), self.overhead)
 
-    def __call__(self, X: torch.Tensor, depth: int = 0) -> torch.Tensor:
-        """(n,) at encoded points X (n, d) that reuse the first `depth` stages from the cache."""
+    def __call__(self, X: torch.Tensor, depth: int | torch.Tensor = 0) -> torch.Tensor:
+        """(n,) at encoded points X (n, d) that reuse the first `depth` stages from the cache
+        (an int, or a (n,) tensor of depths, one per row)."""
         v = self._log_inverse(X, depth)
-        if self.memo_cooling or depth == 0:
+        if self.memo_cooling or (isinstance(depth, int) and depth == 0):
             return self.eta * v
         fresh = self._log_inverse(X, 0)
         return self.eta * fresh + (v - fresh)
@@ -139,17 +155,21 @@ class CostTerm:
 
 # Wrappers ----------------------------------------------------------------------------------------
 class CostAwareAcquisition:
-    """log EI(x) + cost(x; depth): the objective term plus the cost term (when there is one)."""
+    """log EI(x) + weight * cost(x; depth): the objective term plus the cost term (when there is
+    one); weight 0 is the cost-blind objective term, searched next to the others."""
 
-    def __init__(self, objective: Acquisition, cost: CostTerm | None, depth: int = 0) -> None:
+    def __init__(
+        self, objective: Acquisition, cost: CostTerm | None, depth: int = 0, weight: float = 1.0
+    ) -> None:
         self.objective = objective
         self.cost = cost
         self.depth = depth
+        self.weight = float(weight)
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         v = self.objective(X)
-        if self.cost is not None:
-            v = v + self.cost(X[:, 0, :], self.depth)
+        if self.cost is not None and self.weight:
+            v = v + self.weight * self.cost(X[:, 0, :], self.depth)
         return v
 
 
@@ -180,8 +200,60 @@ class FixedFeatures:
             torch.tensor(val, dtype=torch.float64),
         )
 
-    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+    def fix(self, X: torch.Tensor) -> torch.Tensor:
+        """X with the fixed columns overwritten (a copy; X itself when none are fixed)."""
         if len(self.columns):
             X = X.clone()
             X[..., self.columns] = self.values
-        return self.acquisition(X)
+        return X
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        return self.acquisition(self.fix(X))
+
+
+BatchScore = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+"""Scores one batch of candidates (n_i, 1, d) per search, returning (n_i,) for each."""
+
+
+def score_together(acquisitions: Sequence[Acquisition]) -> BatchScore:
+    """One scoring function for the batches of several searches.
+
+    When every acquisition is the same objective and cost term (`CostAwareAcquisition`, maybe
+    under `FixedFeatures`) at its own fixed values and cached depth, as in EEIPU's prefix pool,
+    all rows are scored in one call: the objective's posterior is computed once for all of
+    them and the cost term once with a depth per row, instead of once per search (most of the
+    time of a small batch is the call, not the rows). Otherwise each batch is scored by its own
+    acquisition.
+    """
+    parts = [_unwrap(a) for a in acquisitions]
+    costed = [a for _, a in parts if isinstance(a, CostAwareAcquisition)]
+    shared = (
+        len(parts) > 1
+        and len(costed) == len(parts)
+        and all(a.objective is costed[0].objective and a.cost is costed[0].cost for a in costed)
+    )
+    if not shared:
+        return lambda Xs: [
+            a(X) if len(X) else X.new_empty(0) for a, X in zip(acquisitions, Xs, strict=True)
+        ]
+    first = costed[0]
+    depths = [a.depth for a in costed]
+    weights = [a.weight for a in costed]
+
+    def score(Xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        fixed = [f.fix(X) if f is not None else X for (f, _), X in zip(parts, Xs, strict=True)]
+        sizes = [X.shape[0] for X in fixed]
+        X_all = torch.cat(fixed)
+        v = first.objective(X_all)
+        if first.cost is not None and any(weights):
+            n = torch.tensor(sizes)
+            depth = torch.repeat_interleave(torch.tensor(depths), n)
+            weight = torch.repeat_interleave(torch.tensor(weights, dtype=v.dtype), n)
+            v = v + weight * first.cost(X_all[:, 0, :], depth)
+        return list(torch.split(v, sizes))
+
+    return score
+
+
+def _unwrap(a: Acquisition) -> tuple[FixedFeatures | None, Acquisition]:
+    return (a, a.acquisition) if isinstance(a, FixedFeatures) else (None, a)

@@ -121,21 +121,34 @@ def fit_cost_model(
     y: np.ndarray,
     cols: np.ndarray,
     fit_iters: int,
+    refit_growth: float = 0.0,
 ) -> LogCostModel:
     """A GP on standardized log cost `y` (n,) over columns `cols` of `X_full` (n, d), warm-started
-    (`fit_iters` L-BFGS steps) from the previous fit under `key` and the number of columns;
-    a constant model when y is constant."""
+    (`fit_iters` L-BFGS steps) from the previous fit under `key` and the number of columns, or
+    with that fit's hyperparameters while the data has grown by less than `refit_growth`
+    since (see `WarmStartFitter.fit`); a constant model when y is constant."""
     y_mean, y_std = float(y.mean()), float(y.std())
     if y_std < 1e-9:
         return LogCostModel(cols, None, y_mean, 0.0)
     X = torch.tensor(X_full[:, cols], dtype=torch.float64)
     Y = torch.tensor((y - y_mean) / y_std, dtype=torch.float64).unsqueeze(-1)
-    model = fitter.fit(_COST_GP, X, Y, key=(key, X.shape[-1]), warm_iters=fit_iters)
+    model = fitter.fit(
+        _COST_GP,
+        X,
+        Y,
+        key=(key, X.shape[-1]),
+        warm_iters=fit_iters,
+        min_growth=refit_growth,
+    )
     return LogCostModel(cols, model, y_mean, y_std)
 
 
 def total_cost_model(
-    fitter: WarmStartFitter, space: Space, done: Sequence[Trial], fit_iters: int
+    fitter: WarmStartFitter,
+    space: Space,
+    done: Sequence[Trial],
+    fit_iters: int,
+    refit_growth: float = 0.0,
 ) -> list[LogCostModel] | None:
     """One GP on log total cost over every parameter, from trials that ran from scratch; None
     with fewer than 3 such trials."""
@@ -149,7 +162,8 @@ def total_cost_model(
     if len(ys) < _MIN_RECORDS:
         return None
     cols = np.arange(space.dim)
-    return [fit_cost_model(fitter, ("total",), np.stack(rows), np.array(ys), cols, fit_iters)]
+    X = np.stack(rows)
+    return [fit_cost_model(fitter, ("total",), X, np.array(ys), cols, fit_iters, refit_growth)]
 
 
 def stage_cost_models(
@@ -159,12 +173,14 @@ def stage_cost_models(
     pipe: PipelineContext,
     fit_iters: int,
     inputs: str = "own",
+    refit_growth: float = 0.0,
 ) -> list[LogCostModel] | None:
     """One model of log cost per stage of `pipe`, or None when no trial recorded a stage cost.
 
     Args:
         inputs: what stage k's GP sees: "own" (stage k's parameters) or "prefix" (those of
             stages 1..k: a training phase costs more on a data set an earlier stage enlarged).
+        refit_growth: see `fit_cost_model`.
     """
     data: list[tuple[list[np.ndarray], list[float]]] = [([], []) for _ in pipe.stages]
     any_cost = False
@@ -203,9 +219,8 @@ def stage_cost_models(
             spread = float(np.std(ref)) if len(ref) > 1 else 0.0
             models.append(LogCostModel(cols, None, mean, spread))
         else:
-            models.append(
-                fit_cost_model(fitter, ("stage", k), np.stack(rows), np.array(ys), cols, fit_iters)
-            )
+            X, y = np.stack(rows), np.array(ys)
+            models.append(fit_cost_model(fitter, ("stage", k), X, y, cols, fit_iters, refit_growth))
     return models
 
 

@@ -108,10 +108,12 @@ class WarmStartFitter:
     def __init__(self, one_key: bool = False) -> None:
         self.one_key = one_key
         self._states: dict[Any, dict[str, torch.Tensor]] = {}
+        self._fitted_rows: dict[Any, int] = {}  # rows of the last optimized fit, per key
 
     def clear(self) -> None:
         """Forget every warm start (after a numerical failure)."""
         self._states.clear()
+        self._fitted_rows.clear()
 
     def reuse(
         self, spec: GPSpec, X: torch.Tensor, Y: torch.Tensor, key: Any
@@ -126,13 +128,31 @@ class WarmStartFitter:
         return model.eval()
 
     def fit(
-        self, spec: GPSpec, X: torch.Tensor, Y: torch.Tensor, key: Any, warm_iters: int
+        self,
+        spec: GPSpec,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        key: Any,
+        warm_iters: int,
+        min_growth: float = 0.0,
     ) -> SingleTaskGP:
         """The fitted model on X (n, d) and Y (n, 1), in eval mode; its state is kept for `key`.
 
         A warm-started fit takes `warm_iters` L-BFGS iterations, a cold one up to 200.
         A fit that fails from the warm start is retried cold; a failing retry raises.
+        With `min_growth` > 0, a model whose data grew by less than that fraction since the
+        last optimized fit under `key` keeps that fit's hyperparameters on the new data (no
+        optimization): for models whose hyperparameters settle early, such as smooth costs.
         """
+        fitted = self._fitted_rows.get(key)
+        if (
+            min_growth > 0
+            and fitted is not None
+            and fitted <= X.shape[0] < fitted * (1.0 + min_growth)
+        ):
+            reused = self.reuse(spec, X, Y, key)
+            if reused is not None:
+                return reused
         model = spec.build(X, Y)
         warm = self._states.get(key)
         if warm is not None:
@@ -151,5 +171,7 @@ class WarmStartFitter:
                 fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         if self.one_key:
             self._states.clear()
+            self._fitted_rows.clear()
         self._states[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._fitted_rows[key] = int(X.shape[0])
         return model.eval()

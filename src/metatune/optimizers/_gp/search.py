@@ -10,7 +10,7 @@ valid neighbours, so every candidate is a valid point and categoricals are never
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from scipy.optimize import minimize
 from scipy.stats import qmc
 
-from metatune.optimizers._gp.acquisition import Acquisition
+from metatune.optimizers._gp.acquisition import Acquisition, BatchScore, score_together
 from metatune.space import Categorical, Float, Int, ParamType, Space
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Search",
     "candidates",
     "maximize",
+    "maximize_all",
     "perturb",
     "polish",
     "sobol_batch",
@@ -197,40 +198,105 @@ def maximize(
         bounds: (lower, upper) (d,) arrays of a trust region's box on the continuous
             dimensions; None searches the whole unit cube.
     """
-
-    def score(C: np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
-            return acqf(torch.from_numpy(C).unsqueeze(1))
-
-    C = candidates(space, layout, X_obs, z, rng, n_candidates, bounds)
-    vals = score(C)
-    for scale in REFINE_SCALES:  # cheap zeroth-order refinement of the best candidates
-        top = C[torch.argsort(vals, descending=True)[:_N_REFINED].numpy()]
-        P = perturb(np.repeat(top, _N_STEPS, axis=0), layout, space, rng, scale, bounds)
-        C, vals = np.vstack([C, P]), torch.cat([vals, score(P)])
-    order = torch.argsort(vals, descending=True).numpy()
-    best_x, best_v = C[order[0]], float(vals[order[0]])
-
-    if layout.continuous.any() and n_restarts and polish_iters:
-        starts = torch.from_numpy(C[order[:n_restarts]])
-        xs = polish(acqf, starts, torch.from_numpy(layout.continuous), polish_iters, bounds)
-        xs = space.round(xs.numpy())
-        vs = score(xs)
-        i = int(torch.argmax(vs))
-        if float(vs[i]) > best_v:
-            best_x, best_v = xs[i], float(vs[i])
-
-    if layout.has_discrete:
-        for _ in range(_HILL_CLIMB_STEPS):
-            nb = layout.neighbours(best_x)
-            if not len(nb):
-                break
-            nv = score(nb)
-            j = int(torch.argmax(nv))
-            if float(nv[j]) <= best_v:
-                break
-            best_x, best_v = nb[j], float(nv[j])
+    search = Search({}, acqf, n_candidates)
+    [(best_x, _)] = maximize_all(
+        [search],
+        space,
+        layout,
+        X_obs,
+        z,
+        rng,
+        n_restarts=n_restarts,
+        polish_iters=polish_iters,
+        bounds=bounds,
+    )
     return best_x
+
+
+def maximize_all(
+    searches: Sequence[Search],
+    space: Space,
+    layout: Layout,
+    X_obs: np.ndarray,
+    z: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_restarts: int,
+    polish_iters: int,
+    bounds: Bounds | None = None,
+    score_batches: BatchScore | None = None,
+) -> list[tuple[np.ndarray, float]]:
+    """`maximize` for several searches in lockstep: the best point (d,) and its value for each.
+
+    Each round scores the batches of every search in one `score_batches` call (default: each
+    search's acquisition on its own batch; `score_together` scores searches that share their
+    model in one posterior call), so a suggestion with several searches costs about as many
+    calls as one search. The random draws are made search by search within each round.
+    """
+    if score_batches is None:
+        score_batches = score_together([s.acquisition for s in searches])
+
+    def score(Cs: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return score_batches([torch.from_numpy(C).unsqueeze(1) for C in Cs])
+
+    Cs = [candidates(space, layout, X_obs, z, rng, s.n_candidates, bounds) for s in searches]
+    vals = score(Cs)
+    for scale in REFINE_SCALES:  # cheap zeroth-order refinement of the best candidates
+        Ps = []
+        for C, v in zip(Cs, vals, strict=True):
+            top = C[torch.argsort(v, descending=True)[:_N_REFINED].numpy()]
+            Ps.append(perturb(np.repeat(top, _N_STEPS, axis=0), layout, space, rng, scale, bounds))
+        Cs = [np.vstack([C, P]) for C, P in zip(Cs, Ps, strict=True)]
+        vals = [torch.cat([v, pv]) for v, pv in zip(vals, score(Ps), strict=True)]
+    best: list[tuple[np.ndarray, float]] = []
+    for i, (C, v) in enumerate(zip(Cs, vals, strict=True)):
+        order = torch.argsort(v, descending=True).numpy()
+        best_x, best_v = C[order[0]], float(v[order[0]])
+        if layout.continuous.any() and n_restarts and polish_iters:
+            acqf = searches[i].acquisition
+            starts = torch.from_numpy(C[order[:n_restarts]])
+            xs = polish(acqf, starts, torch.from_numpy(layout.continuous), polish_iters, bounds)
+            xs = space.round(xs.numpy())
+            with torch.no_grad():
+                vs = acqf(torch.from_numpy(xs).unsqueeze(1))
+            j = int(torch.argmax(vs))
+            if float(vs[j]) > best_v:
+                best_x, best_v = xs[j], float(vs[j])
+        best.append((best_x, best_v))
+
+    if layout.has_discrete:  # hill-climb every search over its discrete neighbours
+        climbing = list(range(len(searches)))
+        for _ in range(_HILL_CLIMB_STEPS):
+            nbs = {i: layout.neighbours(best[i][0]) for i in climbing}
+            climbing = [i for i in climbing if len(nbs[i])]
+            if not climbing:
+                break
+            scores = score_subset(score_batches, len(searches), {i: nbs[i] for i in climbing})
+            still = []
+            for i in climbing:
+                j = int(torch.argmax(scores[i]))
+                if float(scores[i][j]) > best[i][1]:
+                    best[i] = (nbs[i][j], float(scores[i][j]))
+                    still.append(i)
+            climbing = still
+            if not climbing:
+                break
+    return best
+
+
+def score_subset(
+    score_batches: BatchScore, n: int, batches: Mapping[int, np.ndarray]
+) -> dict[int, torch.Tensor]:
+    """Scores of the `batches` of some of `n` searches (the others get an empty batch)."""
+    d = next(iter(batches.values())).shape[1]
+    Xs = [
+        torch.from_numpy(batches[i] if i in batches else np.empty((0, d))).unsqueeze(1)
+        for i in range(n)
+    ]
+    with torch.no_grad():
+        out = score_batches(Xs)
+    return {i: out[i] for i in batches}
 
 
 def polish(

@@ -645,6 +645,16 @@ def lhopt_train(
             "--episodes."
         ),
     ] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="process: one model per episode (the shipped policy's engine); vectorized: "
+            "lockstep groups from the procedural task space's training families."
+        ),
+    ] = "process",
+    groups: Annotated[
+        int, typer.Option(help="Lockstep groups per iteration (--engine vectorized).")
+    ] = 1,
 ) -> None:
     """Meta-train a control policy with PPO on small tasks; resumes from --out if it exists.
 
@@ -653,6 +663,7 @@ def lhopt_train(
     import torch
     from rich.progress import Progress
 
+    from metatune.lhopt.task_space import TRAIN_FAMILIES
     from metatune.lhopt.tasks import DEFAULT_FAMILIES
     from metatune.lhopt.training import MetaTrainConfig, meta_train
 
@@ -665,7 +676,8 @@ def lhopt_train(
             f"--threads and --workers must be positive integers, got {threads}, {workers}", code=2
         )
     torch.set_num_threads(threads)
-    chosen = [f.strip() for f in families.split(",") if f.strip()] or list(DEFAULT_FAMILIES)
+    default = TRAIN_FAMILIES if engine == "vectorized" else DEFAULT_FAMILIES
+    chosen = [f.strip() for f in families.split(",") if f.strip()] or list(default)
     try:
         multipliers = [float(x) for x in baseline_lrs.split(",") if x.strip()]
     except ValueError:
@@ -685,6 +697,8 @@ def lhopt_train(
             init_scale_spread=init_scale_spread,
             init_policy=str(init_policy) if init_policy is not None else "",
             rollouts=rollouts,
+            engine=engine,
+            groups=groups,
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None

@@ -24,6 +24,14 @@ features leaves that variance in the advantages; comparing runs of one situation
 so what is rewarded is acting better than the policy's own average in that situation, which
 is meant to make it use its features instead of one schedule for every run (measured on
 docs/benchmarks/lhopt-group/lhopt.md).
+
+With `engine="vectorized"` an iteration's episodes come from the procedural task space
+(`metatune.lhopt.task_space`, its training families only) and run in lockstep
+(`metatune.lhopt.vectorized`): `groups` groups of one architecture each, every replica with its
+own start rate, number of policy steps and action seed, run lengths as the group drew them
+clipped to [min_steps, max_steps]; each replica's baseline is computed on the spot in lockstep
+too (the tasks are new every iteration, so there is nothing to cache). The default engine
+("process") is the one the shipped policy was trained with.
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ import torch
 
 from metatune.lhopt.controller import Controller
 from metatune.lhopt.policy import Policy, PolicyConfig
+from metatune.lhopt.task_space import TRAIN_FAMILIES, sample_group
 from metatune.lhopt.tasks import DEFAULT_FAMILIES, TASK_FAMILIES, TrainingTask
+from metatune.lhopt.vectorized import ReplicaStart, TaskGroup, run_lockstep
 
 __all__ = [
     "MetaTrainConfig",
@@ -51,7 +61,12 @@ __all__ = [
     "speedup_reward",
     "run_episode",
     "meta_train",
+    "vectorized_iteration",
+    "ENGINES",
 ]
+
+
+ENGINES = ("process", "vectorized")
 
 
 @dataclass
@@ -86,11 +101,32 @@ class MetaTrainConfig:
     init_policy: str = ""  # a policy file to start from ("" = a fresh policy)
     # runs per drawn situation; > 1 switches advantages from GAE to a leave-one-out group mean
     rollouts: int = 1
+    # "process": one episode per model (TASK_FAMILIES); "vectorized": lockstep groups drawn from
+    # the task space's training families (see the module docstring)
+    engine: str = "process"
+    groups: int = 1  # lockstep groups per iteration (vectorized engine)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.families) - set(TASK_FAMILIES))
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        known = TRAIN_FAMILIES if self.engine == "vectorized" else sorted(TASK_FAMILIES)
+        unknown = sorted(set(self.families) - set(known))
         if unknown:
-            raise ValueError(f"unknown task families {unknown}; available: {sorted(TASK_FAMILIES)}")
+            raise ValueError(
+                f"unknown task families {unknown} for engine {self.engine!r}; available: {known}"
+            )
+        if self.engine == "vectorized":
+            if self.groups < 1 or self.episodes_per_iteration % (self.groups * self.rollouts):
+                raise ValueError(
+                    f"the vectorized engine needs episodes_per_iteration "
+                    f"({self.episodes_per_iteration}) divisible by groups ({self.groups}) x "
+                    f"rollouts ({self.rollouts})"
+                )
+            if self.init_scale_spread:
+                raise ValueError(
+                    "init_scale_spread applies to the process engine; the task space draws its "
+                    "own init gains (use init_scale_spread=0 with engine='vectorized')"
+                )
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(
                 f"need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}"
@@ -446,7 +482,7 @@ def meta_train(
         opt.load_state_dict(blob["optimizer"])
         start, log = blob["iteration"], blob["log"]
     pool = None
-    if workers > 1:
+    if workers > 1 and config.engine == "process":  # lockstep groups run in this process
         import multiprocessing as mp
 
         pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(1,))
@@ -455,6 +491,10 @@ def meta_train(
     try:
         for it in range(start, config.iterations):
             rng = np.random.default_rng([config.seed, it])
+            if config.engine == "vectorized":
+                episodes = vectorized_iteration(policy, rng, config)
+                _iterate(policy, opt, episodes, config, it, log, out, progress)
+                continue
             specs = draw_iteration(rng, config)
             baselines = _baselines_for(specs, config, stored_baselines, baselines_path, pool)
             if pool is None:
@@ -472,6 +512,72 @@ def meta_train(
         if pool is not None:
             pool.terminate()
     return policy.eval()
+
+
+def _lockstep_baselines(group: TaskGroup, steps: list[int], config: MetaTrainConfig) -> list[Curve]:
+    """Per replica, the better (by best loss) of constant and cosine AdamW at its default rate
+    times each of `baseline_lrs`: `_baseline`, run in lockstep."""
+    best: list[Curve | None] = [None] * group.size
+    for mult in config.baseline_lrs:
+        starts = [ReplicaStart(lr=float(min(lr * mult, 1.0))) for lr in group.default_lr]
+        for schedule in ("constant", "cosine"):
+            res = run_lockstep(group, starts, steps, schedule=schedule)
+            for i, curve in enumerate(res.curves):
+                current = best[i]
+                if current is None or best_loss(curve) < best_loss(current):
+                    best[i] = curve
+    return [c if c is not None else [] for c in best]
+
+
+def vectorized_iteration(
+    policy: Policy, rng: np.random.Generator, config: MetaTrainConfig
+) -> list[dict[str, Any]]:
+    """One iteration's episodes with the lockstep engine (`engine="vectorized"`).
+
+    `config.groups` groups of `episodes_per_iteration / groups` replicas; with rollouts K, each
+    distinct task appears K times in a row with one start rate and number of policy steps and
+    its own action seed (the adjacent runs `_group_advantages` compares).
+    """
+    per_group = config.episodes_per_iteration // config.groups
+    episodes: list[dict[str, Any]] = []
+    for _ in range(config.groups):
+        family = config.families[int(rng.integers(len(config.families)))]
+        distinct = per_group // config.rollouts
+        group, spec = sample_group(family, rng, distinct)
+        steps = int(min(max(spec.steps, config.min_steps), config.max_steps))
+        situations = [
+            (
+                float(rng.uniform(-config.lr_spread_down, config.lr_spread_up)),
+                int(rng.integers(config.min_policy_steps, config.max_policy_steps + 1)),
+            )
+            for _ in range(distinct)
+        ]
+        order = [i for i in range(distinct) for _ in range(config.rollouts)]
+        group = group.subset(order)
+        seeds = [int(rng.integers(2**31)) for _ in order]
+        starts = [
+            ReplicaStart(lr=float(min(group.default_lr[k] * 10 ** situations[i][0], 1.0)))
+            for k, i in enumerate(order)
+        ]
+        n_policy = [min(situations[i][1], steps) for i in order]
+        res = run_lockstep(
+            group, starts, steps, policy=policy, n_policy_steps=n_policy, seeds=seeds
+        )
+        baselines = _lockstep_baselines(group, [steps] * group.size, config)
+        for k, i in enumerate(order):
+            episodes.append(
+                {
+                    "family": family,
+                    "task": spec.label(),
+                    "steps": steps,
+                    "n_policy": n_policy[k],
+                    "lr_exponent": situations[i][0],
+                    "controller_seed": seeds[k],
+                    "record": res.records[k],
+                    "reward": speedup_reward(baselines[k], res.curves[k], steps),
+                }
+            )
+    return episodes
 
 
 def _iterate(

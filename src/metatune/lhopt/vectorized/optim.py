@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 __all__ = ["HParams", "Layout", "StackedAdamW", "StackedClipper", "StackedCheckpoints"]
 
@@ -35,12 +34,7 @@ class Layout:
         self.sizes = [int(p[0].numel()) for p in params.values()]
         self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
         self.total = sum(self.sizes)
-        segments = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.sizes))
-        # [D, T] indicator: a segment sum is one matrix product (index_add_ along dim 1 is slow)
-        self._indicator = {
-            dtype: nn.functional.one_hot(segments, len(self.sizes)).to(dtype)
-            for dtype in (torch.float32, torch.float64)
-        }
+        self._slices = [slice(o, o + k) for o, k in zip(self.offsets, self.sizes, strict=True)]
 
     def flatten(self, params: Params) -> torch.Tensor:
         """name -> [R, ...] to one [R, D] tensor (a copy)."""
@@ -58,7 +52,9 @@ class Layout:
 
     def segment_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Per replica and parameter tensor, the sum of `x` ([R, D]) over that tensor: [R, T]."""
-        return x @ self._indicator[x.dtype]
+        # contiguous row slices: faster on a CPU than index_add_ along dim 1 or a product with a
+        # [D, T] indicator matrix (both measured)
+        return torch.stack([x[:, sl].sum(1) for sl in self._slices], dim=1)
 
 
 def _per_replica(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -129,6 +125,17 @@ class StackedAdamW:
         for name, p in params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            if mask is None:  # every replica steps: in place, as torch does
+                if has_wd and self.decoupled:
+                    p.mul_(_per_replica(wd_factor, p))
+                elif has_wd:
+                    g = g + p * _per_replica(hp.weight_decay.to(f32), p)
+                m.lerp_(g, _per_replica(w1, m))
+                v.mul_(_per_replica(b2, v)).add_(_per_replica(w2, v) * g * g)
+                denom = v.sqrt().div_(_per_replica(bc2_sqrt, v)).add_(_per_replica(eps, v))
+                p.add_((_per_replica(neg_step, p) * m).div_(denom))
+                out[name] = p
+                continue
             new_p = p
             if has_wd:
                 if self.decoupled:

@@ -801,7 +801,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.make_venvs:
         make_venvs(methods)
     seed_counts = {m: caps.get(m, args.seeds) for m in methods}
-    t0 = time.perf_counter()
     n_failed = 0
     if not args.report_only:
         have = {
@@ -818,14 +817,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if s < seed_counts[m] and (pr, m, s) not in have
         ]
         print(f"{len(jobs)} runs to do ({len(have)} already in {results})", flush=True)
+        # logged at the start, so the page names a run that was stopped before the end
+        about = f"started {now_utc()}: {len(jobs)} runs to do, {args.workers} worker process(es)"
+        append_run(commands_file(results), {"command": command_line(out), "about": about})
         n_failed = run_all(jobs, args.workers, results)
-        minutes = (time.perf_counter() - t0) / 60
-        log = {
-            "command": command_line(out),
-            "about": f"{now_utc()}, {len(jobs)} runs in {minutes:.1f} min with {args.workers} "
-            "worker process(es)",
-        }
-        append_run(commands_file(results), log)
     runs = [
         r
         for r in load_runs(results)

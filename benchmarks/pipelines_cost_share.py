@@ -136,7 +136,8 @@ def measure_real_shares(n_trials: int, seed: int = 0) -> list[dict[str, Any]]:
     from metatune.benchmarks.ml_pipelines import ML_PIPELINES, run_ml_pipeline
 
     out = []
-    for name in ("vision", "language"):
+    load = os.getloadavg()[0]
+    for name in ("vision", "language", "vision-post", "language-distill"):
         names = [s.name for s in ML_PIPELINES[name](cache=False).stages]
         run = run_ml_pipeline(name, "random", seed, budget=1e9, max_trials=n_trials)
         costs = np.array(
@@ -150,8 +151,10 @@ def measure_real_shares(n_trials: int, seed: int = 0) -> list[dict[str, Any]]:
                 "shares": [float(v) for v in shares],
                 "mean_cost": float(costs.sum(1).mean()),
                 "trials": len(costs),
+                "load_average": [load, os.getloadavg()[0]],
             }
         )
+        load = os.getloadavg()[0]
     return out
 
 
@@ -287,6 +290,20 @@ def write_markdown(
             f"Stage costs of {real[0]['trials']} random configurations of each real pipeline, "
             "every stage run fresh (`--real`), as shares of a fresh trial's mean cost. What a "
             "trial reusing a prefix still pays is the share of the stages after it.",
+            *(
+                [
+                    "",
+                    "Load average (1 min) while they ran: "
+                    + ", ".join(
+                        f"{r['pipeline']} {r['load_average'][0]:.1f}-{r['load_average'][1]:.1f}"
+                        for r in real
+                    )
+                    + f" on {os.cpu_count()} cores: other jobs shared the machine, so the "
+                    "seconds are longer than on an idle one; the shares are what the page uses.",
+                ]
+                if all("load_average" in r for r in real)
+                else []
+            ),
             "",
             "| pipeline | mean fresh trial (s) | stage shares | still paid when a prefix is cached |",
             "| --- | ---: | --- | --- |",
@@ -350,8 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="also measure the stage cost shares of the real vision and language pipelines on "
-        "N random configurations each (about 3 s and 6 s per configuration on one core)",
+        help="also measure the stage cost shares of the real pipelines (vision, language, "
+        "vision-post, language-distill) on N random configurations each (about 3-7 s per "
+        "configuration on one core)",
     )
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]

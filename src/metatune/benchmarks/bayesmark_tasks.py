@@ -378,15 +378,13 @@ PROBLEMS: Registry[tuple[str, str, str]] = Registry("Bayesmark problem", check=_
 # benchmark page for how they were chosen); the other combinations can be registered the same way.
 DEFAULT_PROBLEMS = (
     "DT-digits-nll",
-    "MLP-wine-nll",
     "linear-breast_cancer-nll",
-    "DT-diabetes-mse",
-    "RF-diabetes-mae",
-    "SVM-diabetes-mse",
     "kNN-diabetes-mse",
+    "SVM-diabetes-mse",
+    "RF-diabetes-mae",
     "lasso-diabetes-mae",
 )
-for _name in DEFAULT_PROBLEMS:
+for _name in (*DEFAULT_PROBLEMS, "MLP-wine-nll", "RF-wine-nll", "DT-diabetes-mse"):
     _m, _d, _metric = _name.split("-")
     PROBLEMS.register(_name, (_m, _d, _metric))
 del _name, _m, _d, _metric

@@ -12,6 +12,7 @@ from metatune.benchmarks.bayesmark_score import (
 )
 from metatune.benchmarks.bayesmark_tasks import (
     DEFAULT_PROBLEMS,
+    OTHER_PROBLEMS,
     BayesmarkProblem,
     make_problem,
     problem_names,
@@ -19,7 +20,7 @@ from metatune.benchmarks.bayesmark_tasks import (
 from metatune.space import Space
 
 
-@pytest.mark.parametrize("name", DEFAULT_PROBLEMS)
+@pytest.mark.parametrize("name", sorted(set(DEFAULT_PROBLEMS) | set(OTHER_PROBLEMS)))
 def test_problem_space_and_one_evaluation(name: str) -> None:
     problem = make_problem(name, cv=2, max_samples=80)
     assert isinstance(problem.space, Space)

@@ -68,3 +68,23 @@ def test_the_vectorized_engine_refuses_what_it_cannot_run():
         _config(init_scale_spread=0.5)
     with pytest.raises(ValueError, match="engine must be one of"):
         _config(engine="gpu")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--engine", "gpu"], "engine must be one of"),
+        (["--engine", "vectorized", "--families", "mlp-diabetes"], "unknown task families"),
+        (["--engine", "vectorized", "--groups", "3"], "divisible by groups"),
+    ],
+)
+def test_the_cli_refuses_bad_engine_options_before_any_work(
+    capsys, tmp_path, monkeypatch, args, fragment
+):
+    from metatune import cli
+
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["lhopt", "train", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and fragment in err
+    assert list(tmp_path.iterdir()) == []

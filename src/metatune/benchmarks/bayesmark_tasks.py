@@ -378,7 +378,7 @@ PROBLEMS: Registry[tuple[str, str, str]] = Registry("Bayesmark problem", check=_
 # The default set: a 5-fold CV costs tens of milliseconds on one thread, and random search's
 # median best after 40 evaluations is measurably worse than the best found (the benchmark page
 # says how they were chosen). The others are registered for --problems: on the first four of
-# them random search's median came within 0.2% of the best loss any method found in 40
+# them random search's median came within 0.25% of the best loss any method found in 40
 # evaluations, so they barely tell methods apart at that budget; the last two cost more.
 DEFAULT_PROBLEMS = ("DT-digits-nll", "RF-diabetes-mae", "DT-wine-nll", "DT-diabetes-mse")
 OTHER_PROBLEMS = (

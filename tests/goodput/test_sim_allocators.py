@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from metatune.goodput import BatchPlan
 from metatune.goodput.sim import (
     ALLOCATORS,
     Allocator,
@@ -169,6 +170,20 @@ def test_goodput_beats_fixed_on_a_toy_workload(toy_types):
     fixed = simulate(jobs, "fixed", cluster=Cluster(2, 4), job_types=toy_types)
     good = simulate(jobs, "goodput", cluster=Cluster(2, 4), job_types=toy_types)
     assert good.average_jct < fixed.average_jct
+
+
+def test_fixed_with_goodput_batch_keeps_replicas_and_picks_the_batch(toy_types):
+    cluster = Cluster(1, 4)
+    jobs = _views(toy_types, [("ideal", 0.2, 0), ("noisy", 0.5, 0)])
+    plain = make_allocator("fixed").allocate(jobs, cluster, 0.0)
+    tuned = make_allocator("fixed", {"batch": "goodput"}).allocate(jobs, cluster, 0.0)
+    assert {i: a.replicas for i, a in plain.items()} == {i: a.replicas for i, a in tuned.items()}
+    assert plain[0].plan.total == 16
+    # Perfect scaling and a step time flat in m: the memory bound's largest micro-batch
+    # (accumulating more costs as much per example again).
+    assert tuned[0].plan == BatchPlan(128, 0, 1)
+    with pytest.raises(ValueError, match="batch"):
+        make_allocator("las", {"batch": "largest"})
 
 
 def test_bad_input_raises_before_simulating(toy_types):

@@ -59,6 +59,8 @@ class JobType:
     lr_rule: str = "adascale"
     about: str = ""
     _model: ThroughputModel = field(init=False, repr=False, compare=False)
+    _log_phi: np.ndarray = field(init=False, repr=False, compare=False)
+    _fractions: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.noise_fraction) != len(self.noise_scale) or not self.noise_fraction:
@@ -68,13 +70,15 @@ class JobType:
         model = ThroughputModel()
         model.params = self.params  # the fitted model, used as is
         object.__setattr__(self, "_model", model)
+        logs = np.log(np.maximum(np.asarray(self.noise_scale, dtype=float), 1e-9))
+        object.__setattr__(self, "_log_phi", logs)
+        object.__setattr__(self, "_fractions", np.asarray(self.noise_fraction, dtype=float))
 
     # -- the goodput model ------------------------------------------------------------------
     def phi(self, fraction: float) -> float:
         """The noise scale at `fraction` of training, interpolated in log space (held at the
         ends)."""
-        logs = np.log(np.maximum(np.asarray(self.noise_scale, dtype=float), 1e-9))
-        return float(np.exp(np.interp(fraction, self.noise_fraction, logs)))
+        return float(np.exp(np.interp(fraction, self._fractions, self._log_phi)))
 
     def step_time(self, plan: BatchPlan, gpus_per_node: int) -> float:
         """Seconds per optimizer step of `plan` placed on as few nodes as it fits."""

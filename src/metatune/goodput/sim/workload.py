@@ -12,6 +12,7 @@ Every random choice flows from the seed (numpy Generator).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,12 @@ def generate_workload(
         duration_range: a job's run time on its requested configuration is log-uniform here.
     """
     cluster = cluster or Cluster()
-    if not (isinstance(load, (int, float)) and math.isfinite(load) and load > 0):
+    if not (
+        isinstance(load, numbers.Real)
+        and not isinstance(load, bool)
+        and math.isfinite(load)
+        and load > 0
+    ):
         raise ValueError(f"load must be a positive finite number, got {load!r}")
     if not (isinstance(num_jobs, int) and num_jobs >= 1):
         raise ValueError(f"num_jobs must be a positive integer, got {num_jobs!r}")

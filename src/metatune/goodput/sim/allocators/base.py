@@ -20,12 +20,18 @@ from metatune.goodput.sim.job_types import JobType
 
 __all__ = [
     "ALLOCATORS",
+    "BATCH_MODES",
     "Allocation",
     "Allocator",
     "JobView",
+    "PlanCache",
+    "check_batch_mode",
     "make_allocator",
     "register_allocator",
 ]
+
+BATCH_MODES = ("requested", "goodput")
+"""How `fixed` and `las` pick a job's batch: the user's, or the goodput-best for its replicas."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,40 @@ class Allocation:
     replicas: int
     plan: BatchPlan | None = None
     lr_factor: float = 1.0  # on the M0 learning rate, from the job type's rule
+
+
+class PlanCache:
+    """Goodput-best plans by (job type, replicas, point of training rounded to 1 / resolution):
+    the choice over ~50 candidate batches is made once per key, not once per job and round."""
+
+    def __init__(self, resolution: int = 200) -> None:
+        if resolution < 1:
+            raise ValueError(f"resolution must be >= 1, got {resolution!r}")
+        self.resolution = int(resolution)
+        self._cache: dict[tuple[str, int, int, int], tuple[BatchPlan, float]] = {}
+
+    def best(self, job: JobView, replicas: int, cluster: Cluster) -> tuple[BatchPlan, float]:
+        """The best plan for `replicas` and its rate (M0-equivalent steps per second)."""
+        bucket = round(job.fraction * self.resolution)
+        key = (job.job_type.name, replicas, bucket, cluster.gpus_per_node)
+        if key not in self._cache:
+            f = bucket / self.resolution
+            jt = job.job_type
+            plan = jt.best_plan(replicas, f, cluster.gpus_per_node)
+            self._cache[key] = (plan, jt.rate(plan, f, cluster.gpus_per_node))
+        return self._cache[key]
+
+    def plan(self, job: JobView, replicas: int, cluster: Cluster, mode: str) -> BatchPlan:
+        """The job's plan on `replicas`: its requested batch, or (mode "goodput") the best."""
+        if mode == "goodput":
+            return self.best(job, replicas, cluster)[0]
+        return job.job_type.fixed_plan(replicas, job.requested_batch)
+
+
+def check_batch_mode(batch: str) -> str:
+    if batch not in BATCH_MODES:
+        raise ValueError(f"batch must be one of {list(BATCH_MODES)}, got {batch!r}")
+    return batch
 
 
 class Allocator(abc.ABC):

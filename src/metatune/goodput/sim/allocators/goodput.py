@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from metatune.goodput.choice import BatchPlan
-from metatune.goodput.sim.allocators.base import Allocation, Allocator, JobView
+from metatune.goodput.sim.allocators.base import Allocation, Allocator, JobView, PlanCache
 from metatune.goodput.sim.cluster import Cluster
 
 __all__ = ["GoodputAllocator"]
@@ -58,27 +58,16 @@ class GoodputAllocator(Allocator):
             )
         if max_replicas is not None and max_replicas < 1:
             raise ValueError(f"max_replicas must be >= 1 or None, got {max_replicas!r}")
-        if resolution < 1:
-            raise ValueError(f"resolution must be >= 1, got {resolution!r}")
         self.p = float(p)
         self.restart_penalty = float(restart_penalty)
         self.horizon = float(horizon)
         self.max_replicas = max_replicas
-        self.resolution = int(resolution)
         self.time_limit = float(time_limit)
-        self._cache: dict[tuple[str, int, int, int], tuple[BatchPlan, float]] = {}
+        self._plans = PlanCache(resolution)
 
     # -- the per-job model ----------------------------------------------------------------
     def _best(self, job: JobView, replicas: int, cluster: Cluster) -> tuple[BatchPlan, float]:
-        """The best plan for `replicas` and its goodput (M0-equivalent steps per second)."""
-        bucket = round(job.fraction * self.resolution)
-        key = (job.job_type.name, replicas, bucket, cluster.gpus_per_node)
-        if key not in self._cache:
-            f = bucket / self.resolution
-            jt = job.job_type
-            plan = jt.best_plan(replicas, f, cluster.gpus_per_node)
-            self._cache[key] = (plan, jt.rate(plan, f, cluster.gpus_per_node))
-        return self._cache[key]
+        return self._plans.best(job, replicas, cluster)
 
     def speedups(self, job: JobView, cluster: Cluster) -> dict[int, tuple[float, BatchPlan]]:
         """Replica count -> (speedup over one replica, restart discount included; its plan)."""

@@ -16,6 +16,7 @@ built on these pipelines (description, default budget) are entries of
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "SYNTHETIC_PIPELINES",
     "get_synthetic_pipeline",
     "cost_share_pipeline",
+    "idle_last_stage_pipeline",
     "run_synthetic",
 ]
 
@@ -70,6 +72,7 @@ class SyntheticStage:
     cost_range: tuple[float, float] = (5.0, 20.0)
     cost_shape: str = "logistic"
     function_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0  # the function's weight in the objective (0: the stage does not matter)
 
     def make_function(self) -> Any:
         import botorch.test_functions as tf
@@ -149,6 +152,21 @@ def cost_share_pipeline(last_share: float, mean_cost: float = 40.0) -> Synthetic
     )
 
 
+def idle_last_stage_pipeline(last_share: float = 0.1, mean_cost: float = 40.0) -> SyntheticPipeline:
+    """`cost_share_pipeline(last_share)` whose cheap last stage does not change the objective.
+
+    Memoization cannot help here: re-running the last stage on a cached first stage is cheap
+    but can never improve on the trial it reuses, so only fresh first stages pay. A tuner that
+    ignores the cache is the reference a memoization-aware one must not lose to.
+    """
+    base = cost_share_pipeline(last_share, mean_cost)
+    first, last = base.stages
+    return SyntheticPipeline(
+        f"hartmann-idle-last{round(100 * last_share):02d}",
+        (first, dataclasses.replace(last, weight=0.0)),
+    )
+
+
 def get_synthetic_pipeline(pipeline: str | SyntheticPipeline) -> SyntheticPipeline:
     if isinstance(pipeline, SyntheticPipeline):
         return pipeline
@@ -184,8 +202,12 @@ class SimulatedPipeline:
             self._names.append(names)
             self._bounds.append(b)
         self.space = Space(params)
+        self._weights = [float(s.weight) for s in spec.stages]
         self.optimal_value = float(
-            sum(fn.optimal_value for fn in self._functions)  # type: ignore[misc]
+            sum(
+                w * fn.optimal_value  # type: ignore[misc]
+                for w, fn in zip(self._weights, self._functions, strict=True)
+            )
         )
         self.cache: set[tuple[Any, ...]] = set()
         self._cached_list: list[CachedPrefix] = []
@@ -222,9 +244,11 @@ class SimulatedPipeline:
 
     def objective(self, params: Mapping[str, Any]) -> float:
         total = 0.0
-        for names, fn in zip(self._names, self._functions, strict=True):
+        for names, fn, w in zip(self._names, self._functions, self._weights, strict=True):
+            if w == 0.0:
+                continue
             x = self._torch.tensor([[float(params[n]) for n in names]], dtype=self._torch.float64)
-            total += float(fn.evaluate_true(x))
+            total += w * float(fn.evaluate_true(x))
         return total
 
     def evaluate(self, params: Mapping[str, Any]) -> tuple[float, list[dict[str, Any]], float]:

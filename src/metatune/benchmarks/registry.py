@@ -23,6 +23,7 @@ from metatune.benchmarks.pipelines import (
     SYNTHETIC_PIPELINES,
     SyntheticPipeline,
     cost_share_pipeline,
+    idle_last_stage_pipeline,
     run_synthetic,
 )
 from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
@@ -192,6 +193,22 @@ for _share in COST_SHARES:
         )
     )
 del _share, _spec
+
+# Where memoization cannot help: the cheap last stage (10% of a fresh trial) does not change the
+# objective, so reusing a cached first stage buys nothing (the hedge of eeipu must not lose here).
+_spec = idle_last_stage_pipeline(0.1)
+_register(
+    PipelineBenchmark(
+        _spec.name,
+        "2 stages: Hartmann3, then a stage of 2 parameters that do not change the objective; "
+        "logistic costs with the last stage 10% of a fresh trial's mean cost of 40 units; "
+        "objective = Hartmann3, minimized",
+        2400.0,
+        "synthetic",
+        _spec,
+    )
+)
+del _spec
 
 # Real pipelines (budget in stage wall-seconds, one thread): not in the default run yet, since
 # 7 methods x 5 seeds of each take hours on 2 cores; select them with --benchmarks.

@@ -103,3 +103,18 @@ def learning_curve(p: dict) -> float:
         if metatune.should_prune():
             raise metatune.TrialPruned()
     return branin(p)
+
+
+def random_median_best(n_trials: int, seeds: int = 5) -> float:
+    """Random search's best Branin value after `n_trials`, median over `seeds` seeds: the bar a
+    parallel GP must clear."""
+    import statistics
+
+    from metatune import Study
+
+    bests = []
+    for seed in range(seeds):
+        study = Study(BRANIN_SPACE, optimizer="random", seed=seed)
+        study.optimize(branin, n_trials=n_trials, show_progress=False)
+        bests.append(study.best_value)
+    return statistics.median(bests)

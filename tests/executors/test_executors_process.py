@@ -22,6 +22,7 @@ from _objectives import (
     learning_curve,
     prune_when_x1_high,
     raise_when_x1_high,
+    random_median_best,
     sleep_when_x1_high,
     small_pipeline,
 )
@@ -58,12 +59,11 @@ def test_bad_executor_is_refused_before_any_trial() -> None:
 
 
 def test_four_processes_beat_random_search_with_distinct_complete_trials() -> None:
-    # Seed 2: the random study's best of 12 Branin values is 6.85 (its first six, the GP's
-    # Sobol start, are all worse); the GP, asking with 3 trials pending each time, gets
-    # below it only if results come back and the pending points keep asks apart.
-    n = 12
-    rand = Study(BRANIN_SPACE, optimizer="random", seed=2)
-    rand.optimize(branin, n_trials=n)
+    # The GP, asking with 3 trials pending each time, gets below random search's median best
+    # (5 seeds, same count) only if results come back and the pending points keep asks apart;
+    # which results are back at each ask depends on timing, so the margin must not be thin.
+    n = 16
+    rand_best = random_median_best(n)
     gp = Study(
         BRANIN_SPACE,
         optimizer="gp",
@@ -76,7 +76,7 @@ def test_four_processes_beat_random_search_with_distinct_complete_trials() -> No
     assert all(t.state is TrialState.COMPLETE for t in trials)
     assert _distinct_params(gp) == n
     assert all(t.value == pytest.approx(branin(t.params)) for t in trials)
-    assert gp.best_value < rand.best_value
+    assert gp.best_value < rand_best
 
 
 def test_an_exception_fails_only_its_trial() -> None:

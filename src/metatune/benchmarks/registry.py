@@ -242,6 +242,30 @@ _register(
         "language",
     )
 )
+# The EEIPU paper's shape: a costly early part, then cheap stages whose knobs matter. Budgets of
+# about 40 fresh trials' seconds on an idle core (a fresh trial: about 2.5 s and 7 s).
+_register(
+    PipelineBenchmark(
+        "ml-vision-post",
+        "digits CNN: augmentation, training (the bulk), post-processing of its validation "
+        "predictions (temperature, test-time-augmentation weight, smoothing); objective = "
+        "validation NLL",
+        100.0,
+        "real",
+        "vision-post",
+    )
+)
+_register(
+    PipelineBenchmark(
+        "ml-language-distill",
+        "char-GRU teacher on stdlib sources (pre-training, the bulk; fine-tuning), then three "
+        "distillation rounds to a smaller student (lr, temperature, weight decay each); "
+        "objective = the student's validation loss per character",
+        300.0,
+        "real",
+        "language-distill",
+    )
+)
 
 DEFAULT_PIPELINE_BENCHMARKS = ("branin-hartmann-ackley", "hartmann-levy")
 

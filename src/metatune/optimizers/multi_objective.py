@@ -2,17 +2,21 @@
 
 The acquisition is the expected hypervolume improvement over the Pareto front of the trials so
 far, in its log form (Ament et al., 2023), with running trials as pending points so that
-concurrent asks spread out. The front is the observed one (objectives are taken as nearly
-noise-free, as the single-objective GP does): the noisy form, qLogNEHVI, integrates over the
-front's uncertainty at many times the cost per ask. Each objective's GP is the single-objective
-GP's model: its outputs standardized and Yeo-Johnson transformed (a monotone map per objective,
-so the Pareto front is unchanged while heavy-tailed objectives stop dominating the fit), a
-low-noise likelihood, and a fit warm-started from the previous trial's hyperparameters. The
-reference point is the worst value of every transformed objective so far less a tenth of its
-range: a loose point, which rewards spreading along the whole front (the front's nadir, as
-BoTorch's infer_reference_point, is an option). Maximized
-by the same valid-move search as the single-objective GP, its local moves started from a
-random subset of the front so that they spread along it.
+concurrent asks spread out. The front is the observed one: the noisy form, qLogNEHVI,
+integrates over the front's uncertainty at many times the cost per ask. Each objective's
+outputs are standardized and Yeo-Johnson transformed (a monotone map per objective, so the
+Pareto front is unchanged while heavy-tailed objectives stop dominating the fit).
+
+Unlike the single-objective GP, each GP keeps BoTorch's default likelihood and is fitted to
+convergence at every ask (from the previous fit's hyperparameters): a near-interpolating GP
+fitted by a few steps stays with the length scales of its first fit, which on a front shaped
+by a few inputs (DTLZ2's distance term) leaves the other inputs unlearned and the search
+exploring the corners of the cube. The reference point is the front's nadir less a tenth of its
+range (BoTorch's infer_reference_point, Ax's rule): the worst value seen so far is a far looser
+point, which rewards the two ends of the front over its middle. Outcome constraints get a GP
+each and weight the improvement by the probability of feasibility. Maximized by the same
+valid-move search as the single-objective GP, its local moves started from a random subset of
+the front so that they spread along it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metatune.constraints import feasible, parse_constraints
 from metatune.direction import Direction
 from metatune.optimizers._gp.fit import GPSpec, WarmStartFitter, transform_outputs
 from metatune.optimizers._gp.history import unseen_point
@@ -76,15 +81,21 @@ class MultiObjectiveGP(Optimizer):
             + 2, at most 10).
         n_candidates: Sobol candidates scored per suggestion.
         mc_samples: quasi-Monte-Carlo samples of the acquisition.
-        fit_iters: L-BFGS iterations of a warm-started hyperparameter fit (a cold fit runs to
-            convergence).
-        min_noise: lower bound on each GP's noise variance (on transformed outputs).
+        fit_iters: most L-BFGS iterations of a warm-started hyperparameter fit (default 200:
+            to convergence; a cold fit runs to convergence).
+        min_noise: None (default) keeps BoTorch's likelihood and its noise prior; a number
+            makes each GP nearly noise-free instead, its noise variance (on transformed
+            outputs) bounded below by it, as the single-objective GP.
         output_transform: "yeo-johnson" (default) or "standardize", per objective.
-        reference: where the acquisition's reference point comes from: "observed" (default:
-            the worst value of every objective so far, less a tenth of its observed range) or
-            "front" (the nadir of the Pareto front so far, less a tenth of its range, as
-            BoTorch's infer_reference_point: a tighter point, which concentrates the search
-            on the front's middle).
+        reference: where the acquisition's reference point comes from: "front" (default: the
+            nadir of the Pareto front so far, less a tenth of its range, as BoTorch's
+            infer_reference_point) or "observed" (the worst value of every objective so far,
+            less a tenth of its observed range: a looser point, which favours the front's
+            ends).
+        constraints: outcome constraints, strings such as "latency <= 0.05" on metrics the
+            objective reports next to its values (see `metatune.constraints`). Each metric
+            gets a GP of its own; the acquisition weights the hypervolume improvement by the
+            probability of feasibility, and the front it improves is the feasible trials'.
     """
 
     multi_objective = True
@@ -94,10 +105,11 @@ class MultiObjectiveGP(Optimizer):
         n_startup_trials: int | None = None,
         n_candidates: int = 512,
         mc_samples: int = 64,
-        fit_iters: int = 6,
-        min_noise: float = 1e-8,
+        fit_iters: int = 200,
+        min_noise: float | None = None,
         output_transform: str = "yeo-johnson",
-        reference: str = "observed",
+        reference: str = "front",
+        constraints: Sequence[str] | None = None,
     ) -> None:
         if n_startup_trials is not None and (
             not isinstance(n_startup_trials, int) or n_startup_trials < 1
@@ -111,20 +123,25 @@ class MultiObjectiveGP(Optimizer):
             raise ValueError(f"mc_samples must be an integer >= 8, got {mc_samples!r}")
         if not (isinstance(fit_iters, int) and fit_iters >= 1):
             raise ValueError(f"fit_iters must be a positive integer, got {fit_iters!r}")
-        if not min_noise > 0:
-            raise ValueError(f"min_noise must be positive, got {min_noise!r}")
+        if min_noise is not None and not (
+            isinstance(min_noise, (int, float))
+            and not isinstance(min_noise, bool)
+            and min_noise > 0
+        ):
+            raise ValueError(f"min_noise must be None or a positive number, got {min_noise!r}")
         if output_transform not in OUTPUT_TRANSFORMS:
             raise ValueError(
                 f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}"
             )
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        self.constraints = parse_constraints(constraints)
         self.n_startup_trials = n_startup_trials
         self.reference = reference
         self.n_candidates = n_candidates
         self.mc_samples = mc_samples
         self.fit_iters = fit_iters
-        self.min_noise = float(min_noise)
+        self.min_noise = None if min_noise is None else float(min_noise)
         self.output_transform = output_transform
         self._single: Optimizer | None = None
         self._fitter = WarmStartFitter()  # one warm start per objective
@@ -138,6 +155,10 @@ class MultiObjectiveGP(Optimizer):
         self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext
     ) -> dict[str, Any]:
         directions = context.directions or [context.direction]
+        if len(directions) == 1 and self.constraints:
+            raise ValueError(
+                "mo-gp's constraints need a study with several directions; this one has one"
+            )
         if len(directions) == 1:  # one objective: hypervolume is the best value
             if self._single is None:
                 from metatune.optimizers.gp import GPOptimizer
@@ -169,13 +190,14 @@ class MultiObjectiveGP(Optimizer):
         rng: np.random.Generator,
     ) -> np.ndarray:
         from botorch.acquisition.multi_objective.logei import qLogExpectedHypervolumeImprovement
+        from botorch.acquisition.multi_objective.objective import (
+            IdentityMCMultiOutputObjective,
+        )
         from botorch.models import ModelListGP
         from botorch.sampling import SobolQMCNormalSampler
         from botorch.utils.multi_objective.box_decompositions.non_dominated import (
             FastNondominatedPartitioning,
         )
-        from botorch.utils.multi_objective.hypervolume import infer_reference_point
-        from botorch.utils.multi_objective.pareto import is_non_dominated
 
         X = torch.tensor(np.stack([space.encode(t.params) for t in done]), dtype=torch.float64)
         power = self.output_transform == "yeo-johnson"
@@ -193,12 +215,10 @@ class MultiObjectiveGP(Optimizer):
                 )
                 for j in range(Y.shape[1])
             ]
-        model = ModelListGP(*gps)
-        if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less 10%
-            ref_point = infer_reference_point(Y[is_non_dominated(Y)], scale=0.1)
-        else:  # the worst observed values, less 10% of the observed range
-            span = (Y.max(0).values - Y.min(0).values).clamp_min(1e-9)
-            ref_point = Y.min(0).values - 0.1 * span
+            slack_models, slack_terms = self._constraint_models(space, done, spec)
+        ok = torch.tensor([feasible(t, self.constraints) for t in done], dtype=torch.bool)
+        ref_point = self._ref_point(Y, ok)
+        k = Y.shape[1]
         X_pending = None
         others = [t for t in pending if t.params]
         if others:
@@ -211,15 +231,23 @@ class MultiObjectiveGP(Optimizer):
             if enc:
                 X_pending = torch.tensor(np.stack(enc), dtype=torch.float64)
         acqf = qLogExpectedHypervolumeImprovement(
-            model=model,
+            model=ModelListGP(*gps, *slack_models),
             ref_point=ref_point.tolist(),
-            partitioning=FastNondominatedPartitioning(ref_point=ref_point, Y=Y),
+            partitioning=FastNondominatedPartitioning(ref_point=ref_point, Y=Y[ok]),
+            objective=IdentityMCMultiOutputObjective(outcomes=list(range(k))),
+            constraints=[
+                _Infeasibility(k + i, threshold) for i, threshold in enumerate(slack_terms)
+            ]
+            or None,
             X_pending=X_pending,
             sampler=SobolQMCNormalSampler(sample_shape=torch.Size([self.mc_samples])),
         )
-        # The local moves start from the 5 highest-scored trials: a random few of the front.
+        # The local moves start from the 5 highest-scored trials: a random few of the
+        # (feasible) front.
         on_front = rng.random(len(done)) * 0.5
-        on_front[pareto_front(losses)] += 1.0
+        idx = np.flatnonzero(ok.numpy())
+        if len(idx):
+            on_front[idx[pareto_front(losses[idx])]] += 1.0
         return maximize(
             acqf,
             space,
@@ -231,3 +259,47 @@ class MultiObjectiveGP(Optimizer):
             n_restarts=1,
             polish_iters=0,
         )
+
+    def _ref_point(self, Y: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+        """The acquisition's reference point in the model's (maximized) outputs Y (n, k), from
+        the feasible rows `ok` (n,) when there are any, else from every row."""
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        Yr = Y[ok] if bool(ok.any()) else Y
+        if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less 10%
+            return infer_reference_point(Yr[is_non_dominated(Yr)], scale=0.1)
+        span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)  # the worst, less 10%
+        return Yr.min(0).values - 0.1 * span
+
+    def _constraint_models(
+        self, space: Space, done: list[Trial], spec: GPSpec
+    ) -> tuple[list[Any], list[float]]:
+        """A GP per constraint on its standardized slack (fitted on the trials that reported
+        the metric), and the standardized value of zero slack: feasible where the model's
+        output is at or above it."""
+        models, thresholds = [], []
+        for i, c in enumerate(self.constraints):
+            rows = [(t, v) for t in done if (v := c.value(t)) is not None]
+            if len(rows) < 2:  # nothing to learn from yet: only the front knows of it
+                continue
+            s = np.array([c.slack(v) for _, v in rows])
+            mu, sd = float(s.mean()), float(s.std()) or 1.0
+            Xc = torch.tensor(np.stack([space.encode(t.params) for t, _ in rows]))
+            Yc = torch.tensor((s - mu) / sd, dtype=torch.float64).unsqueeze(-1)
+            key = (space.dim, "constraint", i)
+            models.append(self._fitter.fit(spec, Xc, Yc, key=key, warm_iters=self.fit_iters))
+            thresholds.append(-mu / sd)
+        return models, thresholds
+
+
+class _Infeasibility:
+    """BoTorch's constraint convention for output `index` of the model: <= 0 where the
+    standardized slack is at or above `threshold` (feasible)."""
+
+    def __init__(self, index: int, threshold: float) -> None:
+        self.index = index
+        self.threshold = threshold
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.threshold - samples[..., self.index]

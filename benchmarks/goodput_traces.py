@@ -338,12 +338,51 @@ def noise_trace(kind: Kind, points: int, eval_every: int) -> dict:
     }
 
 
+def trace_points(steps: list[int], phi: list[float], target: int) -> list[tuple[float, float]]:
+    """(fraction of the target's steps, noise scale) with a running median of 3 over the
+    measured points: an estimate of |G|^2 near zero (it is unbiased, not positive) makes a
+    single point 100-1000x too high, and one such point would set a job type's efficiency
+    for the rest of its training. Non-finite or non-positive estimates are left out; points
+    past the target are kept for the median (the simulator holds the value beyond 1)."""
+    good = [(s, p) for s, p in zip(steps, phi, strict=True) if np.isfinite(p) and p > 0]
+    vals = [p for _, p in good]
+    padded = [vals[0], *vals, vals[-1]]
+    med = [float(np.median(padded[i : i + 3])) for i in range(len(vals))]
+    return [(s / target, m) for (s, _), m in zip(good, med, strict=True)]
+
+
+def rederive(path: Path) -> None:
+    """Recompute the stored traces' noise points from their raw measurements."""
+    data = json.loads(path.read_text())
+    for t in data["job_types"]:
+        raw = t["noise"]["raw"]
+        phi = [
+            v / q if q > 0 else float("inf")
+            for q, v in zip(raw["grad_sqr"], raw["grad_var"], strict=True)
+        ]
+        pts = trace_points(raw["steps"], phi, t["steps_to_target"])
+        t["noise"]["fraction"] = [p[0] for p in pts]
+        t["noise"]["noise_scale"] = [p[1] for p in pts]
+    if "running median" not in data["about"]:
+        data["about"] += (
+            " Noise points re-derived from the raw estimates with a running median of 3."
+        )
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"re-derived {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--timing-steps", type=int, default=60)
+    ap.add_argument(
+        "--rederive", action="store_true", help="recompute --out's noise points from its raw data"
+    )
     args = ap.parse_args()
+    if args.rederive:
+        rederive(Path(args.out))
+        return
     single_thread_torch()
     t0 = time.time()
     types = []
@@ -353,13 +392,7 @@ def main() -> None:
         model = fit_step_times(rows)
         trace = noise_trace(kind, points=24, eval_every=25)
         target = trace["steps_to_target"]
-        # The trace up to the target, as fractions of it; a non-finite or non-positive
-        # estimate (|G|^2 not positive) is left out.
-        pts = [
-            (s / target, p)
-            for s, p in zip(trace["steps"], trace["noise_scale"], strict=True)
-            if s <= target and np.isfinite(p) and p > 0
-        ]
+        pts = trace_points(trace["steps"], trace["noise_scale"], target)
         print(
             f"{name}: fit RMSLE {model.fit_error:.3f}, target at {target} M0-steps "
             f"(best val {trace['best_val_loss']:.3f}), noise scale "
@@ -394,7 +427,7 @@ def main() -> None:
             "of 60 steps; other jobs shared the cores) of plain steps "
             "(1 process and 2 gloo DDP processes on CPU), the Pollux step-time model fitted to "
             "them (K > 2 and several nodes are its prediction, not measured), the noise scale "
-            "while training at M0 against progress (fraction of steps_to_target; at fixed "
+            "while training at M0 against progress (fraction of steps_to_target, running median of 3; at fixed "
             "parameters, 16 x 8 pieces of 32 examples per point), and the M0 steps to within "
             "5% of the run's best validation loss."
         ),

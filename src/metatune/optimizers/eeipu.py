@@ -20,6 +20,11 @@ Every candidate's cost includes a per-trial overhead (``trial_overhead``): by de
 budget charges each trial for the tuner's own time (a Pipeline with wall-second costs charges it,
 see ``Pipeline(count_tuner_time=...)``; on a simulated clock it is 0, as in the paper), so
 re-running a nearly free last stage on a cached prefix is not taken for a free trial.
+
+``hedge=rho`` (an option of every cost-aware optimizer, off by default) keeps a cost-aware
+candidate only while its EI is at least rho times the best EI of a cost-blind search run next to
+it: where memoization cannot help (a cheap stage that does not matter) cheap trials then do not
+crowd out promising ones.
 """
 
 from __future__ import annotations

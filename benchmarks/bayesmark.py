@@ -658,11 +658,14 @@ def plot(summary: dict[str, Any], methods: list[str], path: Path) -> None:
         if s is None:
             continue
         x = np.arange(1, len(s["curve"]) + 1)
-        label = (
-            m if s["problems"] == len(summary["problems"]) else f"{m} ({s['problems']} problems)"
+        n = len(summary["problems"])
+        sparse = s["problems"] < n or (
+            OURS in summary["suite"] and s["seeds"] < summary["suite"][OURS]["seeds"]
         )
-        ax1.plot(x, s["curve"], color=COLORS.get(m), label=label)
-        ax2.plot(x, np.maximum(s["gap_curve"], 1e-4), color=COLORS.get(m), label=label)
+        label = f"{m} ({s['runs']} run(s) on {s['problems']} of {n} problems)" if sparse else m
+        style = "--" if sparse else "-"
+        ax1.plot(x, s["curve"], style, color=COLORS.get(m), label=label)
+        ax2.plot(x, np.maximum(s["gap_curve"], 1e-4), style, color=COLORS.get(m), label=label)
     ax1.set(
         xlabel="evaluations",
         ylabel="normalized score (random's median = 0)",
@@ -738,7 +741,8 @@ def write_markdown(data: dict, summary: dict, path: Path, notes: str | None) -> 
         "Left: the mean normalized score, with random search's median at each evaluation count "
         "as the reference, mean over problems and seeds (random's median is 0 by construction; "
         "its mean is not). Right: Bayesmark's clipped gap, mean over problems and seeds (lower "
-        "is better).",
+        "is better). A dashed line averages fewer runs (HEBO's), so it is not comparable with "
+        "the others.",
         "",
         "## How the score is computed",
         "",

@@ -96,8 +96,8 @@ class CostAwareOptimizer(GPOptimizer):
         epsilon: cost charged to a cached stage in the acquisition; default: the median recorded
             cost of cache hits, or 1% of the cheapest stage's median cost before any hit.
         n_top: best completed trials whose cached prefixes enter the prefix pool.
-        prefix_candidates: Sobol candidates scored first when a prefix is fixed (a quarter of
-            them, at least 16, to screen the prefixes when there are more than `n_refine`).
+        prefix_candidates: Sobol candidates scored first when a prefix is fixed, and to screen
+            the prefixes when there are more than `n_refine`.
         n_refine: searches refined per suggestion (the free one and the best-screened prefixes).
         trial_overhead: a cost every trial pays however much is cached (the tuner's own time,
             loading, bookkeeping), added to the candidate's cost in E[1/C] so that a nearly free
@@ -134,7 +134,7 @@ class CostAwareOptimizer(GPOptimizer):
         n_cost_samples: int = 64,
         epsilon: float | None = None,
         n_top: int = 5,
-        prefix_candidates: int = 128,
+        prefix_candidates: int = 256,
         n_refine: int = 3,
         trial_overhead: float | str = "auto",
         cost_inputs: str = "own",
@@ -238,7 +238,7 @@ class CostAwareOptimizer(GPOptimizer):
         if len(searches) > self.n_refine:
             # Screen the prefixes on one Sobol batch each (all in one call); refine the free
             # search and the best few.
-            U = sobol_batch(space, rng, max(16, self.prefix_candidates // 4))
+            U = sobol_batch(space, rng, self.prefix_candidates)
             score = score_together([s.acquisition for s in searches[1:]])
             with torch.no_grad():
                 screen = [float(v.max()) for v in score([U] * (len(searches) - 1))]

@@ -139,7 +139,10 @@ def test_a_dead_worker_fails_its_trial_and_the_study_goes_on() -> None:
     for t in trials:
         if t.params["x1"] > 5.0:
             assert t.state is TrialState.FAILED
-            assert "died (exit code 7) while running this trial" in t.error
+            # the exit code is named when this process could still read it; the pool's own
+            # thread may reap the worker first (a race that a loaded machine makes likely)
+            assert "died" in t.error and "while running this trial" in t.error, t.error
+            assert "exit code" not in t.error or "(exit code 7)" in t.error, t.error
         else:  # the other worker's trials and those after the rebuilt pool all complete
             assert t.state is TrialState.COMPLETE, t.error
 

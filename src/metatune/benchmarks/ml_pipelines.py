@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from metatune.benchmarks.pipeline_data import digits_tensors, shift_images, stdlib_text
+from metatune.benchmarks.pipeline_data import (
+    augment_params,
+    augmented_digits,
+    fit_classifier,
+    shift_images,
+    small_cnn,
+    stdlib_text,
+)
 from metatune.benchmarks.runs import N_WARMUP, BenchmarkRun
 from metatune.benchmarks.shaped_pipelines import distillation_pipeline, postprocess_pipeline
 from metatune.pipeline import Pipeline, Stage, StageResult
@@ -150,55 +157,20 @@ def stacking_pipeline(cache: Any = None) -> Pipeline:
 # --- vision: a small CNN on digits in checkpointed stages ---------------------------------------
 def _vision_prep(*, noise_std: float, max_shift: int, copies: int) -> dict:
     """Augmented training set: `copies` shifted and noised copies of every training image."""
-    import torch
-
-    X_tr, y_tr, X_va, y_va = digits_tensors()
-    gen = torch.Generator().manual_seed(0)
-    xs, ys = [X_tr], [y_tr]
-    for _ in range(copies):
-        dx, dy = (
-            torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
-            if max_shift
-            else (0, 0)
-        )
-        noise = torch.randn(X_tr.shape, generator=gen) * noise_std
-        xs.append((shift_images(X_tr, dx, dy) + noise).clamp(0, 1))
-        ys.append(y_tr)
-    return {"X": torch.cat(xs), "y": torch.cat(ys), "X_val": X_va, "y_val": y_va}
+    return augmented_digits(noise_std, max_shift, copies)
 
 
 def _cnn() -> Any:
-    import torch
-
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32 * 16, 10),
-    )
+    return small_cnn(16)
 
 
 def _train_phase(
     data: dict, state: dict | None, lr: float, weight_decay: float, epochs: int
 ) -> dict:
-    import torch
-
     model = _cnn()
     if state is not None:
         model.load_state_dict(state)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(1)
-    n = len(data["y"])
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=gen).split(128):
-            loss = torch.nn.functional.cross_entropy(model(data["X"][idx]), data["y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    fit_classifier(model, data, lr, weight_decay, epochs)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -231,15 +203,7 @@ def vision_pipeline(cache: Any = None) -> Pipeline:
     """Small CNN on digits: augmentation, two training phases, evaluation."""
     return Pipeline(
         [
-            Stage(
-                "prep",
-                _vision_prep,
-                params={
-                    "noise_std": Float(0.0, 0.3),
-                    "max_shift": Int(0, 1),
-                    "copies": Int(0, 2),
-                },
-            ),
+            Stage("prep", _vision_prep, params=augment_params()),
             Stage(
                 "phase1",
                 _vision_phase1,

@@ -22,7 +22,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from metatune.benchmarks.pipeline_data import digits_tensors, shift_images, stdlib_text
+from metatune.benchmarks.pipeline_data import (
+    augment_params,
+    augmented_digits,
+    fit_classifier,
+    shift_images,
+    small_cnn,
+    stdlib_text,
+)
 from metatune.pipeline import Pipeline, Stage
 from metatune.space import Float, Int
 
@@ -219,32 +226,7 @@ _VIEWS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # the test-time-augmented views
 
 def _augment(*, noise_std: float, max_shift: int, copies: int) -> dict:
     """The training set and `copies` shifted, noised copies of it; validation untouched."""
-    import torch
-
-    X_tr, y_tr, X_va, y_va = digits_tensors()
-    gen = torch.Generator().manual_seed(0)
-    xs, ys = [X_tr], [y_tr]
-    for _ in range(copies):
-        dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
-        noise = torch.randn(X_tr.shape, generator=gen) * noise_std
-        xs.append((shift_images(X_tr, dx, dy) + noise).clamp(0, 1))
-        ys.append(y_tr)
-    return {"X": torch.cat(xs), "y": torch.cat(ys), "X_val": X_va, "y_val": y_va}
-
-
-def _post_cnn() -> Any:
-    import torch
-
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 24, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(24, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32 * 16, 10),
-    )
+    return augmented_digits(noise_std, max_shift, copies)
 
 
 def _train(data: dict, *, lr: float, weight_decay: float) -> dict:
@@ -252,16 +234,7 @@ def _train(data: dict, *, lr: float, weight_decay: float) -> dict:
     images and on each shifted view: all that post-processing needs."""
     import torch
 
-    model = _post_cnn()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(1)
-    n = len(data["y"])
-    for _ in range(8):
-        for idx in torch.randperm(n, generator=gen).split(128):
-            loss = torch.nn.functional.cross_entropy(model(data["X"][idx]), data["y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    model = fit_classifier(small_cnn(24), data, lr, weight_decay, epochs=8)
     X = data["X_val"]
     with torch.no_grad():
         views = torch.stack([model(shift_images(X, dx, dy)) for dx, dy in _VIEWS])
@@ -286,15 +259,7 @@ def postprocess_pipeline(cache: Any = None) -> Pipeline:
     """Vision with post-processing: augmentation, training (the bulk), post-processing."""
     return Pipeline(
         [
-            Stage(
-                "augment",
-                _augment,
-                params={
-                    "noise_std": Float(0.0, 0.3),
-                    "max_shift": Int(0, 1),
-                    "copies": Int(0, 2),
-                },
-            ),
+            Stage("augment", _augment, params=augment_params()),
             Stage("train", _train, params=_phase(1e-4, 3e-2)),
             Stage(
                 "postprocess",

@@ -34,6 +34,7 @@ import numpy as np
 from metatune.benchmarks.pipeline_data import (
     augment_params,
     augmented_digits,
+    fit_char_lm,
     fit_classifier,
     shift_images,
     small_cnn,
@@ -269,33 +270,13 @@ class _CharGRU:
         return Model()
 
 
-def _lm_batches(tokens: Any, context: int, batch: int, steps: int, seed: int):
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        starts = torch.randint(0, len(tokens) - context - 1, (batch,), generator=gen)
-        idx = starts[:, None] + torch.arange(context + 1)[None]
-        chunk = tokens[idx]
-        yield chunk[:, :-1], chunk[:, 1:]
-
-
 def _lm_train(
     data: dict, state: dict | None, corpus: str, lr: float, wd: float, steps: int
 ) -> dict:
-    import torch
-
     model = _CharGRU.make(data["vocab"])
     if state is not None:
         model.load_state_dict(state)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    for x, y in _lm_batches(data[corpus], data["context"], 32, steps, seed=len(corpus)):
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return fit_char_lm(model, data[corpus], data["context"], lr, wd, steps, seed=len(corpus))
 
 
 def _language_pretrain(data: dict, *, lr: float, weight_decay: float) -> dict:

@@ -15,6 +15,8 @@ __all__ = [
     "augmented_digits",
     "digits_tensors",
     "fit_classifier",
+    "fit_char_lm",
+    "lm_windows",
     "shift_images",
     "small_cnn",
     "stdlib_text",
@@ -112,3 +114,32 @@ def fit_classifier(model: Any, data: dict, lr: float, weight_decay: float, epoch
             loss.backward()
             opt.step()
     return model
+
+
+def lm_windows(tokens: Any, context: int, batch: int, steps: int, seed: int):
+    """`steps` batches of `batch` random windows of `tokens`: (inputs, next characters), each
+    (batch, context); the same windows for the same seed."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        starts = torch.randint(0, len(tokens) - context - 1, (batch,), generator=gen)
+        chunk = tokens[starts[:, None] + torch.arange(context + 1)[None]]
+        yield chunk[:, :-1], chunk[:, 1:]
+
+
+def fit_char_lm(
+    model: Any, tokens: Any, context: int, lr: float, wd: float, steps: int, seed: int
+) -> dict:
+    """AdamW on next-character cross-entropy over `steps` batches of 32 windows (gradients
+    clipped at norm 1); returns a copy of the trained state."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    for x, y in lm_windows(tokens, context, 32, steps, seed):
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

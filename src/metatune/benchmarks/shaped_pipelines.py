@@ -25,7 +25,9 @@ from typing import Any
 from metatune.benchmarks.pipeline_data import (
     augment_params,
     augmented_digits,
+    fit_char_lm,
     fit_classifier,
+    lm_windows,
     shift_images,
     small_cnn,
     stdlib_text,
@@ -69,16 +71,6 @@ def _student(vocab: int) -> Any:
     return _gru(vocab, 40, seed=1)
 
 
-def _windows(tokens: Any, context: int, steps: int, seed: int):
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        starts = torch.randint(0, len(tokens) - context - 1, (_BATCH,), generator=gen)
-        chunk = tokens[starts[:, None] + torch.arange(context + 1)[None]]
-        yield chunk[:, :-1], chunk[:, 1:]
-
-
 def _distill_data(*, context: int) -> dict:
     """Both corpora encoded over one character table; the validation part of the target corpus
     is fixed, whatever the context."""
@@ -101,24 +93,10 @@ def _distill_data(*, context: int) -> dict:
     }
 
 
-def _fit_lm(model: Any, tokens: Any, context: int, lr: float, wd: float, steps: int) -> dict:
-    import torch
-
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    for x, y in _windows(tokens, context, steps, seed=steps):
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def _teacher_pretrain(data: dict, *, lr: float, weight_decay: float) -> dict:
     model = _teacher(data["vocab"])
-    state = _fit_lm(
-        model, data["teacher_corpus"], data["context"], lr, weight_decay, _TEACHER_STEPS
-    )
+    corpus, ctx = data["teacher_corpus"], data["context"]
+    state = fit_char_lm(model, corpus, ctx, lr, weight_decay, _TEACHER_STEPS, seed=_TEACHER_STEPS)
     return {"data": data, "teacher": state}
 
 
@@ -126,7 +104,10 @@ def _teacher_finetune(prev: dict, *, lr: float, weight_decay: float) -> dict:
     data = prev["data"]
     model = _teacher(data["vocab"])
     model.load_state_dict(prev["teacher"])
-    state = _fit_lm(model, data["target"], data["context"], lr, weight_decay, _FINETUNE_STEPS)
+    ctx = data["context"]
+    state = fit_char_lm(
+        model, data["target"], ctx, lr, weight_decay, _FINETUNE_STEPS, seed=_FINETUNE_STEPS
+    )
     return {"data": data, "teacher": state, "student": None, "round": 0}
 
 
@@ -146,7 +127,8 @@ def _distill(prev: dict, lr: float, temperature: float, weight_decay: float) -> 
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     t = float(temperature)
     rnd = prev["round"] + 1
-    for x, y in _windows(data["target"], data["context"], _DISTILL_STEPS, seed=100 + rnd):
+    windows = lm_windows(data["target"], data["context"], _BATCH, _DISTILL_STEPS, seed=100 + rnd)
+    for x, y in windows:
         with torch.no_grad():
             soft = F.log_softmax(teacher(x) / t, -1).flatten(0, 1)
         logits = student(x).flatten(0, 1)

@@ -194,7 +194,6 @@ class GoodputController:
         self._last_plan: BatchPlan | None = None
         self._last_split = False
         self._step_time = float("nan")
-        self._fit_time = 0.0  # the last re-plan's cost
         self._plan_time = 0.0  # every re-plan's cost so far
         self._started: float | None = None  # the clock at the end of the first step
         self._fitted_configs = -1  # configurations the step-time model had at its last fit
@@ -460,8 +459,7 @@ class GoodputController:
                 count=self.candidates,
             )
         now = self.clock()
-        self._fit_time = now - t0
-        self._plan_time += self._fit_time
+        self._plan_time += now - t0
         wait = self.adapt_every
         if self._step_time == self._step_time and self._step_time > 0 and self._started is not None:
             # Steps until planning so far is within its share of the training time so far.

@@ -76,12 +76,23 @@ def spent_at_warmup(history: Sequence[Trial], done: Sequence[Trial], n_warmup: i
     return float(sum(trial_cost(t) or 0.0 for t in history if t.number <= last))
 
 
+def _latest(trials: Sequence[Trial], window: int) -> list[Trial]:
+    return sorted(trials, key=lambda t: t.number)[-window:]
+
+
+def _recorded_number(t: Trial, key: str) -> float | None:
+    """A finite number the study recorded under `key` in the trial's system_attrs, else None."""
+    v = t.system_attrs.get(key) if t.system_attrs else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
 def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
     """Median optimizer time per trial over the latest `window` trials that recorded it, when
     the stage costs are wall seconds (every fresh stage's cost equals its seconds); else 0."""
-    recent = sorted(trials, key=lambda t: t.number)[-window:]
     asks = []
-    for t in recent:
+    for t in _latest(trials, window):
         for r in stage_records(t):
             if r.get("cache_hit"):
                 continue
@@ -90,22 +101,18 @@ def measured_overhead(trials: Sequence[Trial], window: int = 20) -> float:
                 return 0.0
             if abs(float(c) - float(s)) > 1e-9 * max(1.0, abs(float(s))):
                 return 0.0  # a stage reports its own cost units: seconds do not compare
-        a = t.system_attrs.get(SystemAttr.ASK_SECONDS) if t.system_attrs else None
-        if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
-            asks.append(float(a))
+        a = _recorded_number(t, SystemAttr.ASK_SECONDS)
+        if a is not None:
+            asks.append(a)
     return float(np.median(asks)) if asks else 0.0
 
 
 def charged_tuner_cost(trials: Sequence[Trial], window: int = 20) -> float | None:
     """Median tuner's cost a pipeline charged the latest `window` trials that recorded it
     (``SystemAttr.TUNER_COST``: 0 where it does not count the tuner's time); None if none did."""
-    recent = sorted(trials, key=lambda t: t.number)[-window:]
-    costs = []
-    for t in recent:
-        c = t.system_attrs.get(SystemAttr.TUNER_COST) if t.system_attrs else None
-        if isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c):
-            costs.append(max(float(c), 0.0))
-    return float(np.median(costs)) if costs else None
+    costs = [_recorded_number(t, SystemAttr.TUNER_COST) for t in _latest(trials, window)]
+    found = [max(c, 0.0) for c in costs if c is not None]
+    return float(np.median(found)) if found else None
 
 
 def stage_prefix(t: Trial, pipe: PipelineContext, depth: int) -> dict[str, Any]:

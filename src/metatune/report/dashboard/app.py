@@ -36,11 +36,16 @@ def _plotly_js() -> bytes:
     return get_plotlyjs().encode("utf-8")
 
 
+def _list_state(n_trials: int, counts: dict[str, int]) -> str:
+    """A study's state in the list: empty, running while any trial runs, else idle."""
+    return "empty" if not n_trials else ("running" if counts.get("running") else "idle")
+
+
 def _study_summary(entry: StudyEntry) -> dict[str, Any]:
     view = entry.view()
     counts = view.counts()
     best = view.best()
-    state = "empty" if not view.trials else ("running" if counts["running"] else "idle")
+    state = _list_state(len(view.trials), counts)
     return {
         "name": view.name,
         "direction": view.direction,
@@ -62,15 +67,13 @@ def _stored_summary(storage: BaseStorage, record: StudyRecord) -> dict[str, Any]
     still being read; a multi-objective study's Pareto front needs the trials, so its row says
     "reading" until they are in."""
     summary = storage.summarize_study(record)
-    counts = summary.counts
-    state = "empty" if not summary.n_trials else ("running" if counts.get("running") else "idle")
     return {
         "name": record.name,
         "direction": record.direction,
         "optimizer": record.optimizer,
-        "state": "reading" if record.directions else state,
+        "state": "reading" if record.directions else _list_state(summary.n_trials, summary.counts),
         "n_trials": summary.n_trials,
-        "counts": counts,
+        "counts": summary.counts,
         "best_value": None if summary.best_value is None else jsonable(summary.best_value),
         "best_number": summary.best_number,
         "directions": record.directions,

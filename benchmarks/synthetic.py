@@ -650,6 +650,18 @@ def write_markdown(
             f"{cfg['workers']} worker processes",
         )
     ]
+    merged = cfg.get("merged")
+    if merged:
+        commands.insert(
+            0,
+            (
+                merged["command"] or "(not recorded)",
+                here,
+                f"{merged['date']}, {(merged['wall_seconds'] or 0) / 60:.1f} min with "
+                f"{merged['workers']} worker processes: the {merged['runs']} runs of "
+                f"{', '.join(merged['methods'])} on this page, taken by --merge",
+            ),
+        )
     if rendered_by:
         commands.append((rendered_by, here, "rendered this page again from the run's JSON"))
     machine = (
@@ -694,6 +706,41 @@ def _pick(given: str | None, known: Sequence[str], what: str) -> list[str]:
     return out
 
 
+def _merged_runs(
+    p: argparse.ArgumentParser, args: argparse.Namespace, functions: list[str], methods: list[str]
+) -> tuple[list[dict], dict[str, Any] | None]:
+    """The earlier runs `--merge` takes (the page's functions, methods and seeds only) and what
+    the page says about them; ([], None) without --merge."""
+    if not args.merge:
+        return [], None
+    try:
+        earlier = json.loads(Path(args.merge).read_text())
+    except (OSError, ValueError) as exc:
+        p.error(f"--merge: cannot read {args.merge!r}: {exc}")
+    taken = _pick(args.merge_methods, METHODS, "method")
+    unknown = [m for m in taken if m not in methods]
+    if unknown:
+        p.error(f"--merge-methods {', '.join(unknown)} not among --methods")
+    hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
+    runs = [
+        r
+        for r in earlier["runs"]
+        if r["method"] in taken
+        and r["function"] in functions
+        and r["seed"] < (hebo_seeds if r["method"] == "hebo" else args.seeds)
+    ]
+    about = {
+        "methods": taken,
+        "command": earlier.get("command"),
+        "date": earlier.get("date"),
+        "wall_seconds": earlier.get("wall_seconds"),
+        "workers": earlier.get("config", {}).get("workers"),
+        "hebo_versions": earlier.get("hebo_versions"),
+        "runs": len(runs),
+    }
+    return runs, about
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--functions", help=f"comma-separated subset of {', '.join(FUNCTIONS)}")
@@ -729,6 +776,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--notes", help="a Markdown file placed on the page after the check")
     p.add_argument(
+        "--merge",
+        metavar="PATH",
+        help="a synthetic.json of an earlier run: the runs of --merge-methods come from it, "
+        "not run again (for the slowest peer)",
+    )
+    p.add_argument(
+        "--merge-methods",
+        default="hebo",
+        help="comma-separated methods whose runs --merge takes (default: hebo)",
+    )
+    p.add_argument(
         "--from-json",
         metavar="PATH",
         help="skip running: rebuild the report (and --check) from a saved synthetic.json",
@@ -754,6 +812,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for info in meta_fns.values():
                 info["n_trials"] = args.trials
         hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
+        merged_runs, merged_from = _merged_runs(p, args, functions, methods)
+        short = [
+            r
+            for r in merged_runs
+            if r["error"] is None and len(r["values"]) != meta_fns[r["function"]]["n_trials"]
+        ]
+        if short:
+            r = short[0]
+            p.error(
+                f"--merge: {r['function']}/{r['method']}/seed {r['seed']} has "
+                f"{len(r['values'])} trials, this page {meta_fns[r['function']]['n_trials']}"
+            )
         hebo_fns = _pick(args.hebo_functions, functions, "function")
         high_methods = _pick(args.high_dim_methods, methods, "method")
         jobs = [
@@ -763,9 +833,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (m not in HIGH_DIM_ONLY or meta_fns[fn]["high_dim"])
             and (m != "hebo" or fn in hebo_fns)
             and (not meta_fns[fn]["high_dim"] or m in high_methods)
+            and (merged_from is None or m not in merged_from["methods"])
             for s in range(hebo_seeds if m == "hebo" else args.seeds)
         ]
-        order = {(fn, m, s): i for i, (fn, m, s, _) in enumerate(jobs)}
+        order: dict[tuple[str, str, int], int] = {
+            (fn, m, s): i for i, (fn, m, s, _) in enumerate(jobs)
+        }
+        for r in merged_runs:
+            order.setdefault((r["function"], r["method"], r["seed"]), len(order))
         jobs.sort(key=lambda j: -_COST[j[1]] * j[3] * meta_fns[j[0]]["dim"])
         print(
             f"{len(jobs)} runs: {len(functions)} functions x {len(methods)} methods x "
@@ -782,9 +857,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "high_dim_methods": high_methods,
             "trials": args.trials,
             "workers": args.workers,
+            "merged": merged_from,
         }
 
         versions = hebo_versions(args.hebo_python) if "hebo" in methods else None
+        if merged_from is not None and "hebo" in merged_from["methods"]:
+            versions = merged_from.get("hebo_versions") or versions
 
         def page_data(runs: list[dict]) -> dict:
             runs = sorted(runs, key=lambda r: order[(r["function"], r["method"], r["seed"])])
@@ -802,7 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def save_partial(runs: list[dict]) -> None:
             (out / "synthetic.partial.json").write_text(json.dumps(page_data(runs)))
 
-        runs = run_all(jobs, args.workers, args.hebo_python, save_partial)
+        runs = run_all(jobs, args.workers, args.hebo_python, save_partial) + merged_runs
         data = page_data(runs)
         (out / "synthetic.partial.json").unlink(missing_ok=True)
         (out / "synthetic.json").write_text(json.dumps(data))

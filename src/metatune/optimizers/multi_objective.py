@@ -2,8 +2,9 @@
 
 The acquisition is the expected hypervolume improvement over the Pareto front of the trials so
 far, in its log form (Ament et al., 2023), with running trials as pending points so that
-concurrent asks spread out. The front is the observed one: the noisy form, qLogNEHVI,
-integrates over the front's uncertainty at many times the cost per ask. Each objective's
+concurrent asks spread out. The front is the observed one by default: the noisy form,
+qLogNEHVI (acquisition="nehvi"), integrates over the front's uncertainty at a higher cost per
+ask. Each objective's
 outputs are standardized and Yeo-Johnson transformed (a monotone map per objective, so the
 Pareto front is unchanged while heavy-tailed objectives stop dominating the fit).
 
@@ -13,7 +14,9 @@ fitted by a few steps stays with the length scales of its first fit, which on a 
 by a few inputs (DTLZ2's distance term) leaves the other inputs unlearned and the search
 exploring the corners of the cube. The reference point is the front's nadir less a tenth of its
 range (BoTorch's infer_reference_point, Ax's rule): the worst value seen so far is a far looser
-point, which rewards the two ends of the front over its middle. Outcome constraints get a GP
+point, which rewards the two ends of the front over its middle. The margin is at least a tenth
+of each objective's observed range: when one trial dominates every other, the front's range is
+nil and BoTorch's rule puts the point just beyond that trial, leaving nothing to improve. Outcome constraints get a GP
 each and weight the improvement by the probability of feasibility. Maximized by the same
 valid-move search as the single-objective GP, its local moves started from a random subset of
 the front so that they spread along it.
@@ -47,6 +50,7 @@ log = logging.getLogger("metatune")
 
 OUTPUT_TRANSFORMS = ("yeo-johnson", "standardize")
 REFERENCES = ("front", "observed")
+ACQUISITIONS = ("ehvi", "nehvi")
 
 
 def objective_losses(
@@ -92,6 +96,13 @@ class MultiObjectiveGP(Optimizer):
             infer_reference_point) or "observed" (the worst value of every objective so far,
             less a tenth of its observed range: a looser point, which favours the front's
             ends).
+        reference_floor: with reference="front", the least margin between the front's nadir
+            and the reference point, as a fraction of each objective's observed range (default
+            0.1; 0 for BoTorch's rule alone). Without it a front of one point (one trial
+            dominating every other) puts the reference point just beyond that point, where
+            no new point can add hypervolume, and the search stays beside it.
+        acquisition: "ehvi" (default: qLogEHVI over the observed front) or "nehvi"
+            (qLogNEHVI: over the front's posterior samples, at many times the cost per ask).
         constraints: outcome constraints, strings such as "latency <= 0.05" on metrics the
             objective reports next to its values (see `metatune.constraints`). Each metric
             gets a GP of its own; the acquisition weights the hypervolume improvement by the
@@ -109,6 +120,8 @@ class MultiObjectiveGP(Optimizer):
         min_noise: float | None = None,
         output_transform: str = "yeo-johnson",
         reference: str = "front",
+        reference_floor: float = 0.1,
+        acquisition: str = "ehvi",
         constraints: Sequence[str] | None = None,
     ) -> None:
         if n_startup_trials is not None and (
@@ -135,6 +148,16 @@ class MultiObjectiveGP(Optimizer):
             )
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        if not (
+            isinstance(reference_floor, (int, float))
+            and not isinstance(reference_floor, bool)
+            and 0 <= reference_floor < 1
+        ):
+            raise ValueError(f"reference_floor must be in [0, 1), got {reference_floor!r}")
+        self.reference_floor = float(reference_floor)
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+        self.acquisition = acquisition
         self.constraints = parse_constraints(constraints)
         self.n_startup_trials = n_startup_trials
         self.reference = reference
@@ -230,10 +253,9 @@ class MultiObjectiveGP(Optimizer):
                     continue
             if enc:
                 X_pending = torch.tensor(np.stack(enc), dtype=torch.float64)
-        acqf = qLogExpectedHypervolumeImprovement(
+        common: dict[str, Any] = dict(
             model=ModelListGP(*gps, *slack_models),
             ref_point=ref_point.tolist(),
-            partitioning=FastNondominatedPartitioning(ref_point=ref_point, Y=Y[ok]),
             objective=IdentityMCMultiOutputObjective(outcomes=list(range(k))),
             constraints=[
                 _Infeasibility(k + i, threshold) for i, threshold in enumerate(slack_terms)
@@ -242,6 +264,19 @@ class MultiObjectiveGP(Optimizer):
             X_pending=X_pending,
             sampler=SobolQMCNormalSampler(sample_shape=torch.Size([self.mc_samples])),
         )
+        if self.acquisition == "nehvi":  # the front under the model, not as observed
+            from botorch.acquisition.multi_objective.logei import (
+                qLogNoisyExpectedHypervolumeImprovement,
+            )
+
+            acqf = qLogNoisyExpectedHypervolumeImprovement(
+                X_baseline=X, prune_baseline=True, **common
+            )
+        else:
+            acqf = qLogExpectedHypervolumeImprovement(
+                partitioning=FastNondominatedPartitioning(ref_point=ref_point, Y=Y[ok]),
+                **common,
+            )
         # The local moves start from the 5 highest-scored trials: a random few of the
         # (feasible) front.
         on_front = rng.random(len(done)) * 0.5
@@ -267,8 +302,13 @@ class MultiObjectiveGP(Optimizer):
         from botorch.utils.multi_objective.pareto import is_non_dominated
 
         Yr = Y[ok] if bool(ok.any()) else Y
-        if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less 10%
-            return infer_reference_point(Yr[is_non_dominated(Yr)], scale=0.1)
+        if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less
+            front = Yr[is_non_dominated(Yr)]  # a tenth of its range
+            ref = infer_reference_point(front, scale=0.1)
+            if self.reference_floor > 0:  # at least a fraction of the observed range
+                span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)
+                ref = torch.minimum(ref, front.min(0).values - self.reference_floor * span)
+            return ref
         span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)  # the worst, less 10%
         return Yr.min(0).values - 0.1 * span
 

@@ -650,16 +650,15 @@ def write_markdown(
             f"{cfg['workers']} worker processes",
         )
     ]
-    merged = cfg.get("merged")
-    if merged:
+    for k, merged in enumerate(cfg.get("merged") or []):
         commands.insert(
-            0,
+            k,
             (
                 merged["command"] or "(not recorded)",
                 here,
                 f"{merged['date']}, {(merged['wall_seconds'] or 0) / 60:.1f} min with "
-                f"{merged['workers']} worker processes: the {merged['runs']} runs of "
-                f"{', '.join(merged['methods'])} on this page, taken by --merge",
+                f"{merged['workers']} worker processes: {merged['runs']} runs of this page "
+                f"({', '.join(merged['what'])}), taken by --merge",
             ),
         )
     if rendered_by:
@@ -708,37 +707,63 @@ def _pick(given: str | None, known: Sequence[str], what: str) -> list[str]:
 
 def _merged_runs(
     p: argparse.ArgumentParser, args: argparse.Namespace, functions: list[str], methods: list[str]
-) -> tuple[list[dict], dict[str, Any] | None]:
-    """The earlier runs `--merge` takes (the page's functions, methods and seeds only) and what
-    the page says about them; ([], None) without --merge."""
+) -> tuple[list[dict], list[dict[str, Any]]]:
+    """The earlier runs `--merge` takes and what the page says about each file.
+
+    A run is taken when its method is one of --merge-methods or its function one of
+    --merge-functions (and it is of this page's functions, methods and seeds); a later file
+    replaces an earlier one's run of the same function, method and seed.
+    """
     if not args.merge:
-        return [], None
-    try:
-        earlier = json.loads(Path(args.merge).read_text())
-    except (OSError, ValueError) as exc:
-        p.error(f"--merge: cannot read {args.merge!r}: {exc}")
-    taken = _pick(args.merge_methods, METHODS, "method")
-    unknown = [m for m in taken if m not in methods]
+        return [], []
+    taken_methods = _pick(args.merge_methods, METHODS, "method")
+    taken_functions = (
+        _pick(args.merge_functions, functions, "function") if args.merge_functions else []
+    )
+    unknown = [m for m in taken_methods if m not in methods]
     if unknown:
         p.error(f"--merge-methods {', '.join(unknown)} not among --methods")
     hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
-    runs = [
-        r
-        for r in earlier["runs"]
-        if r["method"] in taken
-        and r["function"] in functions
-        and r["seed"] < (hebo_seeds if r["method"] == "hebo" else args.seeds)
-    ]
-    about = {
-        "methods": taken,
-        "command": earlier.get("command"),
-        "date": earlier.get("date"),
-        "wall_seconds": earlier.get("wall_seconds"),
-        "workers": earlier.get("config", {}).get("workers"),
-        "hebo_versions": earlier.get("hebo_versions"),
-        "runs": len(runs),
-    }
-    return runs, about
+    by_key: dict[tuple[str, str, int], tuple[int, dict]] = {}
+    abouts: list[dict[str, Any]] = []
+    for i, path in enumerate(args.merge):
+        try:
+            earlier = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--merge: cannot read {path!r}: {exc}")
+        for r in earlier["runs"]:
+            if (
+                (r["method"] in taken_methods or r["function"] in taken_functions)
+                and r["function"] in functions
+                and r["method"] in methods
+                and r["seed"] < (hebo_seeds if r["method"] == "hebo" else args.seeds)
+            ):
+                by_key[(r["function"], r["method"], r["seed"])] = (i, r)
+        abouts.append(
+            {
+                "command": earlier.get("command"),
+                "date": earlier.get("date"),
+                "wall_seconds": earlier.get("wall_seconds"),
+                "workers": earlier.get("config", {}).get("workers"),
+                "hebo_versions": earlier.get("hebo_versions"),
+            }
+        )
+    for i, about in enumerate(abouts):
+        kept = [r for j, r in by_key.values() if j == i]
+        about["runs"] = len(kept)
+        about["what"] = sorted({f"{r['function']}/{r['method']}" for r in kept})
+    return [r for _, r in by_key.values()], [a for a in abouts if a["runs"]]
+
+
+def _is_merged(
+    merged: list[dict[str, Any]], merge_functions: str, function: str, method: str
+) -> bool:
+    """Whether this page takes (function, method) from --merge instead of running it: a
+    function of --merge-functions is never run here."""
+    named = {f.strip().lower() for f in merge_functions.split(",") if f.strip()}
+    return function.lower() in named or any(
+        f"{function}/{method}" in about["what"] for about in merged
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -778,13 +803,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--merge",
         metavar="PATH",
-        help="a synthetic.json of an earlier run: the runs of --merge-methods come from it, "
-        "not run again (for the slowest peer)",
+        action="append",
+        help="a synthetic.json of an earlier run (repeatable): the runs of --merge-methods and "
+        "--merge-functions come from it, not run again (for the slowest runs)",
     )
     p.add_argument(
         "--merge-methods",
         default="hebo",
         help="comma-separated methods whose runs --merge takes (default: hebo)",
+    )
+    p.add_argument(
+        "--merge-functions",
+        default="",
+        help="comma-separated functions all of whose runs --merge takes (default: none)",
     )
     p.add_argument(
         "--from-json",
@@ -833,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (m not in HIGH_DIM_ONLY or meta_fns[fn]["high_dim"])
             and (m != "hebo" or fn in hebo_fns)
             and (not meta_fns[fn]["high_dim"] or m in high_methods)
-            and (merged_from is None or m not in merged_from["methods"])
+            and not _is_merged(merged_from, args.merge_functions if args.merge else "", fn, m)
             for s in range(hebo_seeds if m == "hebo" else args.seeds)
         ]
         order: dict[tuple[str, str, int], int] = {
@@ -861,8 +892,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
 
         versions = hebo_versions(args.hebo_python) if "hebo" in methods else None
-        if merged_from is not None and "hebo" in merged_from["methods"]:
-            versions = merged_from.get("hebo_versions") or versions
+        for about in merged_from:
+            if any(w.endswith("/hebo") for w in about["what"]):
+                versions = about.get("hebo_versions") or versions
 
         def page_data(runs: list[dict]) -> dict:
             runs = sorted(runs, key=lambda r: order[(r["function"], r["method"], r["seed"])])

@@ -3,8 +3,7 @@
 The acquisition is the expected hypervolume improvement over the Pareto front of the trials so
 far, in its log form (Ament et al., 2023), with running trials as pending points so that
 concurrent asks spread out. The front is the observed one by default: the noisy form,
-qLogNEHVI (acquisition="nehvi"), integrates over the front's uncertainty at a higher cost per
-ask. Each objective's
+qLogNEHVI (acquisition="nehvi"), integrates over the front's uncertainty. Each objective's
 outputs are standardized and Yeo-Johnson transformed (a monotone map per objective, so the
 Pareto front is unchanged while heavy-tailed objectives stop dominating the fit).
 
@@ -100,9 +99,9 @@ class MultiObjectiveGP(Optimizer):
             and the reference point, as a fraction of each objective's observed range (default
             0.1; 0 for BoTorch's rule alone). Without it a front of one point (one trial
             dominating every other) puts the reference point just beyond that point, where
-            no new point can add hypervolume, and the search stays beside it.
+            almost no new point can add hypervolume.
         acquisition: "ehvi" (default: qLogEHVI over the observed front) or "nehvi"
-            (qLogNEHVI: over the front's posterior samples, at many times the cost per ask).
+            (qLogNEHVI: over the front's posterior samples).
         constraints: outcome constraints, strings such as "latency <= 0.05" on metrics the
             objective reports next to its values (see `metatune.constraints`). Each metric
             gets a GP of its own; the acquisition weights the hypervolume improvement by the

@@ -55,7 +55,7 @@ class GPOptimizer(Optimizer):
 
     Args:
         n_startup_trials: Sobol trials before the GP takes over (default: 3 x parameters + 2,
-            at most 10; at most 20 with `trust_region`).
+            at most 20).
         acquisition: "logei" (default) or "ucb".
         ucb_beta: exploration weight of UCB.
         n_candidates: Sobol candidates scored per suggestion.
@@ -154,12 +154,9 @@ class GPOptimizer(Optimizer):
     def _startup(self, space: Space) -> int:
         if self.n_startup_trials is not None:
             return self.n_startup_trials
-        # At most 10, as Optuna's GPSampler and SMAC start: at budgets of 40-50 trials a wider
-        # design leaves the model half the trials, and measured over many seeds it did not
-        # make the GP find Hartmann6's global basin more often (see the synthetic page's
-        # notes). A trust region, meant for 20-60 dimensions, keeps a wider design.
-        cap = 20 if self.trust_region is not None else 10
-        return min(cap, 3 * len(space) + 2)
+        # A wider initial design than 10: with fewer, the GP of a multimodal 6-d function
+        # (Hartmann6) often never sees the basin of the global minimum.
+        return min(20, 3 * len(space) + 2)
 
     def suggest(
         self, history: Sequence[Trial], pending: Sequence[Trial], context: SuggestContext

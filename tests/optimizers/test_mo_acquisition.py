@@ -6,20 +6,8 @@ from metatune import Float, Study
 
 
 @pytest.mark.parametrize("acquisition", ["ehvi", "nehvi"])
-def test_each_acquisition_suggests_points_in_the_space(acquisition, caplog):
-    study = Study(
-        {"x": Float(0, 1), "y": Float(0, 1)},
-        directions=["minimize", "minimize"],
-        optimizer="mo-gp",
-        optimizer_options={
-            "n_startup_trials": 4,
-            "n_candidates": 32,
-            "fit_iters": 6,
-            "mc_samples": 16,
-            "acquisition": acquisition,
-        },
-        seed=0,
-    )
+def test_each_acquisition_suggests_points_in_the_space(acquisition, caplog, small_mo_study):
+    study = small_mo_study(acquisition=acquisition)
     for _ in range(7):
         t = study.ask()
         x, y = t.params["x"], t.params["y"]

@@ -34,22 +34,10 @@ def test_a_bad_constraint_is_refused_when_the_study_is_made(bad):
         parse_constraints("latency <= 0.05")
 
 
-def _share_feasible(constraints, seed, n_trials=10):
+def _share_feasible(make_study, constraints, seed, n_trials=10):
     # Every x is on the front (y = 0); only x >= 0.6 satisfies "c >= 0.6". The metric is
     # missing from trial 1: it counts as infeasible and is left out of the constraint's GP.
-    study = Study(
-        {"x": Float(0, 1), "y": Float(0, 1)},
-        directions=["minimize", "minimize"],
-        optimizer="mo-gp",
-        optimizer_options={
-            "n_startup_trials": 4,
-            "n_candidates": 32,
-            "fit_iters": 6,
-            "mc_samples": 16,
-            "constraints": constraints,
-        },
-        seed=seed,
-    )
+    study = make_study(seed=seed, constraints=constraints)
     for i in range(n_trials):
         t = study.ask()
         x, y = t.params["x"], t.params["y"]
@@ -59,14 +47,14 @@ def _share_feasible(constraints, seed, n_trials=10):
     return sum(t.params["x"] >= 0.6 for t in model) / len(model)
 
 
-def test_mo_gp_runs_with_a_constraint_and_a_missing_metric():
-    assert 0.0 <= _share_feasible(["c >= 0.6"], seed=0, n_trials=6) <= 1.0
+def test_mo_gp_runs_with_a_constraint_and_a_missing_metric(small_mo_study):
+    assert 0.0 <= _share_feasible(small_mo_study, ["c >= 0.6"], seed=0, n_trials=6) <= 1.0
 
 
 @pytest.mark.slow
-def test_mo_gp_suggests_feasible_points_under_a_constraint():
-    constrained = [_share_feasible(["c >= 0.6"], seed) for seed in (0, 1, 2)]
-    free = [_share_feasible(None, seed) for seed in (0, 1, 2)]
+def test_mo_gp_suggests_feasible_points_under_a_constraint(small_mo_study):
+    constrained = [_share_feasible(small_mo_study, ["c >= 0.6"], seed) for seed in (0, 1, 2)]
+    free = [_share_feasible(small_mo_study, None, seed) for seed in (0, 1, 2)]
     assert sum(constrained) / 3 >= 0.75
     assert sum(constrained) / 3 > sum(free) / 3 + 0.3
 

@@ -301,15 +301,14 @@ class MultiObjectiveGP(Optimizer):
         from botorch.utils.multi_objective.pareto import is_non_dominated
 
         Yr = Y[ok] if bool(ok.any()) else Y
+        span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)  # the observed range
         if self.reference == "front":  # BoTorch's (and Ax's) rule: the front's nadir, less
             front = Yr[is_non_dominated(Yr)]  # a tenth of its range
             ref = infer_reference_point(front, scale=0.1)
             if self.reference_floor > 0:  # at least a fraction of the observed range
-                span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)
                 ref = torch.minimum(ref, front.min(0).values - self.reference_floor * span)
             return ref
-        span = (Yr.max(0).values - Yr.min(0).values).clamp_min(1e-9)  # the worst, less 10%
-        return Yr.min(0).values - 0.1 * span
+        return Yr.min(0).values - 0.1 * span  # the worst, less a tenth of the range
 
     def _constraint_models(
         self, space: Space, done: list[Trial], spec: GPSpec

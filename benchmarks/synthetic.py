@@ -706,16 +706,21 @@ def _pick(given: str | None, known: Sequence[str], what: str) -> list[str]:
 
 
 def _merged_runs(
-    p: argparse.ArgumentParser, args: argparse.Namespace, functions: list[str], methods: list[str]
-) -> tuple[list[dict], list[dict[str, Any]]]:
-    """The earlier runs `--merge` takes and what the page says about each file.
+    p: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    functions: list[str],
+    methods: list[str],
+    hebo_seeds: int,
+) -> tuple[list[dict], list[dict[str, Any]], list[str]]:
+    """The earlier runs `--merge` takes, what the page says about each file, and the functions
+    of --merge-functions (never run here).
 
     A run is taken when its method is one of --merge-methods or its function one of
     --merge-functions (and it is of this page's functions, methods and seeds); a later file
     replaces an earlier one's run of the same function, method and seed.
     """
     if not args.merge:
-        return [], []
+        return [], [], []
     taken_methods = _pick(args.merge_methods, METHODS, "method")
     taken_functions = (
         _pick(args.merge_functions, functions, "function") if args.merge_functions else []
@@ -723,7 +728,6 @@ def _merged_runs(
     unknown = [m for m in taken_methods if m not in methods]
     if unknown:
         p.error(f"--merge-methods {', '.join(unknown)} not among --methods")
-    hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
     by_key: dict[tuple[str, str, int], tuple[int, dict]] = {}
     abouts: list[dict[str, Any]] = []
     for i, path in enumerate(args.merge):
@@ -752,16 +756,15 @@ def _merged_runs(
         kept = [r for j, r in by_key.values() if j == i]
         about["runs"] = len(kept)
         about["what"] = sorted({f"{r['function']}/{r['method']}" for r in kept})
-    return [r for _, r in by_key.values()], [a for a in abouts if a["runs"]]
+    return [r for _, r in by_key.values()], [a for a in abouts if a["runs"]], taken_functions
 
 
 def _is_merged(
-    merged: list[dict[str, Any]], merge_functions: str, function: str, method: str
+    merged: list[dict[str, Any]], merged_functions: list[str], function: str, method: str
 ) -> bool:
     """Whether this page takes (function, method) from --merge instead of running it: a
     function of --merge-functions is never run here."""
-    named = {f.strip().lower() for f in merge_functions.split(",") if f.strip()}
-    return function.lower() in named or any(
+    return function in merged_functions or any(
         f"{function}/{method}" in about["what"] for about in merged
     )
 
@@ -843,7 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for info in meta_fns.values():
                 info["n_trials"] = args.trials
         hebo_seeds = args.seeds if args.hebo_seeds is None else min(args.hebo_seeds, args.seeds)
-        merged_runs, merged_from = _merged_runs(p, args, functions, methods)
+        merged_runs, merged_from, merged_functions = _merged_runs(
+            p, args, functions, methods, hebo_seeds
+        )
         short = [
             r
             for r in merged_runs
@@ -864,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (m not in HIGH_DIM_ONLY or meta_fns[fn]["high_dim"])
             and (m != "hebo" or fn in hebo_fns)
             and (not meta_fns[fn]["high_dim"] or m in high_methods)
-            and not _is_merged(merged_from, args.merge_functions if args.merge else "", fn, m)
+            and not _is_merged(merged_from, merged_functions, fn, m)
             for s in range(hebo_seeds if m == "hebo" else args.seeds)
         ]
         order: dict[tuple[str, str, int], int] = {

@@ -26,7 +26,7 @@ def _file(tmp_path: Path, name: str, runs: list[dict]) -> str:
 
 def _args(merge: list[str], methods: str = "hebo", functions: str = "") -> argparse.Namespace:
     return argparse.Namespace(
-        merge=merge, merge_methods=methods, merge_functions=functions, seeds=3, hebo_seeds=None
+        merge=merge, merge_methods=methods, merge_functions=functions, seeds=3
     )
 
 
@@ -44,11 +44,12 @@ def test_later_file_replaces_earlier_and_functions_take_every_method(bench, tmp_
     )
     second = _file(tmp_path, "b.json", [_run("Branin", "hebo", 1, 2.0)])
     p = argparse.ArgumentParser()
-    runs, about = bench._merged_runs(
+    runs, about, functions = bench._merged_runs(
         p,
         _args([first, second], functions="Ackley20"),
         ["Branin", "Ackley20"],
         ["random", "hebo"],
+        hebo_seeds=3,
     )
     got = {(r["function"], r["method"], r["seed"]): r["values"][0] for r in runs}
     assert got == {
@@ -58,12 +59,13 @@ def test_later_file_replaces_earlier_and_functions_take_every_method(bench, tmp_
     }
     assert [a["runs"] for a in about] == [2, 1]
     assert about[1]["what"] == ["Branin/hebo"]
-    assert bench._is_merged(about, "Ackley20", "Ackley20", "hebo")  # never run here
-    assert bench._is_merged(about, "", "Branin", "hebo")
-    assert not bench._is_merged(about, "", "Branin", "random")
+    assert functions == ["Ackley20"]
+    assert bench._is_merged(about, functions, "Ackley20", "hebo")  # never run here
+    assert bench._is_merged(about, [], "Branin", "hebo")
+    assert not bench._is_merged(about, [], "Branin", "random")
 
 
 def test_a_merge_method_outside_the_page_is_refused(bench, tmp_path):
     path = _file(tmp_path, "a.json", [])
     with pytest.raises(SystemExit):
-        bench._merged_runs(argparse.ArgumentParser(), _args([path]), ["Branin"], ["random"])
+        bench._merged_runs(argparse.ArgumentParser(), _args([path]), ["Branin"], ["random"], 3)

@@ -354,6 +354,7 @@ def trials_cmd(
     ] = None,
 ) -> None:
     """Show the trials of a study as a table."""
+    from metatune.constraints import stored_constraints
     from metatune.report.tables import directions_label, rank_trials, trials_table
     from metatune.trial import TrialState
 
@@ -382,7 +383,12 @@ def trials_cmd(
         return
     output.results().print(
         trials_table(
-            rows, record.direction, title=title, show_started=True, directions=record.directions
+            rows,
+            record.direction,
+            title=title,
+            show_started=True,
+            directions=record.directions,
+            constraints=stored_constraints(record.optimizer_options),
         )
     )
 
@@ -408,6 +414,7 @@ def best(
     as_json: _JsonOpt = False,
 ) -> None:
     """Show the best completed trial of a study (the Pareto front for several objectives)."""
+    from metatune.constraints import stored_constraints
     from metatune.report.tables import best_trial, front_trials, trial_table, trials_table
 
     store = open_storage(storage, must_exist=True)
@@ -417,9 +424,11 @@ def best(
     finally:
         store.close()
     if record.directions and len(record.directions) > 1:
-        front = front_trials(rows, record.directions)
+        constraints = stored_constraints(record.optimizer_options)
+        front = front_trials(rows, record.directions, constraints)
         if not front:
-            fail(f"study {record.name!r} has no completed trial yet ({len(rows)} trials in all)")
+            what = "trial that meets its constraints" if constraints else "completed trial"
+            fail(f"study {record.name!r} has no {what} yet ({len(rows)} trials in all)")
         if as_json:
             payload = {
                 "study": record.name,
@@ -433,7 +442,13 @@ def best(
             f"{len(front)} of {len(rows)} trials"
         )
         Output().results().print(
-            trials_table(front, record.direction, title=title, directions=record.directions)
+            trials_table(
+                front,
+                record.direction,
+                title=title,
+                directions=record.directions,
+                constraints=constraints,
+            )
         )
         return
     top = best_trial(rows, record.direction)

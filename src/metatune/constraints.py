@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from metatune.trial import Trial
 
-__all__ = ["OutcomeConstraint", "feasible", "parse_constraints"]
+__all__ = [
+    "OutcomeConstraint",
+    "feasible",
+    "feasible_trials",
+    "parse_constraints",
+    "stored_constraints",
+]
 
 _PATTERN = re.compile(r"^\s*(?P<name>[^\s<>=]+)\s*(?P<op><=|>=)\s*(?P<bound>\S+)\s*$")
 
@@ -82,3 +88,23 @@ def feasible(trial: Trial, constraints: Sequence[OutcomeConstraint]) -> bool:
         if v is None or c.slack(v) < 0:
             return False
     return True
+
+
+def feasible_trials(
+    trials: Iterable[Trial], constraints: Sequence[OutcomeConstraint]
+) -> list[Trial]:
+    """The trials that meet every constraint (all of them when there is none)."""
+    trials = list(trials)
+    return [t for t in trials if feasible(t, constraints)] if constraints else trials
+
+
+def stored_constraints(optimizer_options: Mapping[str, Any] | None) -> list[OutcomeConstraint]:
+    """The outcome constraints a study's stored optimizer options name (mo-gp's
+    ``constraints``), so that a report read from storage shows the same result as the study.
+    Options that do not parse as constraints (another optimizer's own use of the key) give none.
+    """
+    raw = (optimizer_options or {}).get("constraints")
+    try:
+        return parse_constraints(raw)
+    except ValueError:
+        return []

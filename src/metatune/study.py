@@ -16,6 +16,7 @@ from typing import Any
 
 from metatune._text import check_text
 from metatune._trial_history import TrialHistory
+from metatune.constraints import feasible_trials
 from metatune.direction import Direction
 from metatune.exceptions import (
     DuplicateStudyError,
@@ -295,8 +296,11 @@ class Study:
     @property
     def best_trials(self) -> list[Trial]:
         """The completed trials no other completed trial dominates (the Pareto front), by
-        number; for a single-objective study, the best trial (and those tied with it)."""
+        number; for a single-objective study, the best trial (and those tied with it). With
+        outcome constraints (mo-gp's `constraints`), only trials that meet them count, as in
+        Optuna."""
         done = [t for t in self.completed_trials() if t.value is not None]
+        done = feasible_trials(done, self.optimizer.constraints)
         if not self.is_multi_objective:
             if not done:
                 return []

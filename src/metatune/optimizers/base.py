@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from metatune._registry import Registry, construct
+from metatune.constraints import OutcomeConstraint
 from metatune.direction import Direction
 from metatune.pipeline.context import PipelineContext
 from metatune.space import Space
@@ -56,6 +57,8 @@ class Optimizer(abc.ABC):
 
     name: str = "custom"
     multi_objective: bool = False  # True when it handles studies with several directions
+    # Outcome constraints a trial must meet to count in the study's result (`best_trials`).
+    constraints: Sequence[OutcomeConstraint] = ()
 
     @abc.abstractmethod
     def suggest(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from metatune.constraints import OutcomeConstraint, feasible_trials, stored_constraints
 from metatune.direction import Direction
 from metatune.pareto import pareto_front
 from metatune.trial import SystemAttr, Trial, TrialState
@@ -55,6 +56,8 @@ class StudyView:
     space: dict[str, dict[str, Any]] | None = None
     optimizer: str | None = None
     directions: list[str] | None = None  # every objective's, for a multi-objective study
+    # outcome constraints a trial must meet to be on the front (mo-gp's `constraints`)
+    constraints: list[OutcomeConstraint] = field(default_factory=list)
     _params: list[ParamInfo] | None = field(default=None, repr=False)
     _front: list[Trial] | None = field(default=None, repr=False)
 
@@ -89,6 +92,7 @@ class StudyView:
                 space=(space.to_dict() or None) if hasattr(space, "to_dict") else None,
                 optimizer=getattr(opt, "name", None),
                 directions=list(directions) if directions and len(directions) > 1 else None,
+                constraints=list(getattr(opt, "constraints", ())),
             )
         if isinstance(study_or_trials, (str, bytes)) or not isinstance(study_or_trials, Sequence):
             raise TypeError("study_or_trials must be a Study or a sequence of Trial")
@@ -107,6 +111,7 @@ class StudyView:
             space=dict(record.space) if record.space else None,
             optimizer=record.optimizer,
             directions=getattr(record, "directions", None),
+            constraints=stored_constraints(getattr(record, "optimizer_options", None)),
         )
 
     # Derived facts -------------------------------------------------------------------------
@@ -156,13 +161,14 @@ class StudyView:
         return min(done, key=lambda t: self.sign * float(t.value)) if done else None  # type: ignore[arg-type]
 
     def pareto(self) -> list[Trial]:
-        """The completed trials no other one dominates (every objective counted as a loss), by
-        number; for a plain study, the best trial."""
+        """The completed trials that meet the constraints and that no other such trial
+        dominates (every objective counted as a loss), by number; for a plain study, the best
+        trial."""
         if not self.directions:
             best = self.best()
             return [] if best is None else [best]
         if self._front is None:
-            done = self.completed()
+            done = feasible_trials(self.completed(), self.constraints)
             signs = [Direction.parse(d).sign for d in self.directions]
             losses = np.array(
                 [[s * v for s, v in zip(signs, self.values_of(t), strict=True)] for t in done],  # type: ignore[arg-type]

@@ -81,6 +81,8 @@ def summary_rows(view: StudyView) -> list[tuple[str, str]]:
     states = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "pruned")
     rows.append(("trials", f"{len(view.trials)} ({states})"))
     best = view.best()
+    if view.constraints:
+        rows.append(("constraints", ", ".join(str(c) for c in view.constraints)))
     if view.is_multi_objective:
         front = view.pareto()
         if front:

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from metatune._text import printable
+from metatune.constraints import OutcomeConstraint, feasible_trials
 from metatune.direction import Direction
 from metatune.pareto import pareto_front, pareto_ranks, trial_losses
 from metatune.trial import SystemAttr, Trial, TrialState
@@ -55,9 +56,14 @@ def best_trial(trials: Iterable[Trial], direction: str) -> Trial | None:
     return Direction.parse(direction).best(trials)
 
 
-def front_trials(trials: Iterable[Trial], directions: Sequence[str]) -> list[Trial]:
-    """A multi-objective study's Pareto front among `trials`, by number."""
-    done, losses = trial_losses(list(trials), directions)
+def front_trials(
+    trials: Iterable[Trial],
+    directions: Sequence[str],
+    constraints: Sequence[OutcomeConstraint] = (),
+) -> list[Trial]:
+    """A multi-objective study's Pareto front among `trials` that meet `constraints`, by
+    number."""
+    done, losses = trial_losses(feasible_trials(trials, constraints), directions)
     return [done[i] for i in pareto_front(losses)]
 
 
@@ -152,17 +158,19 @@ def trials_table(
     show_started: bool = False,
     caption: str | None = None,
     directions: Sequence[str] | None = None,
+    constraints: Sequence[OutcomeConstraint] = (),
 ) -> Table:
     """A table with number, state, value, one column per parameter, duration (and errors).
 
     The row of `best_number` (by default the best completed trial among `trials`) is
-    highlighted; with several `directions`, every trial on the Pareto front is, and the values
+    highlighted; with several `directions`, every trial on the Pareto front of the trials that
+    meet `constraints` is, and the values
     column holds every objective's value. An "error" column (first line only) appears when a shown trial failed; "cost"
     and "cached" (leading stages served from the cache) columns when trials record costs.
     """
     multi = bool(directions) and len(directions) > 1  # type: ignore[arg-type]
     if multi:
-        marked = {t.number for t in front_trials(trials, directions)}  # type: ignore[arg-type]
+        marked = {t.number for t in front_trials(trials, directions, constraints)}  # type: ignore[arg-type]
     else:
         if best_number is None:
             best = best_trial(trials, direction)

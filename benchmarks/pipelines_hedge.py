@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "pipelines-hedge"
 DEFAULT_BENCHMARKS = ("hartmann-idle-last10", "hartmann-levy-last50")
 DEFAULT_METHODS = ("eeipu", "eeipu+hedge=0.5", "ei")
+_RENDERED = "rendered this page from the runs"
 AT = (0.25, 0.5, 1.0)  # fractions of the budget at which regret is read
 REGRET_FLOOR = 1e-6  # log-regret area: regrets below this count as this
 
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     if args.source:
         runs = [json.loads(line) for line in Path(args.source).read_text().splitlines() if line]
-        about = "rendered this page from the runs"
+        about = _RENDERED
     else:
         single_thread_torch()
         runs = []
@@ -228,7 +229,11 @@ def main(argv: list[str] | None = None) -> None:
                         fh.flush()
         runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
         about = f"{now_utc()}, {(time.perf_counter() - start) / 60:.1f} min, runs"
-    commands.append({"command": command_line(out), "out_dir": repo_relative(out), "about": about})
+    entry = {"command": command_line(out), "out_dir": repo_relative(out), "about": about}
+    # only the latest render is listed: a re-render replaces the previous one's entry
+    if args.source:
+        commands = [c for c in commands if c["about"] != _RENDERED]
+    commands.append(entry)
     meta_path.write_text(json.dumps(commands, indent=1) + "\n")
     data = {
         "benchmarks": benches,

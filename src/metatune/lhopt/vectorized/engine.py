@@ -292,10 +292,24 @@ class _Lockstep:
             def train(
                 flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-                leaf = flat.detach().requires_grad_()
-                losses = stacked_loss(loss_name, forward(layout.unflatten(leaf), x), y)
-                (grads,) = torch.autograd.grad(losses.sum(), [leaf])
-                return grads, losses
+                # One leaf per parameter tensor (views of `flat`), not the flat tensor itself:
+                # the backward of a slice writes into a zero tensor of the whole [R, D] row
+                # block, once per parameter tensor, which cost more than the model's own
+                # backward on wide layers; the gradients are concatenated once instead.
+                views = layout.unflatten(flat.detach())
+                leaves = {n: v.requires_grad_() for n, v in views.items()}
+                losses = stacked_loss(loss_name, forward(leaves, x), y)
+                grads = torch.autograd.grad(
+                    losses.sum(), list(leaves.values()), allow_unused=True
+                )
+                flat_grads = torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(v)).reshape(v.shape[0], -1)
+                        for g, v in zip(grads, leaves.values(), strict=True)
+                    ],
+                    dim=1,
+                )
+                return flat_grads, losses
 
             self._train = train
             self._eval = lambda flat, x, y: stacked_loss(

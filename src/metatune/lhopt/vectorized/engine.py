@@ -299,9 +299,7 @@ class _Lockstep:
                 views = layout.unflatten(flat.detach())
                 leaves = {n: v.requires_grad_() for n, v in views.items()}
                 losses = stacked_loss(loss_name, forward(leaves, x), y)
-                grads = torch.autograd.grad(
-                    losses.sum(), list(leaves.values()), allow_unused=True
-                )
+                grads = torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)
                 flat_grads = torch.cat(
                     [
                         (g if g is not None else torch.zeros_like(v)).reshape(v.shape[0], -1)

@@ -20,7 +20,7 @@ def test_the_split_is_declared_and_disjoint():
     assert set(TRAIN_FAMILIES) | set(HELD_OUT_FAMILIES) == set(FAMILIES)
     assert not set(TRAIN_FAMILIES) & set(HELD_OUT_FAMILIES)
     assert "mlp-diabetes" in HELD_OUT_FAMILIES  # a held-out benchmark task's data
-    assert {f.kind for f in FAMILIES.values()} == {"mlp", "cnn", "charlm"}
+    assert {f.kind for f in FAMILIES.values()} == {"mlp", "cnn", "charlm", "gru", "transformer"}
     assert {f.loss for f in FAMILIES.values()} == {"mse", "ce"}
 
 
@@ -65,3 +65,28 @@ def test_a_task_runs_in_the_ordinary_engine():
     before = task.val_loss()
     curve = task.run(opt, 30, val_every=30)
     assert curve[-1][1] < before
+
+
+@pytest.mark.parametrize("family", ["gru-charlm", "transformer-charlm", "gru-signal"])
+def test_sequence_models_train_in_lockstep_as_in_the_ordinary_engine(family):
+    group, spec = sample_group(family, np.random.default_rng(7), 2, steps=200)
+    assert spec.kind in ("gru", "transformer")
+    starts = [ReplicaStart(lr=3e-3), ReplicaStart(lr=1e-2)]
+    res = run_lockstep(group, starts, 30, val_every=10)  # the batched kernels
+    for r in range(2):
+        task = group.training_task(r)
+        opt = torch.optim.AdamW(task.model.parameters(), lr=starts[r].lr)
+        curve = task.run(opt, 30, val_every=10)
+        np.testing.assert_allclose(
+            [v for _, v in curve], [v for _, v in res.curves[r]], rtol=1e-4, atol=1e-6
+        )
+
+
+def test_a_regression_target_scale_moves_the_targets_not_the_inputs():
+    from metatune.lhopt.task_space import _linreg_data
+
+    options = {"features": 5, "n": 600, "noise": 0.5}
+    xs, ys, _, _ = _linreg_data({**options, "scale": 0.01}, 3)
+    xl, yl, _, _ = _linreg_data({**options, "scale": 10.0}, 3)
+    np.testing.assert_array_equal(xs, xl)
+    assert ys.std() == pytest.approx(0.01, rel=1e-3) and yl.std() == pytest.approx(10.0, rel=1e-3)

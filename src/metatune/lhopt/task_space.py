@@ -12,18 +12,20 @@ here before any policy is trained on them):
 
 | family | model | data | loss | split |
 | --- | --- | --- | --- | --- |
-| mlp-friedman | MLP | scikit-learn's Friedman #1/#2/#3 generators | MSE | train |
-| mlp-linreg | MLP | `make_regression`, squashed target | MSE | train |
+| mlp-friedman | MLP | scikit-learn's Friedman #1/#2/#3 generators, target scale 10^U(-2, 1) | MSE | train |
+| mlp-linreg | MLP | `make_regression`, squashed target, scale 10^U(-2, 1) | MSE | train |
 | mlp-classify | MLP | `make_classification` (2-6 classes) | cross-entropy | train |
 | mlp-bundled | MLP | wine, breast cancer, iris, digits | cross-entropy | train |
 | cnn-digits | small CNN | digits 8x8 | cross-entropy | train |
 | mlp-charlm | embedding + MLP | next character after k characters of stdlib source | cross-entropy | train |
+| gru-charlm | embedding + GRU | the same next-character windows | cross-entropy | train |
+| transformer-charlm | tiny causal transformer | the same next-character windows | cross-entropy | train |
 | mlp-diabetes | MLP | diabetes (bundled) | MSE | held out |
 | mlp-moons | MLP | `make_moons`/`make_circles` with noise | cross-entropy | held out |
 | cnn-bars | small CNN | synthetic 12x12 images: bar orientation, with noise | cross-entropy | held out |
+| gru-signal | GRU | next value of noisy synthetic sequences (sums of sines, AR(2)) | MSE | held out |
 
-Not here yet: GRUs and tiny transformers (`vmap` over `nn.GRU`/attention modules is not used by
-the lockstep engine yet), BatchNorm (buffers), and families mixing architectures in one group.
+The sequence models are in `lhopt.sequence_models`. Not here yet: BatchNorm (buffers) and families mixing architectures in one group.
 Nothing downloads: the data are scikit-learn generators, its bundled sets and the Python
 standard library's source files.
 """
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from metatune.lhopt.sequence_models import gru_model, tiny_transformer
 from metatune.lhopt.tasks import TrainingTask
 from metatune.lhopt.vectorized.group import TaskGroup
 
@@ -76,7 +79,7 @@ class GroupSpec:
     """What one group drew: shared by its replicas."""
 
     family: str
-    kind: str  # "mlp", "cnn" or "charlm"
+    kind: str  # "mlp", "cnn", "charlm", "gru" or "transformer"
     depth: int
     width: int
     activation: str
@@ -122,15 +125,21 @@ def _split(X: np.ndarray, y: np.ndarray, seed: int, val: float = 0.3) -> Data:
     return X[tr], y[tr], X[va], y[va]
 
 
-def _regression_data(X: np.ndarray, y: np.ndarray, seed: int) -> Data:
+def _regression_data(X: np.ndarray, y: np.ndarray, seed: int, scale: float = 1.0) -> Data:
+    """Standardized inputs; targets standardized, then multiplied by `scale` (a target left
+    in its own units, as users often leave it: Adam's best rate moves with the scale)."""
     xt, yt, xv, yv = _split(X, y, seed)
-    mean, std = yt.mean(), yt.std() + 1e-8
+    mean, std = yt.mean(), (yt.std() + 1e-8) / scale
     return (
         _standardize(xt, xt),
         ((yt - mean) / std).astype(np.float32),
         _standardize(xv, xt),
         ((yv - mean) / std).astype(np.float32),
     )
+
+
+def _target_scale(rng: np.random.Generator) -> float:
+    return float(10 ** rng.uniform(-2.0, 1.0))
 
 
 def _classification_data(X: np.ndarray, y: np.ndarray, seed: int) -> Data:
@@ -142,7 +151,11 @@ def _classification_data(X: np.ndarray, y: np.ndarray, seed: int) -> Data:
 
 
 def _friedman_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
-    return {"which": int(rng.integers(1, 4)), "n": int(rng.choice([600, 1500, 3000]))}
+    return {
+        "which": int(rng.integers(1, 4)),
+        "n": int(rng.choice([600, 1500, 3000])),
+        "scale": _target_scale(rng),
+    }
 
 
 def _friedman_data(o: dict[str, int | float | str], seed: int) -> Data:
@@ -155,7 +168,7 @@ def _friedman_data(o: dict[str, int | float | str], seed: int) -> Data:
         X, y = make_friedman2(n_samples=n, noise=30.0, random_state=seed)
     else:
         X, y = make_friedman3(n_samples=n, noise=0.05, random_state=seed)
-    return _regression_data(X, y, seed)
+    return _regression_data(X, y, seed, float(o["scale"]))
 
 
 def _linreg_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
@@ -163,6 +176,7 @@ def _linreg_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
         "features": int(rng.choice([5, 10, 20, 40])),
         "n": int(rng.choice([600, 1500, 3000])),
         "noise": float(rng.choice([0.5, 5.0, 20.0])),
+        "scale": _target_scale(rng),
     }
 
 
@@ -178,7 +192,7 @@ def _linreg_data(o: dict[str, int | float | str], seed: int) -> Data:
         random_state=seed,
     )
     y = 3 * np.tanh(y / y.std()) + 0.1 * y / y.std()
-    return _regression_data(X, y, seed)
+    return _regression_data(X, y, seed, float(o["scale"]))
 
 
 def _classify_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
@@ -336,6 +350,38 @@ def _charlm_data(o: dict[str, int | float | str], seed: int) -> Data:
     return xt, yt, xv, yv
 
 
+def _signal_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {
+        "length": int(rng.choice([8, 12, 16])),
+        "process": "sines" if rng.random() < 0.5 else "ar2",
+        "noise": float(rng.choice([0.05, 0.2, 0.5])),
+        "n": int(rng.choice([1500, 3000])),
+    }
+
+
+def _signal_data(o: dict[str, int | float | str], seed: int) -> Data:
+    """Sequences of `length` values ([N, length, 1]) and the next value: each a sum of three
+    sines of its own frequencies and phases, or a stable AR(2) process of its own coefficients,
+    plus Gaussian noise of scale `noise`."""
+    rng = np.random.default_rng([seed, 31])
+    n, length = int(o["n"]), int(o["length"])
+    steps = np.arange(length + 1)
+    if o["process"] == "sines":
+        freq = rng.uniform(0.05, 0.45, (n, 3, 1))
+        phase = rng.uniform(0.0, 2 * np.pi, (n, 3, 1))
+        amp = rng.uniform(0.3, 1.0, (n, 3, 1))
+        s = (amp * np.sin(2 * np.pi * freq * steps + phase)).sum(1)
+    else:
+        radius, angle = rng.uniform(0.7, 0.98, n), rng.uniform(0.1, np.pi - 0.1, n)
+        a1, a2 = 2 * radius * np.cos(angle), -(radius**2)
+        s = np.zeros((n, length + 1))
+        s[:, :2] = rng.normal(size=(n, 2))
+        for k in range(2, length + 1):
+            s[:, k] = a1 * s[:, k - 1] + a2 * s[:, k - 2] + 0.3 * rng.normal(size=n)
+    s = s + float(o["noise"]) * rng.normal(size=s.shape)
+    return _regression_data(s[:, :length, None], s[:, length], seed)
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -345,9 +391,12 @@ FAMILIES: dict[str, Family] = {
         Family("mlp-bundled", "train", "mlp", "ce", _bundled_draw, _bundled_data),
         Family("cnn-digits", "train", "cnn", "ce", _digits_draw, _digits_data),
         Family("mlp-charlm", "train", "charlm", "ce", _charlm_draw, _charlm_data),
+        Family("gru-charlm", "train", "gru", "ce", _charlm_draw, _charlm_data),
+        Family("transformer-charlm", "train", "transformer", "ce", _charlm_draw, _charlm_data),
         Family("mlp-diabetes", "heldout", "mlp", "mse", _diabetes_draw, _diabetes_data),
         Family("mlp-moons", "heldout", "mlp", "ce", _moons_draw, _moons_data),
         Family("cnn-bars", "heldout", "cnn", "ce", _bars_draw, _bars_data),
+        Family("gru-signal", "heldout", "gru", "mse", _signal_draw, _signal_data),
     )
 }
 TRAIN_FAMILIES = [n for n, f in FAMILIES.items() if f.split == "train"]
@@ -374,6 +423,16 @@ def _build(spec: GroupSpec, x: np.ndarray, classes: int) -> nn.Module:
     outputs = classes if classes else 1
     if spec.kind == "mlp":
         return nn.Sequential(*_mlp(x.shape[-1], outputs, spec))
+    if spec.kind in ("gru", "transformer"):
+        tokens = x.dtype.kind in "iu"  # [N, T] character codes, else [N, T, F] values
+        vocab, features = (128, 0) if tokens else (0, x.shape[-1])
+        outputs = 128 if tokens else outputs
+        if spec.kind == "gru":
+            return gru_model(vocab, features, spec.width, spec.depth, outputs, spec.norm == "layer")
+        activation = _ACTIVATIONS[spec.activation]
+        return tiny_transformer(
+            vocab, features, spec.width, spec.depth, outputs, x.shape[1], activation
+        )
     if spec.kind == "charlm":
         context, embed = x.shape[-1], int(dict(spec.extra)["embed"])
         return nn.Sequential(
@@ -396,6 +455,9 @@ def _draw_spec(family: Family, rng: np.random.Generator, steps: int | None) -> G
     if family.kind == "cnn":
         depth, width = int(rng.integers(1, 3)), int(rng.choice([4, 8, 16]))
         norm = "none"
+    elif family.kind in ("gru", "transformer"):
+        depth, width = int(rng.integers(1, 3)), int(rng.choice([8, 16, 32, 64]))
+        norm = "layer" if family.kind == "transformer" or rng.random() < 0.3 else "none"
     else:
         depth, width = int(rng.integers(1, 5)), int(rng.choice(_WIDTHS))
         norm = "layer" if rng.random() < 0.3 else "none"

@@ -4,8 +4,9 @@
 a tiny model costs several times the kernel it stands for (a vmapped `linear` of 16 replicas of a
 32x32 layer took about 5x a `baddbmm` of the same shapes), and a tiny model's step is made of
 such operations. `compile_stacked(module)` writes the forward pass of an `nn.Sequential` of
-Linear, LayerNorm, Embedding, Conv2d, MaxPool2d, Flatten and elementwise activations directly on
-[R, ...] tensors (`baddbmm`, a grouped convolution, indexed gathers), and returns None for any
+Linear, LayerNorm, Embedding, Conv2d, MaxPool2d, Flatten, elementwise activations and the
+sequence layers of `lhopt.sequence_models` (GRU, attention, positions, residual blocks) directly
+on [R, ...] tensors (`baddbmm`, a grouped convolution, indexed gathers), and returns None for any
 other module, for which the engine keeps `vmap`. Both give each replica the function of its own
 module, up to the rounding of batched reductions.
 """
@@ -16,6 +17,16 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from metatune.lhopt.sequence_models import (
+    AddPosition,
+    CausalSelfAttention,
+    GRULayer,
+    LastStep,
+    Residual,
+    attention,
+    gru_scan,
+)
 
 __all__ = ["compile_stacked", "stacked_loss", "StackedForward"]
 
@@ -108,7 +119,57 @@ def _elementwise(layer: nn.Module) -> StackedForward:
     return forward
 
 
+def _gru(prefix: str, layer: GRULayer) -> StackedForward:
+    input_map = _linear(f"{prefix}input_map.", layer.input_map)
+    hidden_map = _linear(f"{prefix}hidden_map.", layer.hidden_map)
+
+    def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+        return gru_scan(input_map(params, x), lambda h: hidden_map(params, h), layer.width)
+
+    return forward
+
+
+def _position(prefix: str) -> StackedForward:
+    def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+        position = params[f"{prefix}position"]  # [R, context, W]
+        view = (x.shape[0],) + (1,) * (x.dim() - 3) + tuple(position.shape[1:])
+        return x + position[:, : x.shape[-2]].reshape(view)
+
+    return forward
+
+
+def _self_attention(prefix: str, layer: CausalSelfAttention) -> StackedForward:
+    qkv = _linear(f"{prefix}qkv.", layer.qkv)
+    out = _linear(f"{prefix}out.", layer.out)
+
+    def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+        return out(params, attention(qkv(params, x), layer.heads))
+
+    return forward
+
+
+def _residual(prefix: str, layer: Residual) -> StackedForward | None:
+    inner = _sequence(prefix, layer)
+    if inner is None:
+        return None
+
+    def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+        return x + inner(params, x)
+
+    return forward
+
+
 def _layer(prefix: str, layer: nn.Module) -> StackedForward | None:
+    if type(layer) is GRULayer:
+        return _gru(prefix, layer)
+    if type(layer) is AddPosition:
+        return _position(prefix)
+    if type(layer) is CausalSelfAttention:
+        return _self_attention(prefix, layer)
+    if type(layer) is Residual:
+        return _residual(prefix, layer)
+    if type(layer) is LastStep:
+        return _elementwise(layer)  # indexes the last axes only
     if type(layer) is nn.Linear:
         return _linear(prefix, layer)
     if type(layer) is nn.LayerNorm and len(layer.normalized_shape) == 1:
@@ -126,14 +187,10 @@ def _layer(prefix: str, layer: nn.Module) -> StackedForward | None:
     return None
 
 
-def compile_stacked(module: nn.Module) -> StackedForward | None:
-    """A forward pass over stacked parameters ([R, ...]) and inputs ([R, B, ...]) for an
-    `nn.Sequential` of supported layers; None if any layer is not supported."""
-    if type(module) is not nn.Sequential:
-        return None
+def _sequence(prefix: str, module: nn.Sequential) -> StackedForward | None:
     steps = []
     for name, layer in module.named_children():
-        step = _layer(f"{name}.", layer)
+        step = _layer(f"{prefix}{name}.", layer)
         if step is None:
             return None
         steps.append(step)
@@ -144,6 +201,14 @@ def compile_stacked(module: nn.Module) -> StackedForward | None:
         return x
 
     return forward
+
+
+def compile_stacked(module: nn.Module) -> StackedForward | None:
+    """A forward pass over stacked parameters ([R, ...]) and inputs ([R, B, ...]) for an
+    `nn.Sequential` of supported layers; None if any layer is not supported."""
+    if type(module) is not nn.Sequential:
+        return None
+    return _sequence("", module)
 
 
 def stacked_loss(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

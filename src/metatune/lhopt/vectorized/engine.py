@@ -316,11 +316,21 @@ class _Lockstep:
         else:
             loss_fn = LOSSES[loss_name]
 
-            def loss_of(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-                return loss_fn(functional_call(template, layout.unflatten(flat), (x,)), y)
+            def loss_of(params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                return loss_fn(functional_call(template, params, (x,)), y)
 
-            self._train = vmap(grad_and_value(loss_of))
-            self._eval = vmap(loss_of)
+            train_params = vmap(grad_and_value(loss_of))
+            eval_params = vmap(loss_of)
+
+            def train_vmap(
+                flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                # per parameter tensor, as the batched backend (see there why)
+                grads, losses = train_params(layout.unflatten(flat.detach()), x, y)
+                return layout.flatten(grads), losses
+
+            self._train = train_vmap
+            self._eval = lambda flat, x, y: eval_params(layout.unflatten(flat), x, y)
         self._rows = torch.arange(self.size)[:, None]
         self._chunk = -1
         self._indices = torch.empty(0)

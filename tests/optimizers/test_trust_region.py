@@ -131,3 +131,12 @@ def test_study_searches_inside_the_box_and_restarts_with_a_fresh_design():
     assert checked >= 1
     assert opt._region.restarts >= 1 and len(region_starts) >= 2
     assert study.best_value < 0.2
+
+
+def test_a_trust_region_polishes_its_acquisition_by_default():
+    assert GPOptimizer().polish_iters == 0
+    assert GPOptimizer(trust_region=True).polish_iters == 20
+    assert GPOptimizer(trust_region={"length_init": 0.4}).polish_iters == 20
+    assert GPOptimizer(trust_region=True, polish_iters=0).polish_iters == 0
+    with pytest.raises(ValueError, match="polish_iters must be an integer >= 0"):
+        GPOptimizer(trust_region=True, polish_iters=-1)

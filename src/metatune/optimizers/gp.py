@@ -47,6 +47,7 @@ __all__ = ["GPOptimizer"]
 log = logging.getLogger("metatune")
 
 _OUTPUT_TRANSFORMS = ("yeo-johnson", "standardize")
+_TRUST_REGION_POLISH = 20  # the default `polish_iters` with a trust region
 
 
 @register_optimizer("gp")
@@ -60,7 +61,9 @@ class GPOptimizer(Optimizer):
         ucb_beta: exploration weight of UCB.
         n_candidates: Sobol candidates scored per suggestion.
         n_restarts: best candidates polished by L-BFGS-B when `polish_iters` > 0.
-        polish_iters: L-BFGS-B iterations on the acquisition after the local search (0: none).
+        polish_iters: L-BFGS-B iterations on the acquisition after the local search (0: none;
+            default 0, or 20 with `trust_region`: in 20-40 dimensions the local search alone
+            leaves the acquisition's maximum in the box far from found).
         fit_iters: L-BFGS iterations of a warm-started hyperparameter fit (a cold fit runs to
             convergence).
         min_noise: lower bound on the GP noise variance (on standardized outputs).
@@ -86,7 +89,7 @@ class GPOptimizer(Optimizer):
         ucb_beta: float = 2.0,
         n_candidates: int = 1024,
         n_restarts: int = 3,
-        polish_iters: int = 0,
+        polish_iters: int | None = None,
         fit_iters: int = 6,
         min_noise: float = 1e-8,
         kernel: str = "matern52",
@@ -108,6 +111,8 @@ class GPOptimizer(Optimizer):
             raise ValueError(f"n_candidates must be an integer >= 16, got {n_candidates!r}")
         if not (isinstance(n_restarts, int) and n_restarts >= 1):
             raise ValueError(f"n_restarts must be a positive integer, got {n_restarts!r}")
+        if polish_iters is None:
+            polish_iters = _TRUST_REGION_POLISH if trust_region is not False else 0
         if not (isinstance(polish_iters, int) and polish_iters >= 0):
             raise ValueError(f"polish_iters must be an integer >= 0, got {polish_iters!r}")
         if not (isinstance(fit_iters, int) and fit_iters >= 1):

@@ -37,6 +37,7 @@ from metatune.benchmarks.common import (
     how_it_was_run,
     machine_info,
     now_utc,
+    read_notes,
 )
 from metatune.lhopt.controller import Controller, default_policy_path
 from metatune.lhopt.policy import Policy
@@ -182,24 +183,35 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
     same = sum(e["same_moves"] for e in eq)
     curve = [e["curve_rel"] for e in eq if e["same_moves"]]
     finite = [c for c in curve if math.isfinite(c)]
-    small = [
-        r["unbatched_s_per_episode"] / min(r[f"vectorized_s_per_episode_{k}"] for k in replicas)
+    best_of = {
+        r["spec"]: r["unbatched_s_per_episode"]
+        / min(r[f"vectorized_s_per_episode_{k}"] for k in replicas)
         for r in rows
-    ]
+    }
+    ranked = sorted(best_of, key=best_of.get)
+
+    def named(specs: list[str]) -> str:
+        return "; ".join(f"{s} {best_of[s]:.1f}x" for s in specs)
+
+    load = data.get("load") or {}
     lines += [
         "",
         f"What it means: on one torch thread the lockstep engine runs the same episodes "
         f"{best:.1f}x as fast as today's engine over the task mix at its best group size "
         f"({top} replicas); the target was 20x, **not met**. Per group, at its best size, the "
-        f"speedup ranges from {min(small):.1f}x to {max(small):.1f}x: today's engine spends a "
-        "tiny model's step on Python and dispatch overhead, which a group pays once, so the "
-        "smallest models (widths 8-32, small batches) gain 12-19x at 256 replicas, while wide "
-        "layers (128 units, batches of 64) and the CNNs are compute-bound already and gain "
-        "2-6x, less at 256 replicas than at 64 (the stacked weights outgrow the caches). Both "
-        "engines get the same cores, so running two processes of either on the two cores "
-        "multiplies both by about the same factor. The machine was shared with other jobs "
-        "(load 7-10 on 2 cores) while this ran; the two engines were timed back to back on "
-        "each group.",
+        f"speedup ranges from {best_of[ranked[0]]:.1f}x to {best_of[ranked[-1]]:.1f}x. Today's "
+        "engine spends a tiny model's step on Python and dispatch overhead, which a group pays "
+        "once, so small models gain most (highest: "
+        f"{named(ranked[::-1][:3])}); larger layers, convolutions and the sequence models' "
+        f"step-by-step recurrences gain least (lowest: {named(ranked[:3])}). Both engines get "
+        "the same cores, so running two processes of either on the two cores multiplies both "
+        "by about the same factor. The two engines were timed back to back on each group"
+        + (
+            f", with the machine's load average at {load['start']:.1f} when the run began and "
+            f"{load['end']:.1f} when it ended (2 cores)."
+            if load
+            else "."
+        ),
         "",
         f"Same episodes: {same} of {len(eq)} episodes checked took exactly the same moves in "
         f"both engines; in those, the largest relative difference of a validation loss was "
@@ -212,6 +224,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         "summation orders would. `tests/lhopt/test_vectorized.py` checks stable episodes to "
         "1e-4.",
         "",
+        *([data["notes"].strip(), ""] if data.get("notes") else []),
         "## Per group (speedup at each group size; seconds per episode in today's engine)",
         "",
         "| seed | group | today's s/episode | "
@@ -242,8 +255,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
                 "8-24 policy steps per replica, as meta-training draws them",
                 f"Today's engine timed on {a['unbatched']} replicas of each group, the lockstep "
                 "engine on the first R replicas of the same group; both after a warm-up run, "
-                "one torch thread (`OMP_NUM_THREADS=1`), `nice -n 10`, other jobs sharing the "
-                "machine",
+                "one torch thread (`OMP_NUM_THREADS=1`)",
                 f"Machine: {format_machine(data['machine'])}",
             ],
             root=ROOT,
@@ -260,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unbatched", type=int, default=2)
     p.add_argument("--families", nargs="+", default=list(TRAIN_FAMILIES))
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
+    p.add_argument("--notes", help="a Markdown file placed on the page before the per-group table")
     args = p.parse_args(argv)
+    notes = read_notes(p, args.notes)
     if args.seeds < 1 or args.steps < 10 or min(args.replicas) < 1:
         p.error("--seeds and --replicas must be positive and --steps at least 10")
     if args.unbatched < 1 or args.unbatched > min(args.replicas):
@@ -277,17 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     run_lockstep(warm, [ReplicaStart(lr=1e-3)] * 2, 20, policy=policy, n_policy_steps=4)
     _unbatched(warm, 0, ReplicaStart(lr=1e-3), 20, 4, 0, policy)
     t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
     rows = [row for s in range(args.seeds) for row in run_seed(args, s, policy)]
+    load = {"start": load_start, "end": os.getloadavg()[0]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {
         "command": command_line(out),
         "date": now_utc(),
         "seconds": time.perf_counter() - t0,
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "notes")},
         "machine": machine_info(("torch", "scikit-learn")),
         "rows": rows,
         "summary": summarize(rows, args.replicas),
+        "load": load,
+        "notes": notes,
     }
     (out / "lhopt-engine.json").write_text(json.dumps(data, indent=1))
     write_markdown(data, out / "lhopt-engine.md")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from metatune.constraints import OutcomeConstraint, feasible_trials
 from metatune.direction import Direction
 from metatune.trial import Trial, TrialState
 
-__all__ = ["dominates", "pareto_front", "pareto_ranks", "trial_losses"]
+__all__ = ["dominates", "front_trials", "pareto_front", "pareto_ranks", "trial_losses"]
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -79,3 +80,14 @@ def trial_losses(
         if t.state is TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs)
     ]
     return done, [[s * v for s, v in zip(signs, t.values, strict=True)] for t in done]  # type: ignore[arg-type]
+
+
+def front_trials(
+    trials: Iterable[Trial],
+    directions: Sequence[str],
+    constraints: Sequence[OutcomeConstraint] = (),
+) -> list[Trial]:
+    """A multi-objective study's Pareto front among `trials` that meet `constraints`, by
+    number."""
+    done, losses = trial_losses(feasible_trials(trials, constraints), directions)
+    return [done[i] for i in pareto_front(losses)]

@@ -30,7 +30,7 @@ from metatune.outcome import as_value as _as_value
 from metatune.outcome import as_values as _as_values
 from metatune.outcome import describe_error as _describe_error
 from metatune.outcome import split_result as _split_result
-from metatune.pareto import pareto_front, trial_losses
+from metatune.pareto import front_trials
 from metatune.pipeline.context import PipelineContext
 from metatune.pipeline.pipeline import cost_spent
 from metatune.pruners import Pruner, make_pruner
@@ -300,14 +300,14 @@ class Study:
         outcome constraints (mo-gp's `constraints`), only trials that meet them count, as in
         Optuna."""
         done = [t for t in self.completed_trials() if t.value is not None]
-        done = feasible_trials(done, self.optimizer.constraints)
+        constraints = self.optimizer.constraints
         if not self.is_multi_objective:
+            done = feasible_trials(done, constraints)
             if not done:
                 return []
             best = self._direction.loss(self.best.value)  # type: ignore[arg-type]
             return [t for t in done if self._direction.loss(t.value) == best]  # type: ignore[arg-type]
-        done, losses = trial_losses(done, self.directions)
-        return [done[i] for i in pareto_front(losses)]
+        return front_trials(done, self.directions, constraints)
 
     @property
     def best_trial(self) -> Trial:

@@ -25,7 +25,8 @@ here before any policy is trained on them):
 | cnn-bars | small CNN | synthetic 12x12 images: bar orientation, with noise | cross-entropy | held out |
 | gru-signal | GRU | next value of noisy synthetic sequences (sums of sines, AR(2)) | MSE | held out |
 
-The sequence models are in `lhopt.sequence_models`. Not here yet: BatchNorm (buffers) and families mixing architectures in one group.
+The sequence models are in `lhopt.sequence_models`. Not here yet: BatchNorm (buffers) and
+families mixing architectures in one group.
 Nothing downloads: the data are scikit-learn generators, its bundled sets and the Python
 standard library's source files.
 """

@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from metatune._text import printable
-from metatune.constraints import OutcomeConstraint, feasible_trials
+from metatune.constraints import OutcomeConstraint
 from metatune.direction import Direction
-from metatune.pareto import pareto_front, pareto_ranks, trial_losses
+from metatune.pareto import front_trials, pareto_ranks, trial_losses
 from metatune.trial import SystemAttr, Trial, TrialState
 
 __all__ = [
@@ -54,17 +54,6 @@ def directions_label(record: Any) -> str:
 def best_trial(trials: Iterable[Trial], direction: str) -> Trial | None:
     """The best completed trial (the earliest among ties), or None if none completed."""
     return Direction.parse(direction).best(trials)
-
-
-def front_trials(
-    trials: Iterable[Trial],
-    directions: Sequence[str],
-    constraints: Sequence[OutcomeConstraint] = (),
-) -> list[Trial]:
-    """A multi-objective study's Pareto front among `trials` that meet `constraints`, by
-    number."""
-    done, losses = trial_losses(feasible_trials(trials, constraints), directions)
-    return [done[i] for i in pareto_front(losses)]
 
 
 def rank_trials(

@@ -300,14 +300,11 @@ class _Lockstep:
                 leaves = {n: v.requires_grad_() for n, v in views.items()}
                 losses = stacked_loss(loss_name, forward(leaves, x), y)
                 grads = torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)
-                flat_grads = torch.cat(
-                    [
-                        (g if g is not None else torch.zeros_like(v)).reshape(v.shape[0], -1)
-                        for g, v in zip(grads, leaves.values(), strict=True)
-                    ],
-                    dim=1,
-                )
-                return flat_grads, losses
+                by_name = {
+                    n: g if g is not None else torch.zeros_like(v)
+                    for (n, v), g in zip(leaves.items(), grads, strict=True)
+                }
+                return layout.flatten(by_name), losses
 
             self._train = train
             self._eval = lambda flat, x, y: stacked_loss(

@@ -415,7 +415,8 @@ def best(
 ) -> None:
     """Show the best completed trial of a study (the Pareto front for several objectives)."""
     from metatune.constraints import stored_constraints
-    from metatune.report.tables import best_trial, front_trials, trial_table, trials_table
+    from metatune.pareto import front_trials
+    from metatune.report.tables import best_trial, trial_table, trials_table
 
     store = open_storage(storage, must_exist=True)
     try:

@@ -25,7 +25,6 @@ __all__ = [
     "StudySummary",
     "best_trial",
     "directions_label",
-    "front_trials",
     "format_duration",
     "format_params",
     "format_value",

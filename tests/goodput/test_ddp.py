@@ -14,6 +14,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from metatune.goodput import GoodputController
+from metatune.goodput import controller as controller_module
+from metatune.goodput.choice import plan_for_total
 
 WORLD, M0, STEPS = 2, 16, 6
 
@@ -27,7 +29,14 @@ def _data():
     return torch.utils.data.TensorDataset(x, y)
 
 
-def _train(adam: bool, **kw) -> dict:
+def _alternating_plans(current, *args, **kwargs):
+    """Rank 0's stand-in for choose_plan: double the total batch, then halve it, so the ranks
+    must switch plans in step (with measured step times the choice would vary by run)."""
+    total = 2 * current.total if current.total == M0 else M0
+    return plan_for_total(total, M0, current.replicas), 2.0
+
+
+def _train(adam: bool, epochs: int = 1, **kw) -> dict:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1)).double()
     opt = (
@@ -35,9 +44,10 @@ def _train(adam: bool, **kw) -> dict:
         if adam
         else torch.optim.SGD(model.parameters(), lr=0.05)
     )
-    ctl = GoodputController(model, opt, batch_size=M0, max_batch_size=M0, adaptive=False, **kw)
+    kw = {"max_batch_size": M0, "adaptive": False, "measure_every": 1, **kw}
+    ctl = GoodputController(model, opt, batch_size=M0, **kw)
     loader = ctl.loader(_data(), seed=1)
-    for _ in ctl.epochs(1):
+    for _ in ctl.epochs(epochs):
         for (xb, yb), _acc in loader:
             ctl.step(((ctl.model(xb).squeeze(-1) - yb) ** 2).mean())
     return {
@@ -48,6 +58,7 @@ def _train(adam: bool, **kw) -> dict:
         "var": ctl.noise.grad_var,
         "count": ctl.noise.count,
         "plan": (ctl.plan.micro_batch, ctl.plan.accum_steps, ctl.plan.replicas),
+        "history": [(h[0], h[2], h[3]) for h in ctl.history],
     }
 
 
@@ -61,7 +72,21 @@ def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
         timeout=timedelta(seconds=120),
     )
     try:
-        res = {"sgd": _train(False), "adam": _train(True)}
+        controller_module.choose_plan = _alternating_plans  # this forked child only
+        res = {
+            "sgd": _train(False),
+            "adam": _train(True),
+            "sgd-every-2": _train(False, measure_every=2),
+            "adaptive": _train(
+                False,
+                epochs=6,
+                adaptive=True,
+                max_batch_size=4 * M0,
+                warmup_steps=2,
+                adapt_every=2,
+                adapt_budget=1.0,
+            ),
+        }
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -98,3 +123,26 @@ def test_two_ranks_equal_one_process_accumulating(ranks, opt):
         assert res["count"] == ref["count"] == STEPS
         assert res["sqr"] == pytest.approx(ref["sqr"], rel=1e-9)
         assert res["var"] == pytest.approx(ref["var"], rel=1e-9)
+
+
+def test_measuring_every_other_step_changes_the_estimate_count_not_the_update(ranks):
+    """Unmeasured steps are DDP's own all-reduce, measured ones the controller's: the
+    parameters match the single process's either way."""
+    ref = _train(False, max_micro_batch=M0 // WORLD, measure_every=2)
+    for both in ranks:
+        res = both["sgd-every-2"]
+        for a, b in zip(res["params"], ref["params"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+        assert res["count"] == ref["count"] == STEPS // 2
+        assert res["var"] == pytest.approx(ref["var"], rel=1e-9)
+
+
+def test_ranks_follow_the_same_plans_when_adapting(ranks):
+    """Rank 0 decides; every rank applies the plan at the same step, so the ranks keep
+    identical parameters through the switches."""
+    a, b = (both["adaptive"] for both in ranks)
+    assert a["history"] == b["history"]
+    assert {m for _, m, _ in a["history"]} == {M0 // WORLD, M0}  # it switched, both ways
+    assert a["steps"] == b["steps"]
+    for x, y in zip(a["params"], b["params"], strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)

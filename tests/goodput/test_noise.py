@@ -133,8 +133,8 @@ def _brute_force(model: nn.Linear, x, y) -> float:
     return var / float(mean @ mean)
 
 
-@pytest.mark.parametrize(("max_micro", "split_every"), [(8, None), (32, 1), (32, None)])
-def test_controller_noise_scale_matches_brute_force_at_fixed_parameters(max_micro, split_every):
+@pytest.mark.parametrize(("max_micro", "measure_every"), [(8, None), (32, 1), (32, None)])
+def test_controller_noise_scale_matches_brute_force_at_fixed_parameters(max_micro, measure_every):
     """Accumulation pieces (32 = 4 x 8), split steps and consecutive differences (unbiased
     here: lr 0 keeps the parameters, and so the truth, where they are)."""
     x, y, w_star = _least_squares_data(8192, 0)
@@ -148,7 +148,7 @@ def test_controller_noise_scale_matches_brute_force_at_fixed_parameters(max_micr
         batch_size=32,
         max_batch_size=32,
         max_micro_batch=max_micro,
-        split_every=split_every,
+        measure_every=measure_every,
         noise_decay=0.99,
         adaptive=False,
     )

@@ -1,6 +1,5 @@
 """Torch-side gradient measurements for the noise estimate: Adam preconditioning, squared norms,
-snapshots of accumulated gradients, and the DDP communication hook that records each rank's
-local squared norm before the all-reduce (so the per-rank norms cost no extra gradient traffic).
+and flat copies of the gradients.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
-    "LocalNormHook",
     "adam_preconditioner",
     "dot",
+    "flatten",
     "grads_of",
     "is_adam_type",
     "sqnorm",
@@ -71,6 +70,17 @@ def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
     return [p.grad for p in params]
 
 
+def flatten(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The gradients as one new flat tensor (zeros for a parameter without one): a handful of
+    whole-vector products then replace several small ones per parameter, whose dispatch, not
+    arithmetic, is what a small model's measurement costs."""
+    parts = [
+        torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None else g.reshape(-1)
+        for g, p in zip(grads, params, strict=True)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
 def sqnorm(
     tensors: Sequence[torch.Tensor | None],
     weights: Sequence[torch.Tensor | None] | None = None,
@@ -100,58 +110,3 @@ def dot(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> t
     if total is None:
         return torch.zeros((), dtype=torch.float64)
     return total.detach().double()
-
-
-class LocalNormHook:
-    """A DDP communication hook that averages each bucket like the default hook and carries
-    this rank's (preconditioned, scaled) squared norm of the bucket in one extra element of the
-    same all-reduce, so the per-rank norms cost no collective of their own.
-
-    Register with ``ddp_model.register_comm_hook(hook, LocalNormHook.hook)``. Before each
-    synchronising backward call `reset` and set `weights` (parameter id -> preconditioner, or
-    None) and `scale` (the factor that turns this rank's accumulated gradient into its mean
-    gradient); afterwards `mean_sq` is the mean over ranks of |local mean gradient|^2.
-    """
-
-    def __init__(self, process_group=None) -> None:
-        self.process_group = process_group
-        self.weights: dict[int, torch.Tensor] | None = None
-        self.scale = 1.0
-        self.mean_sq: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.mean_sq = None
-
-    def _add(self, value: torch.Tensor) -> None:
-        self.mean_sq = value if self.mean_sq is None else self.mean_sq + value
-
-    @staticmethod
-    def hook(state: LocalNormHook, bucket) -> torch.futures.Future[torch.Tensor]:
-        import torch.distributed as dist
-
-        buf = bucket.buffer()
-        if state.weights is None:
-            s = torch.dot(buf, buf)
-        else:
-            s = torch.zeros((), dtype=buf.dtype, device=buf.device)
-            for p, g in zip(bucket.parameters(), bucket.gradients(), strict=False):
-                w = state.weights.get(id(p))
-                x = g if w is None else g * w
-                s = s + torch.dot(x.reshape(-1), x.reshape(-1))
-        group = state.process_group or dist.group.WORLD
-        world = dist.get_world_size(group)
-        flat = torch.cat([buf, (s * state.scale**2).reshape(1).to(buf.dtype)])
-        flat.div_(world)
-        fut = dist.all_reduce(flat, group=group, async_op=True).get_future()
-
-        def done(f: torch.futures.Future) -> torch.Tensor:
-            out = f.value()[0]
-            state._add(out[-1].detach().double())
-            buf.copy_(out[:-1])
-            return buf
-
-        return fut.then(done)
-
-
-# DDP checks the hook's return annotation as an object, not the string PEP 563 leaves.
-LocalNormHook.hook.__annotations__["return"] = torch.futures.Future[torch.Tensor]

@@ -9,10 +9,12 @@ that maximise goodput. A plain loop gains about four lines::
             ctl.step(loss_fn(ctl.model(x), y))   # backward; optimizer step after the last one
 
 Under torchrun (torch.distributed initialised, world size > 1) the model is wrapped in
-DistributedDataParallel and a communication hook carries each rank's local squared gradient
-norm in one extra element of the gradient all-reduce itself, so the noise estimate needs no
-collective of its own. Decisions (when to re-plan, which plan) are taken on rank 0 and
-broadcast, so every rank follows the same plan.
+DistributedDataParallel. Most steps are DDP's own, untouched; on every `measure_every`-th step
+the controller skips DDP's synchronisation and all-reduces the gradients itself, with each
+rank's local squared norm in one extra element of that same all-reduce, so the noise estimate
+needs no collective of its own and the other steps pay nothing for it (a Python communication
+hook on every bucket of every step would). Decisions (when to re-plan, which plan) are taken
+on rank 0 and broadcast, so every rank follows the same plan.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import torch
 from metatune._registry import UnknownNameError
 from metatune.goodput import _gradients as G
 from metatune.goodput.choice import BatchPlan, choose_plan, plan_for_total
-from metatune.goodput.efficiency import gain as gain_of
 from metatune.goodput.loader import AdaptiveDataLoader, MicroBatchInfo
 from metatune.goodput.lr_rules import LR_RULES, ScaleContext, default_rule
 from metatune.goodput.noise import NoiseTracker, from_consecutive, from_means
 from metatune.goodput.throughput import ThroughputModel
 
 __all__ = ["GoodputController"]
+
+PRECONDITION_EVERY = 8  # steps between recomputations of Adam's preconditioner
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -73,9 +76,12 @@ class GoodputController:
             Adam-type optimizers).
         candidates: total batch sizes evaluated per re-plan (geometric between M0 and max).
         nodes: machines the replicas span (default from LOCAL_WORLD_SIZE; 1 without it).
-        split_every: in one process without accumulation, run every n-th step as two half
-            micro-batches (the same examples and update) to measure the noise without bias;
-            None or 0 uses consecutive-step differences instead (biased, see `noise`).
+        measure_every: every n-th optimizer step measures the gradient noise: from its
+            accumulation micro-batches, from the replicas' gradients under DDP, or, in one
+            process without accumulation, by running it as two half micro-batches (the same
+            examples and update). None or 0: every step, and in one process without
+            accumulation from consecutive-step differences instead (no extra work per step,
+            but biased, see `noise`).
         adaptive: False keeps M0 fixed but measures as usual (for overhead comparisons).
         clock: what step times are measured with; wall time by default. On a machine shared
             with other jobs, ``time.thread_time`` (this thread's CPU time) measures what a step
@@ -101,7 +107,7 @@ class GoodputController:
         precondition: bool | str = "auto",
         candidates: int = 50,
         nodes: int | None = None,
-        split_every: int | None = 8,
+        measure_every: int | None = 8,
         adaptive: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -132,7 +138,9 @@ class GoodputController:
         self.adapt_budget = float(adapt_budget)
         self.refit_every = _positive_int("refit_every", refit_every)
         self.candidates = _positive_int("candidates", candidates)
-        self.split_every = 0 if not split_every else _positive_int("split_every", split_every)
+        self.measure_every = (
+            0 if not measure_every else _positive_int("measure_every", measure_every)
+        )
         if lr_schedule is not None and not callable(lr_schedule):
             raise TypeError(f"lr_schedule must be callable, got {lr_schedule!r}")
         adam = G.is_adam_type(optimizer)
@@ -168,7 +176,6 @@ class GoodputController:
             raise TypeError(f"clock must be callable, got {clock!r}")
         self.clock = clock
         self._base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
-        self._hook: G.LocalNormHook | None = None
         self.model = self._wrap(model)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self.noise = NoiseTracker(noise_decay)
@@ -184,20 +191,22 @@ class GoodputController:
         self._loader: AdaptiveDataLoader | None = None
         self._next_adapt = self.warmup_steps
         self._weights: list[torch.Tensor | None] | None = None
-        self._prev_micro: list[torch.Tensor] | None = None
-        self._piece_sq: list[float] = []
+        self._weights_step = -1  # the step the preconditioner was computed at
+        self._flat_weights: torch.Tensor | None = None
+        self._prev_micro: torch.Tensor | None = None  # flat accumulated gradient so far
+        self._piece_sq: list[torch.Tensor] = []
         self._piece_sizes: list[int] = []
-        self._prev_grad: list[torch.Tensor] | None = None
+        self._prev_grad: torch.Tensor | None = None  # flat, preconditioned
         self._prev_size = 0
         self._prev_sq = 0.0
         self._last_end: float | None = None
         self._last_plan: BatchPlan | None = None
-        self._last_split = False
         self._step_time = float("nan")
         self._plan_time = 0.0  # every re-plan's cost so far
-        self._started: float | None = None  # the clock at the end of the first step
+        self._train_time = 0.0  # seconds of training steps so far (see _record_time)
         self._fitted_configs = -1  # configurations the step-time model had at its last fit
         self._plans_since_fit = 0
+        self._pending: tuple[Any, torch.Tensor, float] | None = None  # a plan on its way (DDP)
 
     # -- set-up ------------------------------------------------------------------------------
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -205,10 +214,7 @@ class GoodputController:
             return model
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp = model if isinstance(model, DDP) else DDP(model)
-        self._hook = G.LocalNormHook()
-        ddp.register_comm_hook(self._hook, G.LocalNormHook.hook)
-        return ddp
+        return model if isinstance(model, DDP) else DDP(model)
 
     def loader(self, dataset: Any, **kwargs: Any) -> AdaptiveDataLoader:
         """An AdaptiveDataLoader over `dataset` that follows this controller's plan (keyword
@@ -226,33 +232,42 @@ class GoodputController:
                 f"loader has world_size {loader.world_size}, the controller {self.world_size}"
             )
         self._loader = loader
-        loader.split_every = self.split_every
+        # None/0: every step measures; in one process without accumulation by consecutive
+        # differences, so no step is split.
+        loader.measure_every = self.measure_every or 1
+        loader.split_measured = bool(self.measure_every)
         loader.set_plan(self.plan)
         loader.add_listener(self._on_micro_batch)
 
     def _on_micro_batch(self, info: MicroBatchInfo) -> None:
-        if info.index == 0 and self.precondition:
-            # Adam's preconditioner, only for steps that measure (in one process without
-            # accumulation, by default only the split steps): it costs a pass over the state.
-            measured = self.world_size > 1 or info.steps > 1 or not self.split_every
-            self._weights = (
-                G.adam_preconditioner(self.optimizer, self._params) if measured else None
+        # Adam's preconditioner, only for steps that measure. It costs a pass over the
+        # optimizer state, and Adam's second moment moves slowly (beta2 near 1), so it is
+        # recomputed at most every PRECONDITION_EVERY steps.
+        stale = self._weights is None or self.steps - self._weights_step >= PRECONDITION_EVERY
+        if info.index == 0 and self.precondition and info.measure and stale:
+            self._weights = G.adam_preconditioner(self.optimizer, self._params)
+            self._weights_step, self._flat_weights = self.steps, None
+        if self.world_size > 1:
+            # DDP synchronises only a step's last micro-batch, and not at all on a measured
+            # step, whose gradients the controller all-reduces itself (`_measure_ranks`).
+            sync = info.last and not info.measure
+            if self.model.require_backward_grad_sync != sync:
+                self.model.require_backward_grad_sync = sync
+
+    def _weighted(self, flat: torch.Tensor) -> torch.Tensor:
+        """A flat gradient times the flat preconditioner (itself when there is none)."""
+        if self._weights is None:
+            return flat
+        if self._flat_weights is None:
+            self._flat_weights = torch.cat(
+                [
+                    torch.ones(p.numel(), dtype=p.dtype, device=p.device)
+                    if w is None
+                    else w.reshape(-1)
+                    for w, p in zip(self._weights, self._params, strict=True)
+                ]
             )
-        if self._hook is not None:  # DDP: all-reduce only on the step's last micro-batch
-            self.model.require_backward_grad_sync = info.last
-            if info.last:
-                self._hook.reset()
-                # the hook sees sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x that
-                self._hook.scale = info.step_total / (self.world_size * info.rank_total)
-                self._hook.weights = (
-                    None
-                    if self._weights is None
-                    else {
-                        id(p): w
-                        for p, w in zip(self._params, self._weights, strict=True)
-                        if w is not None
-                    }
-                )
+        return flat * self._flat_weights
 
     def epochs(self, count: int) -> Iterator[int]:
         """Epoch numbers from where training stands (after a restart: the saved epoch) up to
@@ -277,7 +292,7 @@ class GoodputController:
         k = self.world_size
         scale = info.size * k / info.step_total  # DDP averages over k
         (loss if scale == 1.0 else loss * scale).backward()
-        pieces = k == 1 and info.steps > 1
+        pieces = k == 1 and info.steps > 1 and info.measure
         if pieces:
             self._measure_piece(info, info.size / info.step_total)
         if not info.last:
@@ -289,66 +304,78 @@ class GoodputController:
         self.steps += 1
         self.examples += info.step_total
         self._record_time(info)
-        if self.adaptive and self.steps >= self._next_adapt:
+        if self._pending is not None:
+            self._receive_plan()
+        elif self.adaptive and self.steps >= self._next_adapt:
             self._adapt()
         return True
 
     def _measure_piece(self, info: MicroBatchInfo, weight: float) -> None:
-        grads = G.grads_of(self._params)
-        if self._prev_micro is None or info.index == 0:
-            diff = grads
-        else:
-            diff = [
-                None if g is None else g - p for g, p in zip(grads, self._prev_micro, strict=True)
-            ]
-        self._piece_sq.append(float(G.sqnorm(diff, self._weights)) / weight**2)
+        # The accumulated gradient minus the one before this micro-batch is this
+        # micro-batch's share; all on flat copies, with one host sync per step (at its end).
+        flat = G.flatten(G.grads_of(self._params), self._params).detach()
+        prev = self._prev_micro
+        diff = self._weighted(flat if prev is None or info.index == 0 else flat - prev)
+        self._piece_sq.append(torch.dot(diff, diff) / weight**2)
         self._piece_sizes.append(info.size)
-        if not info.last:
-            self._prev_micro = [
-                torch.zeros_like(p) if g is None else g.detach().clone()
-                for g, p in zip(grads, self._params, strict=True)
-            ]
+        self._prev_micro = flat
 
     def _measure_step(self, info: MicroBatchInfo, pieces: bool) -> None:
-        grads = G.grads_of(self._params)
         big = float(info.step_total)
-        if self._hook is not None:
-            # The hook all-reduced the ranks' squared norms with the gradients; the ranks'
-            # sizes follow from the loader's deterministic split.
-            mean_sq = self._hook.mean_sq
-            mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
-            if mean_sq is not None:
-                total_sq = float(G.sqnorm(grads, self._weights))
-                est = from_means(float(mean_sq), mean_inv, big, total_sq, self._population())
-                self.noise.update(est)
+        if self.world_size > 1:
+            if info.measure:
+                self._measure_ranks(info)
         elif pieces:
             n = len(self._piece_sizes)
-            mean_sq = sum(self._piece_sq) / n
+            last = self._weighted(self._prev_micro)  # the whole step's gradient
+            sums = torch.stack([torch.stack(self._piece_sq).sum(), torch.dot(last, last)])
+            piece_total, total_sq = sums.double().tolist()
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
-            total_sq = float(G.sqnorm(grads, self._weights))
-            self.noise.update(from_means(mean_sq, mean_inv, big, total_sq, self._population()))
+            self.noise.update(
+                from_means(piece_total / n, mean_inv, big, total_sq, self._population())
+            )
             self._piece_sq.clear()
             self._piece_sizes.clear()
             self._prev_micro = None
-        elif not self.split_every:
-            self._measure_consecutive(grads, info.step_total)
+        elif not self.measure_every:
+            self._measure_consecutive(info.step_total)
         # else: a plain step between split ones, nothing to measure
 
-    def _measure_consecutive(self, grads: list, size: int) -> None:
+    def _measure_ranks(self, info: MicroBatchInfo) -> None:
+        """All-reduce this rank's local gradient (DDP did not) with its squared norm in one
+        extra element, write the average back into the gradients, and estimate the noise from
+        the ranks' norms and the average's; the ranks' sizes follow from the loader's
+        deterministic split."""
+        import torch.distributed as dist
+
+        k = self.world_size
+        flat = G.flatten(G.grads_of(self._params), self._params).detach()
+        # The local gradient is sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x it.
+        local = self._weighted(flat) * (info.step_total / (k * info.rank_total))
+        buf = torch.cat([flat, torch.dot(local, local).reshape(1).to(flat.dtype)])
+        buf.div_(k)
+        dist.all_reduce(buf)
+        mean = buf[:-1]
+        offset = 0
+        for p in self._params:
+            n = p.numel()
+            if p.grad is not None:
+                p.grad.copy_(mean[offset : offset + n].view_as(p.grad))
+            offset += n
+        avg = self._weighted(mean)
+        mean_sq, total_sq = torch.stack([buf[-1], torch.dot(avg, avg)]).double().tolist()
+        mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
+        est = from_means(mean_sq, mean_inv, float(info.step_total), total_sq, self._population())
+        self.noise.update(est)
+
+    def _measure_consecutive(self, size: int) -> None:
         """|g - g_prev|^2 and |(g + g_prev) / 2|^2 from three dot products (|g_prev|^2 kept
-        from the last step), with no temporary gradient copies; each gradient is
-        preconditioned by the weights of its own step."""
-        w = self._weights
-        xs = [
-            None if g is None else (g if w is None or w[i] is None else g * w[i])
-            for i, g in enumerate(grads)
-        ]
+        from the last step) on flat copies; each gradient is preconditioned by the weights of
+        its own step."""
+        x = self._weighted(G.flatten(G.grads_of(self._params), self._params).detach())
         prev = self._prev_grad
-        gg = G.sqnorm(xs)
         if prev is not None:
-            gp = G.dot(xs, prev)
-            pair = torch.stack([gg, gp]).tolist()
-            g2, cross = pair
+            g2, cross = torch.stack([torch.dot(x, x), torch.dot(x, prev)]).double().tolist()
             p2 = self._prev_sq
             est = from_consecutive(
                 g2 + p2 - 2.0 * cross,
@@ -358,18 +385,10 @@ class GoodputController:
                 self._population(),
             )
             self.noise.update(est)
-            for buf, x in zip(prev, xs, strict=True):
-                if x is None:
-                    buf.zero_()
-                else:
-                    buf.copy_(x)
             self._prev_sq = g2
         else:
-            self._prev_grad = [
-                torch.zeros_like(p) if x is None else x.detach().clone()
-                for x, p in zip(xs, self._params, strict=True)
-            ]
-            self._prev_sq = float(gg)
+            self._prev_sq = float(torch.dot(x, x))
+        self._prev_grad = x
         self._prev_size = size
 
     def _population(self) -> float:
@@ -392,7 +411,11 @@ class GoodputController:
         phi = self.noise.noise_scale
         if total <= self.batch_size or math.isnan(phi):  # at M0, or no estimate yet
             return min(total / self.batch_size, 1.0)
-        return float(gain_of(phi, self.batch_size, total))
+        scale = total / self.batch_size
+        if math.isinf(phi):
+            return scale
+        phi = max(phi, 0.0)  # efficiency.gain's formula, on floats (it runs every step)
+        return (phi + self.batch_size) / (phi / scale + self.batch_size)
 
     def _apply_lr(self, total: int) -> None:
         g = self.current_gain(total)
@@ -411,24 +434,24 @@ class GoodputController:
 
     def _record_time(self, info: MicroBatchInfo) -> None:
         now = self.clock()
-        if (
-            self._last_end is not None
-            and not info.first_of_iteration
-            and not info.split
-            and self._last_plan == info.plan
-            and info.step_total == info.plan.total
-        ):
+        if self._last_end is not None and not info.first_of_iteration:
             dt = now - self._last_end
-            p = info.plan
-            self.throughput.observe(p.micro_batch, p.accum_steps, dt, p.replicas, self.nodes)
-            self._step_time = (
-                dt if self._step_time != self._step_time else (0.9 * self._step_time + 0.1 * dt)
-            )
+            # Training time for the planning budget: a gap far longer than a step (an
+            # evaluation, a checkpoint, other work of the loop) counts as one long step.
+            if self._step_time == self._step_time:
+                self._train_time += min(dt, 4.0 * self._step_time)
+            if (
+                not info.split
+                and self._last_plan == info.plan
+                and info.step_total == info.plan.total
+            ):
+                p = info.plan
+                self.throughput.observe(p.micro_batch, p.accum_steps, dt, p.replicas, self.nodes)
+                self._step_time = (
+                    dt if self._step_time != self._step_time else 0.9 * self._step_time + 0.1 * dt
+                )
         self._last_plan = info.plan
-        self._last_split = info.split
         self._last_end = now
-        if self._started is None:
-            self._started = now
 
     # -- planning ----------------------------------------------------------------------------
     def _decide(self) -> tuple[BatchPlan, int, float]:
@@ -461,24 +484,38 @@ class GoodputController:
         now = self.clock()
         self._plan_time += now - t0
         wait = self.adapt_every
-        if self._step_time == self._step_time and self._step_time > 0 and self._started is not None:
+        if self._step_time == self._step_time and self._step_time > 0:
             # Steps until planning so far is within its share of the training time so far.
-            behind = self._plan_time / self.adapt_budget - (now - self._started)
+            behind = self._plan_time / self.adapt_budget - self._train_time
             wait = max(wait, math.ceil(behind / self._step_time))
         return plan, self.steps + wait, speedup
 
     def _adapt(self) -> None:
-        plan, next_adapt, speedup = self._decide() if self.rank == 0 else (self.plan, 0, 1.0)
-        if self.distributed and self.world_size > 1:
-            import torch.distributed as dist
+        if not (self.distributed and self.world_size > 1):
+            plan, next_adapt, speedup = self._decide()
+            self._apply_plan(plan, next_adapt, speedup)
+            return
+        import torch.distributed as dist
 
-            dev = self._params[0].device if self._params else torch.device("cpu")
-            msg = torch.tensor(
-                [plan.micro_batch, plan.accum_steps, next_adapt], dtype=torch.int64, device=dev
-            )
-            dist.broadcast(msg, src=0)
-            m, s, next_adapt = (int(v) for v in msg.tolist())
-            plan = BatchPlan(m, s, self.world_size)
+        # Rank 0 decides and broadcasts without waiting: the other ranks go on with the next
+        # step and every rank applies the plan at the end of that step (the same step on all
+        # of them), so no rank idles in a collective of its own while rank 0 fits.
+        plan, next_adapt, speedup = self._decide() if self.rank == 0 else (self.plan, 0, 1.0)
+        dev = self._params[0].device if self._params else torch.device("cpu")
+        msg = torch.tensor(
+            [plan.micro_batch, plan.accum_steps, next_adapt], dtype=torch.int64, device=dev
+        )
+        work = dist.broadcast(msg, src=0, async_op=True)
+        self._pending = (work, msg, speedup)
+
+    def _receive_plan(self) -> None:
+        work, msg, speedup = self._pending
+        self._pending = None
+        work.wait()
+        m, s, next_adapt = (int(v) for v in msg.tolist())
+        self._apply_plan(BatchPlan(m, s, self.world_size), next_adapt, speedup)
+
+    def _apply_plan(self, plan: BatchPlan, next_adapt: int, speedup: float) -> None:
         self._next_adapt = next_adapt
         self.last_speedup = speedup
         self.history.append(
@@ -498,7 +535,8 @@ class GoodputController:
             "progress": self.progress,
             "steps": self.steps,
             "examples": self.examples,
-            "next_adapt": self._next_adapt,
+            # a plan still on its way (DDP) is decided again right after a restart
+            "next_adapt": self.steps if self._pending is not None else self._next_adapt,
             "base_lrs": list(self._base_lrs),
             "noise": self.noise.state_dict(),
             "throughput": self.throughput.state_dict(),
@@ -524,6 +562,7 @@ class GoodputController:
         self.steps = int(state["steps"])
         self.examples = int(state["examples"])
         self._next_adapt = int(state["next_adapt"])
+        self._pending = None
         self._base_lrs = [float(x) for x in state["base_lrs"]]
         self.noise.load_state_dict(state["noise"])
         self.throughput.load_state_dict(state["throughput"])

@@ -33,6 +33,7 @@ class MicroBatchInfo:
     first_of_iteration: bool  # the first step since iteration (re)started: its time is skipped
     plan: BatchPlan
     split: bool = False  # a one-micro-batch step split in two to measure the noise
+    measure: bool = False  # the step measures the gradient noise
     rank_totals: tuple[int, ...] = ()  # every rank's examples in the step
 
     @property
@@ -100,12 +101,15 @@ class AdaptiveDataLoader:
         self._step_start = 0
         self._in_step = False
         self.current: MicroBatchInfo | None = None
-        # One process without accumulation has a single gradient per step; every
-        # `split_every`-th step is then run as two half micro-batches (same examples, same
-        # update) so that the noise can be measured without the consecutive-step bias.
-        self.split_every = 0
+        # Every `measure_every`-th step measures the gradient noise (0: none). One process
+        # without accumulation has a single gradient per step; with `split_measured` such a
+        # step is run as two half micro-batches (same examples, same update), so that the
+        # noise can be measured without the consecutive-step bias.
+        self.measure_every = 0
+        self.split_measured = True
         self._steps_started = 0
         self._listeners: list[Callable[[MicroBatchInfo], None]] = []
+        self._infos: dict[tuple, MicroBatchInfo] = {}
 
     # -- plan --------------------------------------------------------------------------------
     def set_plan(self, plan: BatchPlan) -> None:
@@ -171,13 +175,8 @@ class AdaptiveDataLoader:
                     break
                 steps = max(min(plan.accum_steps + 1, left // k), 1)
                 chunk = perm[self.position :]
-            split = (
-                self.split_every > 0
-                and k == 1
-                and steps == 1
-                and len(chunk) >= 2
-                and self._steps_started % self.split_every == 0
-            )
+            measure = self.measure_every > 0 and self._steps_started % self.measure_every == 0
+            split = measure and self.split_measured and k == 1 and steps == 1 and len(chunk) >= 2
             if split:
                 steps = 2
             self._steps_started += 1
@@ -197,17 +196,25 @@ class AdaptiveDataLoader:
             self._in_step = True
             self.position += len(chunk)
             for j, idx in enumerate(mine):
-                info = MicroBatchInfo(
-                    size=len(idx),
-                    index=j,
-                    steps=steps,
-                    rank_total=rank_total,
-                    step_total=len(chunk),
-                    first_of_iteration=first,
-                    plan=plan,
-                    split=split,
-                    rank_totals=totals,
-                )
+                # Steps of one plan repeat the same few records: reuse them (frozen) rather
+                # than build one per micro-batch.
+                key = (plan, len(idx), j, steps, len(chunk), first, split, measure, totals)
+                info = self._infos.get(key)
+                if info is None:
+                    if len(self._infos) > 256:
+                        self._infos.clear()
+                    info = self._infos[key] = MicroBatchInfo(
+                        size=len(idx),
+                        index=j,
+                        steps=steps,
+                        rank_total=rank_total,
+                        step_total=len(chunk),
+                        first_of_iteration=first,
+                        plan=plan,
+                        split=split,
+                        measure=measure,
+                        rank_totals=totals,
+                    )
                 self.current = info
                 for fn in self._listeners:
                     fn(info)

@@ -130,7 +130,9 @@ class ThroughputModel:
         if not (step_time > 0 and math.isfinite(step_time)):
             return
         key = (int(micro_batch), int(accum_steps), int(replicas), int(nodes))
-        obs = self._obs.setdefault(key, _Obs(*key, times=[]))
+        obs = self._obs.get(key)
+        if obs is None:  # (it runs every step: no new record unless the key is new)
+            obs = self._obs[key] = _Obs(*key, times=[])
         obs.times.append(float(step_time))
         if len(obs.times) > self.window:
             del obs.times[0]

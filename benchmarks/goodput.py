@@ -9,7 +9,8 @@
 3. time to target: wall time (training only, evaluation excluded) to a target validation loss
    for fixed total batches M0..16 M0 (learning rate scaled by the same rule) and the adaptive
    controller, 3 seeds, one process;
-4. overhead: median step time of the controller against a plain loop at the same batch.
+4. overhead: mean step time of the controller against a plain loop (and plain DDP) at the
+   same batch, in interleaved blocks of steady-state steps.
 
 Writes docs/benchmarks/goodput.md, goodput.json and goodput.png.
 Run: .venv/bin/python benchmarks/goodput.py  (about 15 minutes on one free core)
@@ -165,9 +166,9 @@ def _estimate_fixed(problem: Problem, model, opt, train, mode: str, seed: int) -
     # scale is in the hundreds (the estimate's standard error grows with phi / batch).
     batch = 256
     kw = {
-        "pieces": {"max_micro_batch": 32, "split_every": None},
-        "split": {"split_every": 1},
-        "consecutive": {"split_every": None},
+        "pieces": {"max_micro_batch": 32, "measure_every": None},
+        "split": {"measure_every": 1},
+        "consecutive": {"measure_every": None},
     }[mode]
     ctl = GoodputController(
         m, o, batch_size=batch, max_batch_size=batch, noise_decay=0.99, adaptive=False, **kw
@@ -237,7 +238,7 @@ def _time_plan(problem: Problem, train, plan: BatchPlan, steps: int, seed: int) 
         batch_size=M0,
         max_batch_size=max(plan.total, M0),
         max_micro_batch=plan.micro_batch,
-        split_every=None,
+        measure_every=None,
         adaptive=False,
         lr_rule=problem.rule,
         clock=CLOCK,
@@ -422,111 +423,29 @@ def targets_for(rows: list[dict], name: str) -> dict[str, float]:
 
 
 # --- 4. overhead ---------------------------------------------------------------------------
-def _plain_steps(problem, train, batch, steps, seed) -> list[float]:
-    torch.manual_seed(seed)
-    model = problem.make_model()
-    opt = problem.make_opt(model)
-    x, y = train
-    g = np.random.default_rng(seed)
-    times = []
-    last = CLOCK()
-    n = len(y)
-    perm = torch.as_tensor(g.permutation(n))
-    pos = 0
-    for _ in range(steps):
-        if pos + batch > n:
-            perm = torch.as_tensor(g.permutation(n))
-            pos = 0
-        idx = perm[pos : pos + batch]
-        pos += batch
-        xb, yb = x[idx], y[idx]
-        loss = _loss(model, xb, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        now = CLOCK()
-        times.append(now - last)
-        last = now
-    return times[1:]
+# Arms are endless generators, one optimizer step per next(); each keeps its model and
+# optimizer between blocks, so every arm is timed in its steady state, and blocks of the arms
+# alternate so that a change of the machine's load hits them alike.
+OVERHEAD_BLOCK = 200  # steps per timed block
+OVERHEAD_ROUNDS = 12  # timed blocks per arm (after one untimed warm-up block)
 
 
-def _controller_steps(problem, train, batch, steps, seed, split_every) -> list[float]:
-    torch.manual_seed(seed)
-    model = problem.make_model()
-    opt = problem.make_opt(model)
-    ctl = GoodputController(
-        model,
-        opt,
-        batch_size=batch,
-        max_batch_size=batch,
-        lr_rule=problem.rule,
-        split_every=split_every,
-        clock=CLOCK,
-    )
-    loader = ctl.loader(torch.utils.data.TensorDataset(*train), seed=seed, drop_last=True)
-    times = []
-    last = CLOCK()
-    while len(times) < steps:
-        for (xb, yb), _ in loader:
-            if ctl.step(_loss(ctl.model, xb, yb)):
-                now = CLOCK()
-                times.append(now - last)
-                last = now
-                if len(times) >= steps:
-                    break
-    return times[1:]
-
-
-def bench_overhead(steps: int, repeats: int, seed: int = 0) -> list[dict]:
-    train, _ = _digits(seed)
-    rows = []
-    for problem in PROBLEMS.values():
-        for batch in (M0, 4 * M0):
-            plain, split, consec = [], [], []
-            for r in range(repeats):  # interleaved, so load changes hit all three alike
-                plain.append(statistics.median(_plain_steps(problem, train, batch, steps, r)))
-                split.append(
-                    statistics.median(_controller_steps(problem, train, batch, steps, r, 8))
-                )
-                consec.append(
-                    statistics.median(_controller_steps(problem, train, batch, steps, r, None))
-                )
-            p, s, c = statistics.median(plain), statistics.median(split), statistics.median(consec)
-            rows.append(
-                {
-                    "problem": problem.name,
-                    "batch": batch,
-                    "plain_ms": 1e3 * p,
-                    "split_ms": 1e3 * s,
-                    "consecutive_ms": 1e3 * c,
-                    "split_overhead": s / p - 1,
-                    "consecutive_overhead": c / p - 1,
-                }
-            )
-            print(
-                f"overhead {problem.name} batch {batch}: plain {1e3 * p:.3f} ms, "
-                f"split {100 * (s / p - 1):+.1f}%, consecutive {100 * (c / p - 1):+.1f}%",
-                flush=True,
-            )
-    return rows
-
-
-# --- 5. two processes (gloo DDP) -----------------------------------------------------------
-def _ddp_plain_steps(problem, train, batch, steps, seed) -> list[float]:
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    rank, world = dist.get_rank(), dist.get_world_size()
+def _plain_arm(problem: Problem, train, batch: int, seed: int, ddp: bool = False):
     torch.manual_seed(seed)
     base = problem.make_model()
-    model = DDP(base)
+    if ddp:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model, rank, world = DDP(base), dist.get_rank(), dist.get_world_size()
+    else:
+        model, rank, world = base, 0, 1
     opt = problem.make_opt(base)
     x, y = train
     g = np.random.default_rng(seed)
     n, per = len(y), batch // world
-    perm, pos, times = torch.as_tensor(g.permutation(n)), 0, []
-    last = (time.perf_counter(), time.thread_time())
-    for _ in range(steps):
+    perm, pos = torch.as_tensor(g.permutation(n)), 0
+    while True:
         if pos + batch > n:
             perm, pos = torch.as_tensor(g.permutation(n)), 0
         idx = perm[pos + rank * per : pos + (rank + 1) * per]
@@ -535,30 +454,108 @@ def _ddp_plain_steps(problem, train, batch, steps, seed) -> list[float]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        now = (time.perf_counter(), time.thread_time())
-        times.append((now[0] - last[0], now[1] - last[1]))
-        last = now
-    return times[1:]
+        yield
 
 
-def _ddp_controller_steps(problem, train, batch, steps, seed) -> list[float]:
+def _controller_arm(problem: Problem, train, batch: int, seed: int, **kwargs):
+    """The controller at a batch it keeps: planning runs as usual over candidates up to 16x
+    the batch, but a switch would need a predicted gain above 999%."""
     torch.manual_seed(seed)
     model = problem.make_model()
     opt = problem.make_opt(model)
     ctl = GoodputController(
-        model, opt, batch_size=batch, max_batch_size=batch, lr_rule=problem.rule
+        model,
+        opt,
+        batch_size=batch,
+        max_batch_size=16 * batch,
+        threshold=9.99,
+        lr_rule=problem.rule,
+        **kwargs,
     )
     loader = ctl.loader(torch.utils.data.TensorDataset(*train), seed=seed, drop_last=True)
-    times, last = [], (time.perf_counter(), time.thread_time())
-    while len(times) < steps:
+    while True:
         for (xb, yb), _ in loader:
             if ctl.step(_loss(ctl.model, xb, yb)):
-                now = (time.perf_counter(), time.thread_time())
-                times.append((now[0] - last[0], now[1] - last[1]))
-                last = now
-                if len(times) >= steps:
-                    break
-    return times[1:]
+                if ctl.plan.total != batch:
+                    raise RuntimeError(f"the overhead arm left batch {batch}: {ctl.plan}")
+                yield
+
+
+def _interleaved(arms: dict, clocks: tuple) -> dict[str, list[list[float]]]:
+    """Mean step time of each timed block of each arm, per clock; the arms' order alternates
+    between rounds."""
+    for arm in arms.values():
+        for _ in range(OVERHEAD_BLOCK):
+            next(arm)
+    blocks: dict[str, list[list[float]]] = {name: [] for name in arms}
+    for r in range(OVERHEAD_ROUNDS):
+        for name in list(arms) if r % 2 == 0 else list(reversed(arms)):
+            start = [c() for c in clocks]
+            for _ in range(OVERHEAD_BLOCK):
+                next(arms[name])
+            blocks[name].append(
+                [(c() - s) / OVERHEAD_BLOCK for c, s in zip(clocks, start, strict=True)]
+            )
+    return blocks
+
+
+def _overhead_row(blocks: dict, base: str, arm: str, clock: int) -> dict:
+    """Paired per round: the arm's block against the plain block next to it in time."""
+    ratios = [a[clock] / p[clock] - 1 for a, p in zip(blocks[arm], blocks[base], strict=True)]
+    return {
+        "ms": 1e3 * statistics.median(b[clock] for b in blocks[arm]),
+        "overhead": statistics.median(ratios),
+        "q1": float(np.percentile(ratios, 25)),
+        "q3": float(np.percentile(ratios, 75)),
+    }
+
+
+SINGLE_ARMS = {
+    "default": {},  # measure_every 8: a split step every 8th
+    "every 32": {"measure_every": 32},
+    "consecutive": {"measure_every": None},
+    "no planning": {"adaptive": False},
+}
+
+
+def bench_overhead(seed: int = 0) -> list[dict]:
+    train, _ = _digits(seed)
+    rows = []
+    for problem in PROBLEMS.values():
+        for batch in (M0, 4 * M0):
+            arms = {"plain": _plain_arm(problem, train, batch, seed)}
+            for name, kw in SINGLE_ARMS.items():
+                arms[name] = _controller_arm(problem, train, batch, seed, clock=CLOCK, **kw)
+            blocks = _interleaved(arms, (CLOCK,))
+            row = {
+                "problem": problem.name,
+                "batch": batch,
+                "plain_ms": 1e3 * statistics.median(b[0] for b in blocks["plain"]),
+                "arms": {name: _overhead_row(blocks, "plain", name, 0) for name in SINGLE_ARMS},
+            }
+            rows.append(row)
+            print(
+                f"overhead {problem.name} batch {batch}: plain {row['plain_ms']:.3f} ms, "
+                + ", ".join(f"{k} {100 * v['overhead']:+.1f}%" for k, v in row["arms"].items()),
+                flush=True,
+            )
+    return rows
+
+
+# --- 5. two processes (gloo DDP) -----------------------------------------------------------
+DDP_ARMS = {"default": {}, "no planning": {"adaptive": False}}
+
+
+def _ddp_overhead(problem: Problem, train, batch: int, seed: int) -> dict:
+    arms = {"plain": _plain_arm(problem, train, batch, seed, ddp=True)}
+    for name, kw in DDP_ARMS.items():
+        arms[name] = _controller_arm(problem, train, batch, seed, **kw)
+    blocks = _interleaved(arms, (time.perf_counter, time.thread_time))
+    row: dict = {"problem": problem.name, "batch": batch}
+    for i, clock in enumerate(("wall", "cpu")):
+        row[f"plain_{clock}_ms"] = 1e3 * statistics.median(b[i] for b in blocks["plain"])
+        row[clock] = {name: _overhead_row(blocks, "plain", name, i) for name in DDP_ARMS}
+    return row
 
 
 def _ddp_worker(rank: int, world: int, rendezvous: str, out_file: str, job: dict) -> None:
@@ -580,22 +577,16 @@ def _ddp_worker(rank: int, world: int, rendezvous: str, out_file: str, job: dict
         for name in job["problems"]:
             problem = PROBLEMS[name]
             for batch in (M0, 4 * M0) if job["overhead"] else ():
-                plain, ctl = [], []
-                for r in range(job["repeats"]):
-                    plain.append(_ddp_plain_steps(problem, train, batch, 300, r))
-                    ctl.append(_ddp_controller_steps(problem, train, batch, 300, r))
-                row = {"problem": name, "batch": batch}
-                for i, clock in enumerate(("wall", "cpu")):
-                    p = statistics.median(statistics.median(t[i] for t in ts) for ts in plain)
-                    c = statistics.median(statistics.median(t[i] for t in ts) for ts in ctl)
-                    row[f"plain_{clock}_ms"] = 1e3 * p
-                    row[f"controller_{clock}_ms"] = 1e3 * c
-                    row[f"overhead_{clock}"] = c / p - 1
+                row = _ddp_overhead(problem, train, batch, 0)
                 out["overhead"].append(row)
                 if rank == 0:
                     print(
-                        f"ddp overhead {name} batch {batch}: wall {100 * row['overhead_wall']:+.1f}%"
-                        f", cpu {100 * row['overhead_cpu']:+.1f}%",
+                        f"ddp overhead {name} batch {batch}: "
+                        + ", ".join(
+                            f"{k} wall {100 * row['wall'][k]['overhead']:+.1f}% "
+                            f"cpu {100 * row['cpu'][k]['overhead']:+.1f}%"
+                            for k in DDP_ARMS
+                        ),
                         flush=True,
                     )
             for seed in range(job["seeds"]) if job["ttt"] else ():
@@ -639,7 +630,6 @@ def bench_ddp(
             "problems": problems,
             "seeds": seeds,
             "budget": budget_s,
-            "repeats": 3,
             "ttt": ttt,
             "overhead": overhead,
         }
@@ -766,19 +756,51 @@ def _plot(data: dict, path: Path) -> None:
     c.set_ylabel("CPU seconds of training to target (lines: median)")
     c.set_title("time to the loose target validation loss, one process")
     c.legend()
-    # (d) overhead
+    # (d) overhead: the default controller against the plain loop, IQR over paired rounds
     d = ax[1, 1]
-    rows = data.get("overhead", [])
-    xs = np.arange(len(rows))
-    d.bar(xs - 0.2, [100 * r["split_overhead"] for r in rows], 0.4, label="split every 8 (default)")
-    d.bar(xs + 0.2, [100 * r["consecutive_overhead"] for r in rows], 0.4, label="consecutive")
+    bars = [
+        (f"{r['problem']}\n{r['batch']}", r["arms"]["default"])
+        for r in data.get("overhead", [])
+        if "arms" in r
+    ]
+    bars += [
+        (f"{r['problem']}\n{r['batch']}, DDP", r["wall"]["default"])
+        for r in data.get("ddp", {}).get("overhead", [])
+        if "wall" in r
+    ]
+    xs = np.arange(len(bars))
+    mids = np.array([100 * v["overhead"] for _, v in bars])
+    errs = np.array(
+        [
+            [100 * v["overhead"] - 100 * v["q1"], 100 * v["q3"] - 100 * v["overhead"]]
+            for _, v in bars
+        ]
+    ).T.reshape(2, -1)
+    colors = ["C0" if "DDP" not in name else "C1" for name, _ in bars]
+    d.bar(xs, mids, 0.6, yerr=errs, color=colors, capsize=3)
     d.axhline(5, color="k", lw=0.8, ls="--")
-    d.set_xticks(xs, [f"{r['problem']}\nbatch {r['batch']}" for r in rows], fontsize=8)
-    d.set_ylabel("per-step overhead vs plain loop (%)")
-    d.set_title("controller overhead, one process")
-    d.legend()
+    d.set_xticks(xs, [name for name, _ in bars], fontsize=6, rotation=60)
+    d.set_ylabel("per-step overhead (%)")
+    d.set_title("default controller vs plain loop (blue) / plain DDP, wall (orange)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _overhead_protocol(base: str) -> str:
+    return (
+        f"each arm keeps its model and optimizer and runs {OVERHEAD_ROUNDS} timed blocks of "
+        f"{OVERHEAD_BLOCK} optimizer steps after one untimed block, the arms' blocks "
+        "alternating (the order reversed every round), so every arm is timed in its steady "
+        f"state and a change of load hits them alike. Against {base}, each block's mean step "
+        "time is compared with the plain block of the same round; the table gives the median "
+        "of those paired ratios. A mean, not a median step: the costlier measured and "
+        "re-planning steps count in full. The controller plans over candidates up to 16x the "
+        "batch as usual but keeps the batch (its threshold would need a 999% gain)."
+    )
+
+
+def _overhead_cell(v: dict) -> str:
+    return f"{100 * v['overhead']:+.1f}% [{100 * v['q1']:+.1f}, {100 * v['q3']:+.1f}]"
 
 
 def render(data: dict, out: Path) -> None:
@@ -826,13 +848,13 @@ def render(data: dict, out: Path) -> None:
                 f"| {name}, one process, {kind} target: adaptive <= 1.1x best fixed and "
                 f"<= 0.7x median fixed | {_ratio(rb, rm)} | {'yes' if ok else 'no'} |"
             )
-    ov = data.get("overhead", [])
+    ov = [r for r in data.get("overhead", []) if "arms" in r]
     if ov:
-        worst = max(r["split_overhead"] for r in ov)
-        worst_c = max(r["consecutive_overhead"] for r in ov)
+        worst = max(r["arms"]["default"]["overhead"] for r in ov)
+        worst_c = max(r["arms"]["consecutive"]["overhead"] for r in ov)
         summary.append(
             f"| per-step overhead <= 5%, one process against a plain loop at the same batch "
-            f"| worst {100 * worst:+.1f}% (default, split steps), "
+            f"| worst {100 * worst:+.1f}% (default, a split step every 8), "
             f"{100 * worst_c:+.1f}% (consecutive differences) | {'yes' if worst <= 0.05 else 'no'} |"
         )
     ddp = data.get("ddp")
@@ -848,13 +870,18 @@ def render(data: dict, out: Path) -> None:
                     f"| {name}, 2-process gloo DDP, {kind} target: adaptive <= 1.1x best fixed "
                     f"and <= 0.7x median fixed | {_ratio(rb, rm)} | {'yes' if ok else 'no'} |"
                 )
-        if ddp.get("overhead") and "overhead_cpu" in ddp["overhead"][0]:
-            worst = max(r["overhead_wall"] for r in ddp["overhead"])
-            worst_c = max(r["overhead_cpu"] for r in ddp["overhead"])
+        ddp_ov = [r for r in ddp.get("overhead", []) if "wall" in r]
+        if ddp_ov:
+            worst = max(r["wall"]["default"]["overhead"] for r in ddp_ov)
+            worst_c = max(r["cpu"]["default"]["overhead"] for r in ddp_ov)
+            each = ", ".join(
+                f"{r['problem']} {r['batch']} {100 * r['wall']['default']['overhead']:+.1f}%"
+                for r in ddp_ov
+            )
             summary.append(
                 f"| per-step overhead <= 5% against plain DDP at the same batch (2 gloo "
-                f"processes) | worst {100 * worst:+.1f}% wall, {100 * worst_c:+.1f}% CPU "
-                f"| {'yes' if max(worst, worst_c) <= 0.05 else 'no'} |"
+                f"processes) | worst {100 * worst:+.1f}% wall ({each}); worst "
+                f"{100 * worst_c:+.1f}% CPU | {'yes' if worst <= 0.05 else 'no'} |"
             )
     summary.append(
         "| cluster simulator: average JCT at least 30% below fixed allocation at the middle "
@@ -923,22 +950,25 @@ def render(data: dict, out: Path) -> None:
             )
         lines.append("")
     if ov:
+        names = list(ov[0]["arms"])
         lines += [
             "## Per-step overhead (one process)",
             "",
-            "Median step time over interleaved repeats, same batch, same data order. `split`: "
-            "the default, every 8th step run as two half micro-batches to measure the noise; "
-            "`consecutive`: the fallback that differences consecutive steps (no extra work, "
-            "biased). Both include the periodic re-fit.",
+            _overhead_protocol("a plain loop (same model, optimizer, batch and data order)")
+            + " Arms: `default` (a split step every 8th, measuring the noise from two half "
+            "micro-batches of the same examples), `every 32` (`measure_every=32`), "
+            "`consecutive` (`measure_every=None`: consecutive-step differences, no extra "
+            "forward/backward, biased), `no planning` (the default with `adaptive=False`: "
+            "measurement only). Brackets: the interquartile range over the rounds.",
             "",
-            "| model | batch | plain (ms) | controller, split (ms) | overhead | controller, consecutive (ms) | overhead |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| model | batch | plain (ms) | " + " | ".join(names) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |",
         ]
         for r in ov:
             lines.append(
-                f"| {r['problem']} | {r['batch']} | {r['plain_ms']:.3f} | {r['split_ms']:.3f} | "
-                f"{100 * r['split_overhead']:+.1f}% | {r['consecutive_ms']:.3f} | "
-                f"{100 * r['consecutive_overhead']:+.1f}% |"
+                f"| {r['problem']} | {r['batch']} | {r['plain_ms']:.3f} | "
+                + " | ".join(_overhead_cell(r["arms"][n]) for n in names)
+                + " |"
             )
         lines.append("")
     if ddp:
@@ -953,23 +983,34 @@ def render(data: dict, out: Path) -> None:
         ]
         for kind, (tl, _) in ddp_tables.items():
             lines += [f"**{kind} target**", "", *tl, ""]
-        if ddp.get("overhead") and "overhead_cpu" in ddp["overhead"][0]:
+        ddp_ov = [r for r in ddp.get("overhead", []) if "wall" in r]
+        if ddp_ov:
+            names = list(ddp_ov[0]["wall"])
             lines += [
-                "Per-step overhead against a plain DDP loop (DistributedDataParallel, same "
-                "global batch, each rank its half), rank 0's median step time over 3 interleaved "
-                "repeats of 300 steps, in wall time and in the main thread's CPU time (what the "
-                "controller adds to each step's own work; gloo's threads are not in it):",
+                "Per-step overhead against plain DDP: "
+                + _overhead_protocol(
+                    "a plain DistributedDataParallel loop (same global batch, each rank its half)"
+                )
+                + " Times are rank 0's, in wall time and in its main thread's CPU time (what "
+                "the controller adds to each step's own work; gloo's threads are not in it). "
+                "`no planning`: the default with `adaptive=False` (measurement only).",
                 "",
-                "| model | batch | plain DDP wall (ms) | controller wall (ms) | overhead | plain "
-                "CPU (ms) | controller CPU (ms) | overhead |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |",
+                "| model | batch | plain DDP wall (ms) | "
+                + " | ".join(f"{n}, wall" for n in names)
+                + " | plain CPU (ms) | "
+                + " | ".join(f"{n}, CPU" for n in names)
+                + " |",
+                "| --- | --- | --- | "
+                + " | ".join("---" for _ in range(2 * len(names) + 1))
+                + " |",
             ]
-            for r in ddp["overhead"]:
+            for r in ddp_ov:
                 lines.append(
                     f"| {r['problem']} | {r['batch']} | {r['plain_wall_ms']:.3f} | "
-                    f"{r['controller_wall_ms']:.3f} | {100 * r['overhead_wall']:+.1f}% | "
-                    f"{r['plain_cpu_ms']:.3f} | {r['controller_cpu_ms']:.3f} | "
-                    f"{100 * r['overhead_cpu']:+.1f}% |"
+                    + " | ".join(_overhead_cell(r["wall"][n]) for n in names)
+                    + f" | {r['plain_cpu_ms']:.3f} | "
+                    + " | ".join(_overhead_cell(r["cpu"][n]) for n in names)
+                    + " |"
                 )
             lines.append("")
     lines += ["![goodput](goodput.png)", ""]
@@ -1018,7 +1059,7 @@ def main() -> None:
         if "ttt" in parts:
             data["ttt"] = bench_time_to_target(args.seeds, args.budget, list(PROBLEMS))
         if "overhead" in parts:
-            data["overhead"] = bench_overhead(steps=300, repeats=3)
+            data["overhead"] = bench_overhead()
         if "ddp" in parts or "ddp-overhead" in parts:
             res = bench_ddp(
                 args.seeds,

@@ -123,6 +123,22 @@ def test_the_controller_replans_within_bounds_and_counts_progress():
     assert all(8 <= m * (s + 1) <= 400 for _, _, m, s, _ in ctl.history)
 
 
+def test_every_warmup_step_measures_then_every_measure_every_th():
+    """So that the first re-plan, right after the warm-up, has its noise updates."""
+    ctl, loader, _, _ = _setup(adaptive=False, warmup_steps=6, measure_every=4)
+    split = []
+    for (xb, yb), _acc in loader:
+        info = loader.current
+        if info.index == 0:
+            split.append(info.split)
+        ctl.step(_loss(ctl, xb, yb))
+        if ctl.steps == 20:
+            break
+    measured = [i for i, s in enumerate(split) if s]
+    assert measured == [0, 1, 2, 3, 4, 5, 8, 12, 16]
+    assert ctl.noise.count == len(measured)
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

@@ -76,7 +76,7 @@ def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
         res = {
             "sgd": _train(False),
             "adam": _train(True),
-            "sgd-every-2": _train(False, measure_every=2),
+            "sgd-every-2": _train(False, measure_every=2, warmup_steps=1),
             "adaptive": _train(
                 False,
                 epochs=6,
@@ -128,7 +128,7 @@ def test_two_ranks_equal_one_process_accumulating(ranks, opt):
 def test_measuring_every_other_step_changes_the_estimate_count_not_the_update(ranks):
     """Unmeasured steps are DDP's own all-reduce, measured ones the controller's: the
     parameters match the single process's either way."""
-    ref = _train(False, max_micro_batch=M0 // WORLD, measure_every=2)
+    ref = _train(False, max_micro_batch=M0 // WORLD, measure_every=2, warmup_steps=1)
     for both in ranks:
         res = both["sgd-every-2"]
         for a, b in zip(res["params"], ref["params"], strict=True):

@@ -10,6 +10,7 @@ import torch
 
 __all__ = [
     "adam_preconditioner",
+    "flat_adam_preconditioner",
     "dot",
     "flatten",
     "grads_of",
@@ -27,57 +28,85 @@ def is_adam_type(optimizer: torch.optim.Optimizer) -> bool:
 def adam_preconditioner(
     optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], floor: float = 0.1
 ) -> list[torch.Tensor | None] | None:
-    """1 / (sqrt(v_hat) + eps) per parameter from Adam's bias-corrected second moment, or None
-    while the optimizer has not taken a step (no v yet): the noise is then measured raw.
+    """1 / (sqrt(v_hat) + eps) per parameter from Adam's bias-corrected second moment (None for
+    a parameter without one), or None while the optimizer has not taken a step (no v yet): the
+    noise is then measured raw. Views of `flat_adam_preconditioner`, which says how."""
+    flat = flat_adam_preconditioner(optimizer, params, floor)
+    if flat is None:
+        return None
+    out: list[torch.Tensor | None] = []
+    offset = 0
+    for p in params:
+        n = p.numel()
+        has = optimizer.state.get(p, {}).get("exp_avg_sq") is not None
+        out.append(flat[offset : offset + n].view_as(p) if has else None)
+        offset += n
+    return out
+
+
+def flat_adam_preconditioner(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], floor: float = 0.1
+) -> torch.Tensor | None:
+    """The preconditioner as one flat tensor over `params` (ones for a parameter without a
+    second moment), or None while no parameter has one. Built in place on one copy of the
+    second moments: on a model of many parameters the temporaries of a per-tensor formula
+    cost more than the arithmetic.
 
     sqrt(v_hat) is floored at `floor` times its mean over the model: early in training a few
     coordinates with a near-zero second moment get weights up to 1/eps and their noise swamps
     every other coordinate's (the smoothed |G|^2 stays negative and the noise scale infinite).
     The noise scale is a ratio, so a common scale of the weights does not matter; the floor
     only bounds their spread."""
-    group_of = {}
-    for g in optimizer.param_groups:
-        for p in g["params"]:
-            group_of[id(p)] = g
-    roots: list[torch.Tensor | None] = []
-    eps: list[float] = []
-    total, count = 0.0, 0
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    parts: list[torch.Tensor] = []
+    found: list[tuple[int, int, float, float]] = []  # offset, size, bias correction, eps
+    offset = 0
     for p in params:
-        st = optimizer.state.get(p, {})
-        v = st.get("exp_avg_sq")
+        v = optimizer.state.get(p, {}).get("exp_avg_sq")
+        n = p.numel()
         if v is None:
-            roots.append(None)
-            eps.append(0.0)
-            continue
-        g = group_of[id(p)]
-        step = st.get("step", 1)
-        step = float(step.item() if torch.is_tensor(step) else step)
-        beta2 = g["betas"][1]
-        root = (v / (1.0 - beta2 ** max(step, 1.0))).sqrt()
-        roots.append(root)
-        eps.append(float(g.get("eps", 1e-8)))
-        total += float(root.sum())
-        count += root.numel()
-    if not count:
+            parts.append(torch.ones(n, dtype=p.dtype, device=p.device))
+        else:
+            g = group_of[id(p)]
+            step = optimizer.state[p].get("step", 1)
+            step = float(step.item() if torch.is_tensor(step) else step)
+            correction = (1.0 - g["betas"][1] ** max(step, 1.0)) ** -0.5
+            found.append((offset, n, correction, float(g.get("eps", 1e-8))))
+            parts.append(v.detach().reshape(-1))
+        offset += n
+    if not found:
         return None
+    flat = torch.cat(parts)  # a copy: Adam's own state is not touched below
+    total, count = 0.0, 0
+    for start, n, correction, _ in found:
+        seg = flat[start : start + n]
+        seg.sqrt_().mul_(correction)
+        total += float(seg.sum())
+        count += n
     low = floor * total / count
-    return [
-        None if r is None else 1.0 / (r.clamp(min=low) + e) for r, e in zip(roots, eps, strict=True)
-    ]
+    for start, n, _, eps in found:
+        flat[start : start + n].clamp_(min=low).add_(eps).reciprocal_()
+    return flat
 
 
 def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
     return [p.grad for p in params]
 
 
-def flatten(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The gradients as one new flat tensor (zeros for a parameter without one): a handful of
+def flatten(
+    grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], extra: int = 0
+) -> torch.Tensor:
+    """The gradients as one new flat tensor (zeros for a parameter without one), with `extra`
+    zeros at its end (room for values that travel in the same all-reduce): a handful of
     whole-vector products then replace several small ones per parameter, whose dispatch, not
     arithmetic, is what a small model's measurement costs."""
     parts = [
         torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None else g.reshape(-1)
         for g, p in zip(grads, params, strict=True)
     ]
+    if extra:
+        like = params[0] if params else torch.zeros(0)
+        parts.append(torch.zeros(extra, dtype=like.dtype, device=like.device))
     return torch.cat(parts) if parts else torch.zeros(0)
 
 

@@ -38,7 +38,7 @@ from metatune.goodput.throughput import ThroughputModel
 
 __all__ = ["GoodputController"]
 
-PRECONDITION_EVERY = 8  # steps between recomputations of Adam's preconditioner
+PRECONDITION_EVERY = 8  # measured steps between recomputations of Adam's preconditioner
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -79,7 +79,8 @@ class GoodputController:
         measure_every: every n-th optimizer step measures the gradient noise: from its
             accumulation micro-batches, from the replicas' gradients under DDP, or, in one
             process without accumulation, by running it as two half micro-batches (the same
-            examples and update). None or 0: every step, and in one process without
+            examples and update); every one of the first `warmup_steps` steps measures, so the
+            first re-plan has its estimate. None or 0: every step, and in one process without
             accumulation from consecutive-step differences instead (no extra work per step,
             but biased, see `noise`).
         adaptive: False keeps M0 fixed but measures as usual (for overhead comparisons).
@@ -190,9 +191,8 @@ class GoodputController:
         self.history: list[tuple[int, float, int, int, float]] = []  # step, progress, m, s, phi
         self._loader: AdaptiveDataLoader | None = None
         self._next_adapt = self.warmup_steps
-        self._weights: list[torch.Tensor | None] | None = None
-        self._weights_step = -1  # the step the preconditioner was computed at
-        self._flat_weights: torch.Tensor | None = None
+        self._weights: torch.Tensor | None = None  # flat preconditioner (None: raw)
+        self._weights_age = 0  # measured steps since it was computed
         self._prev_micro: torch.Tensor | None = None  # flat accumulated gradient so far
         self._piece_sq: list[torch.Tensor] = []
         self._piece_sizes: list[int] = []
@@ -235,18 +235,21 @@ class GoodputController:
         # None/0: every step measures; in one process without accumulation by consecutive
         # differences, so no step is split.
         loader.measure_every = self.measure_every or 1
+        # Every warm-up step measures, so that the first re-plan has its noise updates.
+        loader.measure_first = self.warmup_steps
         loader.split_measured = bool(self.measure_every)
         loader.set_plan(self.plan)
         loader.add_listener(self._on_micro_batch)
 
     def _on_micro_batch(self, info: MicroBatchInfo) -> None:
-        # Adam's preconditioner, only for steps that measure. It costs a pass over the
+        # Adam's preconditioner, only for steps that measure. It costs a few passes over the
         # optimizer state, and Adam's second moment moves slowly (beta2 near 1), so it is
-        # recomputed at most every PRECONDITION_EVERY steps.
-        stale = self._weights is None or self.steps - self._weights_step >= PRECONDITION_EVERY
-        if info.index == 0 and self.precondition and info.measure and stale:
-            self._weights = G.adam_preconditioner(self.optimizer, self._params)
-            self._weights_step, self._flat_weights = self.steps, None
+        # recomputed every PRECONDITION_EVERY measured steps.
+        if info.index == 0 and self.precondition and info.measure:
+            if self._weights is None or self._weights_age >= PRECONDITION_EVERY:
+                self._weights = G.flat_adam_preconditioner(self.optimizer, self._params)
+                self._weights_age = 0
+            self._weights_age += 1
         if self.world_size > 1:
             # DDP synchronises only a step's last micro-batch, and not at all on a measured
             # step, whose gradients the controller all-reduces itself (`_measure_ranks`).
@@ -256,18 +259,7 @@ class GoodputController:
 
     def _weighted(self, flat: torch.Tensor) -> torch.Tensor:
         """A flat gradient times the flat preconditioner (itself when there is none)."""
-        if self._weights is None:
-            return flat
-        if self._flat_weights is None:
-            self._flat_weights = torch.cat(
-                [
-                    torch.ones(p.numel(), dtype=p.dtype, device=p.device)
-                    if w is None
-                    else w.reshape(-1)
-                    for w, p in zip(self._weights, self._params, strict=True)
-                ]
-            )
-        return flat * self._flat_weights
+        return flat if self._weights is None else flat * self._weights
 
     def epochs(self, count: int) -> Iterator[int]:
         """Epoch numbers from where training stands (after a restart: the saved epoch) up to
@@ -349,10 +341,11 @@ class GoodputController:
         import torch.distributed as dist
 
         k = self.world_size
-        flat = G.flatten(G.grads_of(self._params), self._params).detach()
+        buf = G.flatten(G.grads_of(self._params), self._params, extra=1).detach()
+        flat = buf[:-1]
         # The local gradient is sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x it.
-        local = self._weighted(flat) * (info.step_total / (k * info.rank_total))
-        buf = torch.cat([flat, torch.dot(local, local).reshape(1).to(flat.dtype)])
+        local = self._weighted(flat)
+        buf[-1] = torch.dot(local, local) * (info.step_total / (k * info.rank_total)) ** 2
         buf.div_(k)
         dist.all_reduce(buf)
         mean = buf[:-1]

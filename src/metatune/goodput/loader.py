@@ -106,6 +106,7 @@ class AdaptiveDataLoader:
         # step is run as two half micro-batches (same examples, same update), so that the
         # noise can be measured without the consecutive-step bias.
         self.measure_every = 0
+        self.measure_first = 0  # the first steps all measure (the controller's warm-up)
         self.split_measured = True
         self._steps_started = 0
         self._listeners: list[Callable[[MicroBatchInfo], None]] = []
@@ -175,7 +176,10 @@ class AdaptiveDataLoader:
                     break
                 steps = max(min(plan.accum_steps + 1, left // k), 1)
                 chunk = perm[self.position :]
-            measure = self.measure_every > 0 and self._steps_started % self.measure_every == 0
+            measure = self.measure_every > 0 and (
+                self._steps_started < self.measure_first
+                or self._steps_started % self.measure_every == 0
+            )
             split = measure and self.split_measured and k == 1 and steps == 1 and len(chunk) >= 2
             if split:
                 steps = 2

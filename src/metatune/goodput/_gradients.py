@@ -1,5 +1,5 @@
 """Torch-side gradient measurements for the noise estimate: Adam preconditioning, squared norms,
-and flat copies of the gradients.
+and reusable flat copies of the gradients.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ __all__ = [
     "adam_preconditioner",
     "flat_adam_preconditioner",
     "dot",
-    "flatten",
+    "FlatBuffers",
     "grads_of",
     "is_adam_type",
     "sqnorm",
@@ -93,21 +93,51 @@ def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
     return [p.grad for p in params]
 
 
-def flatten(
-    grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], extra: int = 0
-) -> torch.Tensor:
-    """The gradients as one new flat tensor (zeros for a parameter without one), with `extra`
-    zeros at its end (room for values that travel in the same all-reduce): a handful of
-    whole-vector products then replace several small ones per parameter, whose dispatch, not
-    arithmetic, is what a small model's measurement costs."""
-    parts = [
-        torch.zeros(p.numel(), dtype=p.dtype, device=p.device) if g is None else g.reshape(-1)
-        for g, p in zip(grads, params, strict=True)
-    ]
-    if extra:
-        like = params[0] if params else torch.zeros(0)
-        parts.append(torch.zeros(extra, dtype=like.dtype, device=like.device))
-    return torch.cat(parts) if parts else torch.zeros(0)
+class FlatBuffers:
+    """Reusable flat buffers over a fixed list of parameters. A measured step copies the
+    gradients into the same memory every time: a new vector of the model's size per copy
+    (and per product) costs fresh pages on every measured step, more than the arithmetic on
+    a model of a few hundred thousand parameters; whole-vector products then replace several
+    small ones per parameter, whose dispatch is what a small model's measurement costs."""
+
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+        self.numel = sum(p.numel() for p in self.params)
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(self, name: str, extra: int = 0) -> torch.Tensor:
+        """Buffer `name`, of the parameters' total size plus `extra` elements."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() != self.numel + extra:
+            like = self.params[0] if self.params else torch.zeros(0)
+            buf = torch.zeros(self.numel + extra, dtype=like.dtype, device=like.device)
+            self._buffers[name] = buf
+        return buf
+
+    @torch.no_grad()
+    def grads(self, name: str, extra: int = 0) -> torch.Tensor:
+        """The current gradients copied into buffer `name` (zeros for a parameter without
+        one); `extra` elements at the end are room for values that travel with them."""
+        buf = self.buffer(name, extra)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            seg = buf[offset : offset + n]
+            if p.grad is None:
+                seg.zero_()
+            else:
+                seg.copy_(p.grad.reshape(-1))
+            offset += n
+        return buf
+
+    @torch.no_grad()
+    def weighted_sqnorm(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """|weights * x|^2 as a 0-d tensor (no host sync), through the scratch buffer."""
+        if weights is None:
+            return torch.dot(x, x)
+        scratch = self.buffer("scratch")
+        torch.mul(x, weights, out=scratch)
+        return torch.dot(scratch, scratch)
 
 
 def sqnorm(

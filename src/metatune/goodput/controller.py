@@ -179,6 +179,8 @@ class GoodputController:
         self._base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         self.model = self._wrap(model)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._flat = G.FlatBuffers(self._params)
+        self._slot = False  # which of the two gradient copies is the newer (_next_copy)
         self.noise = NoiseTracker(noise_decay)
         self.throughput = ThroughputModel()
         self.plan: BatchPlan = plan_for_total(
@@ -257,10 +259,6 @@ class GoodputController:
             if self.model.require_backward_grad_sync != sync:
                 self.model.require_backward_grad_sync = sync
 
-    def _weighted(self, flat: torch.Tensor) -> torch.Tensor:
-        """A flat gradient times the flat preconditioner (itself when there is none)."""
-        return flat if self._weights is None else flat * self._weights
-
     def epochs(self, count: int) -> Iterator[int]:
         """Epoch numbers from where training stands (after a restart: the saved epoch) up to
         `count` - 1; iterate the loader once inside each."""
@@ -302,13 +300,22 @@ class GoodputController:
             self._adapt()
         return True
 
+    def _next_copy(self) -> torch.Tensor:
+        """The gradients copied into the one of two flat buffers not holding the previous
+        copy (which the caller may still need)."""
+        self._slot = not self._slot
+        return self._flat.grads("a" if self._slot else "b")
+
     def _measure_piece(self, info: MicroBatchInfo, weight: float) -> None:
         # The accumulated gradient minus the one before this micro-batch is this
         # micro-batch's share; all on flat copies, with one host sync per step (at its end).
-        flat = G.flatten(G.grads_of(self._params), self._params).detach()
+        flat = self._next_copy()
         prev = self._prev_micro
-        diff = self._weighted(flat if prev is None or info.index == 0 else flat - prev)
-        self._piece_sq.append(torch.dot(diff, diff) / weight**2)
+        if prev is None or info.index == 0:
+            diff = flat
+        else:
+            diff = torch.sub(flat, prev, out=self._flat.buffer("diff"))
+        self._piece_sq.append(self._flat.weighted_sqnorm(diff, self._weights) / weight**2)
         self._piece_sizes.append(info.size)
         self._prev_micro = flat
 
@@ -319,8 +326,9 @@ class GoodputController:
                 self._measure_ranks(info)
         elif pieces:
             n = len(self._piece_sizes)
-            last = self._weighted(self._prev_micro)  # the whole step's gradient
-            sums = torch.stack([torch.stack(self._piece_sq).sum(), torch.dot(last, last)])
+            # the last copy is the whole step's gradient
+            last = self._flat.weighted_sqnorm(self._prev_micro, self._weights)
+            sums = torch.stack([torch.stack(self._piece_sq).sum(), last])
             piece_total, total_sq = sums.double().tolist()
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
             self.noise.update(
@@ -341,11 +349,10 @@ class GoodputController:
         import torch.distributed as dist
 
         k = self.world_size
-        buf = G.flatten(G.grads_of(self._params), self._params, extra=1).detach()
-        flat = buf[:-1]
+        buf = self._flat.grads("ranks", extra=1)
         # The local gradient is sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x it.
-        local = self._weighted(flat)
-        buf[-1] = torch.dot(local, local) * (info.step_total / (k * info.rank_total)) ** 2
+        local_sq = self._flat.weighted_sqnorm(buf[:-1], self._weights)
+        buf[-1] = local_sq * (info.step_total / (k * info.rank_total)) ** 2
         buf.div_(k)
         dist.all_reduce(buf)
         mean = buf[:-1]
@@ -355,8 +362,8 @@ class GoodputController:
             if p.grad is not None:
                 p.grad.copy_(mean[offset : offset + n].view_as(p.grad))
             offset += n
-        avg = self._weighted(mean)
-        mean_sq, total_sq = torch.stack([buf[-1], torch.dot(avg, avg)]).double().tolist()
+        total = self._flat.weighted_sqnorm(mean, self._weights)
+        mean_sq, total_sq = torch.stack([buf[-1], total]).double().tolist()
         mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
         est = from_means(mean_sq, mean_inv, float(info.step_total), total_sq, self._population())
         self.noise.update(est)
@@ -365,7 +372,9 @@ class GoodputController:
         """|g - g_prev|^2 and |(g + g_prev) / 2|^2 from three dot products (|g_prev|^2 kept
         from the last step) on flat copies; each gradient is preconditioned by the weights of
         its own step."""
-        x = self._weighted(G.flatten(G.grads_of(self._params), self._params).detach())
+        x = self._next_copy()
+        if self._weights is not None:
+            x.mul_(self._weights)
         prev = self._prev_grad
         if prev is not None:
             g2, cross = torch.stack([torch.dot(x, x), torch.dot(x, prev)]).double().tolist()

@@ -819,7 +819,7 @@ def _plot(data: dict, path: Path) -> None:
 
 def _overhead_protocol(base: str) -> str:
     return (
-        f"each arm keeps its model and optimizer and runs {OVERHEAD_ROUNDS} timed blocks of "
+        f"Each arm keeps its model and optimizer and runs {OVERHEAD_ROUNDS} timed blocks of "
         f"{OVERHEAD_BLOCK} optimizer steps ({', '.join(f'{k}: {v}' for k, v in OVERHEAD_BLOCKS.items())}) after one untimed block, the arms' blocks "
         "alternating (the order reversed every round), so every arm is timed in its steady "
         f"state and a change of load hits them alike. Against {base}, each block's mean step "
@@ -990,7 +990,10 @@ def render(data: dict, out: Path) -> None:
             "micro-batches of the same examples), `every 32` (`measure_every=32`), "
             "`consecutive` (`measure_every=None`: consecutive-step differences, no extra "
             "forward/backward, biased), `no planning` (the default with `adaptive=False`: "
-            "measurement only). Brackets: the interquartile range over the rounds.",
+            "measurement only). Brackets: the interquartile range over the rounds. "
+            + " ".join(
+                f"**{q.name}** (these rows only): {q.about}." for q in OVERHEAD_PROBLEMS.values()
+            ),
             "",
             "| model | batch | plain (ms) | " + " | ".join(names) + " |",
             "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |",
@@ -1018,7 +1021,7 @@ def render(data: dict, out: Path) -> None:
         if ddp_ov:
             names = list(ddp_ov[0]["wall"])
             lines += [
-                "Per-step overhead against plain DDP: "
+                "Per-step overhead against plain DDP. "
                 + _overhead_protocol(
                     "a plain DistributedDataParallel loop (same global batch, each rank its half)"
                 )

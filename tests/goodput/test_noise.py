@@ -198,3 +198,27 @@ def test_adam_preconditioner_floors_a_vanishing_second_moment():
     torch.testing.assert_close(w[0, :2], 1 / (root[0, :2] + 1e-8))  # above the floor: unchanged
     assert float(w[0, 2]) == pytest.approx(1 / (low + 1e-8))
     assert float(w.max() / w.min()) < 1 / 0.1 * float(root.max()) / float(root.mean()) + 1e-6
+
+
+def test_flat_preconditioner_is_ones_where_a_parameter_has_no_second_moment():
+    """A parameter the loss never reached has no Adam state: its coordinates are measured raw
+    (weight 1), and Adam's own state is left as it was."""
+    from metatune.goodput._gradients import adam_preconditioner, flat_adam_preconditioner
+
+    used, unused = nn.Linear(3, 2), nn.Linear(2, 2)
+    params = [*used.parameters(), *unused.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        used(torch.randn(4, 3)).pow(2).sum().backward()
+        opt.step()
+    before = {id(p): opt.state[p]["exp_avg_sq"].clone() for p in used.parameters()}
+    flat = flat_adam_preconditioner(opt, params)
+    per = adam_preconditioner(opt, params)
+    n_used = sum(p.numel() for p in used.parameters())
+    assert flat.numel() == sum(p.numel() for p in params)
+    torch.testing.assert_close(flat[n_used:], torch.ones(flat.numel() - n_used))
+    assert per[2] is None and per[3] is None
+    torch.testing.assert_close(flat[:n_used], torch.cat([per[0].reshape(-1), per[1]]))
+    for p in used.parameters():
+        torch.testing.assert_close(opt.state[p]["exp_avg_sq"], before[id(p)], rtol=0, atol=0)

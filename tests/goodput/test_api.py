@@ -139,6 +139,23 @@ def test_every_warmup_step_measures_then_every_measure_every_th():
     assert ctl.noise.count == len(measured)
 
 
+def test_consecutive_differences_start_afresh_after_accumulated_steps():
+    """With measure_every=None an accumulated step measures from its pieces; the next step of
+    one micro-batch has no previous gradient to difference against, so it only records one."""
+    ctl, loader, _, _ = _setup(adaptive=False, measure_every=None)
+    plans = [BatchPlan(8, 0, 1)] * 2 + [BatchPlan(4, 1, 1)] + [BatchPlan(8, 0, 1)] * 2
+    counts = []
+    it = iter(loader)
+    for plan in plans:
+        ctl.set_plan(plan)
+        while True:
+            (xb, yb), _acc = next(it)
+            if ctl.step(_loss(ctl, xb, yb)):
+                break
+        counts.append(ctl.noise.count)
+    assert counts == [0, 1, 2, 2, 3]
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

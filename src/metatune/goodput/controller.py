@@ -337,6 +337,9 @@ class GoodputController:
             self._piece_sq.clear()
             self._piece_sizes.clear()
             self._prev_micro = None
+            # The pieces reused the flat buffers: a consecutive difference after a switch back
+            # to one micro-batch per step starts afresh rather than from an overwritten copy.
+            self._prev_grad = None
         elif not self.measure_every:
             self._measure_consecutive(info.step_total)
         # else: a plain step between split ones, nothing to measure

@@ -1,5 +1,5 @@
-"""Torch-side gradient measurements for the noise estimate: Adam preconditioning, squared norms,
-and reusable flat copies of the gradients.
+"""Torch-side gradient measurements for the noise estimate: Adam preconditioning and
+reusable flat copies of the gradients with their (weighted) squared norms.
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ import torch
 __all__ = [
     "adam_preconditioner",
     "flat_adam_preconditioner",
-    "dot",
     "FlatBuffers",
-    "grads_of",
     "is_adam_type",
-    "sqnorm",
 ]
 
 
@@ -89,10 +86,6 @@ def flat_adam_preconditioner(
     return flat
 
 
-def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
-    return [p.grad for p in params]
-
-
 class FlatBuffers:
     """Reusable flat buffers over a fixed list of parameters. A measured step copies the
     gradients into the same memory every time: a new vector of the model's size per copy
@@ -131,6 +124,17 @@ class FlatBuffers:
         return buf
 
     @torch.no_grad()
+    def write_grads(self, flat: torch.Tensor) -> None:
+        """Copy `flat` (laid out as `grads` lays it) back into the parameters' gradients; a
+        parameter without a gradient keeps none."""
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            if p.grad is not None:
+                p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+    @torch.no_grad()
     def weighted_sqnorm(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """|weights * x|^2 as a 0-d tensor (no host sync), through the scratch buffer."""
         if weights is None:
@@ -138,34 +142,3 @@ class FlatBuffers:
         scratch = self.buffer("scratch")
         torch.mul(x, weights, out=scratch)
         return torch.dot(scratch, scratch)
-
-
-def sqnorm(
-    tensors: Sequence[torch.Tensor | None],
-    weights: Sequence[torch.Tensor | None] | None = None,
-) -> torch.Tensor:
-    """sum_i |w_i * t_i|^2 as a 0-d tensor (no host sync); None tensors count as zero."""
-    total: torch.Tensor | None = None
-    for i, t in enumerate(tensors):
-        if t is None:
-            continue
-        w = weights[i] if weights is not None else None
-        x = t if w is None else t * w
-        s = torch.dot(x.reshape(-1), x.reshape(-1)) if x.numel() else x.sum()
-        total = s if total is None else total + s
-    if total is None:
-        return torch.zeros(())
-    return total.detach().double()
-
-
-def dot(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """sum_i <a_i, b_i> as a 0-d float64 tensor; pairs with a None count as zero."""
-    total: torch.Tensor | None = None
-    for x, y in zip(a, b, strict=True):
-        if x is None or y is None or not x.numel():
-            continue
-        d = torch.dot(x.reshape(-1), y.reshape(-1))
-        total = d if total is None else total + d
-    if total is None:
-        return torch.zeros((), dtype=torch.float64)
-    return total.detach().double()

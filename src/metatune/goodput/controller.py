@@ -31,6 +31,7 @@ import torch
 from metatune._registry import UnknownNameError
 from metatune.goodput import _gradients as G
 from metatune.goodput.choice import BatchPlan, choose_plan, plan_for_total
+from metatune.goodput.efficiency import gain as gain_of
 from metatune.goodput.loader import AdaptiveDataLoader, MicroBatchInfo
 from metatune.goodput.lr_rules import LR_RULES, ScaleContext, default_rule
 from metatune.goodput.noise import NoiseTracker, from_consecutive, from_means
@@ -359,12 +360,7 @@ class GoodputController:
         buf.div_(k)
         dist.all_reduce(buf)
         mean = buf[:-1]
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            if p.grad is not None:
-                p.grad.copy_(mean[offset : offset + n].view_as(p.grad))
-            offset += n
+        self._flat.write_grads(mean)
         total = self._flat.weighted_sqnorm(mean, self._weights)
         mean_sq, total_sq = torch.stack([buf[-1], total]).double().tolist()
         mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
@@ -416,11 +412,7 @@ class GoodputController:
         phi = self.noise.noise_scale
         if total <= self.batch_size or math.isnan(phi):  # at M0, or no estimate yet
             return min(total / self.batch_size, 1.0)
-        scale = total / self.batch_size
-        if math.isinf(phi):
-            return scale
-        phi = max(phi, 0.0)  # efficiency.gain's formula, on floats (it runs every step)
-        return (phi + self.batch_size) / (phi / scale + self.batch_size)
+        return float(gain_of(phi, self.batch_size, total))
 
     def _apply_lr(self, total: int) -> None:
         g = self.current_gain(total)

@@ -23,10 +23,12 @@ def _check(noise_scale: float, base_batch: float) -> float:
     return max(float(noise_scale), 0.0)
 
 
-def gain(noise_scale: float, base_batch: float, batch: np.ndarray | float) -> np.ndarray:
-    """M0-equivalent steps made by one step at `batch` (1 at M0, at most batch / M0)."""
+def gain(noise_scale: float, base_batch: float, batch: np.ndarray | float) -> np.ndarray | float:
+    """M0-equivalent steps made by one step at `batch` (1 at M0, at most batch / M0); a float
+    for a scalar `batch` (the controller asks every step, where NumPy's overhead shows)."""
     phi = _check(noise_scale, base_batch)
-    scale = np.asarray(batch, dtype=float) / base_batch
+    scalar = isinstance(batch, (int, float, np.integer, np.floating))
+    scale = float(batch) / base_batch if scalar else np.asarray(batch, dtype=float) / base_batch
     if math.isinf(phi):
         return scale
     return (phi + base_batch) / (phi / scale + base_batch)

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ lhopt-policy: $(STAMP)
 		--episodes 16 --rollouts 4 --max-steps 400 --workers 2 --seed 6 --baseline-lrs 0.3,1,3 \
 		--families $(LHOPT_MIX) --init-policy src/metatune/lhopt/policies/base.pt
 	cp metatune-runs/lhopt-regr6/snapshots/policy-00080.pt src/metatune/lhopt/policies/default.pt
+
+# The first policy trained with the lockstep engine on the procedural task space (2026-12-03;
+# about 75 min on one core): fine-tuned from the shipped policy; the snapshot is chosen by
+# docs/lhopt-selection-rule.md.
+LHOPT_TRAIN_FAMILIES = mlp-friedman,mlp-linreg,mlp-classify,mlp-bundled,cnn-digits,mlp-charlm,gru-charlm,transformer-charlm
+lhopt-vectorized: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-vec --engine vectorized \
+		--iterations 100 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 24 \
+		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
+		--init-policy src/metatune/lhopt/policies/default.pt
 
 # Re-creates the base policy (the first shipped one, 2026-11-23; about 50 min on 2 cores).
 LHOPT_ITERATIONS ?= 420

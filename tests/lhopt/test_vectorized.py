@@ -10,6 +10,7 @@ from metatune.lhopt.controller import Controller
 from metatune.lhopt.policy import Policy
 from metatune.lhopt.task_space import sample_group
 from metatune.lhopt.vectorized import ReplicaStart, run_lockstep
+from metatune.lhopt.vectorized.engine import schedule_factor
 
 RTOL = 1e-4  # float32 reductions batched in another order; measured ~1e-5 over 120 steps
 
@@ -48,11 +49,11 @@ def _unbatched(group, r, start, steps, policy=None, n_policy=8, seed=0, schedule
             recorder=record, guard=False,
         )  # fmt: skip
         hook = lambda t, loss, val: ctl.step(loss, val)  # noqa: E731
-    elif schedule == "cosine":
-
-        def hook(t, loss, val):
-            for g in opt.param_groups:
-                g["lr"] = start.lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+    elif schedule != "constant":  # torch's LambdaLR, stepped once per step
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: schedule_factor(schedule, t, steps)
+        )
+        hook = lambda t, loss, val: sched.step()  # noqa: E731
 
     curve = task.run(opt, steps, on_step=hook)
     if policy is not None and ctl.clipper is not None:
@@ -96,7 +97,13 @@ def test_a_policy_driven_episode_equals_the_unbatched_engine(checkpoints, backen
 
 
 @pytest.mark.parametrize(
-    ("schedule", "backend"), [("constant", "batched"), ("cosine", "batched"), ("constant", "vmap")]
+    ("schedule", "backend"),
+    [
+        ("constant", "batched"),
+        ("cosine", "batched"),
+        ("warmup_cosine", "batched"),
+        ("constant", "vmap"),
+    ],
 )
 def test_plain_adamw_with_per_replica_hyperparameters_equals_torch(schedule, backend):
     group = _group("mlp-friedman", replicas=4, seed=1)
@@ -111,6 +118,24 @@ def test_plain_adamw_with_per_replica_hyperparameters_equals_torch(schedule, bac
         curve, _, params = _unbatched(group, r, starts[r], 80, schedule=schedule)
         _close_curves(curve, res.curves[r])
         _close_params(params, res.params, r)
+
+
+def test_per_replica_schedules_and_lengths_equal_torch_lambdalr():
+    group = _group("mlp-classify", replicas=3, seed=4)
+    schedules, steps = ["warmup_cosine", "constant", "cosine"], [80, 50, 60]
+    starts = [ReplicaStart(lr=1e-2)] * 3
+    res = run_lockstep(group, starts, steps, schedule=schedules)
+    for r in range(3):
+        curve, _, params = _unbatched(group, r, starts[r], steps[r], schedule=schedules[r])
+        _close_curves(curve, res.curves[r])
+        _close_params(params, res.params, r)
+
+
+def test_warmup_cosine_warms_up_then_decays_to_zero():
+    factors = [schedule_factor("warmup_cosine", t, 200) for t in range(200)]
+    assert factors[0] == pytest.approx(0.1)  # 10 warm-up steps
+    assert factors[9] == pytest.approx(1.0) and max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 1e-3 and all(a >= b for a, b in zip(factors[9:], factors[10:]))
 
 
 def test_adam_with_l2_weight_decay_equals_torch_adam():

@@ -514,19 +514,20 @@ def meta_train(
     return policy.eval()
 
 
-def _lockstep_baselines(group: TaskGroup, steps: list[int], config: MetaTrainConfig) -> list[Curve]:
+def _lockstep_baselines(group: TaskGroup, steps: int, config: MetaTrainConfig) -> list[Curve]:
     """Per replica, the better (by best loss) of constant and cosine AdamW at its default rate
-    times each of `baseline_lrs`: `_baseline`, run in lockstep."""
-    best: list[Curve | None] = [None] * group.size
-    for mult in config.baseline_lrs:
-        starts = [ReplicaStart(lr=float(min(lr * mult, 1.0))) for lr in group.default_lr]
-        for schedule in ("constant", "cosine"):
-            res = run_lockstep(group, starts, steps, schedule=schedule)
-            for i, curve in enumerate(res.curves):
-                current = best[i]
-                if current is None or best_loss(curve) < best_loss(current):
-                    best[i] = curve
-    return [c if c is not None else [] for c in best]
+    times each of `baseline_lrs`: `_baseline`, run in lockstep, every cell of every replica in
+    one run (one batched step amortizes the per-step overhead that separate runs would pay)."""
+    cells = [(m, s) for m in config.baseline_lrs for s in ("constant", "cosine")]
+    wide = group.subset([i for i in range(group.size) for _ in cells])
+    starts = [
+        ReplicaStart(lr=float(min(wide.default_lr[k] * cells[k % len(cells)][0], 1.0)))
+        for k in range(wide.size)
+    ]
+    schedules = [cells[k % len(cells)][1] for k in range(wide.size)]
+    res = run_lockstep(wide, starts, steps, schedule=schedules)
+    n = len(cells)
+    return [min(res.curves[i * n : (i + 1) * n], key=best_loss) for i in range(group.size)]
 
 
 def vectorized_iteration(
@@ -553,6 +554,8 @@ def vectorized_iteration(
             for _ in range(distinct)
         ]
         order = [i for i in range(distinct) for _ in range(config.rollouts)]
+        # one baseline per distinct task: its rollouts share the task, so they share it
+        distinct_baselines = _lockstep_baselines(group, steps, config)
         group = group.subset(order)
         seeds = [int(rng.integers(2**31)) for _ in order]
         starts = [
@@ -563,7 +566,7 @@ def vectorized_iteration(
         res = run_lockstep(
             group, starts, steps, policy=policy, n_policy_steps=n_policy, seeds=seeds
         )
-        baselines = _lockstep_baselines(group, [steps] * group.size, config)
+        baselines = [distinct_baselines[i] for i in order]
         for k, i in enumerate(order):
             episodes.append(
                 {

@@ -40,10 +40,20 @@ from metatune.lhopt.vectorized.optim import (
 )
 from metatune.lhopt.vectorized.stats import StackedGradientStats
 
-__all__ = ["ReplicaStart", "LockstepResult", "run_lockstep", "SCHEDULES", "BACKENDS"]
+__all__ = [
+    "ReplicaStart",
+    "LockstepResult",
+    "run_lockstep",
+    "schedule_factor",
+    "SCHEDULES",
+    "WARMUP_FRACTION",
+    "BACKENDS",
+]
 
 Curve = list[tuple[int, float]]
-SCHEDULES = ("constant", "cosine")
+# "warmup_cosine": linear warm-up over the first WARMUP_FRACTION of the run, then cosine to zero
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+WARMUP_FRACTION = 0.05
 # "batched": forward passes written with batched kernels (`batched.compile_stacked`); "vmap":
 # `torch.func.vmap` over `functional_call` (any module); "auto": batched where it applies
 BACKENDS = ("auto", "batched", "vmap")
@@ -376,6 +386,31 @@ def _per_replica(value: int | Sequence[int], r: int, name: str) -> list[int]:
     return values
 
 
+def schedule_factor(schedule: str, t: int, steps: int) -> float:
+    """The multiplier on the start learning rate after step `t` of `steps` (as torch's
+    LambdaLR stepped once per step: step t+1 runs at this factor)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(t / steps, 1.0)))
+    if schedule == "warmup_cosine":
+        warm = max(int(round(WARMUP_FRACTION * steps)), 1)
+        if t < warm:
+            return (t + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min((t - warm) / max(steps - warm, 1), 1.0)))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def _schedules(schedule: str | Sequence[str], r: int) -> list[str]:
+    names = [schedule] * r if isinstance(schedule, str) else list(schedule)
+    if len(names) != r:
+        raise ValueError(f"schedule must be one name or one per replica ({r}), got {len(names)}")
+    bad = sorted({n for n in names if n not in SCHEDULES}, key=str)
+    if bad:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {bad[0]!r}")
+    return names
+
+
 def run_lockstep(
     group: TaskGroup,
     starts: Sequence[ReplicaStart],
@@ -387,7 +422,7 @@ def run_lockstep(
     greedy: bool = False,
     clip: bool | None = None,
     stats_every: int = 4,
-    schedule: str = "constant",
+    schedule: str | Sequence[str] = "constant",
     decoupled: bool = True,
     val_every: int = 10,
     backend: str = "auto",
@@ -403,7 +438,8 @@ def run_lockstep(
         seeds: per replica, the seed of the policy's action sampling (default 0 each).
         greedy: take the most likely move instead of sampling.
         clip: gradient clipping at a running quantile; by default on with a policy, off without.
-        schedule: without a policy, "constant" or "cosine" (to zero at each replica's end).
+        schedule: without a policy, one of `SCHEDULES` (decaying to zero at each replica's end),
+            for all replicas or one per replica; see `schedule_factor`.
         decoupled: AdamW (True) or Adam with L2 weight decay (False).
         val_every: evaluate the validation loss every this many steps and at each replica's end.
         backend: one of `BACKENDS`: how the stacked forward and backward passes run.
@@ -416,9 +452,8 @@ def run_lockstep(
     if len(starts) != r:
         raise ValueError(f"starts needs one ReplicaStart per replica ({r}), got {len(starts)}")
     total = _per_replica(steps, r, "steps")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if policy is not None and schedule != "constant":
+    schedules = _schedules(schedule, r)
+    if policy is not None and any(n != "constant" for n in schedules):
         raise ValueError("schedule must be 'constant' when a policy drives the run")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -444,6 +479,10 @@ def run_lockstep(
         )
     run = _Lockstep(group, starts, clip, decoupled, backend)
     base_lr = run.hp.lr.clone()
+    scheduled = any(n != "constant" for n in schedules)
+    if scheduled:  # the first step already runs at the schedule's factor for step 0
+        factor = [schedule_factor(n, 0, s) for n, s in zip(schedules, total, strict=True)]
+        run.hp.lr = base_lr * torch.tensor(factor, dtype=torch.float64)
     ends = torch.tensor(total)
     curves: list[Curve] = [[] for _ in range(r)]
     for t in range(1, max(total) + 1):
@@ -465,9 +504,9 @@ def run_lockstep(
                     run.clipper.quantile = torch.tensor(
                         [q.quantile for q in control.quantiles], dtype=torch.float64
                     )
-        elif schedule == "cosine":
-            frac = torch.tensor([t / n for n in total], dtype=torch.float64)
-            run.hp.lr = base_lr * 0.5 * (1 + torch.cos(math.pi * frac))
+        elif scheduled:
+            factor = [schedule_factor(n, t, s) for n, s in zip(schedules, total, strict=True)]
+            run.hp.lr = base_lr * torch.tensor(factor, dtype=torch.float64)
     params = run.layout.unflatten(run.params["flat"])
     if control is None:
         return LockstepResult(curves, [[] for _ in range(r)], [[] for _ in range(r)], params)

@@ -135,7 +135,9 @@ def test_warmup_cosine_warms_up_then_decays_to_zero():
     factors = [schedule_factor("warmup_cosine", t, 200) for t in range(200)]
     assert factors[0] == pytest.approx(0.1)  # 10 warm-up steps
     assert factors[9] == pytest.approx(1.0) and max(factors) == pytest.approx(1.0)
-    assert factors[-1] < 1e-3 and all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] < 1e-3 and all(
+        a >= b for a, b in zip(factors[9:], factors[10:], strict=False)
+    )
 
 
 def test_adam_with_l2_weight_decay_equals_torch_adam():

@@ -53,12 +53,12 @@ lhopt-policy: $(STAMP)
 	cp metatune-runs/lhopt-regr6/snapshots/policy-00080.pt src/metatune/lhopt/policies/default.pt
 
 # The first policy trained with the lockstep engine on the procedural task space (2026-12-03;
-# about 75 min on one core): fine-tuned from the shipped policy; the snapshot is chosen by
+# about 90 min on one core): fine-tuned from the shipped policy; the snapshot is chosen by
 # docs/lhopt-selection-rule.md.
 LHOPT_TRAIN_FAMILIES = mlp-friedman,mlp-linreg,mlp-classify,mlp-bundled,cnn-digits,mlp-charlm,gru-charlm,transformer-charlm
 lhopt-vectorized: $(STAMP)
 	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-vec --engine vectorized \
-		--iterations 100 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 24 \
+		--iterations 60 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 24 \
 		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
 		--init-policy src/metatune/lhopt/policies/default.pt
 

@@ -90,7 +90,11 @@ def write_plot(rows: list[dict[str, Any]], grid: list[float], path: Path) -> Non
     step = logs[1] - logs[0]
     edges = np.concatenate([logs - step / 2, [logs[-1] + step / 2]])
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for split, color in (("train", "tab:blue"), ("heldout", "tab:orange")):
+    for split, color in (
+        ("train", "tab:blue"),
+        ("validation", "tab:green"),
+        ("heldout", "tab:orange"),
+    ):
         vals = [math.log10(r["best_lr"]) for r in rows if r["split"] == split]
         ax.hist(vals, bins=edges, color=color, alpha=0.7, label=f"{split} families ({len(vals)})")
     ax.axvline(-3, color="k", ls=":", lw=1, label="Adam's default 1e-3")

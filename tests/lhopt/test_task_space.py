@@ -10,6 +10,7 @@ from metatune.lhopt.task_space import (
     MAX_STEPS,
     MIN_STEPS,
     TRAIN_FAMILIES,
+    VALIDATION_FAMILIES,
     sample_group,
     training_task,
 )
@@ -17,9 +18,11 @@ from metatune.lhopt.vectorized import ReplicaStart, run_lockstep
 
 
 def test_the_split_is_declared_and_disjoint():
-    assert set(TRAIN_FAMILIES) | set(HELD_OUT_FAMILIES) == set(FAMILIES)
-    assert not set(TRAIN_FAMILIES) & set(HELD_OUT_FAMILIES)
+    splits = [set(TRAIN_FAMILIES), set(VALIDATION_FAMILIES), set(HELD_OUT_FAMILIES)]
+    assert set.union(*splits) == set(FAMILIES)
+    assert sum(len(s) for s in splits) == len(FAMILIES)  # disjoint
     assert "mlp-diabetes" in HELD_OUT_FAMILIES  # a held-out benchmark task's data
+    assert VALIDATION_FAMILIES == ["mlp-moons", "mlp-hastie"]  # docs/lhopt-selection-rule.md
     assert {f.kind for f in FAMILIES.values()} == {"mlp", "cnn", "charlm", "gru", "transformer"}
     assert {f.loss for f in FAMILIES.values()} == {"mse", "ce"}
 
@@ -38,6 +41,16 @@ def test_every_family_builds_a_group_that_learns_in_lockstep(family):
     )
     p = group.stacked_params()
     assert any(not torch.equal(t[0], t[1]) for t in p.values())
+
+
+def test_a_multi_column_regression_target_gets_one_output_per_column():
+    group, _ = sample_group("mlp-denoise", np.random.default_rng(0), 2, steps=200)
+    assert group.y_train.shape[-1] == 64
+    task = group.training_task(0)
+    assert task.model(group.x_val[0][:3]).shape == (3, 64)
+    start = task.val_loss()
+    res = run_lockstep(group, [ReplicaStart(lr=3e-3)] * 2, 30, val_every=30)
+    assert res.curves[0][-1][1] < start
 
 
 def test_groups_vary_and_run_lengths_span_the_declared_range():

@@ -390,10 +390,27 @@ def _check_task(obj: Any) -> None:
 
 HELD_OUT_TASKS: Registry[Callable[[int], Any]] = Registry("held-out task", check=_check_task)
 # lazy: the tasks import torch
-HELD_OUT_TASKS.register_lazy(
-    "matrix-factorization", "metatune.benchmarks.lhopt_tasks:matrix_factorization"
+# lazy: the tasks import torch; each is a `lhopt_suite.SuiteTask` (callable seed -> task, with
+# its run length)
+for _name, _attr in (
+    ("matrix-factorization", "MATRIX_FACTORIZATION"),
+    ("diabetes-regression", "DIABETES_REGRESSION"),
+    ("diabetes-mlp", "DIABETES_MLP"),
+    ("bars-cnn", "BARS_CNN"),
+    ("signal-gru", "SIGNAL_GRU"),
+    ("signal-transformer", "SIGNAL_TRANSFORMER"),
+    ("denoise-mlp", "DENOISE_MLP"),
+    ("quantiles-mlp", "QUANTILES_MLP"),
+):
+    HELD_OUT_TASKS.register_lazy(_name, f"metatune.benchmarks.lhopt_suite:{_attr}")
+del _name, _attr
+DEFAULT_HELD_OUT_TASKS = (  # page order
+    "matrix-factorization",
+    "diabetes-regression",
+    "diabetes-mlp",
+    "bars-cnn",
+    "signal-gru",
+    "signal-transformer",
+    "denoise-mlp",
+    "quantiles-mlp",
 )
-HELD_OUT_TASKS.register_lazy(
-    "diabetes-regression", "metatune.benchmarks.lhopt_tasks:diabetes_regression"
-)
-DEFAULT_HELD_OUT_TASKS = ("matrix-factorization", "diabetes-regression")  # page order

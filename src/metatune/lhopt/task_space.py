@@ -20,10 +20,17 @@ here before any policy is trained on them):
 | mlp-charlm | embedding + MLP | next character after k characters of stdlib source | cross-entropy | train |
 | gru-charlm | embedding + GRU | the same next-character windows | cross-entropy | train |
 | transformer-charlm | tiny causal transformer | the same next-character windows | cross-entropy | train |
+| mlp-moons | MLP | `make_moons`/`make_circles` with noise | cross-entropy | validation |
+| mlp-hastie | MLP | `make_hastie_10_2` (binary, 10 features) | cross-entropy | validation |
 | mlp-diabetes | MLP | diabetes (bundled) | MSE | held out |
-| mlp-moons | MLP | `make_moons`/`make_circles` with noise | cross-entropy | held out |
 | cnn-bars | small CNN | synthetic 12x12 images: bar orientation, with noise | cross-entropy | held out |
 | gru-signal | GRU | next value of noisy synthetic sequences (sums of sines, AR(2)) | MSE | held out |
+| transformer-signal | tiny causal transformer | the same sequences | MSE | held out |
+| mlp-denoise | MLP autoencoder | digits 8x8 plus Gaussian noise -> the clean digit | MSE (64 outputs) | held out |
+| mlp-quantiles | MLP | `make_gaussian_quantiles` (3-4 nested shells) | cross-entropy | held out |
+
+Validation families choose among trained policies (docs/lhopt-selection-rule.md); held-out
+families only report (benchmarks/lhopt.py).
 
 The sequence models are in `lhopt.sequence_models`. Not here yet: BatchNorm (buffers) and
 families mixing architectures in one group.
@@ -51,6 +58,7 @@ __all__ = [
     "FAMILIES",
     "TRAIN_FAMILIES",
     "HELD_OUT_FAMILIES",
+    "VALIDATION_FAMILIES",
     "Family",
     "GroupSpec",
     "sample_group",
@@ -106,7 +114,7 @@ class Family:
     """
 
     name: str
-    split: str  # "train" or "heldout"
+    split: str  # "train", "validation" or "heldout"
     kind: str
     loss: str
     draw: Callable[[np.random.Generator], dict[str, int | float | str]]
@@ -270,6 +278,51 @@ def _moons_data(o: dict[str, int | float | str], seed: int) -> Data:
     return _classification_data(X, y, seed)
 
 
+def _hastie_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {"n": int(rng.choice([1000, 2000, 4000]))}
+
+
+def _hastie_data(o: dict[str, int | float | str], seed: int) -> Data:
+    from sklearn.datasets import make_hastie_10_2
+
+    X, y = make_hastie_10_2(n_samples=int(o["n"]), random_state=seed)
+    return _classification_data(X, (y > 0).astype(np.int64), seed)
+
+
+def _quantiles_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {
+        "features": int(rng.integers(2, 7)),
+        "classes": int(rng.integers(3, 5)),
+        "n": int(rng.choice([1000, 2000])),
+    }
+
+
+def _quantiles_data(o: dict[str, int | float | str], seed: int) -> Data:
+    from sklearn.datasets import make_gaussian_quantiles
+
+    X, y = make_gaussian_quantiles(
+        n_samples=int(o["n"]),
+        n_features=int(o["features"]),
+        n_classes=int(o["classes"]),
+        random_state=seed,
+    )
+    return _classification_data(X, y, seed)
+
+
+def _denoise_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {"noise": float(rng.choice([0.2, 0.4, 0.6]))}
+
+
+def _denoise_data(o: dict[str, int | float | str], seed: int) -> Data:
+    """Digits (pixels / 16) with Gaussian noise in, the clean image out: 64 regression targets."""
+    from sklearn.datasets import load_digits
+
+    clean = (load_digits().data / 16.0).astype(np.float32)
+    noisy = clean + np.random.default_rng([seed, 29]).normal(0, float(o["noise"]), clean.shape)
+    xt, yt, xv, yv = _split(noisy.astype(np.float32), clean, seed)
+    return xt, yt, xv, yv
+
+
 def _digits_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
     return {}
 
@@ -394,13 +447,18 @@ FAMILIES: dict[str, Family] = {
         Family("mlp-charlm", "train", "charlm", "ce", _charlm_draw, _charlm_data),
         Family("gru-charlm", "train", "gru", "ce", _charlm_draw, _charlm_data),
         Family("transformer-charlm", "train", "transformer", "ce", _charlm_draw, _charlm_data),
+        Family("mlp-moons", "validation", "mlp", "ce", _moons_draw, _moons_data),
+        Family("mlp-hastie", "validation", "mlp", "ce", _hastie_draw, _hastie_data),
         Family("mlp-diabetes", "heldout", "mlp", "mse", _diabetes_draw, _diabetes_data),
-        Family("mlp-moons", "heldout", "mlp", "ce", _moons_draw, _moons_data),
         Family("cnn-bars", "heldout", "cnn", "ce", _bars_draw, _bars_data),
         Family("gru-signal", "heldout", "gru", "mse", _signal_draw, _signal_data),
+        Family("transformer-signal", "heldout", "transformer", "mse", _signal_draw, _signal_data),
+        Family("mlp-denoise", "heldout", "mlp", "mse", _denoise_draw, _denoise_data),
+        Family("mlp-quantiles", "heldout", "mlp", "ce", _quantiles_draw, _quantiles_data),
     )
 }
 TRAIN_FAMILIES = [n for n, f in FAMILIES.items() if f.split == "train"]
+VALIDATION_FAMILIES = [n for n, f in FAMILIES.items() if f.split == "validation"]
 HELD_OUT_FAMILIES = [n for n, f in FAMILIES.items() if f.split == "heldout"]
 
 
@@ -420,8 +478,7 @@ def _mlp(inputs: int, outputs: int, spec: GroupSpec) -> list[nn.Module]:
     return layers
 
 
-def _build(spec: GroupSpec, x: np.ndarray, classes: int) -> nn.Module:
-    outputs = classes if classes else 1
+def _build(spec: GroupSpec, x: np.ndarray, outputs: int) -> nn.Module:
     if spec.kind == "mlp":
         return nn.Sequential(*_mlp(x.shape[-1], outputs, spec))
     if spec.kind in ("gru", "transformer"):
@@ -505,11 +562,14 @@ def sample_group(
     data = [fam.data(options, int(r[0])) for r in rows]
     n_train = min(len(d[1]) for d in data)
     n_val = min(min(len(d[3]) for d in data), MAX_VAL)
-    classes = 0 if fam.loss == "mse" else int(max(int(d[1].max()) for d in data) + 1)
+    if fam.loss == "mse":  # one output per target column
+        outputs = int(data[0][1].shape[-1]) if data[0][1].ndim > 1 else 1
+    else:
+        outputs = int(max(int(d[1].max()) for d in data) + 1)
     modules = []
     for r in rows:
         torch.manual_seed(int(r[1]))
-        model = _build(spec, data[0][0], classes)
+        model = _build(spec, data[0][0], outputs)
         with torch.no_grad():
             for p in model.parameters():
                 if p.dim() > 1:

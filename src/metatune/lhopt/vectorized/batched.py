@@ -212,10 +212,12 @@ def compile_stacked(module: nn.Module) -> StackedForward | None:
 
 
 def stacked_loss(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-replica mean loss ([R]) of outputs [R, B, ...] against targets [R, B]."""
+    """Per-replica mean loss ([R]) of outputs [R, B, ...] against targets [R, B] (or
+    [R, B, D] for MSE on several target columns)."""
     r, b = y.shape[:2]
     if name == "mse":
-        return nn.functional.mse_loss(out.squeeze(-1), y, reduction="none").mean(1)
+        out = out.squeeze(-1) if y.dim() == 2 else out
+        return nn.functional.mse_loss(out, y, reduction="none").reshape(r, -1).mean(1)
     if name == "ce":
         flat = nn.functional.cross_entropy(
             out.reshape(r * b, out.shape[-1]), y.reshape(r * b), reduction="none"

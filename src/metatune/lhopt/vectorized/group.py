@@ -25,7 +25,7 @@ INDEX_CHUNK = 64  # minibatch indices are drawn this many steps at a time, per r
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.mse_loss(out.squeeze(-1), y)
+    return nn.functional.mse_loss(out.squeeze(-1) if y.dim() == 1 else out, y)
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,158 @@
+"""Choose a meta-training run's policy by the rule of docs/lhopt-selection-rule.md.
+
+Every snapshot of the run (and the policy it started from) is scored on the validation suite
+(`metatune.benchmarks.lhopt_suite.VALIDATION_TASKS`, families never trained on and never
+reported as held-out results): the median over tasks of the median speedup to the best cell of
+the AdamW grid, ties broken by the number of tasks more than 2% off that cell's loss, then by the
+later iteration. The shipped policy is scored the same way, for the rule's last condition.
+
+    python benchmarks/lhopt_select.py metatune-runs/lhopt-vec
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from metatune.benchmarks.common import (
+    format_machine,
+    how_it_was_run,
+    machine_info,
+    now_utc,
+    repo_relative,
+    single_thread_torch,
+)
+
+single_thread_torch()
+
+import numpy as np  # noqa: E402
+
+from metatune.benchmarks.lhopt_suite import (  # noqa: E402
+    LRS,
+    SCHEDULES,
+    VALIDATION_TASKS,
+    grid_curves,
+    policy_curve,
+    score_task,
+    suite_score,
+)
+from metatune.lhopt import Policy  # noqa: E402
+from metatune.lhopt.controller import default_policy_path  # noqa: E402
+
+CELLS = [(m, s) for m in LRS for s in SCHEDULES]
+SEEDS = (0, 1, 2)
+
+
+def candidates(run: Path, init: str) -> list[tuple[str, int, Path]]:
+    """(label, iteration, file): the run's start policy (iteration 0), then its snapshots."""
+    found = [(f"start ({init})", 0, Path(init))] if init else []
+    for f in sorted((run / "snapshots").glob("policy-*.pt")):
+        m = re.fullmatch(r"policy-(\d+)\.pt", f.name)
+        if m:
+            found.append((f"iteration {int(m.group(1))}", int(m.group(1)), f))
+    return found
+
+
+def score(policy: Policy, cache: dict[str, list]) -> dict[str, Any]:
+    results = {}
+    for task in VALIDATION_TASKS:
+        grid = grid_curves(task, SEEDS, CELLS, cache)
+        curves = [policy_curve(task, s, policy) for s in SEEDS]
+        r = score_task(grid, curves, task.steps)
+        results[task.name] = {k: r[k] for k in ("best_cell", "speedup", "best_ratio")}
+    speed, far = suite_score(results)
+    return {"score": speed, "far": far, "tasks": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("run", help="a metatune lhopt train --out folder (with snapshots/)")
+    ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument("--grid-cache", default="metatune-runs/lhopt-validation-grid.json")
+    args = ap.parse_args(argv)
+    run = Path(args.run)
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.exists():
+        ap.error(f"{run} is not a meta-training folder (no checkpoint.pt)")
+    import torch
+
+    config = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]
+    found = candidates(run, config.get("init_policy", ""))
+    if not found:
+        ap.error(f"{run} has no snapshots yet")
+    cache_path = Path(args.grid_cache)
+    cache: dict[str, list] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    rows = []
+    for label, iteration, path in found:
+        s = score(Policy.load(path), cache)
+        rows.append({"label": label, "iteration": iteration, "file": str(path), **s})
+        print(f"{label}: score {s['score']:.3f}, {s['far']} tasks > 1.02", flush=True)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(cache))
+    shipped = score(Policy.load(default_policy_path()), cache)
+    pick = max(rows, key=lambda r: (r["score"], -r["far"], r["iteration"]))
+    beats = pick["score"] > shipped["score"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lhopt-selection.json").write_text(
+        json.dumps({"candidates": rows, "shipped": shipped, "pick": pick["label"]}, indent=1)
+    )
+    names = [t.name for t in VALIDATION_TASKS]
+    lines = [
+        f"# Choosing a policy on the validation families ({run.name})",
+        "",
+        "| candidate | score (median speedup) | tasks > 2% off | "
+        + " | ".join(f"{n}: speedup / best-loss ratio" for n in names)
+        + " |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    for r in [*rows, {"label": "shipped `default`", **shipped}]:
+        cells = [
+            f"{np.median(r['tasks'][n]['speedup']):.2f} / {np.median(r['tasks'][n]['best_ratio']):.3f}"
+            for n in names
+        ]
+        lines.append(
+            f"| {r['label']} | {r['score']:.2f} | {r['far']} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        f"What it means: the rule picks **{pick['label']}** (score {pick['score']:.2f}); "
+        + (
+            f"it scores above the shipped policy ({shipped['score']:.2f}), so it may replace "
+            "it if the recovery tests pass."
+            if beats
+            else f"it does not score above the shipped policy ({shipped['score']:.2f}), so "
+            "the shipped policy stays."
+        ),
+        "",
+        "The rule: docs/lhopt-selection-rule.md. Validation tasks (3 seeds each; grid AdamW "
+        f"x {list(LRS)} with {list(SCHEDULES)}): "
+        + "; ".join(f"{t.name}: {t.describe()}" for t in VALIDATION_TASKS)
+        + ".",
+        "",
+    ]
+    lines += how_it_was_run(
+        [
+            (
+                "python benchmarks/lhopt_select.py "
+                + shlex.join(argv if argv is not None else sys.argv[1:]),
+                repo_relative(out),
+                "",
+            )
+        ],
+        [f"Date: {now_utc()}", f"Machine: {format_machine(machine_info(packages=('torch',)))}"],
+    )
+    (out / "lhopt-selection.md").write_text("\n".join(lines) + "\n")
+    print(f"pick: {pick['label']} ({pick['file']}); beats the shipped policy: {beats}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized lhopt-vectorized-b clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ LHOPT_TRAIN_FAMILIES = mlp-friedman,mlp-linreg,mlp-classify,mlp-bundled,cnn-digi
 lhopt-vectorized: $(STAMP)
 	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-vec --engine vectorized \
 		--iterations 60 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 24 \
+		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
+		--init-policy src/metatune/lhopt/policies/default.pt
+
+# The second run of docs/lhopt-selection-rule.md's amendment: the same recipe, another seed.
+lhopt-vectorized-b: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-vec-b --engine vectorized \
+		--iterations 40 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 25 \
 		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
 		--init-policy src/metatune/lhopt/policies/default.pt
 

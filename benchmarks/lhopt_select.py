@@ -1,12 +1,14 @@
 """Choose a meta-training run's policy by the rule of docs/lhopt-selection-rule.md.
 
-Every snapshot of the run (and the policy it started from) is scored on the validation suite
+Every snapshot of each run (and the policy it started from) is scored on the validation suite
 (`metatune.benchmarks.lhopt_suite.VALIDATION_TASKS`, families never trained on and never
 reported as held-out results): the median over tasks of the median speedup to the best cell of
 the AdamW grid, ties broken by the number of tasks more than 2% off that cell's loss, then by the
-later iteration. The shipped policy is scored the same way, for the rule's last condition.
+later iteration; with several runs, the best of their picks wins (ties: the run named first).
+The shipped policy is scored the same way, for the rule's last condition. `--copy-to` copies
+the winner there when it scores above the shipped policy.
 
-    python benchmarks/lhopt_select.py metatune-runs/lhopt-vec
+    python benchmarks/lhopt_select.py metatune-runs/lhopt-vec metatune-runs/lhopt-vec-b
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,40 +76,67 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("run", help="a metatune lhopt train --out folder (with snapshots/)")
+    ap.add_argument("runs", nargs="+", help="metatune lhopt train --out folders (with snapshots/)")
     ap.add_argument("--out", default="docs/benchmarks")
     ap.add_argument("--grid-cache", default="metatune-runs/lhopt-validation-grid.json")
+    ap.add_argument(
+        "--copy-to", default="", help="copy the winner here if it beats the shipped policy"
+    )
     args = ap.parse_args(argv)
-    run = Path(args.run)
-    ckpt = run / "checkpoint.pt"
-    if not ckpt.exists():
-        ap.error(f"{run} is not a meta-training folder (no checkpoint.pt)")
     import torch
 
-    config = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]
-    found = candidates(run, config.get("init_policy", ""))
-    if not found:
-        ap.error(f"{run} has no snapshots yet")
+    found: list[tuple[str, str, int, Path]] = []
+    for run in map(Path, args.runs):
+        ckpt = run / "checkpoint.pt"
+        if not ckpt.exists():
+            ap.error(f"{run} is not a meta-training folder (no checkpoint.pt)")
+        config = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]
+        found += [(run.name, *c) for c in candidates(run, config.get("init_policy", ""))]
     cache_path = Path(args.grid_cache)
     cache: dict[str, list] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    rows = []
-    for label, iteration, path in found:
-        s = score(Policy.load(path), cache)
-        rows.append({"label": label, "iteration": iteration, "file": str(path), **s})
-        print(f"{label}: score {s['score']:.3f}, {s['far']} tasks > 1.02", flush=True)
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(cache))
+    rows, scored = [], {}
+    for run_name, label, iteration, path in found:
+        key = str(path.resolve())
+        if key not in scored:  # runs started from the same policy share its score
+            scored[key] = score(Policy.load(path), cache)
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache))
+        s = scored[key]
+        rows.append(
+            {"run": run_name, "label": f"{run_name}: {label}", "iteration": iteration,
+             "file": str(path), **s}
+        )  # fmt: skip
+        print(f"{run_name}: {label}: score {s['score']:.3f}, {s['far']} tasks > 1.02", flush=True)
     shipped = score(Policy.load(default_policy_path()), cache)
-    pick = max(rows, key=lambda r: (r["score"], -r["far"], r["iteration"]))
+    order = [Path(r).name for r in args.runs]
+    picks = [
+        max(
+            (r for r in rows if r["run"] == name),
+            key=lambda r: (r["score"], -r["far"], r["iteration"]),
+        )
+        for name in order
+    ]
+    pick = max(picks, key=lambda r: (r["score"], -r["far"], r["iteration"], -order.index(r["run"])))
     beats = pick["score"] > shipped["score"]
+    if beats and args.copy_to:
+        shutil.copyfile(pick["file"], args.copy_to)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lhopt-selection.json").write_text(
-        json.dumps({"candidates": rows, "shipped": shipped, "pick": pick["label"]}, indent=1)
+        json.dumps(
+            {
+                "candidates": rows,
+                "shipped": shipped,
+                "picks": [p["label"] for p in picks],
+                "pick": pick["label"],
+                "beats_shipped": beats,
+            },
+            indent=1,
+        )
     )
     names = [t.name for t in VALIDATION_TASKS]
     lines = [
-        f"# Choosing a policy on the validation families ({run.name})",
+        f"# Choosing a policy on the validation families ({', '.join(order)})",
         "",
         "| candidate | score (median speedup) | tasks > 2% off | "
         + " | ".join(f"{n}: speedup / best-loss ratio" for n in names)
@@ -123,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        f"What it means: the rule picks **{pick['label']}** (score {pick['score']:.2f}); "
+        "What it means: each run's pick: "
+        + ", ".join(f"{p['label']} ({p['score']:.2f})" for p in picks)
+        + f". The rule picks **{pick['label']}** (score {pick['score']:.2f}); "
         + (
             f"it scores above the shipped policy ({shipped['score']:.2f}), so it may replace "
             "it if the recovery tests pass."

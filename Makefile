@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized lhopt-vectorized-b clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized lhopt-vectorized-b lhopt-select clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ lhopt-vectorized-b: $(STAMP)
 		--iterations 40 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 25 \
 		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
 		--init-policy src/metatune/lhopt/policies/default.pt
+
+# Applies docs/lhopt-selection-rule.md to both runs (docs/benchmarks/lhopt-selection.md); the
+# winner is copied over the shipped policy only if it scores above it.
+lhopt-select: $(STAMP)
+	$(PY) benchmarks/lhopt_select.py metatune-runs/lhopt-vec metatune-runs/lhopt-vec-b \
+		--copy-to src/metatune/lhopt/policies/default.pt
 
 # Re-creates the base policy (the first shipped one, 2026-11-23; about 50 min on 2 cores).
 LHOPT_ITERATIONS ?= 420

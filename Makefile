@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized lhopt-vectorized-b lhopt-select clean
+.PHONY: install demo test test-all lint bench lhopt-policy lhopt-base lhopt-finetuned lhopt-group lhopt-group-tuned lhopt-regression lhopt-vectorized lhopt-vectorized-b lhopt-select lhopt-vectorized-c lhopt-vectorized-d lhopt-select-2 clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,18 @@ lhopt-vectorized-b: $(STAMP)
 		--iterations 40 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 --seed 25 \
 		--baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
 		--init-policy src/metatune/lhopt/policies/default.pt
+
+# Rule 2's runs (docs/lhopt-selection-rule.md): run A's recipe with two more seeds.
+lhopt-vectorized-c lhopt-vectorized-d: lhopt-vectorized-%: $(STAMP)
+	$(VENV)/bin/metatune lhopt train --out metatune-runs/lhopt-vec-$* --engine vectorized \
+		--iterations 40 --episodes 32 --groups 2 --rollouts 4 --max-steps 1000 \
+		--seed $(if $(filter c,$*),26,27) --baseline-lrs 0.3,1,3 --families $(LHOPT_TRAIN_FAMILIES) \
+		--init-policy src/metatune/lhopt/policies/default.pt
+
+lhopt-select-2: $(STAMP)
+	$(PY) benchmarks/lhopt_select.py metatune-runs/lhopt-vec-c metatune-runs/lhopt-vec-d \
+		--suite v2 --out docs/benchmarks/lhopt-selection-2 \
+		--copy-to src/metatune/lhopt/policies/default.pt
 
 # Applies docs/lhopt-selection-rule.md to both runs (docs/benchmarks/lhopt-selection.md); the
 # winner is copied over the shipped policy only if it scores above it.

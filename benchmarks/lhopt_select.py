@@ -1,7 +1,7 @@
 """Choose a meta-training run's policy by the rule of docs/lhopt-selection-rule.md.
 
 Every snapshot of each run (and the policy it started from) is scored on the validation suite
-(`metatune.benchmarks.lhopt_suite.VALIDATION_TASKS`, families never trained on and never
+(`metatune.benchmarks.lhopt_suite.VALIDATION_SUITES`, `--suite`: families never trained on and never
 reported as held-out results): the median over tasks of the median speedup to the best cell of
 the AdamW grid, ties broken by the number of tasks more than 2% off that cell's loss, then by the
 later iteration; with several runs, the best of their picks wins (ties: the run named first).
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from metatune.benchmarks.lhopt_suite import (  # noqa: E402
     LRS,
     SCHEDULES,
-    VALIDATION_TASKS,
+    VALIDATION_SUITES,
     grid_curves,
     policy_curve,
     score_task,
@@ -61,9 +61,9 @@ def candidates(run: Path, init: str) -> list[tuple[str, int, Path]]:
     return found
 
 
-def score(policy: Policy, cache: dict[str, list]) -> dict[str, Any]:
+def score(policy: Policy, cache: dict[str, list], suite: str = "v1") -> dict[str, Any]:
     results = {}
-    for task in VALIDATION_TASKS:
+    for task in VALIDATION_SUITES[suite]:
         grid = grid_curves(task, SEEDS, CELLS, cache)
         curves = [policy_curve(task, s, policy) for s in SEEDS]
         r = score_task(grid, curves, task.steps)
@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="metatune lhopt train --out folders (with snapshots/)")
     ap.add_argument("--out", default="docs/benchmarks")
     ap.add_argument("--grid-cache", default="metatune-runs/lhopt-validation-grid.json")
+    ap.add_argument(
+        "--suite",
+        choices=sorted(VALIDATION_SUITES),
+        default="v1",
+        help="validation suite: v1 (rule 1), v2 (rule 2) of docs/lhopt-selection-rule.md",
+    )
     ap.add_argument(
         "--copy-to", default="", help="copy the winner here if it beats the shipped policy"
     )
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for run_name, label, iteration, path in found:
         key = str(path.resolve())
         if key not in scored:  # runs started from the same policy share its score
-            scored[key] = score(Policy.load(path), cache)
+            scored[key] = score(Policy.load(path), cache, args.suite)
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache))
         s = scored[key]
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
              "file": str(path), **s}
         )  # fmt: skip
         print(f"{run_name}: {label}: score {s['score']:.3f}, {s['far']} tasks > 1.02", flush=True)
-    shipped = score(Policy.load(default_policy_path()), cache)
+    shipped = score(Policy.load(default_policy_path()), cache, args.suite)
     order = [Path(r).name for r in args.runs]
     picks = [
         max(
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=1,
         )
     )
-    names = [t.name for t in VALIDATION_TASKS]
+    names = [t.name for t in VALIDATION_SUITES[args.suite]]
     lines = [
         f"# Choosing a policy on the validation families ({', '.join(order)})",
         "",
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "The rule: docs/lhopt-selection-rule.md. Validation tasks (3 seeds each; grid AdamW "
         f"x {list(LRS)} with {list(SCHEDULES)}): "
-        + "; ".join(f"{t.name}: {t.describe()}" for t in VALIDATION_TASKS)
+        + "; ".join(f"{t.name}: {t.describe()}" for t in VALIDATION_SUITES[args.suite])
         + ".",
         "",
     ]

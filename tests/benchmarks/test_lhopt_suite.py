@@ -5,6 +5,7 @@ import math
 import pytest
 
 from metatune.benchmarks.lhopt_suite import (
+    VALIDATION_SUITES,
     VALIDATION_TASKS,
     SpaceTask,
     SuiteTask,
@@ -27,7 +28,9 @@ def test_the_suites_never_use_a_training_family():
     )
     space = [t.make.family for t in held if isinstance(t.make, SpaceTask)]
     assert set(space) <= set(HELD_OUT_FAMILIES)
-    assert {t.make.family for t in VALIDATION_TASKS} == set(VALIDATION_FAMILIES)
+    assert {t.make.family for t in VALIDATION_TASKS} == {"mlp-moons", "mlp-hastie"}  # rule 1
+    assert {t.make.family for t in VALIDATION_SUITES["v2"]} == set(VALIDATION_FAMILIES)
+    assert VALIDATION_SUITES["v2"][:4] == VALIDATION_TASKS
     assert not set(space + VALIDATION_FAMILIES) & set(TRAIN_FAMILIES)
     assert all(200 <= t.steps <= 5000 for t in held if isinstance(t.make, SpaceTask))
 

@@ -44,6 +44,8 @@ __all__ = [
     "SpaceTask",
     "SuiteTask",
     "VALIDATION_TASKS",
+    "VALIDATION_TASKS_V2",
+    "VALIDATION_SUITES",
     "MAX_SEEDS",
     "grid_curves",
     "policy_curve",
@@ -117,6 +119,16 @@ VALIDATION_TASKS = (
     _space("hastie-a", "mlp-hastie", 12, 800),
     _space("hastie-b", "mlp-hastie", 13, 2000),
 )
+
+# the second rule's suite (docs/lhopt-selection-rule.md, "Rule 2"): v1's tasks and one task of
+# each family added after v1 proved too narrow (a regression, a CNN, a sequence model)
+VALIDATION_TASKS_V2 = (
+    *VALIDATION_TASKS,
+    _space("sparse-a", "mlp-sparse", 14, 1000),
+    _space("blobs-a", "cnn-blobs", 15, 600),
+    _space("balance-a", "gru-balance", 16, 400),
+)
+VALIDATION_SUITES = {"v1": VALIDATION_TASKS, "v2": VALIDATION_TASKS_V2}
 
 # the held-out benchmark's tasks from the task space's held-out families (registered in
 # metatune.benchmarks.registry.HELD_OUT_TASKS with the two hand-written ones)

@@ -22,6 +22,9 @@ here before any policy is trained on them):
 | transformer-charlm | tiny causal transformer | the same next-character windows | cross-entropy | train |
 | mlp-moons | MLP | `make_moons`/`make_circles` with noise | cross-entropy | validation |
 | mlp-hastie | MLP | `make_hastie_10_2` (binary, 10 features) | cross-entropy | validation |
+| mlp-sparse | MLP | `make_sparse_uncorrelated` (4 of 10 features matter) | MSE | validation |
+| cnn-blobs | small CNN | synthetic 10x10 images: how many blobs (1-3), with noise | cross-entropy | validation |
+| gru-balance | GRU | noisy sequence: first half's sum minus the second half's | MSE | validation |
 | mlp-diabetes | MLP | diabetes (bundled) | MSE | held out |
 | cnn-bars | small CNN | synthetic 12x12 images: bar orientation, with noise | cross-entropy | held out |
 | gru-signal | GRU | next value of noisy synthetic sequences (sums of sines, AR(2)) | MSE | held out |
@@ -289,6 +292,51 @@ def _hastie_data(o: dict[str, int | float | str], seed: int) -> Data:
     return _classification_data(X, (y > 0).astype(np.int64), seed)
 
 
+def _sparse_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {"n": int(rng.choice([800, 2000])), "scale": _target_scale(rng)}
+
+
+def _sparse_data(o: dict[str, int | float | str], seed: int) -> Data:
+    from sklearn.datasets import make_sparse_uncorrelated
+
+    X, y = make_sparse_uncorrelated(n_samples=int(o["n"]), n_features=10, random_state=seed)
+    return _regression_data(X, y, seed, float(o["scale"]))
+
+
+def _blobs_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {"noise": float(rng.choice([0.2, 0.4, 0.6])), "n": int(rng.choice([800, 1600]))}
+
+
+def _blobs_data(o: dict[str, int | float | str], seed: int) -> Data:
+    """10x10 images holding 1-3 Gaussian blobs at random places, in Gaussian noise; the label
+    is the number of blobs minus one."""
+    rng = np.random.default_rng([seed, 37])
+    n, size = int(o["n"]), 10
+    y = rng.integers(0, 3, n)
+    grid = np.arange(size)
+    X = rng.normal(0, float(o["noise"]), (n, 1, size, size))
+    for i in range(n):
+        for cy, cx in rng.uniform(1, size - 2, (y[i] + 1, 2)):
+            X[i, 0] += np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2) / 2.0)
+    xt, yt, xv, yv = _split(X.astype(np.float32), y, seed)
+    return xt, yt.astype(np.int64), xv, yv.astype(np.int64)
+
+
+def _balance_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
+    return {"length": int(rng.choice([8, 12, 16])), "n": int(rng.choice([1500, 3000]))}
+
+
+def _balance_data(o: dict[str, int | float | str], seed: int) -> Data:
+    """Sequences of `length` standard normal values ([N, length, 1]); the target is the sum of
+    the first half minus the sum of the second, plus noise: the GRU must count and then
+    subtract."""
+    rng = np.random.default_rng([seed, 41])
+    n, length = int(o["n"]), int(o["length"])
+    s = rng.normal(size=(n, length))
+    y = s[:, : length // 2].sum(1) - s[:, length // 2 :].sum(1) + 0.3 * rng.normal(size=n)
+    return _regression_data(s[:, :, None], y, seed)
+
+
 def _quantiles_draw(rng: np.random.Generator) -> dict[str, int | float | str]:
     return {
         "features": int(rng.integers(2, 7)),
@@ -449,6 +497,9 @@ FAMILIES: dict[str, Family] = {
         Family("transformer-charlm", "train", "transformer", "ce", _charlm_draw, _charlm_data),
         Family("mlp-moons", "validation", "mlp", "ce", _moons_draw, _moons_data),
         Family("mlp-hastie", "validation", "mlp", "ce", _hastie_draw, _hastie_data),
+        Family("mlp-sparse", "validation", "mlp", "mse", _sparse_draw, _sparse_data),
+        Family("cnn-blobs", "validation", "cnn", "ce", _blobs_draw, _blobs_data),
+        Family("gru-balance", "validation", "gru", "mse", _balance_draw, _balance_data),
         Family("mlp-diabetes", "heldout", "mlp", "mse", _diabetes_draw, _diabetes_data),
         Family("cnn-bars", "heldout", "cnn", "ce", _bars_draw, _bars_data),
         Family("gru-signal", "heldout", "gru", "mse", _signal_draw, _signal_data),

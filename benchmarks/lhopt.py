@@ -41,13 +41,12 @@ from metatune.benchmarks.lhopt_suite import (  # noqa: E402
     SuiteTask,
     grid_curves,
     policy_curve,
-    score_task,
 )
+from metatune.benchmarks.lhopt_suite import evaluate as evaluate_task  # noqa: E402
 from metatune.benchmarks.registry import DEFAULT_HELD_OUT_TASKS, HELD_OUT_TASKS  # noqa: E402
 from metatune.lhopt import Policy  # noqa: E402
 from metatune.lhopt.controller import SHIPPED_POLICIES, default_policy_path  # noqa: E402
-
-CELLS = [(m, s) for m in LRS for s in SCHEDULES]
+from metatune.lhopt.training import best_loss  # noqa: E402
 
 
 def load_policy(spec: str) -> Policy:
@@ -184,15 +183,11 @@ def evaluate(
     cache: dict[str, list],
     high_lr: float | None,
 ) -> dict[str, Any]:
-    grid = grid_curves(task, seeds, CELLS, cache)
-    curves = [policy_curve(task, s, policy) for s in seeds]
-    out = score_task(grid, curves, task.steps)
+    grid, curves, out = evaluate_task(task, policy, seeds, cache)
     out.update(steps=task.steps, describe=task.describe(), policy_curves=curves)
     best = (out["best_cell"]["lr_mult"], out["best_cell"]["schedule"])
     out["baseline_curves"] = grid[best]
     if high_lr is not None:
-        from metatune.lhopt.training import best_loss
-
         high = [policy_curve(task, s, policy, high_lr) for s in seeds]
         adamw = grid_curves(task, seeds, [(high_lr, "constant")], cache)[(high_lr, "constant")]
         out["high_lr_policy_curves"] = high

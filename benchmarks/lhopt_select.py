@@ -39,15 +39,12 @@ from metatune.benchmarks.lhopt_suite import (  # noqa: E402
     LRS,
     SCHEDULES,
     VALIDATION_SUITES,
-    grid_curves,
-    policy_curve,
-    score_task,
+    evaluate,
     suite_score,
 )
 from metatune.lhopt import Policy  # noqa: E402
 from metatune.lhopt.controller import default_policy_path  # noqa: E402
 
-CELLS = [(m, s) for m in LRS for s in SCHEDULES]
 SEEDS = (0, 1, 2)
 
 
@@ -64,9 +61,7 @@ def candidates(run: Path, init: str) -> list[tuple[str, int, Path]]:
 def score(policy: Policy, cache: dict[str, list], suite: str = "v1") -> dict[str, Any]:
     results = {}
     for task in VALIDATION_SUITES[suite]:
-        grid = grid_curves(task, SEEDS, CELLS, cache)
-        curves = [policy_curve(task, s, policy) for s in SEEDS]
-        r = score_task(grid, curves, task.steps)
+        _, _, r = evaluate(task, policy, SEEDS, cache)
         results[task.name] = {k: r[k] for k in ("best_cell", "speedup", "best_ratio")}
     speed, far = suite_score(results)
     return {"score": speed, "far": far, "tasks": results}
@@ -113,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
              "file": str(path), **s}
         )  # fmt: skip
         print(f"{run_name}: {label}: score {s['score']:.3f}, {s['far']} tasks > 1.02", flush=True)
-    shipped = score(Policy.load(default_policy_path()), cache, args.suite)
+    shipped_key = str(default_policy_path().resolve())  # often also a run's start policy
+    if shipped_key not in scored:
+        scored[shipped_key] = score(Policy.load(default_policy_path()), cache, args.suite)
+    shipped = scored[shipped_key]
     order = [Path(r).name for r in args.runs]
     picks = [
         max(

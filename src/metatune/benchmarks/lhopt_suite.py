@@ -40,6 +40,8 @@ from metatune.lhopt.vectorized.engine import schedule_factor
 __all__ = [
     "LRS",
     "SCHEDULES",
+    "GRID_CELLS",
+    "evaluate",
     "Curve",
     "SpaceTask",
     "SuiteTask",
@@ -56,6 +58,7 @@ __all__ = [
 
 LRS = (0.1, 0.3, 1.0, 3.0, 10.0)  # x the task's default learning rate
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
+GRID_CELLS = tuple((m, s) for m in LRS for s in SCHEDULES)  # (lr multiplier, schedule)
 MAX_SEEDS = 10  # a space task draws this many replicas, so seed k is the same task for any count
 Curve = list[tuple[int, float]]
 
@@ -232,6 +235,15 @@ def score_task(
             best_loss(p) / best_loss(c) for c, p in zip(cosine, policy, strict=True)
         ]
     return out
+
+
+def evaluate(
+    task: SuiteTask, policy: Policy, seeds: Sequence[int], cache: dict[str, list]
+) -> tuple[dict[tuple[float, str], list[Curve]], list[Curve], dict[str, Any]]:
+    """The grid (`GRID_CELLS`, cached), the policy's runs and `score_task` of one task."""
+    grid = grid_curves(task, seeds, GRID_CELLS, cache)
+    curves = [policy_curve(task, s, policy) for s in seeds]
+    return grid, curves, score_task(grid, curves, task.steps)
 
 
 def suite_score(results: dict[str, dict[str, Any]]) -> tuple[float, int]:

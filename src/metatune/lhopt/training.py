@@ -51,6 +51,7 @@ from metatune.lhopt.policy import Policy, PolicyConfig
 from metatune.lhopt.task_space import TRAIN_FAMILIES, sample_group
 from metatune.lhopt.tasks import DEFAULT_FAMILIES, TASK_FAMILIES, TrainingTask
 from metatune.lhopt.vectorized import ReplicaStart, TaskGroup, run_lockstep
+from metatune.lhopt.vectorized.engine import schedule_factor
 
 __all__ = [
     "MetaTrainConfig",
@@ -184,7 +185,7 @@ _BASELINES: dict[tuple[str, int, int, tuple[float, ...], float], Curve] = {}
 def _cosine(opt: torch.optim.Optimizer, lr: float, steps: int) -> Callable[..., None]:
     def on_step(t: int, loss: float, val: float | None) -> None:
         for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+            group["lr"] = lr * schedule_factor("cosine", t, steps)
 
     return on_step
 

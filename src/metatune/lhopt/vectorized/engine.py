@@ -480,9 +480,13 @@ def run_lockstep(
     run = _Lockstep(group, starts, clip, decoupled, backend)
     base_lr = run.hp.lr.clone()
     scheduled = any(n != "constant" for n in schedules)
-    if scheduled:  # the first step already runs at the schedule's factor for step 0
-        factor = [schedule_factor(n, 0, s) for n, s in zip(schedules, total, strict=True)]
+
+    def apply_schedule(t: int) -> None:  # the rate of step t+1
+        factor = [schedule_factor(n, t, s) for n, s in zip(schedules, total, strict=True)]
         run.hp.lr = base_lr * torch.tensor(factor, dtype=torch.float64)
+
+    if scheduled:  # the first step already runs at the schedule's factor for step 0
+        apply_schedule(0)
     ends = torch.tensor(total)
     curves: list[Curve] = [[] for _ in range(r)]
     for t in range(1, max(total) + 1):
@@ -505,8 +509,7 @@ def run_lockstep(
                         [q.quantile for q in control.quantiles], dtype=torch.float64
                     )
         elif scheduled:
-            factor = [schedule_factor(n, t, s) for n, s in zip(schedules, total, strict=True)]
-            run.hp.lr = base_lr * torch.tensor(factor, dtype=torch.float64)
+            apply_schedule(t)
     params = run.layout.unflatten(run.params["flat"])
     if control is None:
         return LockstepResult(curves, [[] for _ in range(r)], [[] for _ in range(r)], params)

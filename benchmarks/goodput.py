@@ -456,7 +456,7 @@ def targets_for(rows: list[dict], name: str) -> dict[str, float]:
 # optimizer between blocks, so every arm is timed in its steady state, and blocks of the arms
 # alternate so that a change of the machine's load hits them alike.
 OVERHEAD_BLOCK = 200  # steps per timed block
-OVERHEAD_ROUNDS = 12  # timed blocks per arm (after one untimed warm-up block)
+OVERHEAD_ROUNDS = 20  # timed blocks per arm (after one untimed warm-up block)
 
 
 def _plain_arm(problem: Problem, train, batch: int, seed: int, ddp: bool = False):
@@ -526,23 +526,48 @@ def _interleaved(arms: dict, clocks: tuple, block: int) -> dict[str, list[list[f
     return blocks
 
 
-def _overhead_row(blocks: dict, base: str, arm: str, clock: int) -> dict:
-    """Paired per round: the arm's block against the plain block next to it in time."""
-    ratios = [a[clock] / p[clock] - 1 for a, p in zip(blocks[arm], blocks[base], strict=True)]
-    return {
-        "ms": 1e3 * statistics.median(b[clock] for b in blocks[arm]),
-        "overhead": statistics.median(ratios),
-        "q1": float(np.percentile(ratios, 25)),
-        "q3": float(np.percentile(ratios, 75)),
-    }
-
-
+# "plain again" is a second plain loop timed against the first (an A/A comparison): how far
+# two identical loops read apart on this machine, the resolution of every row.
 SINGLE_ARMS = {
-    "default": {},  # measure_every 8: a split step every 8th
+    "plain again": {"plain": True},
+    "default": {},  # measure_every "auto": as often as the measuring budget allows
+    "every 8": {"measure_every": 8},  # a split step every 8th (the default before "auto")
     "every 32": {"measure_every": 32},
     "consecutive": {"measure_every": None},
     "no planning": {"adaptive": False},
 }
+
+
+def _paired(problem: Problem, train, batch: int, seed: int, arms: dict, clocks: tuple, **common):
+    """Each controller arm interleaved with a plain loop of its own (two arms at a time, so
+    that no third model's blocks sit between an arm and the plain blocks it is compared
+    with); returns every arm's blocks and all plain blocks."""
+    out: dict[str, list] = {"plain": []}
+    ddp = common.pop("ddp", False)
+    for name, kw in arms.items():
+        pair = {
+            "plain": _plain_arm(problem, train, batch, seed, ddp=ddp),
+            name: (
+                _plain_arm(problem, train, batch, seed, ddp=ddp)
+                if kw.get("plain")
+                else _controller_arm(problem, train, batch, seed, **common, **kw)
+            ),
+        }
+        blocks = _interleaved(pair, clocks, OVERHEAD_BLOCKS.get(problem.name, OVERHEAD_BLOCK))
+        out[name] = list(zip(blocks[name], blocks["plain"], strict=True))
+        out["plain"] += blocks["plain"]
+    return out
+
+
+def _paired_row(pairs: list, clock: int) -> dict:
+    """Paired per round: the arm's block against its plain block next to it in time."""
+    ratios = [a[clock] / p[clock] - 1 for a, p in pairs]
+    return {
+        "ms": 1e3 * statistics.median(a[clock] for a, _ in pairs),
+        "overhead": statistics.median(ratios),
+        "q1": float(np.percentile(ratios, 25)),
+        "q3": float(np.percentile(ratios, 75)),
+    }
 
 
 def bench_overhead(seed: int = 0) -> list[dict]:
@@ -550,15 +575,12 @@ def bench_overhead(seed: int = 0) -> list[dict]:
     rows = []
     for problem in [*PROBLEMS.values(), *OVERHEAD_PROBLEMS.values()]:
         for batch in (M0, 4 * M0):
-            arms = {"plain": _plain_arm(problem, train, batch, seed)}
-            for name, kw in SINGLE_ARMS.items():
-                arms[name] = _controller_arm(problem, train, batch, seed, clock=CLOCK, **kw)
-            blocks = _interleaved(arms, (CLOCK,), OVERHEAD_BLOCKS.get(problem.name, OVERHEAD_BLOCK))
+            blocks = _paired(problem, train, batch, seed, SINGLE_ARMS, (CLOCK,), clock=CLOCK)
             row = {
                 "problem": problem.name,
                 "batch": batch,
                 "plain_ms": 1e3 * statistics.median(b[0] for b in blocks["plain"]),
-                "arms": {name: _overhead_row(blocks, "plain", name, 0) for name in SINGLE_ARMS},
+                "arms": {name: _paired_row(blocks[name], 0) for name in SINGLE_ARMS},
             }
             rows.append(row)
             print(
@@ -570,22 +592,21 @@ def bench_overhead(seed: int = 0) -> list[dict]:
 
 
 # --- 5. two processes (gloo DDP) -----------------------------------------------------------
-DDP_ARMS = {"default": {}, "no planning": {"adaptive": False}}
+DDP_ARMS = {
+    "plain again": {"plain": True},
+    "default": {},
+    "every 8": {"measure_every": 8},
+    "no planning": {"adaptive": False},
+}
 
 
 def _ddp_overhead(problem: Problem, train, batch: int, seed: int) -> dict:
-    arms = {"plain": _plain_arm(problem, train, batch, seed, ddp=True)}
-    for name, kw in DDP_ARMS.items():
-        arms[name] = _controller_arm(problem, train, batch, seed, **kw)
-    blocks = _interleaved(
-        arms,
-        (time.perf_counter, time.thread_time),
-        OVERHEAD_BLOCKS.get(problem.name, OVERHEAD_BLOCK),
-    )
+    clocks = (time.perf_counter, time.thread_time)
+    blocks = _paired(problem, train, batch, seed, DDP_ARMS, clocks, ddp=True)
     row: dict = {"problem": problem.name, "batch": batch}
     for i, clock in enumerate(("wall", "cpu")):
         row[f"plain_{clock}_ms"] = 1e3 * statistics.median(b[i] for b in blocks["plain"])
-        row[clock] = {name: _overhead_row(blocks, "plain", name, i) for name in DDP_ARMS}
+        row[clock] = {name: _paired_row(blocks[name], i) for name in DDP_ARMS}
     return row
 
 
@@ -819,9 +840,11 @@ def _plot(data: dict, path: Path) -> None:
 
 def _overhead_protocol(base: str) -> str:
     return (
-        f"Each arm keeps its model and optimizer and runs {OVERHEAD_ROUNDS} timed blocks of "
-        f"{OVERHEAD_BLOCK} optimizer steps ({', '.join(f'{k}: {v}' for k, v in OVERHEAD_BLOCKS.items())}) after one untimed block, the arms' blocks "
-        "alternating (the order reversed every round), so every arm is timed in its steady "
+        "Each controller arm is timed against a plain loop of its own (two models at a time, "
+        "so no third model's blocks sit between them): each keeps its model and optimizer and "
+        f"runs {OVERHEAD_ROUNDS} timed blocks of "
+        f"{OVERHEAD_BLOCK} optimizer steps ({', '.join(f'{k}: {v}' for k, v in OVERHEAD_BLOCKS.items())}) after one untimed block, the two arms' blocks "
+        "alternating (the order reversed every round), so both are timed in their steady "
         f"state and a change of load hits them alike. Against {base}, each block's mean step "
         "time is compared with the plain block of the same round; the table gives the median "
         "of those paired ratios. A mean, not a median step: the costlier measured and "
@@ -885,7 +908,7 @@ def render(data: dict, out: Path) -> None:
         worst_c = max(r["arms"]["consecutive"]["overhead"] for r in ov)
         summary.append(
             f"| per-step overhead <= 5%, one process against a plain loop at the same batch "
-            f"| worst {100 * worst:+.1f}% (default, a split step every 8), "
+            f"| worst {100 * worst:+.1f}% (default), "
             f"{100 * worst_c:+.1f}% (consecutive differences) | {'yes' if worst <= 0.05 else 'no'} |"
         )
     ddp = data.get("ddp")
@@ -986,11 +1009,14 @@ def render(data: dict, out: Path) -> None:
             "## Per-step overhead (one process)",
             "",
             _overhead_protocol("a plain loop (same model, optimizer, batch and data order)")
-            + " Arms: `default` (a split step every 8th, measuring the noise from two half "
-            "micro-batches of the same examples), `every 32` (`measure_every=32`), "
-            "`consecutive` (`measure_every=None`: consecutive-step differences, no extra "
-            "forward/backward, biased), `no planning` (the default with `adaptive=False`: "
-            "measurement only). Brackets: the interquartile range over the rounds. "
+            + " Arms: `plain again` (a second plain loop: two identical loops read this far "
+            'apart, the resolution of the other columns), `default` (`measure_every="auto"`: '
+            "split steps, measuring the noise from two half micro-batches of the same examples, "
+            "as often as 2% of the training time allows), `every 8` and `every 32` (a split "
+            "step every 8th or 32nd), `consecutive` (`measure_every=None`: consecutive-step "
+            "differences, no extra forward/backward, biased), `no planning` (the default with "
+            "`adaptive=False`: measurement only). Brackets: the interquartile range over the "
+            "rounds. "
             + " ".join(
                 f"**{q.name}** (these rows only): {q.about}." for q in OVERHEAD_PROBLEMS.values()
             ),
@@ -1027,7 +1053,9 @@ def render(data: dict, out: Path) -> None:
                 )
                 + " Times are rank 0's, in wall time and in its main thread's CPU time (what "
                 "the controller adds to each step's own work; gloo's threads are not in it). "
-                "`no planning`: the default with `adaptive=False` (measurement only).",
+                "`plain again`: a second plain DDP loop (the resolution); `every 8`: a "
+                'measured step every 8th (the default before `"auto"`); `no planning`: the '
+                "default with `adaptive=False` (measurement only).",
                 "",
                 "| model | batch | plain DDP wall (ms) | "
                 + " | ".join(f"{n}, wall" for n in names)

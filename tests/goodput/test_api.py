@@ -107,6 +107,7 @@ def test_checkpoint_restores_plan_progress_fitted_models_and_position():
     assert ctl2.throughput.params == ctl.throughput.params
     assert ctl2.noise.noise_scale == ctl.noise.noise_scale
     assert loader2.epoch == 3 and loader2.position == loader.position
+    assert ctl2.measure_every == ctl.measure_every == loader2.measure_every
     # the epochs iterator resumes at the saved epoch and the loader at the saved step
     assert next(iter(ctl2.epochs(5))) == 3
     nxt_a = next(it)[0][0]
@@ -168,6 +169,8 @@ def test_consecutive_differences_start_afresh_after_accumulated_steps():
         ({"max_micro_batch": 0.5}, "max_micro_batch"),
         ({"threshold": -1.0}, "threshold"),
         ({"measure_every": -2}, "measure_every"),
+        ({"measure_every": "often"}, "measure_every"),
+        ({"measure_budget": 0.0}, "measure_budget"),
         ({"noise_decay": 1.0}, "noise_decay"),
     ],
 )
@@ -230,3 +233,48 @@ def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock()
     assert 0.001 * ctl.steps * 0.9 <= ctl._train_time <= clock.t
     assert ctl._plan_time <= 0.05 * ctl._train_time + 0.020 + 1e-9
     assert ctl._plan_time >= 0.020 * len(fits)
+
+
+class _Clock:
+    t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize(
+    ("measured_cost", "interval"),
+    [(0.0005, 8), (0.0015, 40), (0.1, 128)],  # per micro-batch; a split step has two
+)
+def test_auto_measuring_keeps_the_measured_steps_extra_time_within_budget(measured_cost, interval):
+    """A plain step takes 1 ms of a simulated clock, a measured (split) one twice
+    `measured_cost`: at a 5% budget the interval settles where the extra time of a measured
+    step, spread over the interval, is 5% of a plain step (between 8 and 128)."""
+    clock = _Clock()
+    ctl, loader, _, _ = _setup(clock=clock, adaptive=False, measure_budget=0.05)
+    measured = []
+    for _ in ctl.epochs(60):
+        for (xb, yb), _acc in loader:
+            info = loader.current
+            clock.t += measured_cost if info.measure else 0.001
+            if ctl.step(_loss(ctl, xb, yb)):
+                measured.append(info.measure)
+    assert ctl.measure_every == loader.measure_every == interval
+    late = measured[len(measured) // 2 :]  # after it settled
+    extra = sum(late) * max(2 * measured_cost - 0.001, 0.0)
+    if interval < 128:
+        assert extra <= 0.05 * 0.001 * len(late) * 1.1 + 2 * measured_cost
+    assert sum(late) == pytest.approx(len(late) / interval, abs=2)
+
+
+def test_a_fixed_measure_every_stays_fixed_and_auto_is_the_default():
+    clock = _Clock()
+    ctl, loader, _, _ = _setup(clock=clock, adaptive=False, measure_every=4)
+    ctl_auto, loader_auto, _, _ = _setup(clock=clock, adaptive=False)
+    for c, ld in ((ctl, loader), (ctl_auto, loader_auto)):
+        for _ in c.epochs(20):
+            for (xb, yb), _acc in ld:
+                clock.t += 0.01 if ld.current.measure else 0.001
+                c.step(_loss(c, xb, yb))
+    assert ctl.measure_every == loader.measure_every == 4
+    assert ctl_auto.measure_every == 128

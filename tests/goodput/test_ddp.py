@@ -62,6 +62,47 @@ def _train(adam: bool, epochs: int = 1, **kw) -> dict:
     }
 
 
+def _train_auto(rank: int) -> dict:
+    """measure_every="auto" on a simulated clock whose measured steps cost more on rank 1
+    than on rank 0: the ranks must still measure the same steps (rank 0's interval), or their
+    all-reduces would not pair."""
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    ctl = GoodputController(
+        model,
+        opt,
+        batch_size=M0,
+        max_batch_size=M0,
+        adaptive=False,
+        clock=clock,
+        warmup_steps=2,
+        measure_budget=0.05,
+    )
+    loader = ctl.loader(_data(), seed=1)
+    measured, intervals = [], []
+    for _ in ctl.epochs(40):
+        for (xb, yb), _acc in loader:
+            info = loader.current
+            clock.t += (0.003 if rank == 0 else 0.02) if info.measure else 0.001
+            ctl.step(((ctl.model(xb).squeeze(-1) - yb) ** 2).mean())
+            measured.append(info.measure)
+            intervals.append(ctl.measure_every)
+    return {
+        "params": [p.detach().clone() for p in model.parameters()],
+        "measured": measured,
+        "intervals": intervals,
+    }
+
+
 def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -86,6 +127,7 @@ def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
                 adapt_every=2,
                 adapt_budget=1.0,
             ),
+            "auto": _train_auto(rank),
         }
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -144,5 +186,15 @@ def test_ranks_follow_the_same_plans_when_adapting(ranks):
     assert a["history"] == b["history"]
     assert {m for _, m, _ in a["history"]} == {M0 // WORLD, M0}  # it switched, both ways
     assert a["steps"] == b["steps"]
+    for x, y in zip(a["params"], b["params"], strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_ranks_measure_the_same_steps_with_an_auto_interval(ranks):
+    a, b = (both["auto"] for both in ranks)
+    assert a["measured"] == b["measured"]
+    assert a["intervals"] == b["intervals"]
+    # rank 0's costs decide: a measured step 2 ms over a 1 ms plain one, at a 5% budget
+    assert a["intervals"][-1] == 40
     for x, y in zip(a["params"], b["params"], strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0)

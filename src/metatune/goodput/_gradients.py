@@ -97,6 +97,7 @@ class FlatBuffers:
         self.params = list(params)
         self.numel = sum(p.numel() for p in self.params)
         self._buffers: dict[str, torch.Tensor] = {}
+        self._views: dict[int, list[torch.Tensor]] = {}  # per buffer: views shaped like params
 
     def buffer(self, name: str, extra: int = 0) -> torch.Tensor:
         """Buffer `name`, of the parameters' total size plus `extra` elements."""
@@ -107,32 +108,44 @@ class FlatBuffers:
             self._buffers[name] = buf
         return buf
 
+    def _views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """`flat`'s segments shaped like the parameters (cached for the own buffers)."""
+        # Keyed by address: a buffer and its slices without the extra elements share views
+        # (cached views keep their storage alive, so an address is never reused under them).
+        key = flat.data_ptr()
+        views = self._views.get(key)
+        if views is None:
+            views, offset = [], 0
+            for p in self.params:
+                n = p.numel()
+                views.append(flat[offset : offset + n].view_as(p))
+                offset += n
+            if any(key == b.data_ptr() for b in self._buffers.values()):
+                self._views[key] = views
+        return views
+
     @torch.no_grad()
     def grads(self, name: str, extra: int = 0) -> torch.Tensor:
         """The current gradients copied into buffer `name` (zeros for a parameter without
         one); `extra` elements at the end are room for values that travel with them."""
         buf = self.buffer(name, extra)
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            seg = buf[offset : offset + n]
-            if p.grad is None:
-                seg.zero_()
-            else:
-                seg.copy_(p.grad.reshape(-1))
-            offset += n
+        views = self._views_of(buf)
+        grads = [p.grad for p in self.params]
+        if self.params and all(g is not None for g in grads):
+            torch._foreach_copy_(views, grads)  # one call instead of one copy per tensor
+            return buf
+        for v, g in zip(views, grads, strict=True):
+            v.zero_() if g is None else v.copy_(g)
         return buf
 
     @torch.no_grad()
     def write_grads(self, flat: torch.Tensor) -> None:
         """Copy `flat` (laid out as `grads` lays it) back into the parameters' gradients; a
         parameter without a gradient keeps none."""
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            if p.grad is not None:
-                p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
+        pairs = [(p.grad, v) for p, v in zip(self.params, self._views_of(flat), strict=True)]
+        pairs = [(g, v) for g, v in pairs if g is not None]
+        if pairs:
+            torch._foreach_copy_([g for g, _ in pairs], [v for _, v in pairs])
 
     @torch.no_grad()
     def weighted_sqnorm(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

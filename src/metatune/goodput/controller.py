@@ -9,7 +9,7 @@ that maximise goodput. A plain loop gains about four lines::
             ctl.step(loss_fn(ctl.model(x), y))   # backward; optimizer step after the last one
 
 Under torchrun (torch.distributed initialised, world size > 1) the model is wrapped in
-DistributedDataParallel. Most steps are DDP's own, untouched; on every `measure_every`-th step
+DistributedDataParallel. Most steps are DDP's own, untouched; on a measured step
 the controller skips DDP's synchronisation and all-reduces the gradients itself, with each
 rank's local squared norm in one extra element of that same all-reduce, so the noise estimate
 needs no collective of its own and the other steps pay nothing for it (a Python communication
@@ -40,6 +40,8 @@ from metatune.goodput.throughput import ThroughputModel
 __all__ = ["GoodputController"]
 
 PRECONDITION_EVERY = 8  # measured steps between recomputations of Adam's preconditioner
+AUTO_MEASURE_EVERY = 8  # the shortest interval of measure_every="auto", and where it starts
+MAX_MEASURE_EVERY = 128  # the longest: the noise estimate must still follow training
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -81,9 +83,15 @@ class GoodputController:
             accumulation micro-batches, from the replicas' gradients under DDP, or, in one
             process without accumulation, by running it as two half micro-batches (the same
             examples and update); every one of the first `warmup_steps` steps measures, so the
-            first re-plan has its estimate. None or 0: every step, and in one process without
-            accumulation from consecutive-step differences instead (no extra work per step,
-            but biased, see `noise`).
+            first re-plan has its estimate. "auto" (the default): every 8th step at first, then
+            as often as `measure_budget` allows, from the measured extra time of a measured
+            step over a plain one (at most every 128th), so that measuring costs the same
+            small share on a model whose steps are all Python overhead as on a large one.
+            None or 0: every step, and in one process without accumulation from
+            consecutive-step differences instead (no extra work per step, but biased, see
+            `noise`).
+        measure_budget: with ``measure_every="auto"``, the share of the training time the
+            measured steps' extra cost may take.
         adaptive: False keeps M0 fixed but measures as usual (for overhead comparisons).
         clock: what step times are measured with; wall time by default. On a machine shared
             with other jobs, ``time.thread_time`` (this thread's CPU time) measures what a step
@@ -109,7 +117,8 @@ class GoodputController:
         precondition: bool | str = "auto",
         candidates: int = 50,
         nodes: int | None = None,
-        measure_every: int | None = 8,
+        measure_every: int | str | None = "auto",
+        measure_budget: float = 0.02,
         adaptive: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -140,9 +149,20 @@ class GoodputController:
         self.adapt_budget = float(adapt_budget)
         self.refit_every = _positive_int("refit_every", refit_every)
         self.candidates = _positive_int("candidates", candidates)
-        self.measure_every = (
-            0 if not measure_every else _positive_int("measure_every", measure_every)
-        )
+        self._measure_auto = isinstance(measure_every, str)
+        if self._measure_auto and measure_every != "auto":
+            raise ValueError(
+                f"measure_every must be 'auto', a positive integer or None, got {measure_every!r}"
+            )
+        if self._measure_auto:
+            self.measure_every = AUTO_MEASURE_EVERY
+        else:
+            self.measure_every = (
+                0 if not measure_every else _positive_int("measure_every", measure_every)
+            )
+        if not 0.0 < measure_budget <= 1.0:
+            raise ValueError(f"measure_budget must be in (0, 1], got {measure_budget!r}")
+        self.measure_budget = float(measure_budget)
         if lr_schedule is not None and not callable(lr_schedule):
             raise TypeError(f"lr_schedule must be callable, got {lr_schedule!r}")
         adam = G.is_adam_type(optimizer)
@@ -210,6 +230,14 @@ class GoodputController:
         self._fitted_configs = -1  # configurations the step-time model had at its last fit
         self._plans_since_fit = 0
         self._pending: tuple[Any, torch.Tensor, float] | None = None  # a plan on its way (DDP)
+        # measure_every="auto": step times of measured and plain steps at the current plan
+        self._cost_plan: BatchPlan | None = None
+        self._measured_dt = float("nan")
+        self._plain_dt = float("nan")
+        self._proposed_every = self.measure_every  # rank 0's proposal (applied in step)
+        self._gain_key: tuple[float, int] | None = None  # current_gain's last answer
+        self._decided_for: tuple[int, BatchPlan] | None = None  # _adapt's inputs last time
+        self._gain = 1.0
 
     # -- set-up ------------------------------------------------------------------------------
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -353,16 +381,21 @@ class GoodputController:
         import torch.distributed as dist
 
         k = self.world_size
-        buf = self._flat.grads("ranks", extra=1)
+        buf = self._flat.grads("ranks", extra=2)
         # The local gradient is sum_i (b_i k / B) grad_i; this rank's mean is B / (k B_k) x it.
-        local_sq = self._flat.weighted_sqnorm(buf[:-1], self._weights)
-        buf[-1] = local_sq * (info.step_total / (k * info.rank_total)) ** 2
+        local_sq = self._flat.weighted_sqnorm(buf[:-2], self._weights)
+        buf[-2] = local_sq * (info.step_total / (k * info.rank_total)) ** 2
         buf.div_(k)
+        # The last element carries rank 0's measuring interval, so that every rank switches
+        # to it at this same step (their own step times differ).
+        buf[-1] = float(self._proposed_every) if self.rank == 0 else 0.0
         dist.all_reduce(buf)
-        mean = buf[:-1]
+        mean = buf[:-2]
         self._flat.write_grads(mean)
         total = self._flat.weighted_sqnorm(mean, self._weights)
-        mean_sq, total_sq = torch.stack([buf[-1], total]).double().tolist()
+        mean_sq, total_sq, every = torch.stack([buf[-2], total, buf[-1]]).double().tolist()
+        if self._measure_auto:
+            self._set_measure_every(round(every))
         mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
         est = from_means(mean_sq, mean_inv, float(info.step_total), total_sq, self._population())
         self.noise.update(est)
@@ -409,10 +442,16 @@ class GoodputController:
     def current_gain(self, total: float | None = None) -> float:
         """M0-equivalent steps one step at `total` (default: the plan's) makes now."""
         total = float(self.plan.total if total is None else total)
+        key = (total, self.noise.count)  # the estimate changes only with an update
+        if key == self._gain_key:
+            return self._gain
         phi = self.noise.noise_scale
         if total <= self.batch_size or math.isnan(phi):  # at M0, or no estimate yet
-            return min(total / self.batch_size, 1.0)
-        return float(gain_of(phi, self.batch_size, total))
+            g = min(total / self.batch_size, 1.0)
+        else:
+            g = float(gain_of(phi, self.batch_size, total))
+        self._gain_key, self._gain = key, g
+        return g
 
     def _apply_lr(self, total: int) -> None:
         g = self.current_gain(total)
@@ -437,18 +476,46 @@ class GoodputController:
             # evaluation, a checkpoint, other work of the loop) counts as one long step.
             if self._step_time == self._step_time:
                 self._train_time += min(dt, 4.0 * self._step_time)
-            if (
-                not info.split
-                and self._last_plan == info.plan
-                and info.step_total == info.plan.total
-            ):
+            whole = self._last_plan == info.plan and info.step_total == info.plan.total
+            if whole and not info.split:
                 p = info.plan
                 self.throughput.observe(p.micro_batch, p.accum_steps, dt, p.replicas, self.nodes)
                 self._step_time = (
                     dt if self._step_time != self._step_time else 0.9 * self._step_time + 0.1 * dt
                 )
+            if whole and self._measure_auto:
+                self._track_measure_cost(info, dt)
         self._last_plan = info.plan
         self._last_end = now
+
+    def _track_measure_cost(self, info: MicroBatchInfo, dt: float) -> None:
+        """Keep the measured steps' extra time within `measure_budget` of the training time:
+        every measured step proposes the interval at which its extra cost over a plain step,
+        spread over the steps in between, is that share of a plain step."""
+        if info.plan != self._cost_plan:  # a new plan costs differently: start afresh
+            self._cost_plan = info.plan
+            self._measured_dt = self._plain_dt = float("nan")
+        # A gap for evaluation or a checkpoint is not a step: each kind is clipped at four
+        # times its own average.
+        if info.measure:
+            m = self._measured_dt
+            self._measured_dt = dt if m != m else 0.7 * m + 0.3 * min(dt, 4.0 * m)
+        else:
+            ref = self._plain_dt
+            self._plain_dt = dt if ref != ref else 0.9 * ref + 0.1 * min(dt, 4.0 * ref)
+        plain, measured = self._plain_dt, self._measured_dt
+        if not (info.measure and plain > 0 and measured == measured):
+            return
+        extra = max(measured - plain, 0.0)
+        every = math.ceil(extra / (self.measure_budget * plain) - 1e-6)  # no rounding noise
+        self._proposed_every = min(max(every, AUTO_MEASURE_EVERY), MAX_MEASURE_EVERY)
+        if self.world_size == 1:
+            self._set_measure_every(self._proposed_every)
+
+    def _set_measure_every(self, every: int) -> None:
+        self.measure_every = int(every)
+        if self._loader is not None:
+            self._loader.measure_every = self.measure_every
 
     # -- planning ----------------------------------------------------------------------------
     def _decide(self) -> tuple[BatchPlan, int, float]:
@@ -488,6 +555,15 @@ class GoodputController:
         return plan, self.steps + wait, speedup
 
     def _adapt(self) -> None:
+        # The choice depends on the noise estimate and the current plan (the step-time model
+        # is refitted only when a choice is made): with neither changed since the last choice,
+        # it would be the same, so skip it. Both are the same on every rank, so under DDP the
+        # ranks skip together without a word.
+        key = (self.noise.count, self.plan)
+        if key == self._decided_for:
+            self._next_adapt = self.steps + self.adapt_every
+            return
+        self._decided_for = key
         if not (self.distributed and self.world_size > 1):
             plan, next_adapt, speedup = self._decide()
             self._apply_plan(plan, next_adapt, speedup)
@@ -540,6 +616,7 @@ class GoodputController:
             "loader": None if self._loader is None else self._loader.state_dict(),
             "history": [list(h) for h in self.history],
             "batch_size": self.batch_size,
+            "measure_every": self.measure_every,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -562,8 +639,11 @@ class GoodputController:
         self._pending = None
         self._base_lrs = [float(x) for x in state["base_lrs"]]
         self.noise.load_state_dict(state["noise"])
+        self._gain_key = None
         self.throughput.load_state_dict(state["throughput"])
         self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
+        if self._measure_auto and "measure_every" in state:
+            self._set_measure_every(int(state["measure_every"]) or AUTO_MEASURE_EVERY)
         if self._loader is not None and state["loader"] is not None:
             self._loader.load_state_dict(state["loader"])
         if self._loader is not None:

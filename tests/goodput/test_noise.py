@@ -225,3 +225,19 @@ def test_flat_preconditioner_is_ones_where_a_parameter_has_no_second_moment():
     torch.testing.assert_close(flat[:n_used], torch.cat([per[0].reshape(-1), per[1]]))
     for p in used.parameters():
         torch.testing.assert_close(opt.state[p]["exp_avg_sq"], before[id(p)], rtol=0, atol=0)
+
+
+def test_an_estimate_after_a_longer_interval_forgets_the_older_ones_by_as_much():
+    """update(b, elapsed=3) counts as three updates with b: the earlier average decays by
+    decay**3 and b takes the rest of the weight."""
+    d = 0.9
+    sparse, dense = NoiseTracker(d), NoiseTracker(d)
+    sparse.update(NoiseEstimate(1.0, 10.0))
+    sparse.update(NoiseEstimate(4.0, 20.0), elapsed=3)
+    w_old, w_new = (1 - d) * d**3, 1 - d**3
+    assert sparse.grad_sqr == pytest.approx((w_old * 1.0 + w_new * 4.0) / (w_old + w_new))
+    assert sparse.grad_var == pytest.approx((w_old * 10.0 + w_new * 20.0) / (w_old + w_new))
+    dense.update(NoiseEstimate(1.0, 10.0))
+    dense.update(NoiseEstimate(4.0, 20.0))
+    assert dense.grad_sqr < sparse.grad_sqr  # the dense one still remembers the first more
+    assert sparse.count == dense.count == 2

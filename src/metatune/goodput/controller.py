@@ -238,6 +238,7 @@ class GoodputController:
         self._gain_key: tuple[float, int] | None = None  # current_gain's last answer
         self._decided_for: tuple[int, BatchPlan] | None = None  # _adapt's inputs last time
         self._gain = 1.0
+        self._last_noise_step: int | None = None  # the step of the last noise estimate
 
     # -- set-up ------------------------------------------------------------------------------
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -360,9 +361,7 @@ class GoodputController:
             sums = torch.stack([torch.stack(self._piece_sq).sum(), last])
             piece_total, total_sq = sums.double().tolist()
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
-            self.noise.update(
-                from_means(piece_total / n, mean_inv, big, total_sq, self._population())
-            )
+            self._fold(from_means(piece_total / n, mean_inv, big, total_sq, self._population()))
             self._piece_sq.clear()
             self._piece_sizes.clear()
             self._prev_micro = None
@@ -398,7 +397,7 @@ class GoodputController:
             self._set_measure_every(round(every))
         mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
         est = from_means(mean_sq, mean_inv, float(info.step_total), total_sq, self._population())
-        self.noise.update(est)
+        self._fold(est)
 
     def _measure_consecutive(self, size: int) -> None:
         """|g - g_prev|^2 and |(g + g_prev) / 2|^2 from three dot products (|g_prev|^2 kept
@@ -418,12 +417,23 @@ class GoodputController:
                 self._prev_size,
                 self._population(),
             )
-            self.noise.update(est)
+            self._fold(est)
             self._prev_sq = g2
         else:
             self._prev_sq = float(torch.dot(x, x))
         self._prev_grad = x
         self._prev_size = size
+
+    def _fold(self, est: Any) -> None:
+        """One noise estimate into the EMA. With measure_every="auto" an estimate after a
+        longer interval counts for that many of the shortest intervals (at least one), so the
+        average follows training at the same pace however sparse the measurements get; a
+        fixed interval keeps one EMA step per estimate."""
+        elapsed = 1.0
+        if self._measure_auto and self._last_noise_step is not None:
+            elapsed = max((self.steps - self._last_noise_step) / AUTO_MEASURE_EVERY, 1.0)
+        self._last_noise_step = self.steps
+        self.noise.update(est, elapsed)
 
     def _population(self) -> float:
         return float(len(self._loader.dataset)) if self._loader is not None else math.inf
@@ -617,6 +627,7 @@ class GoodputController:
             "history": [list(h) for h in self.history],
             "batch_size": self.batch_size,
             "measure_every": self.measure_every,
+            "last_noise_step": self._last_noise_step,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -642,6 +653,7 @@ class GoodputController:
         self._gain_key = None
         self.throughput.load_state_dict(state["throughput"])
         self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
+        self._last_noise_step = state.get("last_noise_step")
         if self._measure_auto and "measure_every" in state:
             self._set_measure_every(int(state["measure_every"]) or AUTO_MEASURE_EVERY)
         if self._loader is not None and state["loader"] is not None:

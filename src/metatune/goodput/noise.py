@@ -139,11 +139,15 @@ class NoiseTracker:
         self._w = 0.0  # sum of weights (1 - decay^t after normalisation)
         self._w2 = 0.0  # sum of squared weights
 
-    def update(self, est: NoiseEstimate) -> None:
-        """Fold one step's estimate into the averages (non-finite estimates are skipped)."""
+    def update(self, est: NoiseEstimate, elapsed: float = 1.0) -> None:
+        """Fold one step's estimate into the averages (non-finite estimates are skipped).
+        `elapsed`: how many observations' worth of time passed since the last one; the
+        estimate counts as that many observations of itself (the older averages decay by
+        ``decay ** elapsed``), so that sparse measurements forget at the same pace in
+        training time as dense ones; the standard errors count it once."""
         if not (math.isfinite(est.grad_sqr) and math.isfinite(est.grad_var)):
             return
-        d = self.decay
+        d = self.decay ** max(float(elapsed), 0.0)
         raw = {
             "sqr": est.grad_sqr,
             "var": est.grad_var,

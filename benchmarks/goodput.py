@@ -530,8 +530,8 @@ def _interleaved(arms: dict, clocks: tuple, block: int) -> dict[str, list[list[f
 # two identical loops read apart on this machine, the resolution of every row.
 SINGLE_ARMS = {
     "plain again": {"plain": True},
-    "default": {},  # measure_every "auto": as often as the measuring budget allows
-    "every 8": {"measure_every": 8},  # a split step every 8th (the default before "auto")
+    "default": {},  # a split step every 8th
+    "auto": {"measure_every": "auto"},  # as often as the measuring budget allows
     "every 32": {"measure_every": 32},
     "consecutive": {"measure_every": None},
     "no planning": {"adaptive": False},
@@ -595,7 +595,7 @@ def bench_overhead(seed: int = 0) -> list[dict]:
 DDP_ARMS = {
     "plain again": {"plain": True},
     "default": {},
-    "every 8": {"measure_every": 8},
+    "auto": {"measure_every": "auto"},
     "no planning": {"adaptive": False},
 }
 
@@ -1010,10 +1010,10 @@ def render(data: dict, out: Path) -> None:
             "",
             _overhead_protocol("a plain loop (same model, optimizer, batch and data order)")
             + " Arms: `plain again` (a second plain loop: two identical loops read this far "
-            'apart, the resolution of the other columns), `default` (`measure_every="auto"`: '
-            "split steps, measuring the noise from two half micro-batches of the same examples, "
-            "as often as 2% of the training time allows), `every 8` and `every 32` (a split "
-            "step every 8th or 32nd), `consecutive` (`measure_every=None`: consecutive-step "
+            "apart, the resolution of the other columns), `default` (a split step every 8th, "
+            "measuring the noise from two half micro-batches of the same examples), `auto` "
+            '(`measure_every="auto"`: split steps as often as 2% of the training time allows), '
+            "`every 32` (a split step every 32nd), `consecutive` (`measure_every=None`: consecutive-step "
             "differences, no extra forward/backward, biased), `no planning` (the default with "
             "`adaptive=False`: measurement only). Brackets: the interquartile range over the "
             "rounds. "
@@ -1053,8 +1053,8 @@ def render(data: dict, out: Path) -> None:
                 )
                 + " Times are rank 0's, in wall time and in its main thread's CPU time (what "
                 "the controller adds to each step's own work; gloo's threads are not in it). "
-                "`plain again`: a second plain DDP loop (the resolution); `every 8`: a "
-                'measured step every 8th (the default before `"auto"`); `no planning`: the '
+                "`plain again`: a second plain DDP loop (the resolution); `default`: a "
+                'measured step every 8th; `auto`: `measure_every="auto"`; `no planning`: the '
                 "default with `adaptive=False` (measurement only).",
                 "",
                 "| model | batch | plain DDP wall (ms) | "

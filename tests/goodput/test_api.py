@@ -251,7 +251,9 @@ def test_auto_measuring_keeps_the_measured_steps_extra_time_within_budget(measur
     `measured_cost`: at a 5% budget the interval settles where the extra time of a measured
     step, spread over the interval, is 5% of a plain step (between 8 and 128)."""
     clock = _Clock()
-    ctl, loader, _, _ = _setup(clock=clock, adaptive=False, measure_budget=0.05)
+    ctl, loader, _, _ = _setup(
+        clock=clock, adaptive=False, measure_every="auto", measure_budget=0.05
+    )
     measured = []
     for _ in ctl.epochs(60):
         for (xb, yb), _acc in loader:
@@ -267,10 +269,10 @@ def test_auto_measuring_keeps_the_measured_steps_extra_time_within_budget(measur
     assert sum(late) == pytest.approx(len(late) / interval, abs=2)
 
 
-def test_a_fixed_measure_every_stays_fixed_and_auto_is_the_default():
+def test_a_fixed_measure_every_stays_fixed_and_auto_follows_the_cost():
     clock = _Clock()
     ctl, loader, _, _ = _setup(clock=clock, adaptive=False, measure_every=4)
-    ctl_auto, loader_auto, _, _ = _setup(clock=clock, adaptive=False)
+    ctl_auto, loader_auto, _, _ = _setup(clock=clock, adaptive=False, measure_every="auto")
     for c, ld in ((ctl, loader), (ctl_auto, loader_auto)):
         for _ in c.epochs(20):
             for (xb, yb), _acc in ld:
@@ -278,3 +280,5 @@ def test_a_fixed_measure_every_stays_fixed_and_auto_is_the_default():
                 c.step(_loss(c, xb, yb))
     assert ctl.measure_every == loader.measure_every == 4
     assert ctl_auto.measure_every == 128
+    default, _, _, _ = _setup()
+    assert default.measure_every == 8

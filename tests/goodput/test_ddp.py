@@ -85,6 +85,7 @@ def _train_auto(rank: int) -> dict:
         adaptive=False,
         clock=clock,
         warmup_steps=2,
+        measure_every="auto",
         measure_budget=0.05,
     )
     loader = ctl.loader(_data(), seed=1)

@@ -83,10 +83,12 @@ class GoodputController:
             accumulation micro-batches, from the replicas' gradients under DDP, or, in one
             process without accumulation, by running it as two half micro-batches (the same
             examples and update); every one of the first `warmup_steps` steps measures, so the
-            first re-plan has its estimate. "auto" (the default): every 8th step at first, then
-            as often as `measure_budget` allows, from the measured extra time of a measured
-            step over a plain one (at most every 128th), so that measuring costs the same
-            small share on a model whose steps are all Python overhead as on a large one.
+            first re-plan has its estimate. "auto": every 8th step at first, then as often as
+            `measure_budget` allows, from the measured extra time of a measured step over a
+            plain one (at most every 128th), so that measuring costs the same small share on a
+            model whose steps are mostly Python overhead as on a large one; on such models it
+            measures rarely, and the noise estimate at a small batch is then too noisy to
+            adapt well (see the benchmark page), so it is not the default.
             None or 0: every step, and in one process without accumulation from
             consecutive-step differences instead (no extra work per step, but biased, see
             `noise`).
@@ -117,7 +119,7 @@ class GoodputController:
         precondition: bool | str = "auto",
         candidates: int = 50,
         nodes: int | None = None,
-        measure_every: int | str | None = "auto",
+        measure_every: int | str | None = 8,
         measure_budget: float = 0.02,
         adaptive: bool = True,
         clock: Callable[[], float] = time.perf_counter,

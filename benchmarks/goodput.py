@@ -534,7 +534,7 @@ SINGLE_ARMS = {
     "auto": {"measure_every": "auto"},  # as often as the measuring budget allows
     "every 32": {"measure_every": 32},
     "consecutive": {"measure_every": None},
-    "no planning": {"adaptive": False},
+    "auto, no planning": {"measure_every": "auto", "adaptive": False},
 }
 
 
@@ -596,7 +596,7 @@ DDP_ARMS = {
     "plain again": {"plain": True},
     "default": {},
     "auto": {"measure_every": "auto"},
-    "no planning": {"adaptive": False},
+    "auto, no planning": {"measure_every": "auto", "adaptive": False},
 }
 
 
@@ -1014,7 +1014,7 @@ def render(data: dict, out: Path) -> None:
             "measuring the noise from two half micro-batches of the same examples), `auto` "
             '(`measure_every="auto"`: split steps as often as 2% of the training time allows), '
             "`every 32` (a split step every 32nd), `consecutive` (`measure_every=None`: consecutive-step "
-            "differences, no extra forward/backward, biased), `no planning` (the default with "
+            "differences, no extra forward/backward, biased), `auto, no planning` (`auto` with "
             "`adaptive=False`: measurement only). Brackets: the interquartile range over the "
             "rounds. "
             + " ".join(
@@ -1054,8 +1054,8 @@ def render(data: dict, out: Path) -> None:
                 + " Times are rank 0's, in wall time and in its main thread's CPU time (what "
                 "the controller adds to each step's own work; gloo's threads are not in it). "
                 "`plain again`: a second plain DDP loop (the resolution); `default`: a "
-                'measured step every 8th; `auto`: `measure_every="auto"`; `no planning`: the '
-                "default with `adaptive=False` (measurement only).",
+                'measured step every 8th; `auto`: `measure_every="auto"`; `auto, no planning`: '
+                "`auto` with `adaptive=False` (measurement only).",
                 "",
                 "| model | batch | plain DDP wall (ms) | "
                 + " | ".join(f"{n}, wall" for n in names)

@@ -538,12 +538,20 @@ SINGLE_ARMS = {
 }
 
 
-def _paired(problem: Problem, train, batch: int, seed: int, arms: dict, clocks: tuple, **common):
+def _paired(
+    problem: Problem,
+    train,
+    batch: int,
+    seed: int,
+    arms: dict,
+    clocks: tuple,
+    ddp: bool = False,
+    **common,
+):
     """Each controller arm interleaved with a plain loop of its own (two arms at a time, so
     that no third model's blocks sit between an arm and the plain blocks it is compared
     with); returns every arm's blocks and all plain blocks."""
     out: dict[str, list] = {"plain": []}
-    ddp = common.pop("ddp", False)
     for name, kw in arms.items():
         pair = {
             "plain": _plain_arm(problem, train, batch, seed, ddp=ddp),

@@ -203,17 +203,20 @@ def test_step_without_the_loader_is_refused():
     assert np.isnan(ctl.noise.noise_scale)
 
 
+class _Clock:
+    """A simulated clock: the test advances `t`."""
+
+    t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock():
     # Steps take 1 ms and a fit 20 ms of a simulated clock: re-plans come every few steps while
     # the step-time model has nothing new to fit, and planning as a whole stays within
     # adapt_budget of the training time (plus the one fit that may overshoot it).
-    class Clock:
-        t = 0.0
-
-        def __call__(self) -> float:
-            return self.t
-
-    clock = Clock()
+    clock = _Clock()
     ctl, loader, _, _ = _setup(clock=clock, adapt_budget=0.05, refit_every=4)
     fit = ctl.throughput.fit
     fits = []
@@ -233,13 +236,6 @@ def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock()
     assert 0.001 * ctl.steps * 0.9 <= ctl._train_time <= clock.t
     assert ctl._plan_time <= 0.05 * ctl._train_time + 0.020 + 1e-9
     assert ctl._plan_time >= 0.020 * len(fits)
-
-
-class _Clock:
-    t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,10 @@ class FlatBuffers:
             torch._foreach_copy_(views, grads)  # one call instead of one copy per tensor
             return buf
         for v, g in zip(views, grads, strict=True):
-            v.zero_() if g is None else v.copy_(g)
+            if g is None:
+                v.zero_()
+            else:
+                v.copy_(g)
         return buf
 
     @torch.no_grad()

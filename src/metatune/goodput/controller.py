@@ -238,8 +238,8 @@ class GoodputController:
         self._plain_dt = float("nan")
         self._proposed_every = self.measure_every  # rank 0's proposal (applied in step)
         self._gain_key: tuple[float, int] | None = None  # current_gain's last answer
-        self._decided_for: tuple[int, BatchPlan] | None = None  # _adapt's inputs last time
         self._gain = 1.0
+        self._decided_for: tuple[int, BatchPlan] | None = None  # _adapt's inputs last time
         self._last_noise_step: int | None = None  # the step of the last noise estimate
 
     # -- set-up ------------------------------------------------------------------------------

@@ -652,7 +652,8 @@ class GoodputController:
         self._pending = None
         self._base_lrs = [float(x) for x in state["base_lrs"]]
         self.noise.load_state_dict(state["noise"])
-        self._gain_key = None
+        # derived from the noise estimate and the plan, which were just replaced
+        self._gain_key = self._decided_for = None
         self.throughput.load_state_dict(state["throughput"])
         self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
         self._last_noise_step = state.get("last_noise_step")

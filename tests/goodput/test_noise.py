@@ -241,3 +241,18 @@ def test_an_estimate_after_a_longer_interval_forgets_the_older_ones_by_as_much()
     dense.update(NoiseEstimate(4.0, 20.0))
     assert dense.grad_sqr < sparse.grad_sqr  # the dense one still remembers the first more
     assert sparse.count == dense.count == 2
+
+
+def test_an_estimate_from_a_larger_batch_weighs_by_its_examples():
+    """update(b, weight=3) counts b three times as much as an estimate of weight 1 at the same
+    age: the average is (d * a + 3 b) / (d + 3)."""
+    d = 0.9
+    t = NoiseTracker(d)
+    t.update(NoiseEstimate(1.0, 10.0))
+    t.update(NoiseEstimate(4.0, 20.0), weight=3.0)
+    assert t.grad_sqr == pytest.approx((d * 1.0 + 3 * 4.0) / (d + 3))
+    assert t.grad_var == pytest.approx((d * 10.0 + 3 * 20.0) / (d + 3))
+    # the effective sample size counts the unequal weights: fewer than two equal ones
+    assert 1.0 < t.effective_samples < 2.0
+    with pytest.raises(ValueError, match="weight"):
+        t.update(NoiseEstimate(1.0, 1.0), weight=0.0)

@@ -74,7 +74,7 @@ class GoodputController:
             configuration (a re-plan with the fitted model only re-weighs the candidates
             by the latest noise scale, which costs far less than a fit).
         warmup_steps: steps of measurement before the first re-plan.
-        noise_decay: EMA decay of the noise estimates per step.
+        noise_decay: EMA decay per noise estimate (each weighs by its step's examples).
         precondition: measure noise preconditioned by Adam's second moment ("auto": for
             Adam-type optimizers).
         candidates: total batch sizes evaluated per re-plan (geometric between M0 and max).
@@ -363,7 +363,10 @@ class GoodputController:
             sums = torch.stack([torch.stack(self._piece_sq).sum(), last])
             piece_total, total_sq = sums.double().tolist()
             mean_inv = sum(1.0 / b for b in self._piece_sizes) / n
-            self._fold(from_means(piece_total / n, mean_inv, big, total_sq, self._population()))
+            self._fold(
+                from_means(piece_total / n, mean_inv, big, total_sq, self._population()),
+                info.step_total,
+            )
             self._piece_sq.clear()
             self._piece_sizes.clear()
             self._prev_micro = None
@@ -399,7 +402,7 @@ class GoodputController:
             self._set_measure_every(round(every))
         mean_inv = sum(1.0 / b for b in info.rank_totals) / len(info.rank_totals)
         est = from_means(mean_sq, mean_inv, float(info.step_total), total_sq, self._population())
-        self._fold(est)
+        self._fold(est, info.step_total)
 
     def _measure_consecutive(self, size: int) -> None:
         """|g - g_prev|^2 and |(g + g_prev) / 2|^2 from three dot products (|g_prev|^2 kept
@@ -419,23 +422,26 @@ class GoodputController:
                 self._prev_size,
                 self._population(),
             )
-            self._fold(est)
+            self._fold(est, size)
             self._prev_sq = g2
         else:
             self._prev_sq = float(torch.dot(x, x))
         self._prev_grad = x
         self._prev_size = size
 
-    def _fold(self, est: Any) -> None:
-        """One noise estimate into the EMA. With measure_every="auto" an estimate after a
-        longer interval counts for that many of the shortest intervals (at least one), so the
-        average follows training at the same pace however sparse the measurements get; a
-        fixed interval keeps one EMA step per estimate."""
+    def _fold(self, est: Any, examples: int) -> None:
+        """One noise estimate, from a step of `examples`, into the EMA. It weighs in
+        proportion to its examples (an estimate at 16x M0 counts 16 times one at M0), so after
+        a switch to a larger batch the few, much noisier estimates made at M0 do not hold the
+        average for the next hundred steps. With measure_every="auto" an estimate after a
+        longer interval also counts for that many of the shortest intervals (at least one),
+        so the average follows training at the same pace however sparse the measurements
+        get; a fixed interval keeps one EMA step per estimate."""
         elapsed = 1.0
         if self._measure_auto and self._last_noise_step is not None:
             elapsed = max((self.steps - self._last_noise_step) / AUTO_MEASURE_EVERY, 1.0)
         self._last_noise_step = self.steps
-        self.noise.update(est, elapsed)
+        self.noise.update(est, elapsed, weight=examples / self.batch_size)
 
     def _population(self) -> float:
         return float(len(self._loader.dataset)) if self._loader is not None else math.inf

@@ -139,15 +139,21 @@ class NoiseTracker:
         self._w = 0.0  # sum of weights (1 - decay^t after normalisation)
         self._w2 = 0.0  # sum of squared weights
 
-    def update(self, est: NoiseEstimate, elapsed: float = 1.0) -> None:
+    def update(self, est: NoiseEstimate, elapsed: float = 1.0, weight: float = 1.0) -> None:
         """Fold one step's estimate into the averages (non-finite estimates are skipped).
         `elapsed`: how many observations' worth of time passed since the last one; the
         estimate counts as that many observations of itself (the older averages decay by
         ``decay ** elapsed``), so that sparse measurements forget at the same pace in
-        training time as dense ones; the standard errors count it once."""
+        training time as dense ones; the standard errors count it once. `weight`: how much
+        this estimate counts against the others (the controller gives an estimate from a
+        larger batch more weight: it saw more examples, and at a small batch the |G|^2
+        estimate is mostly noise)."""
         if not (math.isfinite(est.grad_sqr) and math.isfinite(est.grad_var)):
             return
+        if not weight > 0:
+            raise ValueError(f"weight must be positive, got {weight!r}")
         d = self.decay ** max(float(elapsed), 0.0)
+        a = (1.0 - d) * float(weight)
         raw = {
             "sqr": est.grad_sqr,
             "var": est.grad_var,
@@ -156,9 +162,9 @@ class NoiseTracker:
             "cross": est.grad_sqr * est.grad_var,
         }
         for k, v in raw.items():
-            self._m[k] = d * self._m[k] + (1.0 - d) * v
-        self._w = d * self._w + (1.0 - d)
-        self._w2 = d * d * self._w2 + (1.0 - d) ** 2
+            self._m[k] = d * self._m[k] + a * v
+        self._w = d * self._w + a
+        self._w2 = d * d * self._w2 + a**2
         self.count += 1
 
     def _mean(self, key: str) -> float:

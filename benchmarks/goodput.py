@@ -6,12 +6,10 @@
    differences) and as seen online while training;
 2. throughput: the step-time model fitted on some micro-batch sizes, RMS log error on the
    sizes it did not see;
-3. time to target: wall time (training only, evaluation excluded) to a target validation loss
-   for fixed total batches M0..16 M0 (learning rate scaled by the same rule) and the adaptive
-   controller, 3 seeds, one process;
-4. overhead: mean step time of the controller against a plain loop (and plain DDP) at the
+3. overhead: mean step time of the controller against a plain loop (and plain DDP) at the
    same batch, in interleaved blocks of steady-state steps.
 
+Time to target (adaptive against fixed batches) is benchmarks/goodput_time_to_target.py.
 Writes docs/benchmarks/goodput.md, goodput.json and goodput.png.
 Run: .venv/bin/python benchmarks/goodput.py  (about 15 minutes on one free core)
 """
@@ -48,6 +46,7 @@ from metatune.benchmarks.common import (  # noqa: E402
     how_it_was_run,
     machine_info,
     now_utc,
+    run_on_gloo,
     single_thread_torch,
 )
 from metatune.goodput import BatchPlan, GoodputController, ThroughputModel  # noqa: E402
@@ -330,128 +329,7 @@ def bench_throughput(steps: int, seed: int = 0) -> list[dict]:
 
 
 # --- 3. time to target -----------------------------------------------------------------------
-def _run(
-    problem: Problem,
-    train,
-    val,
-    seed: int,
-    fixed: int | None,
-    budget_s: float,
-    target: float | None,
-    eval_every: int = 375,
-    clock_fn: Callable[[], float] | None = None,
-) -> dict:
-    """Train until `target` validation loss or `budget_s` seconds of training time. Under
-    torch.distributed, rank 0's clock is broadcast at each evaluation so all ranks stop
-    together."""
-    import torch.distributed as dist
-
-    clock_fn = clock_fn or CLOCK
-    agree = dist.is_available() and dist.is_initialized()
-    torch.manual_seed(seed)
-    model = problem.make_model()
-    opt = problem.make_opt(model)
-    ctl = GoodputController(
-        model,
-        opt,
-        batch_size=M0,
-        max_batch_size=SCALES[-1] * M0,
-        max_micro_batch=SCALES[-1] * M0,
-        lr_rule=problem.rule,
-        adaptive=fixed is None,
-        clock=clock_fn,
-    )
-    loader = ctl.loader(torch.utils.data.TensorDataset(*train), seed=seed)
-    if fixed is not None:
-        ctl.set_plan(fixed)
-    clock = 0.0
-    next_eval = eval_every
-    best = float("inf")
-    reached = None
-    curve = []
-    totals = []
-    while clock < budget_s and reached is None:
-        t0 = clock_fn()
-        for (xb, yb), _ in loader:
-            ctl.step(_loss(ctl.model, xb, yb))
-            if ctl.examples >= next_eval and loader.current.last:
-                clock += clock_fn() - t0
-                if agree:
-                    c = torch.tensor([clock], dtype=torch.float64)
-                    dist.broadcast(c, src=0)
-                    clock = float(c)
-                next_eval += eval_every
-                with torch.no_grad():
-                    v = float(_loss(model, *val))
-                best = min(best, v)
-                curve.append((clock, v, ctl.plan.total))
-                totals.append(ctl.plan.total)
-                if target is not None and v <= target:
-                    reached = clock
-                    break
-                if clock >= budget_s:
-                    break
-                t0 = clock_fn()
-        else:
-            clock += clock_fn() - t0
-            if agree:
-                c = torch.tensor([clock], dtype=torch.float64)
-                dist.broadcast(c, src=0)
-                clock = float(c)
-    # Time to any target needs only the points where the best loss so far improved.
-    improving, low = [], float("inf")
-    for c, v, total in curve:
-        if v < low:
-            low = v
-            improving.append((round(c, 4), round(v, 5), total))
-    return {
-        "time": reached,
-        "best": best,
-        "clock": clock,
-        "curve": improving,
-        "final_total": ctl.plan.total,
-        "median_total": float(np.median(totals)) if totals else float(M0),
-        "steps": ctl.steps,
-    }
-
-
-def _time_to(curve: list, target: float) -> float:
-    for clock, v, _ in curve:
-        if v <= target:
-            return clock
-    return float("inf")
-
-
-def bench_time_to_target(seeds: int, budget_s: float, problems: list[str]) -> list[dict]:
-    """Every run trains for the whole budget and records its validation curve; the targets
-    are set afterwards from the fixed-batch runs (see `TARGETS`)."""
-    train, val = _digits(0)
-    rows = []
-    for name in problems:
-        problem = PROBLEMS[name]
-        for seed in range(seeds):
-            for label in [*(f"{k}M0" for k in SCALES), "adaptive"]:
-                fixed = None if label == "adaptive" else int(label[:-2]) * M0
-                r = _run(problem, train, val, seed, fixed, budget_s, None)
-                rows.append({"problem": name, "config": label, "seed": seed, **r})
-                print(
-                    f"ttt {name} seed {seed} {label}: best {r['best']:.4f} "
-                    f"batch {r['median_total']:.0f}",
-                    flush=True,
-                )
-    return rows
-
-
-def targets_for(rows: list[dict], name: str) -> dict[str, float]:
-    """Two targets per model from the fixed-batch runs' best validation losses (median over
-    seeds per batch size): `loose`, 1.05 x the worst batch size's (every fixed batch reaches
-    it in the median); `tight`, 1.05 x the median batch size's (about half do)."""
-    sub = [r for r in rows if r["problem"] == name and r["config"] != "adaptive"]
-    per = [statistics.median(r["best"] for r in sub if r["config"] == f"{k}M0") for k in SCALES]
-    return {"loose": 1.05 * max(per), "tight": 1.05 * statistics.median(per)}
-
-
-# --- 4. overhead ---------------------------------------------------------------------------
+# --- 3. overhead ---------------------------------------------------------------------------
 # Arms are endless generators, one optimizer step per next(); each keeps its model and
 # optimizer between blocks, so every arm is timed in its steady state, and blocks of the arms
 # alternate so that a change of the machine's load hits them alike.
@@ -618,151 +496,43 @@ def _ddp_overhead(problem: Problem, train, batch: int, seed: int) -> dict:
     return row
 
 
-def _ddp_worker(rank: int, world: int, rendezvous: str, out_file: str, job: dict) -> None:
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{rendezvous}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=600),
-    )
-    try:
-        train, val = _digits(0)
-        out: dict = {"ttt": [], "overhead": []}
-        for name in job["problems"]:
-            problem = PROBLEMS[name] if name in PROBLEMS else OVERHEAD_PROBLEMS[name]
-            for batch in (M0, 4 * M0) if job["overhead"] else ():
-                row = _ddp_overhead(problem, train, batch, 0)
-                out["overhead"].append(row)
-                if rank == 0:
-                    print(
-                        f"ddp overhead {name} batch {batch}: "
-                        + ", ".join(
-                            f"{k} wall {100 * row['wall'][k]['overhead']:+.1f}% "
-                            f"cpu {100 * row['cpu'][k]['overhead']:+.1f}%"
-                            for k in DDP_ARMS
-                        ),
-                        flush=True,
-                    )
-            for seed in range(job["seeds"]) if job["ttt"] and name in PROBLEMS else ():
-                for label in [*(f"{k}M0" for k in SCALES), "adaptive"]:
-                    fixed = None if label == "adaptive" else int(label[:-2]) * M0
-                    r = _run(
-                        problem,
-                        train,
-                        val,
-                        seed,
-                        fixed,
-                        job["budget"],
-                        None,
-                        clock_fn=time.perf_counter,
-                    )
-                    out["ttt"].append({"problem": name, "config": label, "seed": seed, **r})
-                    if rank == 0:
-                        print(
-                            f"ddp ttt {name} seed {seed} {label}: best {r['best']:.4f} "
-                            f"batch {r['median_total']:.0f}",
-                            flush=True,
-                        )
-        if rank == 0:
-            Path(out_file).write_text(json.dumps(out, default=float))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, job: dict) -> dict:
+    train, _ = _digits(0)
+    out: dict = {"overhead": []}
+    for name in job["problems"]:
+        problem = PROBLEMS[name] if name in PROBLEMS else OVERHEAD_PROBLEMS[name]
+        for batch in (M0, 4 * M0):
+            row = _ddp_overhead(problem, train, batch, 0)
+            out["overhead"].append(row)
+            if rank == 0:
+                print(
+                    f"ddp overhead {name} batch {batch}: "
+                    + ", ".join(
+                        f"{k} wall {100 * row['wall'][k]['overhead']:+.1f}% "
+                        f"cpu {100 * row['cpu'][k]['overhead']:+.1f}%"
+                        for k in DDP_ARMS
+                    ),
+                    flush=True,
+                )
+    return out
 
 
-def bench_ddp(
-    seeds: int, budget_s: float, problems: list[str], ttt: bool = True, overhead: bool = True
-) -> dict:
-    """2 gloo processes on this machine (fork: the children share this process's imports).
-    Wall time here: with two processes the all-reduce waits are part of the cost."""
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out_file = os.path.join(tmp, "ddp.json")
-        job = {
-            "problems": problems,
-            "seeds": seeds,
-            "budget": budget_s,
-            "ttt": ttt,
-            "overhead": overhead,
-        }
-        mp.start_processes(
-            _ddp_worker,
-            args=(2, os.path.join(tmp, "rendezvous"), out_file, job),
-            nprocs=2,
-            join=True,
-            start_method="fork",
-        )
-        return json.loads(Path(out_file).read_text())
+def bench_ddp(problems: list[str]) -> dict:
+    """2 gloo processes on this machine. Wall time here: with two processes the all-reduce
+    waits are part of the cost."""
+    return run_on_gloo(_ddp_worker, {"problems": problems})
 
 
 # --- page ----------------------------------------------------------------------------------
-def _ratio(rb: float, rm: float) -> str:
-    if not np.isfinite(rb):
-        return "adaptive missed the target (median over seeds)"
-    med = f"{fmt_num(rm)}x median" if rm else "the median fixed batch missed it"
-    return f"{fmt_num(rb)}x best, {med}"
-
-
-def _ttt_table(rows: list[dict], budget: float, kind: str) -> tuple[list[str], dict]:
-    lines = []
-    verdict = {}
-    labels = [*(f"{k}M0" for k in SCALES), "adaptive"]
-    for name in dict.fromkeys(r["problem"] for r in rows):
-        sub = [r for r in rows if r["problem"] == name]
-        target = targets_for(rows, name)[kind]
-        med = {}
-        cells = []
-        for lab in labels:
-            ts = [_time_to(r["curve"], target) for r in sub if r["config"] == lab]
-            m = statistics.median(ts)
-            med[lab] = m
-            fin = [t for t in ts if np.isfinite(t)]
-            spread = f" ({fmt_num(min(fin))}-{fmt_num(max(fin))})" if len(fin) > 1 else ""
-            miss = len(ts) - len(fin)
-            cells.append(
-                (f"{fmt_num(m)}{spread}" if np.isfinite(m) else f">{budget:.0f}")
-                + (f", {miss} of {len(ts)} missed" if miss else "")
-            )
-        fixed = [med[f"{k}M0"] for k in SCALES]
-        best = min(fixed)
-        median_fixed = statistics.median(fixed)
-        ad = med["adaptive"]
-        r_best = ad / best if np.isfinite(best) else float("nan")
-        r_med = ad / median_fixed if np.isfinite(median_fixed) else float("nan")
-        if not np.isfinite(median_fixed) and np.isfinite(ad):
-            r_med = 0.0  # the median fixed batch never got there; adaptive did
-        verdict[name] = (r_best, r_med)
-        lines.append(
-            f"| {name} | {target:.4f} | "
-            + " | ".join(cells)
-            + f" | {fmt_num(r_best)} | {fmt_num(r_med) if r_med else 'n/a (median missed)'} |"
-        )
-    head = [
-        "| model | target val loss | "
-        + " | ".join(f"{k}M0" for k in SCALES)
-        + " | adaptive | adaptive / best fixed | adaptive / median fixed |",
-        "|" + " --- |" * (len(SCALES) + 5),
-    ]
-    return head + lines, verdict
-
-
 def _plot(data: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(2, 2, figsize=(12, 9))
+    fig, ax = plt.subplots(1, 3, figsize=(17, 5))
     # (a) noise
-    a = ax[0, 0]
+    a = ax[0]
     rows = data.get("noise", [])
     for i, mode in enumerate(("pieces", "split", "consecutive", "online")):
         xs = [r["brute_force"] for r in rows]
@@ -782,7 +552,7 @@ def _plot(data: dict, path: Path) -> None:
     a.set_title("noise scale (band: within 20%)")
     a.legend()
     # (b) throughput
-    b = ax[0, 1]
+    b = ax[1]
     for j, r in enumerate(data.get("throughput", [])):
         meas = {(m, s): t for m, s, t in r["measured"]}
         color = f"C{j}"
@@ -796,28 +566,8 @@ def _plot(data: dict, path: Path) -> None:
     b.set_ylabel("predicted (ms)")
     b.set_title("throughput model on unseen batch sizes")
     b.legend()
-    # (c) time to target (the loose target)
-    c = ax[1, 0]
-    labels = [*(f"{k}M0" for k in SCALES), "adaptive"]
-    ttt = data.get("ttt", [])
-    names = list(dict.fromkeys(r["problem"] for r in ttt))
-    for j, name in enumerate(names):
-        sub = [r for r in ttt if r["problem"] == name]
-        target = targets_for(ttt, name)["loose"]
-        off = 0.25 * (j - (len(names) - 1) / 2)
-        for i, lab in enumerate(labels):
-            ts = [_time_to(r["curve"], target) for r in sub if r["config"] == lab]
-            ts = [t for t in ts if np.isfinite(t)]
-            c.scatter([i + off] * len(ts), ts, c=f"C{j}", s=14)
-            if ts:
-                c.plot([i + off - 0.1, i + off + 0.1], [np.median(ts)] * 2, c=f"C{j}")
-        c.scatter([], [], c=f"C{j}", label=name)
-    c.set_xticks(range(len(labels)), labels)
-    c.set_ylabel("CPU seconds of training to target (lines: median)")
-    c.set_title("time to the loose target validation loss, one process")
-    c.legend()
-    # (d) overhead: the default controller against the plain loop, IQR over paired rounds
-    d = ax[1, 1]
+    # (c) overhead: the default controller against the plain loop, IQR over paired rounds
+    d = ax[2]
     bars = [
         (f"{r['problem']}\n{r['batch']}", r["arms"]["default"])
         for r in data.get("overhead", [])
@@ -866,7 +616,6 @@ def _overhead_cell(v: dict) -> str:
 
 
 def render(data: dict, out: Path) -> None:
-    budget = data["budget_s"]
     lines = ["# Goodput-optimized training (metatune.goodput)", ""]
     lines += [
         "Measured on CPU while other jobs shared the machine's 2 cores (load average "
@@ -901,15 +650,11 @@ def render(data: dict, out: Path) -> None:
             f"{100 * worst:.1f}% ({each}) "
             f"| {'yes' if worst < 0.15 else 'no'} |"
         )
-    ttt = data.get("ttt", [])
-    tables = {kind: _ttt_table(ttt, budget, kind) for kind in ("loose", "tight")} if ttt else {}
-    for kind, (_, verdict) in tables.items():
-        for name, (rb, rm) in verdict.items():
-            ok = rb <= 1.1 and rm <= 0.7
-            summary.append(
-                f"| {name}, one process, {kind} target: adaptive <= 1.1x best fixed and "
-                f"<= 0.7x median fixed | {_ratio(rb, rm)} | {'yes' if ok else 'no'} |"
-            )
+    summary.append(
+        "| adaptive time to target <= 1.1x the best and <= 0.7x the median fixed batch, one "
+        "process and 2-process DDP | on its own page: "
+        "[goodput-time-to-target.md](goodput-time-to-target.md) | see there |"
+    )
     ov = [r for r in data.get("overhead", []) if "arms" in r]
     if ov:
         worst = max(r["arms"]["default"]["overhead"] for r in ov)
@@ -920,18 +665,7 @@ def render(data: dict, out: Path) -> None:
             f"{100 * worst_c:+.1f}% (consecutive differences) | {'yes' if worst <= 0.05 else 'no'} |"
         )
     ddp = data.get("ddp")
-    ddp_tables = {}
     if ddp:
-        ddp_tables = {
-            k: _ttt_table(ddp.get("ttt", []), data["ddp_budget_s"], k) for k in ("loose", "tight")
-        }
-        for kind, (_, verdict) in ddp_tables.items():
-            for name, (rb, rm) in verdict.items():
-                ok = rb <= 1.1 and rm <= 0.7
-                summary.append(
-                    f"| {name}, 2-process gloo DDP, {kind} target: adaptive <= 1.1x best fixed "
-                    f"and <= 0.7x median fixed | {_ratio(rb, rm)} | {'yes' if ok else 'no'} |"
-                )
         ddp_ov = [r for r in ddp.get("overhead", []) if "wall" in r]
         if ddp_ov:
             worst = max(r["wall"]["default"]["overhead"] for r in ddp_ov)
@@ -954,22 +688,6 @@ def render(data: dict, out: Path) -> None:
     notes = out / "goodput-notes.md"
     if notes.exists():  # what the numbers mean, written by hand after the run
         lines += [notes.read_text().strip(), ""]
-    if tables:
-        lines += [
-            "## Time to target validation loss (one process)",
-            "",
-            f"CPU seconds of training (evaluation excluded, every {375} examples) until the "
-            f"validation loss first reaches the target; median over {data['seeds']} seeds "
-            f"(range in brackets); every run trained for {budget:.0f} CPU seconds. Targets come "
-            "from the fixed-batch runs' best losses (median over seeds per batch size): "
-            "**loose** = 1.05 x the worst batch size's (every fixed batch reaches it in the "
-            "median), **tight** = 1.05 x the median batch size's. Fixed batches run through the "
-            "same controller with adaptation off, so they pay the same measurement cost and get "
-            "their learning rate from the same rule (at M0 the rule's factor is 1).",
-            "",
-        ]
-        for kind, (tl, _) in tables.items():
-            lines += [f"**{kind} target**", "", *tl, ""]
     if noise:
         lines += [
             "## Noise scale against brute force",
@@ -1043,14 +761,10 @@ def render(data: dict, out: Path) -> None:
         lines += [
             "## Two processes (gloo DDP on this machine's CPU)",
             "",
-            "The same runs with 2 processes (M0 = 16 in total, 8 per process), timed in **wall** "
-            "seconds (rank 0's clock, broadcast so both stop together): with two processes the "
-            "waits in the all-reduce are part of the cost, so CPU time would flatter them. The "
-            "two processes and the other jobs share 2 cores, so these times are noisier still.",
+            "The overhead rows with 2 processes (M0 = 16 in total, 8 per process). The two "
+            "processes and the other jobs share 2 cores, so these times are noisier still.",
             "",
         ]
-        for kind, (tl, _) in ddp_tables.items():
-            lines += [f"**{kind} target**", "", *tl, ""]
         ddp_ov = [r for r in ddp.get("overhead", []) if "wall" in r]
         if ddp_ov:
             names = list(ddp_ov[0]["wall"])
@@ -1101,14 +815,15 @@ def render(data: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--budget", type=float, default=12.0, help="seconds of training per run")
-    ap.add_argument("--parts", default="noise,throughput,ttt,overhead")
+    ap.add_argument("--parts", default="noise,throughput,overhead,ddp-overhead")
     ap.add_argument("--from-json", default=None, help="re-render from an earlier JSON")
     ap.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated names")
-    ap.add_argument("--ddp-problems", default="mlp-digits")
-    ap.add_argument("--ddp-budget", type=float, default=8.0, help="wall seconds per DDP run")
+    ap.add_argument("--ddp-problems", default="mlp-digits,cnn-digits,wide-cnn-adam")
     args = ap.parse_args()
+    known = {"noise", "throughput", "overhead", "ddp-overhead"}
+    unknown = set(args.parts.split(",")) - known
+    if unknown:
+        ap.error(f"--parts: unknown {sorted(unknown)}; allowed: {', '.join(sorted(known))}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
@@ -1126,20 +841,12 @@ def main() -> None:
             data["noise"] = bench_noise(steps=600)
         if "throughput" in parts:
             data["throughput"] = bench_throughput(steps=30)
-        if "ttt" in parts:
-            data["ttt"] = bench_time_to_target(args.seeds, args.budget, list(PROBLEMS))
         if "overhead" in parts:
             data["overhead"] = bench_overhead()
-        if "ddp" in parts or "ddp-overhead" in parts:
-            res = bench_ddp(
-                args.seeds,
-                args.ddp_budget,
-                args.ddp_problems.split(","),
-                ttt="ddp" in parts,
-                overhead="ddp-overhead" in parts,
-            )
-            ddp = data.setdefault("ddp", {})
-            ddp.update({k: v for k, v in res.items() if v})
+        if "ddp-overhead" in parts:
+            data.setdefault("ddp", {})["overhead"] = bench_ddp(args.ddp_problems.split(","))[
+                "overhead"
+            ]
         data.setdefault("runs", []).append(
             {
                 "command": command_line(out),
@@ -1151,9 +858,6 @@ def main() -> None:
         data.update(
             {
                 "machine": format_machine(machine_info(("torch", "scipy"))),
-                "seeds": args.seeds,
-                "budget_s": args.budget,
-                "ddp_budget_s": args.ddp_budget,
                 "load_average": os.getloadavg(),
             }
         )

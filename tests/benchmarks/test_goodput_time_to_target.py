@@ -96,17 +96,3 @@ def test_a_short_run_finishes_its_schedule(bench):
     assert r["best"] < math.log(10)  # it learned something in 60 M0-steps
     fixed = bench.run(task, train, val, seed=0, fixed=64, clock_fn=lambda: next(ticks) * 1e-3)
     assert fixed["finished"] and fixed["median_total"] == 64 and fixed["steps"] < 60
-
-
-def _sum_of_ranks(rank, job):
-    import torch.distributed as dist
-
-    t = torch.tensor([float(rank) + job["add"]])
-    dist.all_reduce(t)
-    return {"rank": rank, "sum": float(t)}
-
-
-def test_run_on_gloo_returns_rank_0s_result_of_one_process_group():
-    from metatune.benchmarks.common import run_on_gloo
-
-    assert run_on_gloo(_sum_of_ranks, {"add": 1.0}) == {"rank": 0, "sum": 3.0}  # (0+1)+(1+1)

@@ -4,15 +4,12 @@ are the single process's micro-batch gradients)."""
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from metatune.benchmarks.gloo import gloo_results
 from metatune.goodput import GoodputController
 from metatune.goodput import controller as controller_module
 from metatune.goodput.choice import plan_for_total
@@ -104,52 +101,30 @@ def _train_auto(rank: int) -> dict:
     }
 
 
-def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{rendezvous}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=120),
-    )
-    try:
-        controller_module.choose_plan = _alternating_plans  # this forked child only
-        res = {
-            "sgd": _train(False),
-            "adam": _train(True),
-            "sgd-every-2": _train(False, measure_every=2, warmup_steps=1),
-            "adaptive": _train(
-                False,
-                epochs=6,
-                adaptive=True,
-                max_batch_size=4 * M0,
-                warmup_steps=2,
-                adapt_every=2,
-                adapt_budget=1.0,
-            ),
-            "auto": _train_auto(rank),
-        }
-        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _rank_results(rank: int, _job: None) -> dict:
+    controller_module.choose_plan = _alternating_plans  # this forked child only
+    return {
+        "sgd": _train(False),
+        "adam": _train(True),
+        "sgd-every-2": _train(False, measure_every=2, warmup_steps=1),
+        "adaptive": _train(
+            False,
+            epochs=6,
+            adaptive=True,
+            max_batch_size=4 * M0,
+            warmup_steps=2,
+            adapt_every=2,
+            adapt_budget=1.0,
+        ),
+        "auto": _train_auto(rank),
+    }
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
+def ranks():
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    out = tmp_path_factory.mktemp("goodput_ddp")
-    # fork, not spawn: a spawned child re-imports torch and metatune (seconds on a busy
-    # machine); the children run torch on one thread, so no OpenMP pool crosses the fork.
-    mp.start_processes(
-        _worker,
-        args=(WORLD, str(out / "rendezvous"), str(out)),
-        nprocs=WORLD,
-        join=True,
-        start_method="fork",
-    )
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return gloo_results(_rank_results, None, WORLD, timeout_s=120)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from metatune.benchmarks.gloo import gloo_results
 from metatune.mlo import Config, Engine, EngineConfig, Problem
 
 WORLD = 2
@@ -140,37 +137,18 @@ class _CallCounter:
         return counter
 
 
-def _worker(rank: int, world: int, rendezvous: str, out_dir: str) -> None:
-    # Rendezvous through a file of this test's own: a port picked as free and then released can
-    # be taken by another process (the other xdist worker runs its own pair of ranks) before the
-    # store binds it. Loopback only, and a bounded wait, so a failed start errors instead of
-    # hanging the whole test run.
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{rendezvous}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=120),
-    )
-    try:
-        _, train, val = _data()
-        results = {m: _bilevel(m, _shard(val, rank, world), True) for m in METHODS}
-        results["single"] = _single([_shard(b, rank, world) for b in train], True)
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _rank_results(rank: int, world: int) -> dict:
+    _, train, val = _data()
+    results = {m: _bilevel(m, _shard(val, rank, world), True) for m in METHODS}
+    results["single"] = _single([_shard(b, rank, world) for b in train], True)
+    return results
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
+def ranks():
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    out = tmp_path_factory.mktemp("ddp")
-    rendezvous = str(out / "rendezvous")  # must not exist yet; torch creates and removes it
-    mp.spawn(_worker, args=(WORLD, rendezvous, str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return gloo_results(_rank_results, WORLD, WORLD, timeout_s=120)
 
 
 @pytest.mark.parametrize("method", METHODS)

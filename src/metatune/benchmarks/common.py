@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from metatune.benchmarks.gloo import run_on_gloo
+
 __all__ = [
     "REPO_ROOT",
     "captured_warnings",
@@ -153,51 +155,6 @@ def make_progress(enabled: bool):  # -> rich.progress.Progress | None
         TimeRemainingColumn(),
         TextColumn("{task.fields[last]}"),
     )
-
-
-def _gloo_entry(rank: int, world: int, rendezvous: str, out_file: str, fn: Any, job: Any) -> None:
-    import json
-    from datetime import timedelta
-
-    import torch
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{rendezvous}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=900),
-    )
-    try:
-        result = fn(rank, job)
-        if rank == 0:
-            Path(out_file).write_text(json.dumps(result, default=float))
-    finally:
-        dist.destroy_process_group()
-
-
-def run_on_gloo(fn: Any, job: Any, world: int = 2) -> Any:
-    """``fn(rank, job)`` in `world` processes of one gloo process group on this machine, each
-    on one torch thread; returns rank 0's result (JSON-serialisable). The processes are
-    forked, so they share this process's imports and module state; `fn` must be a module-level
-    function."""
-    import json
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out_file = os.path.join(tmp, "result.json")
-        mp.start_processes(
-            _gloo_entry,
-            args=(world, os.path.join(tmp, "rendezvous"), out_file, fn, job),
-            nprocs=world,
-            join=True,
-            start_method="fork",
-        )
-        return json.loads(Path(out_file).read_text())
 
 
 def fmt_num(x: float) -> str:

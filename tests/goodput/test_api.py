@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,13 @@ import torch
 from torch import nn
 
 from metatune._registry import UnknownNameError
-from metatune.goodput import AdaptiveDataLoader, BatchPlan, GoodputController
+from metatune.goodput import (
+    AdaptiveDataLoader,
+    BatchPlan,
+    GoodputController,
+    NoiseEstimate,
+    NoiseTracker,
+)
 
 
 def _ds(n=100):
@@ -278,3 +285,38 @@ def test_a_fixed_measure_every_stays_fixed_and_auto_follows_the_cost():
     assert ctl_auto.measure_every == 128
     default, _, _, _ = _setup()
     assert default.measure_every == 8
+
+
+def _weak_signal_tracker() -> NoiseTracker:
+    """A noise estimate whose smoothed |G|^2 is negative: the point noise scale is +inf."""
+    t = NoiseTracker(decay=0.9)
+    for k in range(40):
+        t.update(NoiseEstimate((-1.0) ** k * 0.5 - 0.05, 40.0))
+    assert math.isinf(t.noise_scale)
+    return t
+
+
+@pytest.mark.parametrize(("confidence", "moves"), [(1.0, True), (0.0, False)])
+def test_an_estimate_below_its_noise_plans_on_its_bound_and_only_with_confidence(confidence, moves):
+    ctl, _, _, _ = _setup(noise_confidence=confidence)
+    ctl.noise = _weak_signal_tracker()
+    for m, t in ((8, 0.010), (16, 0.011), (32, 0.012)):  # larger micro-batches nearly free
+        for _ in range(4):
+            ctl.throughput.observe(m, 0, t)
+    plan, _, speedup = ctl._decide()
+    assert (plan != ctl.plan) is moves
+    if moves:  # the bound is finite and large: a larger batch, though not on its own the max
+        assert plan.total > ctl.batch_size and speedup > 1.0
+        assert math.isfinite(ctl.noise.noise_scale_bound(confidence))
+
+
+def test_building_an_adaptive_controller_warms_its_planning_and_leaves_its_models_empty():
+    from metatune.goodput.choice import _candidates, candidate_plans
+
+    _candidates.cache_clear()
+    ctl, _, _, _ = _setup()
+    hits = _candidates.cache_info().hits
+    candidate_plans(8, 128, 32, 1, ctl.candidates)  # this job's list: already built
+    assert _candidates.cache_info().hits == hits + 1
+    assert ctl.throughput.configurations == [] and ctl.throughput.params is None
+    assert ctl.noise.count == 0 and ctl._plan_time == 0.0

@@ -256,3 +256,32 @@ def test_an_estimate_from_a_larger_batch_weighs_by_its_examples():
     assert 1.0 < t.effective_samples < 2.0
     with pytest.raises(ValueError, match="weight"):
         t.update(NoiseEstimate(1.0, 1.0), weight=0.0)
+
+
+def test_the_bound_is_below_the_point_estimate_and_finite_while_the_signal_is_not_positive():
+    t = NoiseTracker(decay=0.9)
+    assert math.isnan(t.noise_scale_bound(1.0))
+    t.update(NoiseEstimate(grad_sqr=2.0, grad_var=10.0))
+    assert t.noise_scale_bound(1.0) == t.noise_scale  # one estimate: no spread yet
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        t.update(NoiseEstimate(2.0 + 0.5 * rng.standard_normal(), 10.0))
+    se_sqr = t.standard_errors()[0]
+    assert t.noise_scale_bound(1.0) == pytest.approx(t.grad_var / (t.grad_sqr + se_sqr))
+    assert t.noise_scale_bound(2.0) < t.noise_scale_bound(1.0) < t.noise_scale
+    assert t.noise_scale_bound(0.0) == t.noise_scale
+
+    weak = NoiseTracker(decay=0.9)  # |G|^2 far below its noise: the average is negative
+    for k in range(50):
+        weak.update(NoiseEstimate((-1.0) ** k * 5.0 - 0.5, 10.0))
+    assert weak.grad_sqr < 0 and math.isinf(weak.noise_scale)
+    bound = weak.noise_scale_bound(1.0)
+    assert math.isfinite(bound)
+    assert bound == pytest.approx(weak.grad_var / weak.standard_errors()[0])
+
+
+def test_noise_confidence_out_of_range_is_refused_by_name():
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="noise_confidence"):
+        GoodputController(model, opt, batch_size=4, max_batch_size=8, noise_confidence=-1.0)

@@ -75,6 +75,10 @@ class GoodputController:
             by the latest noise scale, which costs far less than a fit).
         warmup_steps: steps of measurement before the first re-plan.
         noise_decay: EMA decay per noise estimate (each weighs by its step's examples).
+        noise_confidence: plans use the noise scale the estimate supports at this many
+            standard errors of |G|^2 (``NoiseTracker.noise_scale_bound``), so a noisy estimate
+            errs towards the smaller batch and an estimate whose |G|^2 is not yet positive
+            still plans; 0 plans on the point estimate and waits while it is infinite.
         precondition: measure noise preconditioned by Adam's second moment ("auto": for
             Adam-type optimizers).
         candidates: total batch sizes evaluated per re-plan (geometric between M0 and max).
@@ -116,6 +120,7 @@ class GoodputController:
         refit_every: int = 8,
         warmup_steps: int = 10,
         noise_decay: float = 0.95,
+        noise_confidence: float = 1.0,
         precondition: bool | str = "auto",
         candidates: int = 50,
         nodes: int | None = None,
@@ -143,6 +148,9 @@ class GoodputController:
             raise ValueError(f"threshold must be in [0, 10), got {threshold!r}")
         if not 0.0 <= noise_decay < 1.0:
             raise ValueError(f"noise_decay must be in [0, 1), got {noise_decay!r}")
+        if not 0.0 <= noise_confidence <= 10.0:
+            raise ValueError(f"noise_confidence must be in [0, 10], got {noise_confidence!r}")
+        self.noise_confidence = float(noise_confidence)
         self.adapt_every = _positive_int("adapt_every", adapt_every)
         self.warmup_steps = max(int(warmup_steps), 1)
         self.min_noise_updates = 5
@@ -241,8 +249,33 @@ class GoodputController:
         self._gain = 1.0
         self._decided_for: tuple[int, BatchPlan] | None = None  # _adapt's inputs last time
         self._last_noise_step: int | None = None  # the step of the last noise estimate
+        if self.adaptive:
+            self._warm_up_planning()
 
     # -- set-up ------------------------------------------------------------------------------
+    def _warm_up_planning(self) -> None:
+        """Fit and choose once on a made-up table of this job's replica count, so the first
+        re-plan does not pay the first-call costs (NumPy's and SciPy's, the candidate list's;
+        several times a warm re-plan) against the planning budget, which early in a run is a share of almost no
+        training time and would hold that first plan for hundreds of steps."""
+        k = self.world_size
+        model = ThroughputModel()
+        for m in (1, 2):
+            for s in (0, 1):
+                model.observe(m, s, 1e-3 * m * (s + 1) * (1.0 + 0.1 * (k > 1)), k, self.nodes)
+        model.fit()
+        start = plan_for_total(self.batch_size, self.max_micro_batch, k)
+        choose_plan(  # with this job's arguments: it also builds the cached candidate list
+            start,
+            model,
+            1.0,
+            self.batch_size,
+            self.max_batch_size,
+            self.max_micro_batch,
+            nodes=self.nodes,
+            count=self.candidates,
+        )
+
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.distributed or self.world_size == 1:
             return model
@@ -541,9 +574,10 @@ class GoodputController:
 
         t0 = self.clock()
         plan, speedup = self.plan, 1.0
-        phi = self.noise.noise_scale
-        # Re-plan only on a usable estimate: a few noise updates, and a positive smoothed |G|^2
-        # (phi = inf would read as "every batch size is free" and jump to the maximum).
+        # Plan on the noise scale the estimate supports at noise_confidence standard errors of
+        # |G|^2: finite while the smoothed |G|^2 is not yet positive, where the point estimate
+        # (+inf) would read as "every batch size is free" and jump to the maximum.
+        phi = self.noise.noise_scale_bound(self.noise_confidence)
         trusted = self.noise.count >= self.min_noise_updates and math.isfinite(phi)
         if self.throughput.configurations and trusted:
             configs = len(self.throughput.configurations)

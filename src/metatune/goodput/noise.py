@@ -191,6 +191,23 @@ class NoiseTracker:
             return float("inf")
         return max(var, 0.0) / sqr
 
+    def noise_scale_bound(self, z: float) -> float:
+        """A noise scale the estimate supports at `z` standard errors: tr(Sigma) over an upper
+        bound of |G|^2 (its average plus z standard errors, the average taken as 0 while it is
+        not positive). It is at most the point estimate, so a plan made on it errs towards
+        the smaller batch, and it is finite while the average |G|^2 is not yet positive (the
+        signal is below the noise: large batches are efficient, by how much the estimate cannot
+        say yet), where the point estimate is +inf and says nothing usable. The point estimate
+        when z is 0 or there is no spread yet."""
+        phi = self.noise_scale
+        if not z > 0 or phi != phi:
+            return phi
+        se_sqr = self.standard_errors()[0]
+        upper = max(self.grad_sqr, 0.0) + z * se_sqr
+        if not (math.isfinite(upper) and upper > _TINY):
+            return phi
+        return max(self.grad_var, 0.0) / upper
+
     @property
     def effective_samples(self) -> float:
         """How many independent estimates the EMA is worth: (sum w)^2 / sum w^2."""

@@ -25,8 +25,6 @@ single_thread_env()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -41,6 +39,7 @@ from metatune.benchmarks.common import (  # noqa: E402
     format_machine,
     machine_info,
     now_utc,
+    run_on_gloo,
     single_thread_torch,
 )
 from metatune.goodput import ThroughputModel  # noqa: E402
@@ -201,28 +200,21 @@ def _time_steps(model, opt, x, y, m: int, s: int, steps: int, warm: int = 5) -> 
     return float(np.quantile(times, QUANTILE))
 
 
-def _ddp_worker(rank: int, world: int, init: str, name: str, steps: int, out: str) -> None:
-    single_thread_torch()
-    import torch.distributed as dist
+def _ddp_worker(rank: int, job: dict) -> dict:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    kind = KINDS[name]
+    kind = KINDS[job["name"]]
     (x, y), _ = kind.data()
     torch.manual_seed(0)
     model = DDP(kind.make_model(None))
     opt = kind.make_opt(model)
     for g in opt.param_groups:
         g["lr"] = 1e-5
-    res = {m: _time_steps(model, opt, x, y, m, 0, steps) for m in MICRO}
-    if rank == 0:
-        Path(out).write_text(json.dumps(res))
-    dist.destroy_process_group()
+    return {m: _time_steps(model, opt, x, y, m, 0, job["steps"]) for m in MICRO}
 
 
 def step_times(kind: Kind, steps: int) -> list[list[float]]:
     """[m, s, replicas, seconds] rows."""
-    import torch.multiprocessing as mp
 
     (x, y), _ = kind.data()
     torch.manual_seed(0)
@@ -232,11 +224,7 @@ def step_times(kind: Kind, steps: int) -> list[list[float]]:
         g["lr"] = 1e-5  # step time does not depend on it; keep the weights sane
     rows = [[m, 0, 1, _time_steps(model, opt, x, y, m, 0, steps)] for m in MICRO]
     rows += [[m, s, 1, _time_steps(model, opt, x, y, m, s, steps)] for m, s in ACCUM]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "times.json")
-        init = "file://" + os.path.join(tmp, "rendezvous")
-        mp.spawn(_ddp_worker, args=(2, init, kind.name, steps, out), nprocs=2, join=True)
-        res = json.loads(Path(out).read_text())
+    res = run_on_gloo(_ddp_worker, {"name": kind.name, "steps": steps})
     rows += [[int(m), 0, 2, float(t)] for m, t in res.items()]
     return rows
 

@@ -222,7 +222,8 @@ class _Clock:
 def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock():
     # Steps take 1 ms and a fit 20 ms of a simulated clock: re-plans come every few steps while
     # the step-time model has nothing new to fit, and planning as a whole stays within
-    # adapt_budget of the training time (plus the one fit that may overshoot it).
+    # adapt_budget of the training time (plus the one fit that may overshoot it, and the prompt
+    # re-plans after moves to untried configurations).
     clock = _Clock()
     ctl, loader, _, _ = _setup(clock=clock, adapt_budget=0.05, refit_every=4)
     fit = ctl.throughput.fit
@@ -241,7 +242,10 @@ def test_planning_stays_within_its_share_of_training_time_on_a_simulated_clock()
     assert fits and len(ctl.history) > 2 * len(fits)  # most re-plans reuse the fit
     # training time: the steps' own time, the gap of a step that fitted counted as a long step
     assert 0.001 * ctl.steps * 0.9 <= ctl._train_time <= clock.t
-    assert ctl._plan_time <= 0.05 * ctl._train_time + 0.020 + 1e-9
+    # beyond the budget: the one fit that may overshoot it, and one prompt re-plan (with a fit,
+    # as its configuration is new) after each move to a configuration not measured before
+    tried = len(ctl.throughput.configurations)
+    assert ctl._plan_time <= 0.05 * ctl._train_time + 0.020 * (1 + tried) + 1e-9
     assert ctl._plan_time >= 0.020 * len(fits)
 
 
@@ -320,3 +324,20 @@ def test_building_an_adaptive_controller_warms_its_planning_and_leaves_its_model
     assert _candidates.cache_info().hits == hits + 1
     assert ctl.throughput.configurations == [] and ctl.throughput.params is None
     assert ctl.noise.count == 0 and ctl._plan_time == 0.0
+
+
+def test_a_move_to_an_untried_configuration_is_checked_soon_whatever_the_budget(monkeypatch):
+    from metatune.goodput import controller as controller_module
+
+    ctl, _, _, _ = _setup()
+    ctl.noise.update(NoiseEstimate(1.0, 100.0))
+    ctl.noise.count = ctl.min_noise_updates
+    ctl.throughput.observe(8, 0, 0.01)
+    ctl._step_time, ctl._train_time, ctl._plan_time = 0.01, 1.0, 1.0  # budget long spent
+    for plan, prompt in ((BatchPlan(32, 1, 1), True), (BatchPlan(8, 0, 1), False)):
+        monkeypatch.setattr(controller_module, "choose_plan", lambda *a, p=plan, **k: (p, 2.0))
+        chosen, next_adapt, _ = ctl._decide()
+        assert chosen == plan
+        waits = next_adapt - ctl.steps
+        assert (waits == ctl.adapt_every) is prompt  # untried: soon; tried: the budget's wait
+        assert prompt or waits > 1000

@@ -600,7 +600,13 @@ class GoodputController:
         now = self.clock()
         self._plan_time += now - t0
         wait = self.adapt_every
-        if self._step_time == self._step_time and self._step_time > 0:
+        # A plan for a configuration never measured rests on a predicted step time: check it
+        # against its measurement after adapt_every steps whatever the budget says (early in a
+        # run the budget, a share of the training time so far, would keep an untried plan for
+        # hundreds of steps). There are at most as many of these as configurations tried.
+        key = (plan.micro_batch, plan.accum_steps, plan.replicas, self.nodes)
+        untried = self.adaptive and key not in self.throughput.configurations
+        if not untried and self._step_time == self._step_time and self._step_time > 0:
             # Steps until planning so far is within its share of the training time so far.
             behind = self._plan_time / self.adapt_budget - self._train_time
             wait = max(wait, math.ceil(behind / self._step_time))

@@ -8,6 +8,11 @@ finished rank leaves with ``os._exit`` after flushing its output, so no interpre
 in a forked child. A job whose ranks all saved their results is complete whatever the exit; a
 job that crashed before every rank saved is run once more, from a fresh rendezvous, and a second
 crash is raised.
+
+The ranks meet through a rendezvous file of the job's own, not a port: a port found free and
+then released can be taken by another process (another test worker's pair of ranks) before the
+store binds it; gloo talks over loopback only, and a bounded timeout makes a failed start an
+error instead of a hung run.
 """
 
 from __future__ import annotations

@@ -256,13 +256,13 @@ class GoodputController:
     def _warm_up_planning(self) -> None:
         """Fit and choose once on a made-up table of this job's replica count, so the first
         re-plan does not pay the first-call costs (NumPy's and SciPy's, the candidate list's;
-        several times a warm re-plan) against the planning budget, which early in a run is a share of almost no
-        training time and would hold that first plan for hundreds of steps."""
+        several times a warm re-plan) against the planning budget, which early in a run is a
+        share of almost no training time and would hold that first plan for hundreds of steps."""
         k = self.world_size
         model = ThroughputModel()
         for m in (1, 2):
             for s in (0, 1):
-                model.observe(m, s, 1e-3 * m * (s + 1) * (1.0 + 0.1 * (k > 1)), k, self.nodes)
+                model.observe(m, s, 1e-3 * m * (s + 1), k, self.nodes)
         model.fit()
         start = plan_for_total(self.batch_size, self.max_micro_batch, k)
         choose_plan(  # with this job's arguments: it also builds the cached candidate list
@@ -605,7 +605,7 @@ class GoodputController:
         # run the budget, a share of the training time so far, would keep an untried plan for
         # hundreds of steps). There are at most as many of these as configurations tried.
         key = (plan.micro_batch, plan.accum_steps, plan.replicas, self.nodes)
-        untried = self.adaptive and key not in self.throughput.configurations
+        untried = key not in self.throughput.configurations
         if not untried and self._step_time == self._step_time and self._step_time > 0:
             # Steps until planning so far is within its share of the training time so far.
             behind = self._plan_time / self.adapt_budget - self._train_time
